@@ -1,0 +1,55 @@
+"""Typed errors, each mapped to one exit code by the CLI (SPEC section 3).
+
+* ``InputError`` (exit 2): the user's file or arguments are wrong; names file, key path, value.
+* ``Infeasible`` (exit 3): the inputs are valid but no plan meets the hard constraints.
+* ``SolverFailed`` (exit 1): every solver we tried failed to reach an accurate optimum.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class RebalanceError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    exit_code = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": str(self), "path": None, "file": None}
+
+
+class InputError(RebalanceError, ValueError):
+    """A value in the user's input is missing, malformed or out of range."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str | None = None, file: str | None = None,
+                 value: Any = None, has_value: bool = False):
+        self.message = message
+        self.path = path
+        self.file = file
+        self.value = value
+        self.has_value = has_value
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ", ".join(p for p in (self.file, self.path) if p)
+        text = f"{where}: {self.message}" if where else self.message
+        if self.has_value:
+            text += f" (got {self.value!r})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": str(self), "path": self.path, "file": self.file}
+
+
+class Infeasible(RebalanceError):
+    """No plan satisfies the hard constraints of SPEC section 2; the message says which."""
+
+    exit_code = 3
+
+
+class SolverFailed(RebalanceError):
+    """The convex solve did not reach an accurate optimum with any configured solver."""
+
+    exit_code = 1
