@@ -53,3 +53,9 @@ class SolverFailed(RebalanceError):
     """The convex solve did not reach an accurate optimum with any configured solver."""
 
     exit_code = 1
+
+
+class PlanRejected(RebalanceError):
+    """A plan failed the independent check of the hard constraints; it is never emitted."""
+
+    exit_code = 1

@@ -1,0 +1,327 @@
+"""The validated account: frozen types for lots, trades, tax settings and policy (SPEC section 1).
+
+Everything downstream (drift, tax, the model) takes an ``Account`` and may assume it is
+consistent: every held or targeted symbol is priced, targets sum to at most 1, lots are
+unique, and every value is within its range. Reading and checking files lives in
+``account_file``; this module only owns the types and the cross-field rules.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from .errors import InputError
+
+CASH = "CASH"  # the reserved class name of cash in drift maps (SPEC section 2)
+TARGET_SUM_TOLERANCE = 1e-9
+
+
+def _frozen_map(data: Mapping | None) -> Mapping:
+    return MappingProxyType(dict(data or {}))
+
+
+@dataclass(frozen=True)
+class Lot:
+    """A tax lot: shares of one symbol bought together at one cost basis per share."""
+
+    id: str
+    symbol: str
+    quantity: float
+    cost_basis: float
+    acquired: date
+
+
+@dataclass(frozen=True)
+class Trade:
+    """A past trade, kept for the wash-sale rules (SPEC section 2)."""
+
+    symbol: str
+    side: str  # "buy" | "sell"
+    quantity: float
+    price: float
+    date: date
+    realized_gain: float | None = None
+
+
+@dataclass(frozen=True)
+class TaxSettings:
+    """Rates and this year's realized amounts; carryforwards are losses (>= 0)."""
+
+    short_term_rate: float
+    long_term_rate: float
+    realized_short_term: float = 0.0
+    realized_long_term: float = 0.0
+    carryforward_short_term: float = 0.0
+    carryforward_long_term: float = 0.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rebalancing knobs of SPEC section 1 ``[policy]``, with its defaults."""
+
+    band: float = 0.05
+    tax_weight: float = 0.1
+    max_tax: float = math.inf
+    allow_sells: bool = True
+    withdrawal: float = 0.0
+    min_cash: float = 0.0
+    fractional: bool = False
+    min_trade: float = 0.0
+    trade_cost_bps: float = 0.0
+    no_buy: frozenset[str] = frozenset()
+    no_sell: frozenset[str] = frozenset()
+    wash_sale_days: int = 30
+
+
+@dataclass(frozen=True)
+class RiskModel:
+    """Ex-ante covariance of class returns, held as a factor ``G`` with covariance = Gᵀ G.
+
+    A full covariance and a factor model (loadings, factor covariance, specific variance)
+    both reduce to this form, so the model's tracking term is always ‖G (w − target)‖².
+    """
+
+    classes: tuple[str, ...]
+    factor: tuple[tuple[float, ...], ...]  # rows of G; columns follow ``classes``
+
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.factor, dtype=float).reshape(-1, len(self.classes))
+
+    @staticmethod
+    def from_covariance(classes: Iterable[str], cov: np.ndarray) -> "RiskModel":
+        classes = tuple(classes)
+        cov = np.asarray(cov, dtype=float)
+        vals, vecs = np.linalg.eigh((cov + cov.T) / 2)
+        vals = np.clip(vals, 0.0, None)
+        g = (vecs * np.sqrt(vals)).T  # G = diag(√λ) Vᵀ  ⇒  GᵀG = V Λ Vᵀ = cov
+        return RiskModel(classes, tuple(map(tuple, g)))
+
+    @staticmethod
+    def from_factors(classes: Iterable[str], loadings: np.ndarray, factor_cov: np.ndarray,
+                     specific_var: np.ndarray) -> "RiskModel":
+        classes = tuple(classes)
+        f = RiskModel.from_covariance(range(factor_cov.shape[0]), factor_cov).matrix()
+        g = np.vstack([f @ np.asarray(loadings, float).T, np.diag(np.sqrt(specific_var))])
+        return RiskModel(classes, tuple(map(tuple, g)))
+
+
+@dataclass(frozen=True)
+class Account:
+    """A validated account: holdings, prices, targets, tax settings and policy.
+
+    ``classes`` maps every known symbol to its asset class (an unmapped symbol is its own
+    class); ``symbols`` lists them in the order buys prefer within a class.
+    """
+
+    id: str
+    as_of: date
+    cash: float
+    tax: TaxSettings
+    targets: Mapping[str, float]
+    prices: Mapping[str, float]
+    lots: tuple[Lot, ...] = ()
+    classes: Mapping[str, str] = field(default_factory=dict)
+    trades: tuple[Trade, ...] = ()
+    bands: Mapping[str, float] = field(default_factory=dict)
+    policy: Policy = Policy()
+    currency: str = "USD"
+    risk: RiskModel | None = None
+    source: str | None = None  # the file it came from, for error messages
+
+    def __post_init__(self) -> None:
+        for name in ("targets", "prices", "classes", "bands"):
+            object.__setattr__(self, name, _frozen_map(getattr(self, name)))
+        object.__setattr__(self, "lots", tuple(self.lots))
+        object.__setattr__(self, "trades", tuple(self.trades))
+
+    # --- derived views -------------------------------------------------------------
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every priced or held symbol: those listed in ``classes`` first, in that order."""
+        seen: dict[str, None] = {}
+        for s in self.classes:
+            if s in self.prices:
+                seen[s] = None
+        for s in list(self.prices) + [lot.symbol for lot in self.lots]:
+            seen.setdefault(s, None)
+        return tuple(seen)
+
+    def class_of(self, symbol: str) -> str:
+        return self.classes.get(symbol, symbol)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Targeted classes in target order, then held classes without a target."""
+        names: dict[str, None] = dict.fromkeys(self.targets)
+        for lot in self.lots:
+            names.setdefault(self.class_of(lot.symbol), None)
+        return tuple(names)
+
+    def members(self, cls: str) -> tuple[str, ...]:
+        """The priced symbols of a class, in buy-preference order."""
+        return tuple(s for s in self.symbols if self.class_of(s) == cls)
+
+    @property
+    def cash_target(self) -> float:
+        return max(0.0, 1.0 - sum(self.targets.values()))
+
+    def target(self, cls: str) -> float:
+        return self.cash_target if cls == CASH else self.targets.get(cls, 0.0)
+
+    def band(self, cls: str) -> float:
+        return self.bands.get(cls, self.policy.band)
+
+    def shares(self) -> dict[str, float]:
+        """Shares held per symbol (every symbol, zero where nothing is held)."""
+        out = dict.fromkeys(self.symbols, 0.0)
+        for lot in self.lots:
+            out[lot.symbol] += lot.quantity
+        return out
+
+    @property
+    def invested_value(self) -> float:
+        return math.fsum(self.prices[lot.symbol] * lot.quantity for lot in self.lots)
+
+    @property
+    def value(self) -> float:
+        """Account value V = cash + Σ price × quantity (SPEC section 2)."""
+        return self.cash + self.invested_value
+
+    def replace(self, **changes) -> "Account":
+        """A copy with some fields changed, validated again (for notebooks and simulations)."""
+        new = dataclasses.replace(self, **changes)
+        validate(new)
+        return new
+
+    def with_policy(self, **changes) -> "Account":
+        return self.replace(policy=dataclasses.replace(self.policy, **changes))
+
+
+def _err(account: Account, path: str, message: str, value=None, has_value=True) -> InputError:
+    return InputError(message, path=path, file=account.source, value=value, has_value=has_value)
+
+
+def validate(account: Account) -> Account:
+    """Check the cross-field rules of SPEC section 1; raise ``InputError`` on the first broken one.
+
+    Ranges of single values are checked by the file reader too, but are repeated here so an
+    account built from Python objects gets the same guarantees.
+    """
+    a, p, t = account, account.policy, account.tax
+    checks: list[tuple[bool, str, str, object]] = [
+        (bool(a.id), "account.id", "must be a non-empty string", a.id),
+        (_finite(a.cash) and a.cash >= 0, "account.cash", "must be a finite number >= 0", a.cash),
+        (0 <= t.short_term_rate <= 1, "tax.short_term_rate", "must be between 0 and 1", t.short_term_rate),
+        (0 <= t.long_term_rate <= 1, "tax.long_term_rate", "must be between 0 and 1", t.long_term_rate),
+        (_finite(t.realized_short_term), "tax.realized_short_term", "must be a finite number", t.realized_short_term),
+        (_finite(t.realized_long_term), "tax.realized_long_term", "must be a finite number", t.realized_long_term),
+        (_finite(t.carryforward_short_term) and t.carryforward_short_term >= 0, "tax.carryforward_short_term",
+         "must be a finite number >= 0", t.carryforward_short_term),
+        (_finite(t.carryforward_long_term) and t.carryforward_long_term >= 0, "tax.carryforward_long_term",
+         "must be a finite number >= 0", t.carryforward_long_term),
+        (0 <= p.band <= 1, "policy.band", "must be between 0 and 1", p.band),
+        (_finite(p.tax_weight) and p.tax_weight >= 0, "policy.tax_weight", "must be a finite number >= 0", p.tax_weight),
+        (not math.isnan(p.max_tax) and p.max_tax >= 0, "policy.max_tax", "must be >= 0 (inf for no budget)", p.max_tax),
+        (_finite(p.withdrawal) and p.withdrawal >= 0, "policy.withdrawal", "must be a finite number >= 0", p.withdrawal),
+        (_finite(p.min_cash) and p.min_cash >= 0, "policy.min_cash", "must be a finite number >= 0", p.min_cash),
+        (_finite(p.min_trade) and p.min_trade >= 0, "policy.min_trade", "must be a finite number >= 0", p.min_trade),
+        (_finite(p.trade_cost_bps) and 0 <= p.trade_cost_bps < 10_000, "policy.trade_cost_bps",
+         "must be between 0 and 10000", p.trade_cost_bps),
+        (isinstance(p.wash_sale_days, int) and p.wash_sale_days >= 0, "policy.wash_sale_days",
+         "must be a whole number of days >= 0", p.wash_sale_days),
+    ]
+    for ok, path, message, value in checks:
+        if not ok:
+            raise _err(a, path, message, value)
+
+    for sym, price in a.prices.items():
+        if sym == CASH:
+            raise _err(a, f"prices.{sym}", f"{CASH} is reserved for cash", sym)
+        if not (_finite(price) and price > 0):
+            raise _err(a, f"prices.{sym}", "must be a finite price > 0", price)
+
+    for sym, cls in a.classes.items():
+        if CASH in (sym, cls):
+            raise _err(a, f"classes.{sym}", f"{CASH} is reserved for cash", cls)
+        if cls in a.prices and a.classes.get(cls, cls) != cls:
+            raise _err(a, f"classes.{sym}", f"class name {cls!r} is also a symbol of class "
+                                            f"{a.classes[cls]!r}", cls)
+
+    class_names = set(a.classes.values())
+    for cls, w in a.targets.items():
+        path = f"targets.{cls}"
+        if not (_finite(w) and 0 <= w <= 1):
+            raise _err(a, path, "must be a weight between 0 and 1", w)
+        if cls == CASH:
+            raise _err(a, path, "the cash target is 1 minus the sum of the targets; do not list CASH", w)
+        if cls in a.classes and a.classes[cls] != cls:
+            raise _err(a, path, f"{cls} is a symbol of class {a.classes[cls]!r}; target the class", w)
+        if cls not in class_names and cls not in a.prices:
+            raise _err(a, path, "is neither an asset class of [classes] nor a priced symbol", cls)
+        if w > 0 and not any(s in a.prices for s in a.members(cls)):
+            raise _err(a, path, "has a target > 0 but none of its symbols has a price", w)
+    total = math.fsum(a.targets.values())
+    if total > 1 + TARGET_SUM_TOLERANCE:
+        raise _err(a, "targets", "weights sum above 1", total)
+
+    seen: set[str] = set()
+    for i, lot in enumerate(a.lots):
+        path = f"lots[{i}]"
+        if not lot.id:
+            raise _err(a, f"{path}.id", "must be a non-empty string", lot.id)
+        if lot.id in seen:
+            raise _err(a, f"{path}.id", "duplicate lot id", lot.id)
+        seen.add(lot.id)
+        if lot.symbol not in a.prices:
+            raise _err(a, f"{path}.symbol", "has no price in [prices]", lot.symbol)
+        if not (_finite(lot.quantity) and lot.quantity > 0):
+            raise _err(a, f"{path}.quantity", "must be a finite number of shares > 0", lot.quantity)
+        if not (_finite(lot.cost_basis) and lot.cost_basis >= 0):
+            raise _err(a, f"{path}.cost_basis", "must be a finite cost per share >= 0", lot.cost_basis)
+        if lot.acquired > a.as_of:
+            raise _err(a, f"{path}.acquired", f"is after as_of ({a.as_of.isoformat()})", lot.acquired.isoformat())
+
+    for i, tr in enumerate(a.trades):
+        path = f"trades[{i}]"
+        if tr.side not in ("buy", "sell"):
+            raise _err(a, f"{path}.side", "must be 'buy' or 'sell'", tr.side)
+        if not (_finite(tr.quantity) and tr.quantity > 0):
+            raise _err(a, f"{path}.quantity", "must be a finite number of shares > 0", tr.quantity)
+        if not (_finite(tr.price) and tr.price > 0):
+            raise _err(a, f"{path}.price", "must be a finite price > 0", tr.price)
+        if tr.date > a.as_of:
+            raise _err(a, f"{path}.date", f"is after as_of ({a.as_of.isoformat()})", tr.date.isoformat())
+        if tr.realized_gain is not None:
+            if tr.side != "sell":
+                raise _err(a, f"{path}.realized_gain", "is for sells only", tr.realized_gain)
+            if not _finite(tr.realized_gain):
+                raise _err(a, f"{path}.realized_gain", "must be a finite number", tr.realized_gain)
+
+    known_classes = set(a.class_names) | {CASH}
+    for cls, b in a.bands.items():
+        if cls not in known_classes:
+            raise _err(a, f"bands.{cls}", "is not a targeted or held asset class (or CASH)", cls)
+        if not (_finite(b) and 0 <= b <= 1):
+            raise _err(a, f"bands.{cls}", "must be between 0 and 1", b)
+
+    known_symbols = set(a.symbols) | set(a.classes)
+    for name in ("no_buy", "no_sell"):
+        for sym in sorted(getattr(p, name)):
+            if sym not in known_symbols:
+                raise _err(a, f"policy.{name}", "names a symbol that is not priced, held or in [classes]", sym)
+
+    if a.risk is not None:
+        missing = [c for c in a.class_names if c not in a.risk.classes]
+        if missing:
+            raise _err(a, "risk.classes", "is missing asset classes of the account", missing)
+    return a
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -1,0 +1,300 @@
+"""Reading account files (TOML, JSON, a lots CSV) into a validated ``Account``.
+
+The file's shape is checked by pydantic models with unknown keys forbidden, so a typo is an
+error rather than a silently ignored setting; every error is turned into one ``InputError``
+that names the file, the key path (``lots[3].quantity``, or file and line for a lots CSV)
+and the offending value.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
+
+import numpy as np
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
+                      StrictInt, StrictStr, ValidationError)
+
+from .account import Account, Lot, Policy, RiskModel, TaxSettings, Trade, validate
+from .errors import InputError
+
+
+def _iso_date(v: Any) -> date:
+    """Dates are ISO ``YYYY-MM-DD``: a TOML date or a JSON string, never a datetime or number."""
+    if isinstance(v, date) and not hasattr(v, "hour"):
+        return v
+    if isinstance(v, str):
+        try:
+            if len(v) == 10:
+                return date.fromisoformat(v)
+        except ValueError:
+            pass
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
+def _number(v: Any) -> float:
+    """A real number: int or float, never bool or string (so "100" is caught as a mistake)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("must be a number")
+    return float(v)
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+Date = Annotated[date, BeforeValidator(_iso_date)]
+AnyNum = Annotated[float, BeforeValidator(_number)]  # inf allowed (max_tax)
+Num = Annotated[float, BeforeValidator(_number), AfterValidator(_finite)]
+NonNeg = Annotated[Num, Field(ge=0)]
+Positive = Annotated[Num, Field(gt=0)]
+Fraction = Annotated[Num, Field(ge=0, le=1)]
+Name = Annotated[StrictStr, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountSection(_Strict):
+    id: Name
+    cash: NonNeg
+    as_of: Date
+    currency: Name = "USD"
+
+
+class TaxSection(_Strict):
+    short_term_rate: Fraction
+    long_term_rate: Fraction
+    realized_short_term: Num = 0.0
+    realized_long_term: Num = 0.0
+    carryforward_short_term: NonNeg = 0.0
+    carryforward_long_term: NonNeg = 0.0
+
+
+class LotRow(_Strict):
+    id: Name
+    symbol: Name
+    quantity: Positive
+    cost_basis: NonNeg
+    acquired: Date
+
+
+class TradeRow(_Strict):
+    symbol: Name
+    side: Literal["buy", "sell"]
+    quantity: Positive
+    price: Positive
+    date: Date
+    realized_gain: Num | None = None
+
+
+class PolicySection(_Strict):
+    band: Fraction = 0.05
+    tax_weight: NonNeg = 0.1
+    max_tax: Annotated[AnyNum, Field(ge=0)] = math.inf
+    allow_sells: StrictBool = True
+    withdrawal: NonNeg = 0.0
+    min_cash: NonNeg = 0.0
+    fractional: StrictBool = False
+    min_trade: NonNeg = 0.0
+    trade_cost_bps: Annotated[Num, Field(ge=0, lt=10_000)] = 0.0
+    no_buy: list[Name] = []
+    no_sell: list[Name] = []
+    wash_sale_days: Annotated[StrictInt, Field(ge=0, le=3660)] = 30
+
+
+class RiskSection(_Strict):
+    """Optional ex-ante risk over asset classes: a full covariance or a factor model."""
+
+    classes: list[Name]
+    covariance: list[list[Num]] | None = None
+    loadings: list[list[Num]] | None = None
+    factor_covariance: list[list[Num]] | None = None
+    specific_variance: list[NonNeg] | None = None
+
+
+class AccountFile(_Strict):
+    account: AccountSection
+    tax: TaxSection
+    targets: dict[Name, Num]
+    classes: dict[Name, Name] = {}
+    prices: dict[Name, Num]
+    lots: list[LotRow] = []
+    lots_file: Name | None = None
+    trades: list[TradeRow] = []
+    bands: dict[Name, Num] = {}
+    policy: PolicySection = PolicySection()
+    risk: RiskSection | None = None
+
+
+# ------------------------------------------------------------------------------------------
+def load_account(path: str | Path) -> Account:
+    """Read and validate an account file (``.toml`` or ``.json``)."""
+    path = Path(path)
+    name = str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("account file not found", file=name) from None
+    except OSError as exc:
+        raise InputError(f"cannot read account file: {exc.strerror}", file=name) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", file=name) from None
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text, parse_constant=_json_constant)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                             file=name) from None
+    elif path.suffix.lower() == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"invalid TOML: {exc}", file=name) from None
+    else:
+        raise InputError("account files end in .toml or .json", file=name, value=path.suffix, has_value=True)
+    return account_from_dict(data, source=name, base_dir=path.parent)
+
+
+def _json_constant(token: str) -> float:
+    # JSON has no inf/nan; Python's parser accepts them. Keep Infinity (max_tax), refuse NaN.
+    if token == "NaN":
+        return math.nan
+    return math.inf if token == "Infinity" else -math.inf
+
+
+def account_from_dict(data: Mapping[str, Any], *, source: str | None = None,
+                      base_dir: str | Path | None = None) -> Account:
+    """Build an ``Account`` from the file structure of SPEC section 1, given as Python objects."""
+    if not isinstance(data, Mapping):
+        raise InputError("the account must be a table of sections", file=source, value=type(data).__name__,
+                         has_value=True)
+    try:
+        f = AccountFile.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _input_error(exc, source) from None
+
+    if f.lots_file and f.lots:
+        raise InputError("give lots either as [[lots]] or as lots_file, not both", path="lots_file",
+                         file=source, value=f.lots_file, has_value=True)
+    lots = [Lot(r.id, r.symbol, r.quantity, r.cost_basis, r.acquired) for r in f.lots]
+    if f.lots_file:
+        lots = read_lots_csv(Path(base_dir or ".") / f.lots_file)
+
+    policy = Policy(**{**f.policy.model_dump(), "no_buy": frozenset(f.policy.no_buy),
+                       "no_sell": frozenset(f.policy.no_sell)})
+    account = Account(
+        id=f.account.id, as_of=f.account.as_of, cash=f.account.cash, currency=f.account.currency,
+        tax=TaxSettings(**f.tax.model_dump()),
+        targets=f.targets, prices=f.prices, lots=tuple(lots), classes=f.classes,
+        trades=tuple(Trade(**t.model_dump()) for t in f.trades),
+        bands=f.bands, policy=policy, risk=_risk_model(f.risk, source), source=source,
+    )
+    return validate(account)
+
+
+def read_lots_csv(path: Path) -> list[Lot]:
+    """Lots from a CSV with columns id,symbol,quantity,cost_basis,acquired; errors name the line."""
+    name = str(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError:
+        raise InputError("lots_file not found or unreadable", file=name, path="lots_file") from None
+    lots = []
+    with handle:
+        reader = csv.DictReader(handle)
+        expected = ["id", "symbol", "quantity", "cost_basis", "acquired"]
+        if reader.fieldnames is None or sorted(reader.fieldnames) != sorted(expected):
+            raise InputError(f"columns must be {','.join(expected)}", file=name, path="line 1",
+                             value=reader.fieldnames, has_value=True)
+        for row in reader:
+            line = reader.line_num
+            try:
+                values = {k: row[k] for k in expected}
+                for k in ("quantity", "cost_basis"):
+                    values[k] = _csv_number(values[k])
+                r = LotRow.model_validate(values)
+            except ValidationError as exc:
+                e = exc.errors()[0]
+                col = e["loc"][0] if e["loc"] else ""
+                raise InputError(f"{col}: {_message(e)}", file=name, path=f"line {line}",
+                                 value=row.get(col), has_value=True) from None
+            lots.append(Lot(r.id, r.symbol, r.quantity, r.cost_basis, r.acquired))
+    return lots
+
+
+def _csv_number(text: str | None) -> Any:
+    try:
+        return float(text) if text not in (None, "") else text
+    except ValueError:
+        return text
+
+
+def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:
+    if r is None:
+        return None
+    n = len(r.classes)
+
+    def matrix(name: str, rows: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
+        m = np.asarray(rows, dtype=float)
+        if m.shape != shape:
+            raise InputError(f"must be a {shape[0]}x{shape[1]} matrix", path=f"risk.{name}", file=source,
+                             value=list(m.shape), has_value=True)
+        return m
+
+    def psd(name: str, m: np.ndarray) -> np.ndarray:
+        if not np.allclose(m, m.T, atol=1e-12) or np.linalg.eigvalsh(m).min() < -1e-10 * max(1.0, abs(m).max()):
+            raise InputError("must be symmetric positive semidefinite", path=f"risk.{name}", file=source)
+        return m
+
+    if r.covariance is not None:
+        if r.loadings is not None or r.factor_covariance is not None:
+            raise InputError("give either covariance or a factor model, not both", path="risk", file=source)
+        return RiskModel.from_covariance(r.classes, psd("covariance", matrix("covariance", r.covariance, (n, n))))
+    if r.loadings is None or r.factor_covariance is None:
+        raise InputError("needs covariance, or loadings with factor_covariance", path="risk", file=source)
+    k = len(r.factor_covariance)
+    loadings = matrix("loadings", r.loadings, (n, k))
+    fcov = psd("factor_covariance", matrix("factor_covariance", r.factor_covariance, (k, k)))
+    spec = np.asarray(r.specific_variance if r.specific_variance is not None else [0.0] * n, dtype=float)
+    if spec.shape != (n,):
+        raise InputError(f"must list {n} variances, one per class", path="risk.specific_variance", file=source)
+    return RiskModel.from_factors(r.classes, loadings, fcov, spec)
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or str(part).startswith(("function-", "constrained-")):
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(e: dict) -> str:
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (see the README for the keys an account file accepts)"
+    if kind == "missing":
+        return "required key is missing"
+    msg = e["msg"]
+    return msg.removeprefix("Value error, ")[0].lower() + msg.removeprefix("Value error, ")[1:]
+
+
+def _input_error(exc: ValidationError, source: str | None) -> InputError:
+    e = exc.errors()[0]
+    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
+    has_value = e["type"] != "missing"
+    return InputError(_message(e), path=_path(loc), file=source, value=e.get("input"), has_value=has_value)

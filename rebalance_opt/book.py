@@ -1,0 +1,147 @@
+"""The account as arrays for the math: symbols, lots and classes by position, with what may trade.
+
+Built once per plan from a validated ``Account``; the model, the rounding and the plan all
+index into the same arrays, so a symbol or a lot has one position everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from .account import CASH, Account, Lot
+from .tax import buy_blocked_symbols, loss_sale_blocked, min_tax_order, rate, term
+
+
+@dataclass(frozen=True, eq=False)
+class Book:
+    account: Account
+
+    # --- classes and symbols ------------------------------------------------------------
+    @cached_property
+    def classes(self) -> tuple[str, ...]:
+        """Asset classes (cash excluded): targeted ones, then held ones without a target."""
+        return self.account.class_names
+
+    @cached_property
+    def symbols(self) -> tuple[str, ...]:
+        """Symbols of those classes, in buy-preference order within each class."""
+        known = set(self.classes)
+        return tuple(s for s in self.account.symbols if self.account.class_of(s) in known)
+
+    @cached_property
+    def symbol_index(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.symbols)}
+
+    @cached_property
+    def class_of_symbol(self) -> np.ndarray:
+        idx = {c: k for k, c in enumerate(self.classes)}
+        return np.array([idx[self.account.class_of(s)] for s in self.symbols], dtype=int)
+
+    @cached_property
+    def price(self) -> np.ndarray:
+        return np.array([self.account.prices[s] for s in self.symbols], dtype=float)
+
+    @cached_property
+    def shares(self) -> np.ndarray:
+        held = self.account.shares()
+        return np.array([held.get(s, 0.0) for s in self.symbols], dtype=float)
+
+    @cached_property
+    def targets(self) -> np.ndarray:
+        """Target weight per class, then the cash target."""
+        return np.array([self.account.target(c) for c in (*self.classes, CASH)], dtype=float)
+
+    # --- lots -----------------------------------------------------------------------------
+    @cached_property
+    def lots(self) -> tuple[Lot, ...]:
+        """Lots grouped by symbol, each group in minimum-tax relief order (losses first)."""
+        by_symbol: dict[str, list[Lot]] = {}
+        for lot in self.account.lots:
+            by_symbol.setdefault(lot.symbol, []).append(lot)
+        return tuple(l for s in self.symbols for l in min_tax_order(self.account, by_symbol.get(s, [])))
+
+    @cached_property
+    def lot_symbol(self) -> np.ndarray:
+        return np.array([self.symbol_index[l.symbol] for l in self.lots], dtype=int)
+
+    @cached_property
+    def lot_quantity(self) -> np.ndarray:
+        return np.array([l.quantity for l in self.lots], dtype=float)
+
+    @cached_property
+    def lot_basis(self) -> np.ndarray:
+        return np.array([l.cost_basis for l in self.lots], dtype=float)
+
+    @cached_property
+    def lot_term(self) -> tuple[str, ...]:
+        return tuple(term(l.acquired, self.account.as_of) for l in self.lots)
+
+    @cached_property
+    def lot_rate(self) -> np.ndarray:
+        return np.array([rate(self.account.tax, t) for t in self.lot_term], dtype=float)
+
+    @cached_property
+    def lot_gain_per_share(self) -> np.ndarray:
+        return self.price[self.lot_symbol] - self.lot_basis
+
+    @cached_property
+    def lot_tax_per_share(self) -> np.ndarray:
+        return self.lot_rate * self.lot_gain_per_share
+
+    @cached_property
+    def lot_value(self) -> np.ndarray:
+        return self.lot_quantity * self.price[self.lot_symbol]
+
+    # --- what may trade ---------------------------------------------------------------------
+    @cached_property
+    def lot_sellable(self) -> np.ndarray:
+        """False for lots in no_sell and for loss lots whose sale would be a wash sale."""
+        p = self.account.policy
+        return np.array([l.symbol not in p.no_sell and not (self.account.prices[l.symbol] < l.cost_basis
+                                                            and loss_sale_blocked(self.account, l))
+                         for l in self.lots], dtype=bool)
+
+    @cached_property
+    def wash_blocked_buys(self) -> frozenset[str]:
+        return frozenset(buy_blocked_symbols(self.account))
+
+    @cached_property
+    def buy_eligible(self) -> np.ndarray:
+        """May be bought at all: not in no_buy, not sold at a loss in the wash-sale window."""
+        p = self.account.policy
+        return np.array([s not in p.no_buy and s not in self.wash_blocked_buys for s in self.symbols], dtype=bool)
+
+    def buy_targets(self, sold: np.ndarray) -> np.ndarray:
+        """Per symbol, True for the one symbol of its class that buys go to: the first listed that
+        may be bought and is not sold in this plan (SPEC section 2)."""
+        chosen = np.zeros(len(self.symbols), dtype=bool)
+        taken: set[int] = set()
+        for i, k in enumerate(self.class_of_symbol):
+            if k not in taken and self.buy_eligible[i] and not sold[i]:
+                chosen[i] = True
+                taken.add(int(k))
+        return chosen
+
+    # --- values ---------------------------------------------------------------------------
+    @cached_property
+    def value(self) -> float:
+        """V = cash + Σ price × quantity."""
+        return self.account.value
+
+    @cached_property
+    def invested(self) -> float:
+        """U = V − withdrawal: what weights are measured on after the plan."""
+        return self.value - self.account.policy.withdrawal
+
+    @cached_property
+    def class_value(self) -> np.ndarray:
+        return np.bincount(self.class_of_symbol, weights=self.shares * self.price, minlength=len(self.classes))
+
+    def holdings_frame(self) -> pd.DataFrame:
+        """Shares, price, value and class per symbol: a pandas view for notebooks."""
+        return pd.DataFrame({"asset_class": [self.classes[k] for k in self.class_of_symbol],
+                             "shares": self.shares, "price": self.price, "value": self.shares * self.price},
+                            index=pd.Index(self.symbols, name="symbol"))

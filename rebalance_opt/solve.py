@@ -1,0 +1,278 @@
+"""Planning a rebalance: the cash-first stages, the buy-or-sell direction per symbol, rounding.
+
+1. **Cash first** (SPEC section 2). Solve with buys only (and, with a withdrawal, sells capped at
+   what it needs). If the rounded result leaves every class and cash in band, or sells are not
+   allowed, that is the plan.
+2. **Full.** A symbol is bought or sold in one plan, never both, and a loss may not be realized on
+   a symbol the plan buys (wash sale); that either/or is not convex. Following Moehle, Kochenderfer,
+   Boyd & Ang (2021), a relaxation in which every lot may be sold and each class's first buyable
+   symbol bought picks a direction per symbol (net buy or net sell); then the exact problem is
+   solved with directions fixed: a symbol that sells is not bought, and its class's buys go to the
+   next listed buyable symbol. Where the relaxation both bought and sold a symbol, the opposite
+   choice is solved too, and the rounded plan with the lower objective wins (the cash-first plan
+   competes as well, being feasible for this stage).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .account import CASH, Account
+from .book import Book
+from .drift import DriftReport, drift_report
+from .errors import Infeasible, SolverFailed
+from .orders import NOISE, Scorer, Trades, round_trades, to_orders
+from .plan import Objective, Plan, SolverInfo
+from .problem import ModelCache, ModelData, RebalanceModel, Solution, SolveFailure, Structure
+from .tax import estimate
+from .verify import verify_plan
+
+BUY_CAP = 2.0  # a buy never exceeds the account (cash constraint); any bound >= 1 is inactive
+DEFAULT_CACHE = ModelCache()
+
+
+@dataclass
+class _Candidate:
+    trades: Trades
+    objective: float
+    stage: str
+    solution: Solution
+
+
+class Planner:
+    """Plans rebalances, keeping compiled models so re-solves of a structure never recompile."""
+
+    def __init__(self, cache: ModelCache | None = None, solvers: tuple[str, ...] = ("OSQP", "CLARABEL")):
+        self.cache = cache if cache is not None else DEFAULT_CACHE
+        self.solvers = solvers
+
+    def plan(self, account: Account, reason: str | None = None) -> Plan:
+        started = time.perf_counter()
+        book = Book(account)
+        _check_feasible_at_all(book)
+        model = self.cache.get(_structure(book))
+        risk = _risk_matrix(book)
+        scorer = Scorer(book, risk)
+        base = _base_data(book, risk)
+        lot_ok = book.lot_sellable
+        stats = {"solves": 0, "seconds": 0.0}
+
+        def solve(b_max, s_max, sell_room) -> Solution | None:
+            data = ModelData(**{**base.__dict__, "b_max": b_max, "s_max": s_max, "sell_room": sell_room})
+            stats["solves"] += 1
+            try:
+                sol = model.solve(data, self.solvers)
+            except SolveFailure as exc:
+                if exc.infeasible:
+                    return None
+                raise SolverFailed(f"the solvers did not reach an accurate optimum ({exc})") from None
+            stats["seconds"] += sol.solve_seconds
+            return sol
+
+        def candidate(sol: Solution, lot_allowed: np.ndarray, stage: str) -> _Candidate | None:
+            shares = _continuous_shares(book, sol)
+            try:
+                trades = round_trades(book, shares, lot_allowed, scorer)
+            except Infeasible:
+                return None
+            return _Candidate(trades, _objective(scorer, book, trades).total, stage, sol)
+
+        p = account.policy
+        no_sells = np.zeros(len(book.symbols), dtype=bool)
+        first_buys = book.buy_targets(sold=no_sells)
+        shortfall = max(0.0, p.withdrawal + p.min_cash - account.cash) / book.invested
+        s_cap = base.s_max * lot_ok
+        candidates: list[_Candidate] = []
+
+        # Stage 1: cash first.
+        sol = solve(first_buys * BUY_CAP, s_cap if shortfall > 0 else 0 * s_cap, shortfall)
+        cash_first = candidate(sol, lot_ok, "cash_first") if sol is not None else None
+        if cash_first is not None:
+            after = _drift_after(book, cash_first.trades)
+            if after.in_band or not p.allow_sells:
+                return self._finish(book, cash_first, scorer, reason, stats, started)
+            candidates.append(cash_first)
+        elif not p.allow_sells:
+            raise Infeasible(_why(book, "buying with cash and selling only for the withdrawal"))
+
+        # Stage 2: relaxation picks directions, the exact problem is solved per direction choice.
+        relaxed = solve(first_buys * BUY_CAP, s_cap, 1e6)
+        if relaxed is not None:
+            sold = np.bincount(book.lot_symbol, weights=relaxed.sells, minlength=len(book.symbols))
+            bought = relaxed.buys
+            net_sell = (sold > bought) & (sold > NOISE)
+            conflict = (sold > NOISE) & (bought > NOISE)
+            choices = [net_sell] + ([net_sell ^ conflict] if conflict.any() else [])
+            for sells_symbol in choices:
+                buys = book.buy_targets(sold=sells_symbol)
+                lot_allowed = lot_ok & ~buys[book.lot_symbol]
+                exact = solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)
+                if exact is not None and (c := candidate(exact, lot_allowed, "full")) is not None:
+                    candidates.append(c)
+        if not candidates:
+            raise Infeasible(_why(book, "any plan"))
+        best = min(candidates, key=lambda c: c.objective)
+        return self._finish(book, best, scorer, reason, stats, started)
+
+    def _finish(self, book: Book, chosen: _Candidate, scorer: Scorer, reason: str | None, stats: dict,
+                started: float) -> Plan:
+        account = book.account
+        trades = chosen.trades
+        orders = to_orders(book, trades)
+        before = drift_report(account)
+        after = _drift_after(book, trades)
+        gains = {"short": 0.0, "long": 0.0}
+        for o in orders:
+            for sale in o.lots:
+                gains[sale.term] += sale.gain
+        cost = scorer.kappa * sum(o.notional for o in orders)
+        plan = Plan(
+            account=account.id, as_of=account.as_of.isoformat(), currency=account.currency,
+            status="optimal", reason=reason or infer_reason(account, before),
+            stage=chosen.stage, orders=orders,
+            tax=estimate(account.tax, gains["short"], gains["long"]),
+            drift_before=before, drift_after=after, value=book.value,
+            cash_before=account.cash, cash_after=_cash_after(book, trades, scorer.kappa),
+            withdrawal=account.policy.withdrawal, trading_cost=cost,
+            lot_tax=sum(s.tax for o in orders for s in o.lots),
+            objective=_objective(scorer, book, trades),
+            solver=SolverInfo(chosen.solution.solver, chosen.solution.status, stats["solves"], stats["seconds"],
+                              time.perf_counter() - started),
+            notes=tuple(_notes(book)),
+        )
+        verify_plan(account, plan)
+        return plan
+
+
+def plan_rebalance(account: Account, reason: str | None = None, planner: Planner | None = None) -> Plan:
+    """Plan a tax-aware rebalance of ``account`` (see the module docstring for how)."""
+    return (planner or Planner()).plan(account, reason)
+
+
+def infer_reason(account: Account, before: DriftReport) -> str:
+    """Which rule fired: a withdrawal, a class out of band, or cash to put to work."""
+    if account.policy.withdrawal > 0:
+        return "Withdrawal"
+    if not before.in_band:
+        return "Drift Trigger"
+    if account.cash > account.policy.min_cash and before.row(CASH).drift > 0:
+        return "Cash Flow"
+    return "Manual"
+
+
+# --- data for the model -----------------------------------------------------------------------
+def _structure(book: Book) -> Structure:
+    risk = book.account.risk
+    return Structure(tuple(int(k) for k in book.class_of_symbol), tuple(int(i) for i in book.lot_symbol),
+                     len(book.classes), len(risk.factor) if risk is not None else 0)
+
+
+def _risk_matrix(book: Book) -> np.ndarray | None:
+    """G over the account's classes (columns in book order, a zero column for cash)."""
+    risk = book.account.risk
+    if risk is None:
+        return None
+    g = risk.matrix()
+    col = {c: k for k, c in enumerate(risk.classes)}
+    out = np.zeros((g.shape[0], len(book.classes) + 1))
+    for k, c in enumerate(book.classes):
+        out[:, k] = g[:, col[c]]
+    return out
+
+
+def _base_data(book: Book, risk: np.ndarray | None) -> ModelData:
+    a, p = book.account, book.account.policy
+    u, v = book.invested, book.value
+    gap = np.append(book.class_value, a.cash - p.withdrawal) / u - book.targets
+    price_of_lot = book.price[book.lot_symbol]
+    lot_tax = book.lot_rate * (1.0 - book.lot_basis / price_of_lot)
+    s_cap = book.lot_value / u
+    most_tax = float(np.maximum(lot_tax * s_cap, 0).sum())
+    tax_room = p.max_tax / u if np.isfinite(p.max_tax) else most_tax + 1.0
+    return ModelData(gap=gap, b_max=np.zeros(len(book.symbols)), s_max=s_cap, lot_tax=lot_tax,
+                     tax_weight=p.tax_weight, u_over_v=u / v, cost_rate=p.trade_cost_bps * 1e-4,
+                     cash_room=(a.cash - p.withdrawal - p.min_cash) / u, tax_room=min(tax_room, most_tax + 1.0),
+                     sell_room=0.0, risk=risk)
+
+
+def _continuous_shares(book: Book, sol: Solution) -> np.ndarray:
+    sold = np.bincount(book.lot_symbol, weights=sol.sells, minlength=len(book.symbols))
+    return (sol.buys - sold) * book.invested / book.price
+
+
+# --- evaluating a rounded plan -----------------------------------------------------------------
+def _cash_after(book: Book, trades: Trades, kappa: float) -> float:
+    values = trades.shares * book.price
+    return book.account.cash - float(values.sum()) - kappa * float(np.abs(values).sum())
+
+
+def _drift_after(book: Book, trades: Trades) -> DriftReport:
+    a = book.account
+    shares = {s: float(book.shares[i] + trades.shares[i]) for i, s in enumerate(book.symbols)}
+    kappa = a.policy.trade_cost_bps * 1e-4
+    return drift_report(a, shares, _cash_after(book, trades, kappa) - a.policy.withdrawal, book.invested)
+
+
+def _objective(scorer: Scorer, book: Book, trades: Trades) -> Objective:
+    after = _drift_after(book, trades)
+    dev = np.array([r.drift for r in after.rows])
+    tracking = float(np.square(scorer.G @ dev).sum())
+    lot_tax = float(trades.lot_shares @ book.lot_tax_per_share)
+    notional = float(np.abs(trades.shares * book.price).sum())
+    return Objective(tracking, scorer.tax_weight * lot_tax / book.value, scorer.kappa * notional / book.value)
+
+
+# --- explanations -------------------------------------------------------------------------------
+def _check_feasible_at_all(book: Book) -> None:
+    """Catch the plainly impossible before solving, with a reason a person can act on."""
+    a, p = book.account, book.account.policy
+    if book.invested <= 0:
+        raise Infeasible(f"withdrawal {p.withdrawal:,.2f} is not less than the account value "
+                         f"{book.value:,.2f}: nothing would stay invested")
+    kappa = p.trade_cost_bps * 1e-4
+    raisable = a.cash + float((book.lot_value * book.lot_sellable).sum()) * (1 - kappa)
+    need = p.withdrawal + p.min_cash
+    if raisable < need - 1e-9:
+        blocked = sorted({book.lots[j].symbol for j in np.flatnonzero(~book.lot_sellable)})
+        extra = f" (not sellable: {', '.join(blocked)})" if blocked else ""
+        raise Infeasible(f"withdrawal {p.withdrawal:,.2f} plus min_cash {p.min_cash:,.2f} needs {need:,.2f}, "
+                         f"but cash and sellable holdings come to {raisable:,.2f}{extra}")
+
+
+def _why(book: Book, what: str) -> str:
+    p = book.account.policy
+    parts = [f"no feasible plan from {what}"]
+    if p.withdrawal:
+        parts.append(f"withdrawal {p.withdrawal:,.2f}")
+    if np.isfinite(p.max_tax):
+        parts.append(f"tax budget max_tax {p.max_tax:,.2f}")
+    if p.min_cash:
+        parts.append(f"min_cash {p.min_cash:,.2f}")
+    if p.min_trade:
+        parts.append(f"min_trade {p.min_trade:,.2f}")
+    return parts[0] + (" under " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def _notes(book: Book) -> list[str]:
+    """Why a class stays off target when none of its symbols may be bought."""
+    a = book.account
+    notes = []
+    for k, cls in enumerate(book.classes):
+        if a.target(cls) <= 0:
+            continue
+        members = [i for i in range(len(book.symbols)) if book.class_of_symbol[i] == k]
+        if any(book.buy_eligible[i] for i in members):
+            continue
+        why = []
+        for i in members:
+            s = book.symbols[i]
+            why.append(f"{s} is in no_buy" if s in a.policy.no_buy
+                       else f"{s} was sold at a loss within {a.policy.wash_sale_days} days (wash sale)")
+        notes.append(f"{cls} cannot be bought: " + "; ".join(why))
+    unsellable = sorted({book.lots[j].symbol for j in np.flatnonzero(~book.lot_sellable)
+                         if book.lots[j].symbol not in a.policy.no_sell})
+    for s in unsellable:
+        notes.append(f"{s}: loss lots not sold, {s} was bought within {a.policy.wash_sale_days} days (wash sale)")
+    return notes
