@@ -298,3 +298,38 @@ def _input_error(exc: ValidationError, source: str | None) -> InputError:
     loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
     has_value = e["type"] != "missing"
     return InputError(_message(e), path=_path(loc), file=source, value=e.get("input"), has_value=has_value)
+
+
+def account_to_dict(account: Account) -> dict[str, Any]:
+    """The account in the file structure of SPEC section 1, lots inline: the canonical inputs.
+
+    ``account_from_dict(account_to_dict(a))`` rebuilds an equal account; the audit log stores this
+    (serialized with sorted keys) and its sha256 digest. An infinite ``max_tax`` is left out (the
+    default), so the result is plain JSON.
+    """
+    p, t, r = account.policy, account.tax, account.risk
+    policy = {"band": p.band, "tax_weight": p.tax_weight, "allow_sells": p.allow_sells,
+              "withdrawal": p.withdrawal, "min_cash": p.min_cash, "fractional": p.fractional,
+              "min_trade": p.min_trade, "trade_cost_bps": p.trade_cost_bps, "no_buy": sorted(p.no_buy),
+              "no_sell": sorted(p.no_sell), "wash_sale_days": p.wash_sale_days}
+    if math.isfinite(p.max_tax):
+        policy["max_tax"] = p.max_tax
+    out: dict[str, Any] = {
+        "account": {"id": account.id, "cash": account.cash, "as_of": account.as_of.isoformat(),
+                    "currency": account.currency},
+        "tax": {"short_term_rate": t.short_term_rate, "long_term_rate": t.long_term_rate,
+                "realized_short_term": t.realized_short_term, "realized_long_term": t.realized_long_term,
+                "carryforward_short_term": t.carryforward_short_term,
+                "carryforward_long_term": t.carryforward_long_term},
+        "targets": dict(account.targets), "classes": dict(account.classes), "prices": dict(account.prices),
+        "lots": [{"id": l.id, "symbol": l.symbol, "quantity": l.quantity, "cost_basis": l.cost_basis,
+                  "acquired": l.acquired.isoformat()} for l in account.lots],
+        "trades": [{k: v for k, v in {"symbol": x.symbol, "side": x.side, "quantity": x.quantity, "price": x.price,
+                                      "date": x.date.isoformat(), "realized_gain": x.realized_gain}.items()
+                    if v is not None} for x in account.trades],
+        "bands": dict(account.bands), "policy": policy,
+    }
+    if r is not None:  # the factor form G (covariance = GᵀG) is exact for either input form
+        g = r.matrix()
+        out["risk"] = {"classes": list(r.classes), "covariance": (g.T @ g).tolist()}
+    return out
