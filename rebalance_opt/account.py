@@ -132,7 +132,7 @@ class Account:
     policy: Policy = Policy()
     currency: str = "USD"
     risk: RiskModel | None = None
-    source: str | None = None  # the file it came from, for error messages
+    source: str | None = field(default=None, compare=False)  # the file it came from, for errors
 
     def __post_init__(self) -> None:
         for name in ("targets", "prices", "classes", "bands"):
