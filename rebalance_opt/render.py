@@ -66,7 +66,8 @@ def plan_view(plan: Plan) -> Group:
     if not plan.orders:
         parts.append(Text("No trades: the account stays as it is.", style="bold"))
     else:
-        orders = Table(title="Orders (sells first: their proceeds fund the buys)", title_justify="left")
+        orders = Table(title="Orders (sells first: their proceeds fund the buys)", title_justify="left",
+                       box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("side", "symbol", "class", "quantity", "price", "notional"):
             orders.add_column(col, justify="right" if col in ("quantity", "price", "notional") else "left")
         for o in plan.orders:
@@ -75,12 +76,12 @@ def plan_view(plan: Plan) -> Group:
         parts.append(orders)
     sales = [(o, s) for o in plan.sells for s in o.lots]
     if sales:
-        lots = Table(title="Lots relieved and their tax", title_justify="left")
-        for col in ("symbol", "lot", "acquired", "quantity", "basis", "term", "gain", "tax"):
-            lots.add_column(col, justify="right" if col in ("quantity", "basis", "gain", "tax") else "left")
+        lots = Table(title="Lots relieved and their tax", title_justify="left", box=box.SIMPLE_HEAD,
+                     pad_edge=False)
+        for col in ("symbol", "lot", "acquired", "quantity", "term", "gain", "tax"):
+            lots.add_column(col, justify="right" if col in ("quantity", "gain", "tax") else "left", no_wrap=True)
         for o, s in sales:
-            lots.add_row(o.symbol, s.lot, s.acquired, f"{s.quantity:,.6g}", money(s.cost_basis), s.term,
-                         money(s.gain), money(s.tax))
+            lots.add_row(o.symbol, s.lot, s.acquired, f"{s.quantity:,.6g}", s.term, money(s.gain), money(s.tax))
         parts.append(lots)
     tax = plan.tax
     parts.append(Text.assemble(
