@@ -39,7 +39,7 @@ import scipy.sparse as sp
 # Solver settings. OSQP is a first-order method: tight tolerances plus solution polishing give
 # weights accurate to ~1e-7 of U, far below a share of any realistic position; the plan's money is
 # recomputed from share counts afterwards, so no solver error reaches the reported amounts.
-OSQP_SETTINGS = dict(eps_abs=1e-9, eps_rel=1e-9, polish=True, max_iter=200_000)
+OSQP_SETTINGS = dict(eps_abs=1e-9, eps_rel=1e-9, polishing=True, max_iter=200_000)
 CLARABEL_SETTINGS = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
 
 

@@ -1,0 +1,49 @@
+"""Shared builders: small accounts as plain dicts in the file structure of SPEC section 1."""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rebalance_opt import account_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def base_dict(**policy) -> dict:
+    """Three classes, one fund each, cash 10k; US_STOCK overweight with a gain and a loss lot."""
+    d = {
+        "account": {"id": "t-1", "cash": 10_000.0, "as_of": "2026-11-24"},
+        "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
+        "targets": {"US_STOCK": 0.55, "INTL_STOCK": 0.15, "US_BOND": 0.30},
+        "classes": {"VTI": "US_STOCK", "VXUS": "INTL_STOCK", "BND": "US_BOND"},
+        "prices": {"VTI": 100.0, "VXUS": 50.0, "BND": 80.0},
+        "lots": [
+            {"id": "L1", "symbol": "VTI", "quantity": 500, "cost_basis": 60.0, "acquired": "2020-01-02"},
+            {"id": "L2", "symbol": "VXUS", "quantity": 300, "cost_basis": 45.0, "acquired": "2021-01-04"},
+            {"id": "L3", "symbol": "BND", "quantity": 250, "cost_basis": 85.0, "acquired": "2022-06-01"},
+        ],
+        "policy": dict(policy),
+    }
+    return d
+
+
+def make(d: dict | None = None, **policy):
+    d = copy.deepcopy(d) if d is not None else base_dict()
+    d.setdefault("policy", {}).update(policy)
+    return account_from_dict(d)
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python cli.py ARGS`` as a user would, capturing stdout and stderr separately."""
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def examples() -> Path:
+    return ROOT / "examples"

@@ -1,0 +1,195 @@
+"""Every input error of SPEC section 1: exit 2, the file, the key path and the value named."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rebalance_opt import InputError, load_account
+from rebalance_opt.cli import main
+from tests.conftest import base_dict
+
+
+def cli(capsys, *args):
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+def write_json(tmp_path, d, name="acct.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps(d))
+    return p
+
+
+def mutate(path_value):
+    """Set a nested value in base_dict(): keys and list indexes, e.g. ("lots", 0, "quantity")."""
+    *keys, value = path_value
+    d = base_dict()
+    target = d
+    for k in keys[:-1]:
+        target = target[k]
+    if value is DELETE:
+        del target[keys[-1]]
+    else:
+        target[keys[-1]] = value
+    return d
+
+
+DELETE = object()
+
+CASES = [
+    # (what to change, expected key path in the message)
+    (("targets", "GOLD", 0.05), "targets.GOLD"),
+    (("targets", "US_STOCK", 0.60), "targets"),  # sum 1.05 > 1
+    (("lots", 1, "symbol", "QQQ"), "lots[1].symbol"),
+    (("lots", 2, "id", "L1"), "lots[2].id"),
+    (("account", "cash", -1.0), "account.cash"),
+    (("account", "cash", "100"), "account.cash"),
+    (("account", "as_of", "24/11/2026"), "account.as_of"),
+    (("account", "idd", "x"), "account.idd"),
+    (("account", "id", DELETE), "account.id"),
+    (("prices", "VTI", 0), "prices.VTI"),
+    (("prices", "VTI", -3.5), "prices.VTI"),
+    (("lots", 0, "quantity", 0), "lots[0].quantity"),
+    (("lots", 0, "cost_basis", -1), "lots[0].cost_basis"),
+    (("lots", 0, "acquired", "2027-01-01"), "lots[0].acquired"),
+    (("tax", "short_term_rate", 1.5), "tax.short_term_rate"),
+    (("tax", "carryforward_long_term", -10), "tax.carryforward_long_term"),
+    (("policy", "band", 2), "policy.band"),
+    (("policy", "tax_weight", -0.1), "policy.tax_weight"),
+    (("policy", "max_tax", -1), "policy.max_tax"),
+    (("policy", "withdrawal", -5), "policy.withdrawal"),
+    (("policy", "min_cash", -1), "policy.min_cash"),
+    (("policy", "min_trade", -1), "policy.min_trade"),
+    (("policy", "trade_cost_bps", -1), "policy.trade_cost_bps"),
+    (("policy", "wash_sale_days", -1), "policy.wash_sale_days"),
+    (("policy", "allow_sells", "yes"), "policy.allow_sells"),
+    (("policy", "bnd", 0.03), "policy.bnd"),
+    (("policy", "no_buy", ["VTII"]), "policy.no_buy"),
+    (("bands", {"GOLD": 0.02}), "bands.GOLD"),
+    (("classes", "VTI", "CASH"), "classes.VTI"),
+    (("trades", [{"symbol": "VTI", "side": "hold", "quantity": 1, "price": 1, "date": "2026-11-01"}]),
+     "trades[0].side"),
+    (("trades", [{"symbol": "VTI", "side": "buy", "quantity": 1, "price": 1, "date": "2026-11-01",
+                  "realized_gain": 5}]), "trades[0].realized_gain"),
+    (("trades", [{"symbol": "VTI", "side": "sell", "quantity": 1, "price": 1, "date": "2026-12-01"}]),
+     "trades[0].date"),
+    (("tax", DELETE), "tax"),
+    (("surprise", 1), "surprise"),
+]
+
+
+@pytest.mark.parametrize("change, path", CASES, ids=[c[1] + "-" + str(i) for i, c in enumerate(CASES)])
+def test_input_error_exits_2_naming_file_path_and_value(tmp_path, capsys, change, path):
+    account = write_json(tmp_path, mutate(change))
+    code, out, err = cli(capsys, "rebalance", "check", str(account), "--json")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["path"] == path
+    assert error["file"] == str(account)
+    assert path in error["message"] and str(account) in error["message"]
+    assert "input error" in err and "Traceback" not in err
+
+
+def test_class_target_with_no_priced_symbol(tmp_path, capsys):
+    d = base_dict()
+    d["classes"]["GLD"] = "GOLD"
+    d["targets"] = {"US_STOCK": 0.5, "GOLD": 0.05}
+    code, out, _ = cli(capsys, "rebalance", "generate", str(write_json(tmp_path, d)), "--json")
+    assert code == 2 and json.loads(out)["error"]["path"] == "targets.GOLD"
+
+
+def test_error_message_shows_the_bad_value(tmp_path):
+    with pytest.raises(InputError) as e:
+        load_account(write_json(tmp_path, mutate(("prices", "VTI", -3.5))))
+    assert "-3.5" in str(e.value)
+
+
+def test_toml_nan_is_refused_but_inf_max_tax_is_accepted(tmp_path):
+    text = (ROOT_TOML.replace("max_tax = inf", "max_tax = inf"))
+    p = tmp_path / "a.toml"
+    p.write_text(text)
+    assert load_account(p).policy.max_tax == float("inf")
+    p.write_text(text.replace("cash = 1000.0", "cash = nan"))
+    with pytest.raises(InputError) as e:
+        load_account(p)
+    assert e.value.path == "account.cash"
+
+
+def test_toml_syntax_error_names_the_file(tmp_path, capsys):
+    p = tmp_path / "broken.toml"
+    p.write_text("[account\nid = 1")
+    code, out, err = cli(capsys, "rebalance", "check", str(p))
+    assert code == 2 and "broken.toml" in err and "invalid TOML" in err and out == ""
+
+
+def test_missing_file_and_unknown_extension(tmp_path, capsys):
+    code, _, err = cli(capsys, "rebalance", "check", str(tmp_path / "none.toml"))
+    assert code == 2 and "not found" in err
+    other = tmp_path / "a.yaml"
+    other.write_text("x: 1")
+    code, _, err = cli(capsys, "rebalance", "check", str(other))
+    assert code == 2 and ".yaml" in err
+
+
+def test_lots_file_csv_is_read_relative_to_the_account(tmp_path):
+    (tmp_path / "lots.csv").write_text("id,symbol,quantity,cost_basis,acquired\n"
+                                       "A,VTI,10,50.5,2020-01-02\nB,BND,5,90,2024-03-04\n")
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML.replace("[[lots]]\nid = \"L1\"\nsymbol = \"VTI\"\nquantity = 10\ncost_basis = 50.0\n"
+                                   "acquired = 2020-01-02\n", "").replace("[account]", 'lots_file = "lots.csv"\n\n[account]'))
+    account = load_account(p)
+    assert [(l.id, l.quantity, l.cost_basis) for l in account.lots] == [("A", 10, 50.5), ("B", 5, 90)]
+
+
+def test_lots_file_error_names_file_and_line(tmp_path, capsys):
+    (tmp_path / "lots.csv").write_text("id,symbol,quantity,cost_basis,acquired\n"
+                                       "A,VTI,10,50.5,2020-01-02\nB,BND,-5,90,2024-03-04\n")
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML.replace("[[lots]]\nid = \"L1\"\nsymbol = \"VTI\"\nquantity = 10\ncost_basis = 50.0\n"
+                                   "acquired = 2020-01-02\n", "").replace("[account]", 'lots_file = "lots.csv"\n\n[account]'))
+    code, out, _ = cli(capsys, "rebalance", "check", str(p), "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["file"].endswith("lots.csv") and error["path"] == "line 3"
+    assert "quantity" in error["message"]
+
+
+def test_json_and_toml_files_give_the_same_account(tmp_path):
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML)
+    from_toml = load_account(p)
+    from rebalance_opt.account_file import account_to_dict
+    from_json = load_account(write_json(tmp_path, account_to_dict(from_toml)))
+    assert from_json == from_toml
+
+
+ROOT_TOML = """
+[account]
+id = "t"
+cash = 1000.0
+as_of = 2026-11-24
+
+[tax]
+short_term_rate = 0.37
+long_term_rate = 0.2
+
+[targets]
+VTI = 0.6
+BND = 0.4
+
+[prices]
+VTI = 100.0
+BND = 80.0
+
+[[lots]]
+id = "L1"
+symbol = "VTI"
+quantity = 10
+cost_basis = 50.0
+acquired = 2020-01-02
+
+[policy]
+max_tax = inf
+"""

@@ -1,0 +1,231 @@
+"""Behaviour of the planner on hand-built accounts; expected values computed independently."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from rebalance_opt import Infeasible, Planner, drift_report, plan_rebalance
+from rebalance_opt.problem import ModelCache
+from tests.conftest import base_dict, make
+
+
+def seed_dict() -> dict:
+    """60/40 stocks/bonds; bonds 15 points under; $12k cash; the stock fund holds a loss lot."""
+    return {
+        "account": {"id": "seed", "cash": 12_000.0, "as_of": "2026-11-24"},
+        "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
+        "targets": {"US_STOCK": 0.60, "US_BOND": 0.40},
+        "classes": {"VTI": "US_STOCK", "BND": "US_BOND"},
+        "prices": {"VTI": 100.0, "BND": 50.0},
+        "lots": [
+            {"id": "gain", "symbol": "VTI", "quantity": 400, "cost_basis": 60.0, "acquired": "2019-01-02"},
+            {"id": "loss", "symbol": "VTI", "quantity": 250, "cost_basis": 130.0, "acquired": "2025-01-02"},
+            {"id": "bond", "symbol": "BND", "quantity": 500, "cost_basis": 52.0, "acquired": "2023-01-02"},
+        ],
+        "policy": {"tax_weight": 0.1},
+    }
+
+
+def test_seed_case_cash_buys_the_underweight_bonds_and_nothing_is_sold():
+    plan = plan_rebalance(make(seed_dict()))
+    assert plan.stage == "cash_first"
+    assert [o.side for o in plan.orders] == ["buy"]
+    assert plan.orders[0].symbol == "BND"
+    # $12,000 buys 240 whole BND at $50: bonds 37,000 / 102,000 = 36.3%, in its ±5 band
+    assert plan.orders[0].quantity == 240
+    assert plan.drift_after.in_band
+    assert plan.tax.estimated_tax == 0
+
+
+def test_without_enough_cash_the_plan_sells_and_harvests_the_loss_lot_first():
+    d = seed_dict()
+    d["account"]["cash"] = 1_000.0
+    plan = plan_rebalance(make(d))
+    assert plan.stage == "full"
+    sells = plan.sells
+    assert [o.symbol for o in sells] == ["VTI"]
+    assert sells[0].lots[0].lot == "loss"  # the cheapest lot is relieved first
+    assert all(s.gain < 0 for s in sells[0].lots)  # tax weight makes the loss lot enough
+
+
+def water_fill(drift: dict[str, float], cash_drift: float, budget: float) -> dict[str, float]:
+    """Buy-only optimum of Σ(drift_c + x_c)² + (cash_drift − Σx)² with x ≥ 0 and Σx ≤ budget,
+    by bisection on the common level L: x_c = max(0, L − drift_c) (KKT conditions)."""
+    def spend(level):
+        return sum(max(0.0, level - d) for d in drift.values())
+
+    lo, hi = -10.0, 10.0
+    for _ in range(200):  # unconstrained: L = cash_drift − spend(L)
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid + spend(mid) < cash_drift else (lo, mid)
+    level = (lo + hi) / 2
+    if spend(level) > budget:  # the cash budget binds: spend(L) = budget
+        lo, hi = -10.0, 10.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if spend(mid) < budget else (lo, mid)
+        level = (lo + hi) / 2
+    return {c: max(0.0, level - d) for c, d in drift.items()}
+
+
+@pytest.mark.parametrize("cash, target_cash", [(30_000.0, 0.0), (8_000.0, 0.0), (30_000.0, 0.05)])
+def test_pure_cash_flow_with_fractional_shares_is_the_water_filling_allocation(cash, target_cash):
+    d = base_dict(allow_sells=False, fractional=True, tax_weight=0.3)
+    d["account"]["cash"] = cash
+    d["targets"] = {"US_STOCK": 0.45, "INTL_STOCK": 0.25, "US_BOND": 0.30 - target_cash}
+    account = make(d)
+    report = drift_report(account)
+    v = report.value
+    drift = {r.name: r.drift for r in report.rows if r.name != "CASH"}
+    expected = water_fill(drift, report.row("CASH").drift, cash / v)
+    plan = plan_rebalance(account)
+    bought = {o.asset_class: o.notional / v for o in plan.buys}
+    assert not plan.sells
+    for cls, x in expected.items():
+        assert bought.get(cls, 0.0) == pytest.approx(x, abs=2e-7), cls
+
+
+def test_buys_go_to_the_first_listed_buyable_symbol_of_a_class():
+    d = seed_dict()
+    d["classes"] = {"VTI": "US_STOCK", "BND": "US_BOND", "AGG": "US_BOND"}
+    d["prices"]["AGG"] = 100.0
+    d["policy"]["no_buy"] = ["BND"]
+    plan = plan_rebalance(make(d))
+    assert [o.symbol for o in plan.buys] == ["AGG"]
+
+
+def test_a_class_that_cannot_be_bought_stays_off_target_and_the_plan_says_why():
+    d = seed_dict()
+    d["policy"]["no_buy"] = ["BND"]
+    plan = plan_rebalance(make(d))
+    assert "BND" not in {o.symbol for o in plan.buys}
+    assert plan.drift_after.row("US_BOND").status == "underweight"
+    assert any("US_BOND cannot be bought" in n and "no_buy" in n for n in plan.notes)
+
+
+def test_no_sell_symbols_are_never_sold():
+    d = seed_dict()
+    d["account"]["cash"] = 0.0
+    d["policy"]["no_sell"] = ["VTI"]
+    plan = plan_rebalance(make(d))
+    assert not plan.orders
+
+
+def test_withdrawal_sells_the_overweight_class_from_the_cheapest_lots_and_leaves_cash():
+    d = seed_dict()
+    d["account"]["cash"] = 0.0
+    d["policy"].update(withdrawal=20_000.0, min_cash=500.0)
+    plan = plan_rebalance(make(d))
+    assert plan.cash_after >= 20_500.0
+    assert [o.symbol for o in plan.sells] == ["VTI"]
+    assert plan.sells[0].lots[0].lot == "loss"
+    # weights after are measured on V' = V − withdrawal
+    assert plan.drift_after.value == pytest.approx(plan.value - 20_000.0)
+
+
+def test_withdrawal_larger_than_the_account_is_infeasible_with_the_reason():
+    d = seed_dict()
+    d["policy"]["withdrawal"] = 1e7
+    with pytest.raises(Infeasible, match="nothing would stay invested"):
+        plan_rebalance(make(d))
+
+
+def test_withdrawal_beyond_sellable_holdings_is_infeasible_naming_what_cannot_be_sold():
+    d = seed_dict()
+    d["policy"].update(withdrawal=50_000.0, no_sell=["VTI"])
+    with pytest.raises(Infeasible, match="VTI"):
+        plan_rebalance(make(d))
+
+
+def test_tax_budget_caps_the_lot_level_tax():
+    d = seed_dict()
+    d["account"]["cash"] = 0.0
+    d["lots"][1]["cost_basis"] = 90.0  # no loss lot: every sale costs tax
+    d["policy"]["tax_weight"] = 0.0
+    free = plan_rebalance(make(d))
+    assert free.lot_tax > 150
+    d["policy"]["max_tax"] = 100.0
+    capped = plan_rebalance(make(d))
+    assert 0 < capped.lot_tax <= 100.0
+    assert capped.drift_after.squared_error > free.drift_after.squared_error
+
+
+def test_higher_tax_weight_never_pays_more_tax():
+    d = seed_dict()
+    d["account"]["cash"] = 0.0
+    d["lots"][1]["cost_basis"] = 90.0
+    taxes = []
+    for w in (0.0, 0.5, 2.0, 20.0):
+        d["policy"]["tax_weight"] = w
+        taxes.append(plan_rebalance(make(d)).lot_tax)
+    assert all(a >= b - 1e-6 for a, b in zip(taxes, taxes[1:])), taxes
+    assert taxes[-1] < taxes[0]
+
+
+def test_allow_sells_false_sells_nothing_even_when_out_of_band():
+    d = seed_dict()
+    d["account"]["cash"] = 1_000.0
+    d["policy"]["allow_sells"] = False
+    plan = plan_rebalance(make(d))
+    assert not plan.sells and plan.stage == "cash_first"
+    assert not plan.drift_after.in_band
+
+
+def test_the_compiled_problem_is_dpp_and_resolving_new_data_does_not_recompile():
+    planner = Planner(cache=ModelCache())
+    d = seed_dict()
+    planner.plan(make(d))
+    assert len(planner.cache) == 1
+    model = next(iter(planner.cache._models.values()))
+    assert model.problem.is_dpp()
+    compiled = model.problem._cache.param_prog
+    assert compiled is not None
+    for price, cash in [(110.0, 5_000.0), (90.0, 30_000.0), (100.0, 0.0)]:
+        d2 = copy.deepcopy(d)
+        d2["prices"]["VTI"] = price
+        d2["account"]["cash"] = cash
+        planner.plan(make(d2))
+    assert len(planner.cache) == 1
+    assert model.problem._cache.param_prog is compiled  # the same compiled program, re-used
+
+
+def test_covariance_replaces_squared_deviation_by_tracking_variance():
+    d = seed_dict()
+    d["account"]["cash"] = 0.0
+    d["risk"] = {"classes": ["US_STOCK", "US_BOND"], "covariance": [[0.04, 0.006], [0.006, 0.0025]]}
+    plan = plan_rebalance(make(d))
+    dev = np.array([plan.drift_after.row("US_STOCK").drift, plan.drift_after.row("US_BOND").drift])
+    cov = np.array([[0.04, 0.006], [0.006, 0.0025]])
+    assert plan.objective.tracking == pytest.approx(float(dev @ cov @ dev), rel=1e-9)
+
+
+def test_trading_costs_leave_through_cash():
+    d = seed_dict()
+    d["policy"]["trade_cost_bps"] = 10.0
+    plan = plan_rebalance(make(d))
+    buys = sum(o.notional for o in plan.buys)
+    sells = sum(o.notional for o in plan.sells)
+    cost = (buys + sells) * 10e-4
+    assert plan.trading_cost == pytest.approx(cost)
+    assert plan.cash_after == pytest.approx(12_000.0 + sells - buys - cost)
+
+
+def test_min_trade_drops_or_raises_small_orders():
+    d = seed_dict()
+    d["account"]["cash"] = 12_030.0
+    d["prices"]["EXTRA"] = 10.0
+    d["targets"] = {"US_STOCK": 0.60, "US_BOND": 0.39, "EXTRA": 0.0003}
+    d["policy"]["min_trade"] = 100.0
+    plan = plan_rebalance(make(d))
+    assert all(o.notional >= 100.0 for o in plan.orders)
+
+
+def test_in_band_account_without_cash_makes_no_trades():
+    d = seed_dict()
+    d["account"]["cash"] = 0.0
+    d["lots"][2]["quantity"] = 904  # bonds 45.2k of 110.2k: 41.0%, stocks 59.0%
+    plan = plan_rebalance(make(d))
+    assert plan.orders == () and plan.stage == "cash_first"
+    assert plan.cash_after == 0.0
