@@ -87,25 +87,155 @@ def generate(
     account: Path = typer.Argument(..., help="Account file (.toml or .json)."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why this rebalance (default: inferred)."),
     as_json: bool = JsonOpt,
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the basket to this file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the basket to this file (also with --dry-run)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Basket format: csv, json or fix "
                                                                 "(default: from --out's extension)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Record nothing in the audit log."),
-    log: Optional[Path] = typer.Option(None, "--log", help="Audit log path (default: $REBALANCE_OPT_LOG)."),
+    log: Optional[str] = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
+                                                            "~/.local/share/rebalance-opt/audit.sqlite)."),
 ):
-    """Solve for a tax-aware rebalance and print the plan (orders, per-lot tax, drift before/after)."""
+    """Solve for a tax-aware rebalance, print the plan, write the basket and log the rebalance."""
     def body():
-        from .account_file import load_account
+        from .account_file import account_to_dict, load_account
+        from .audit import AuditLog, check_writable, resolve_log
+        from .exports import check_destination, check_exportable, resolve_format, stage_basket
         from .solve import plan_rebalance
+        # Every option is checked before solving, so an input error writes nothing anywhere.
         if reason is not None and not reason.strip():
             raise InputError("must not be empty", path="--reason", value=reason, has_value=True)
+        basket_format = None
+        if out is None and fmt is not None:
+            raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
+        if out is not None:
+            check_destination(out)
+            basket_format = resolve_format(out, fmt)
+            if _same_file(out, account):
+                raise InputError("is the account file; the basket would overwrite it", path="--out",
+                                 value=str(out), has_value=True)
+        where = None
+        if not dry_run:
+            where = resolve_log(log)
+            check_writable(where)
+            if out is not None and _same_file(out, where.path):
+                raise InputError("is the audit log; the basket would overwrite it", path="--out",
+                                 value=str(out), has_value=True)
         acct = load_account(account)
+        if basket_format is not None:
+            names = [("account.id", acct.id), ("account.currency", acct.currency)]
+            check_exportable(basket_format, names + [(f"prices.{s}", s) for s in acct.prices], file=str(account))
         plan = plan_rebalance(acct, reason=reason.strip() if reason else None)
+
+        # Stage the basket, commit the log entry, then put the basket in place: no half states.
+        staged = stage_basket([plan], out, basket_format) if out is not None and basket_format else None
+        try:
+            if where is not None:
+                entry = AuditLog(where).append(plan.to_dict(), account_to_dict(acct),
+                                               staged.to_dict() if staged else None)
+                plan = plan.with_log_id(entry.id)
+            if staged is not None:
+                staged.commit()
+        finally:
+            if staged is not None:
+                staged.discard()
+
+        notes = [staged.summary()] if staged is not None else []
+        notes.append(f"logged as entry {plan.log_id} in {where.path}" if where is not None
+                     else "dry run: nothing recorded in the audit log")
         if as_json:
-            typer.echo(to_json(plan.to_dict()))
+            typer.echo(to_json({**plan.to_dict(), "basket": staged.to_dict() if staged else None}))
+            for line in notes:
+                typer.echo(line, err=True)
         else:
             from .render import console, plan_view
             console().print(plan_view(plan))
+            for line in notes:
+                typer.echo(line)
+    run(as_json, body)
+
+
+def _log_table(rows: list[dict]):
+    """The listing of ``rebalance log``: one row per entry, money to the cent."""
+    from rich import box
+    from rich.table import Table
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("id", "time (UTC)", "account", "reason", "orders", "est. tax", "hash"):
+        t.add_column(col, justify="right" if col in ("id", "orders", "est. tax") else "left",
+                     no_wrap=col not in ("account", "reason"))
+    for r in rows:
+        tax = r["estimated_tax"]
+        t.add_row(str(r["id"]), str(r["time"])[:16].replace("T", " "), str(r["account"]), str(r["reason"]),
+                  "" if r["orders"] is None else str(r["orders"]),
+                  f"{tax:,.2f}" if isinstance(tax, (int, float)) else "", str(r["hash"])[:8])
+    return t
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:  # pragma: no cover
+        return False
+
+
+@rebalance.command("log")
+def log_command(
+    account: Optional[str] = typer.Option(None, "--account", help="List only this account's entries."),
+    since: Optional[str] = typer.Option(None, "--since", help="List entries at or after this date "
+                                                               "(YYYY-MM-DD, UTC) or ISO date-time."),
+    show: Optional[int] = typer.Option(None, "--show", help="Print entry ID whole."),
+    verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 4 naming the first "
+                                                         "altered or missing entry."),
+    head: Optional[str] = typer.Option(None, "--head", help="Alone: print the head hash to keep elsewhere. "
+                                                             "With --verify HASH: check the log still holds it."),
+    as_json: bool = JsonOpt,
+    log: Optional[str] = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
+                                                            "~/.local/share/rebalance-opt/audit.sqlite)."),
+):
+    """List audit log entries, show one, print the head hash, or verify the chain."""
+    def body():
+        from .audit import AuditLog, parse_since, resolve_log
+        where = resolve_log(log)
+        audit = AuditLog(where)
+        modes = [name for name, on in (("--show", show is not None), ("--verify", verify),
+                                       ("--head", head is not None and not verify)) if on]
+        if len(modes) > 1:
+            raise InputError(f"give one of {', '.join(modes)}", path=modes[1])
+        filters = [name for name, v in (("--account", account), ("--since", since)) if v is not None]
+        if modes and filters:
+            raise InputError(f"filters only the listing, not {modes[0]}", path=filters[0])
+        if verify:
+            result = audit.verify(head or None)
+            if as_json:
+                typer.echo(to_json(result.to_dict()))
+            if not result.ok:
+                typer.echo(f"audit log verify failed: {result.message}", err=True)
+                raise typer.Exit(4)
+            typer.echo(result.message, err=as_json)
+        elif head is not None:
+            if head:
+                raise InputError("a head hash is checked with --verify --head HASH; --head alone prints it",
+                                 path="--head", value=head, has_value=True)
+            entry_id, digest = audit.head()
+            if as_json:
+                typer.echo(to_json({"log": str(where.path), "id": entry_id, "hash": digest}))
+            else:
+                typer.echo(digest)
+                typer.echo(f"head of {where.path}: entry {entry_id}; keep it elsewhere and check with "
+                           f"`rebalance log --verify --head {entry_id}:{digest}`", err=True)
+        elif show is not None:
+            entry = audit.get(show)
+            if entry is None:
+                raise InputError(f"no entry {show} in {where.path}", path="--show", value=show, has_value=True)
+            typer.echo(to_json(entry.to_dict()))
+        else:
+            entries = audit.entries(account=account, since=parse_since(since) if since is not None else None)
+            if as_json:
+                typer.echo(to_json({"log": str(where.path), "entries": [e.summary() for e in entries]}))
+            else:
+                if entries:
+                    from .render import console
+                    console().print(_log_table([e.summary() for e in entries]))
+                exists = "" if where.path.exists() else " (no log there yet)"
+                typer.echo(f"{len(entries)} entries in {where.path}{exists}")
     run(as_json, body)
 
 
@@ -124,9 +254,18 @@ def serve(
     run(False, body)
 
 
+def _bare_head(argv: list[str]) -> list[str]:
+    """``log --head`` takes an optional value: a bare ``--head`` becomes ``--head=`` (print it)."""
+    out = []
+    for i, arg in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        out.append("--head=" if arg == "--head" and (nxt is None or nxt.startswith("-")) else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python cli.py`` and the ``rebalance-opt`` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _bare_head(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=argv, prog_name="rebalance-opt", standalone_mode=False)
     except UsageError as exc:  # wrong or missing arguments: an input error, exit 2

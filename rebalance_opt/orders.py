@@ -54,7 +54,7 @@ class Scorer:
     def __init__(self, book: Book, risk: np.ndarray | None):
         a, p = book.account, book.account.policy
         self.book = book
-        self.u, self.v = book.invested, book.value
+        self.u, self.v = max(book.invested, 1e-300), max(book.value, 1e-300)
         self.kappa = p.trade_cost_bps * 1e-4
         self.tax_weight = p.tax_weight
         self.cash_floor = p.min_cash + p.withdrawal

@@ -30,6 +30,7 @@ belongs to which symbol) are the structure, and a new structure compiles a new m
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -165,7 +166,9 @@ class RebalanceModel:
             settings = OSQP_SETTINGS if solver == "OSQP" else CLARABEL_SETTINGS if solver == "CLARABEL" else {}
             started = time.perf_counter()
             try:
-                self.problem.solve(solver=solver, **settings)
+                with warnings.catch_warnings():  # an inaccurate status is handled below, not warned
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.problem.solve(solver=solver, warm_start=False, **settings)
             except cp.error.SolverError as exc:
                 seen.append(f"{solver}: {exc}")
                 continue

@@ -51,6 +51,13 @@ class Planner:
     def plan(self, account: Account, reason: str | None = None) -> Plan:
         started = time.perf_counter()
         book = Book(account)
+        p = account.policy
+        if book.value <= 0 and p.withdrawal == 0 and p.min_cash == 0:  # nothing to rebalance
+            none = Solution(np.zeros(len(book.symbols)), np.zeros(len(book.lots)), 0.0, "optimal", "none", 0.0)
+            empty = Trades(np.zeros(len(book.symbols)), np.zeros(len(book.lots)))
+            scorer = Scorer(book, _risk_matrix(book))
+            return self._finish(book, _Candidate(empty, 0.0, "cash_first", none), scorer, reason,
+                                {"solves": 0, "seconds": 0.0}, started)
         _check_feasible_at_all(book)
         model = self.cache.get(_structure(book))
         risk = _risk_matrix(book)
@@ -79,7 +86,6 @@ class Planner:
                 return None
             return _Candidate(trades, _objective(scorer, book, trades).total, stage, sol)
 
-        p = account.policy
         no_sells = np.zeros(len(book.symbols), dtype=bool)
         first_buys = book.buy_targets(sold=no_sells)
         shortfall = max(0.0, p.withdrawal + p.min_cash - account.cash) / book.invested
@@ -152,12 +158,20 @@ def plan_rebalance(account: Account, reason: str | None = None, planner: Planner
 
 
 def infer_reason(account: Account, before: DriftReport) -> str:
-    """Which rule fired: a withdrawal, a class out of band, or cash to put to work."""
+    """The reason of a rebalance given no ``--reason``: the first of these rules that fires.
+
+    1. ``Withdrawal``: the policy asks for a withdrawal.
+    2. ``Drift Trigger``: an asset class is out of its band, or cash is below its band.
+    3. ``Cash Flow``: every asset class is in band and cash is above its target (a deposit to
+       deploy, even one that puts cash itself over its band).
+    4. ``Manual``: everything is in band and there is no cash to deploy.
+    """
     if account.policy.withdrawal > 0:
         return "Withdrawal"
-    if not before.in_band:
+    cash = before.row(CASH)
+    if any(r.status != "in_band" for r in before.rows if r.name != CASH) or cash.status == "underweight":
         return "Drift Trigger"
-    if account.cash > account.policy.min_cash and before.row(CASH).drift > 0:
+    if account.cash > account.policy.min_cash and cash.drift > 0:
         return "Cash Flow"
     return "Manual"
 
@@ -221,7 +235,7 @@ def _objective(scorer: Scorer, book: Book, trades: Trades) -> Objective:
     tracking = float(np.square(scorer.G @ dev).sum())
     lot_tax = float(trades.lot_shares @ book.lot_tax_per_share)
     notional = float(np.abs(trades.shares * book.price).sum())
-    return Objective(tracking, scorer.tax_weight * lot_tax / book.value, scorer.kappa * notional / book.value)
+    return Objective(tracking, scorer.tax_weight * lot_tax / scorer.v, scorer.kappa * notional / scorer.v)
 
 
 # --- explanations -------------------------------------------------------------------------------

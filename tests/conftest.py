@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,11 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
 @pytest.fixture
 def examples() -> Path:
     return ROOT / "examples"
+
+
+# Example counts: quick by default (CI), deeper on demand: HYPOTHESIS_PROFILE=thorough pytest ...
+from hypothesis import settings as _settings  # noqa: E402
+
+_settings.register_profile("thorough", max_examples=1000, deadline=None)
+if os.environ.get("HYPOTHESIS_PROFILE"):
+    _settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])

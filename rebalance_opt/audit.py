@@ -1,0 +1,483 @@
+"""The audit log (SPEC section 4): an append-only, hash-chained SQLite file of every rebalance.
+
+Where it lives: ``--log PATH``, else ``$REBALANCE_OPT_LOG``, else
+``$XDG_DATA_HOME/rebalance-opt/audit.sqlite`` (``~/.local/share/rebalance-opt/audit.sqlite``
+when ``XDG_DATA_HOME`` is unset), whose directory is created on first use.
+
+One entry per generated plan: its id (1, 2, 3, … with no gaps), the UTC time, account, reason,
+the canonical inputs (``account_to_dict``, JSON with sorted keys) and their sha256, the policy,
+drift before and after, the orders, the tax estimate, the solver (name, status, time), the rest
+of the plan, the basket written if any (path, format, sha256), the previous entry's hash and the
+entry's own hash: sha256 over a canonical JSON array of every other stored column, exactly as
+stored. The first entry's previous hash is 64 zeros.
+
+Durability and concurrency: the file is in WAL mode with ``synchronous=FULL``; an entry is one
+``BEGIN IMMEDIATE`` transaction (reading the head and inserting happen under the write lock, so
+concurrent writers queue and the chain stays linear), committed before ``generate`` reports
+success. A process killed at any point leaves the log as it was before its entry. Triggers
+refuse UPDATE and DELETE on entries, so only a deliberate edit (dropping them) can alter it.
+
+For tests, ``REBALANCE_OPT_CRASH_AT=after_insert`` (or ``after_commit``) makes the appending
+process SIGKILL itself at that point, so crash tests use a real kill.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import sqlite3
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import InputError
+
+ENV_LOG = "REBALANCE_OPT_LOG"
+ENV_CRASH = "REBALANCE_OPT_CRASH_AT"
+GENESIS = "0" * 64
+SCHEMA_VERSION = "1"
+HASH_TAG = "rebalance-opt audit entry v1"
+BUSY_TIMEOUT = 60.0  # seconds a writer waits for another writer's transaction
+
+# Every stored column but ``hash``, in the order they are hashed.
+FIELDS = ("id", "time", "account", "as_of", "reason", "inputs", "inputs_sha256", "policy", "drift_before",
+          "drift_after", "orders", "tax", "solver", "plan", "basket", "prev_hash")
+JSON_FIELDS = ("inputs", "policy", "drift_before", "drift_after", "orders", "tax", "solver", "plan", "basket")
+# Keys of Plan.to_dict() kept in their own columns; the rest goes to the ``plan`` column.
+_OWN_COLUMNS = ("account", "as_of", "reason", "orders", "tax", "drift_before", "drift_after", "solver", "log_id")
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS entries (
+        id            INTEGER PRIMARY KEY,
+        time          TEXT NOT NULL,
+        account       TEXT NOT NULL,
+        as_of         TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        inputs        TEXT NOT NULL,
+        inputs_sha256 TEXT NOT NULL,
+        policy        TEXT NOT NULL,
+        drift_before  TEXT NOT NULL,
+        drift_after   TEXT NOT NULL,
+        orders        TEXT NOT NULL,
+        tax           TEXT NOT NULL,
+        solver        TEXT NOT NULL,
+        plan          TEXT NOT NULL,
+        basket        TEXT NOT NULL,
+        prev_hash     TEXT NOT NULL,
+        hash          TEXT NOT NULL UNIQUE)""",
+    "CREATE INDEX IF NOT EXISTS entries_account ON entries (account, id)",
+    """CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+       BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
+       BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+)
+
+
+# --- where the log lives ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LogLocation:
+    """The log's path and where it came from (``--log``, ``REBALANCE_OPT_LOG`` or the default)."""
+
+    path: Path
+    source: str  # "--log" | "REBALANCE_OPT_LOG" | "default"
+
+    def error(self, message: str) -> InputError:
+        return InputError(message, path=None if self.source == "default" else self.source, file=str(self.path))
+
+
+def default_log_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rebalance-opt" / "audit.sqlite"
+
+
+def resolve_log(option: str | Path | None) -> LogLocation:
+    """The log from ``--log``, else ``$REBALANCE_OPT_LOG``, else the default path."""
+    if option is not None and str(option) != "":
+        where = LogLocation(Path(option).expanduser(), "--log")
+    elif os.environ.get(ENV_LOG):
+        where = LogLocation(Path(os.environ[ENV_LOG]).expanduser(), ENV_LOG)
+    else:
+        where = LogLocation(default_log_path(), "default")
+    text = str(option if where.source == "--log" else os.environ.get(ENV_LOG, ""))
+    if text.startswith(("postgres:/", "postgresql:/")):  # (a Path option has "//" folded to "/")
+        raise InputError("PostgreSQL logs are not supported; give a SQLite file path",
+                         path=where.source, value=text, has_value=True)
+    return where
+
+
+def check_writable(where: LogLocation) -> None:
+    """Fail before any work if an entry could not be appended at ``where``; creates nothing."""
+    path = where.path
+    if path.is_dir():
+        raise where.error("is a directory, not an audit log file")
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
+            raise where.error("the audit log is not writable (WAL mode needs its directory writable too)")
+        with closing(_connect(where, create=False)) as conn:
+            _check_schema(where, conn)
+        return
+    if where.source != "default" and not path.parent.is_dir():
+        raise where.error("the audit log's directory does not exist")
+    existing = path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise where.error(f"cannot create the audit log: {existing} is not a writable directory")
+
+
+# --- entries --------------------------------------------------------------------------------------
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no spaces, UTF-8 text; a non-finite float is written as its string ("inf")."""
+    return json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, Mapping):
+        return {str(k): _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def entry_hash(row: Mapping[str, Any]) -> str:
+    """sha256 of a canonical JSON array of the stored columns (``FIELDS``), prev_hash included."""
+    payload = json.dumps([HASH_TAG, *[row[f] for f in FIELDS]], ensure_ascii=False, separators=(",", ":"),
+                         allow_nan=False)
+    return sha256_text(payload)
+
+
+def record_of(plan_dict: Mapping[str, Any], inputs: Mapping[str, Any],
+              basket: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The stored text columns (no id, time or hashes) of a plan (``Plan.to_dict()``) and its inputs."""
+    inputs_text = canonical_json(inputs)
+    rest = {k: v for k, v in plan_dict.items() if k not in _OWN_COLUMNS}
+    return {
+        "account": str(plan_dict["account"]), "as_of": str(plan_dict["as_of"]), "reason": str(plan_dict["reason"]),
+        "inputs": inputs_text, "inputs_sha256": sha256_text(inputs_text),
+        "policy": canonical_json(inputs.get("policy", {})),
+        "drift_before": canonical_json(plan_dict["drift_before"]),
+        "drift_after": canonical_json(plan_dict["drift_after"]),
+        "orders": canonical_json(plan_dict["orders"]), "tax": canonical_json(plan_dict["tax"]),
+        "solver": canonical_json(plan_dict["solver"]), "plan": canonical_json(rest),
+        "basket": canonical_json(basket),
+    }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored entry, its columns exactly as stored (JSON columns as text)."""
+
+    row: Mapping[str, Any]
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+    @property
+    def hash(self) -> str:
+        return str(self.row["hash"])
+
+    def field(self, name: str) -> Any:
+        """A JSON column parsed (None if it no longer parses: a tampered row), or a plain column."""
+        value = self.row[name]
+        if name in JSON_FIELDS:
+            try:
+                return json.loads(value)
+            except (TypeError, ValueError):
+                return None
+        return value
+
+    def summary(self) -> dict[str, Any]:
+        """The listing view: who, when, why, how much — without the inputs."""
+        orders = self.field("orders") or []
+        tax = self.field("tax") or {}
+        solver = self.field("solver") or {}
+        return {"id": self.id, "time": self.row["time"], "account": self.row["account"],
+                "as_of": self.row["as_of"], "reason": self.row["reason"],
+                "orders": len(orders) if isinstance(orders, list) else None,
+                "estimated_tax": tax.get("estimated_tax") if isinstance(tax, dict) else None,
+                "solver_status": solver.get("status") if isinstance(solver, dict) else None,
+                "inputs_sha256": self.row["inputs_sha256"], "hash": self.hash}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole entry, JSON columns parsed."""
+        out: dict[str, Any] = {f: self.field(f) for f in FIELDS}
+        out["hash"] = self.hash
+        return out
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of ``verify``: ``first_bad`` is the id of the first altered/missing entry."""
+
+    log: str
+    ok: bool
+    entries: int
+    head: str
+    head_id: int
+    first_bad: int | None = None
+    problem: str | None = None
+    since_kept_head: int | None = None  # entries appended after the head checked against
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            text = f"ok: {self.entries} entries, chain intact, head {self.head_id}:{self.head}"
+            if self.since_kept_head is not None:
+                text += f"; the kept head is in the chain ({self.since_kept_head} entries appended since)"
+            return text
+        return f"{self.log}: entry {self.first_bad}: {self.problem}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"log": self.log, "ok": self.ok, "entries": self.entries, "head": self.head, "head_id": self.head_id,
+                "first_bad": self.first_bad, "problem": self.problem, "message": self.message,
+                "since_kept_head": self.since_kept_head}
+
+
+# --- the log ------------------------------------------------------------------------------------
+class AuditLog:
+    """An audit log file. ``append`` creates it (and its default directory) on first use; reading
+    a log that does not exist yet finds no entries and creates nothing."""
+
+    def __init__(self, where: LogLocation | str | Path):
+        self.where = where if isinstance(where, LogLocation) else LogLocation(Path(where), "--log")
+
+    @property
+    def path(self) -> Path:
+        return self.where.path
+
+    def append(self, plan_dict: Mapping[str, Any], inputs: Mapping[str, Any],
+               basket: Mapping[str, Any] | None = None, now: datetime | None = None) -> Entry:
+        """Append one entry in one transaction and return it (committed when this returns)."""
+        record = record_of(plan_dict, inputs, basket)
+        if self.where.source == "default":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(_connect(self.where, create=True)) as conn:
+            _ensure_schema(self.where, conn)
+            _begin_immediate(conn)
+            try:
+                last = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
+                row = {"id": (last[0] + 1) if last else 1, "time": _utc_now(now), **record,
+                       "prev_hash": last[1] if last else GENESIS}
+                row["hash"] = entry_hash(row)
+                cols = (*FIELDS, "hash")
+                conn.execute(f"INSERT INTO entries ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                             [row[c] for c in cols])
+                _maybe_crash("after_insert")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        _maybe_crash("after_commit")
+        return Entry(row)
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with closing(_connect(self.where, create=False)) as conn:
+            _check_schema(self.where, conn)
+            try:
+                return [dict(r) for r in conn.execute(sql, args)]
+            except sqlite3.DatabaseError as exc:
+                raise self.where.error(f"cannot read the audit log: {exc}") from None
+
+    def entries(self, account: str | None = None, since: datetime | None = None) -> list[Entry]:
+        """Entries in id order, optionally of one account and at or after ``since`` (UTC)."""
+        sql, args, where = "SELECT * FROM entries", [], []
+        if account is not None:
+            where.append("account = ?")
+            args.append(account)
+        if since is not None:
+            where.append("time >= ?")
+            args.append(_utc_now(since))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [Entry(r) for r in self._query(sql + " ORDER BY id", args)]
+
+    def get(self, entry_id: int) -> Entry | None:
+        rows = self._query("SELECT * FROM entries WHERE id = ?", (entry_id,))
+        return Entry(rows[0]) if rows else None
+
+    def head(self) -> tuple[int, str]:
+        """(id, hash) of the newest entry; (0, 64 zeros) for an empty or missing log."""
+        rows = self._query("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1")
+        return (int(rows[0]["id"]), str(rows[0]["hash"])) if rows else (0, GENESIS)
+
+    def verify(self, head: str | None = None) -> VerifyResult:
+        """Check the whole chain: ids 1, 2, 3, … with none missing, every hash recomputed, every
+        entry linked to the one before. With ``head`` (``HASH`` or ``ID:HASH`` from ``log --head``
+        kept elsewhere) also check that the log still holds that entry unchanged, which catches
+        entries cut off the end and a chain rewritten and rehashed as a whole."""
+        kept_id, kept_hash = parse_head(head) if head is not None else (None, None)
+        log = str(self.path)
+        prev_id, prev_hash, found_at = 0, GENESIS, (0 if kept_hash == GENESIS else None)
+        for row in self._query("SELECT * FROM entries ORDER BY id"):
+            expected, rid = prev_id + 1, row["id"]
+            problem = _row_problem(row, expected, prev_hash)
+            if problem is not None:
+                return VerifyResult(log, False, prev_id, prev_hash, prev_id, expected, problem)
+            if kept_hash is not None and row["hash"] == kept_hash:
+                if kept_id is not None and kept_id != rid:
+                    return VerifyResult(log, False, prev_id, prev_hash, prev_id, rid,
+                                        f"the kept head names entry {kept_id} but its hash is entry {rid}'s")
+                found_at = rid
+            prev_id, prev_hash = rid, row["hash"]
+        if kept_hash is not None and found_at is None:
+            if kept_id is not None and kept_id > prev_id:
+                return VerifyResult(log, False, prev_id, prev_hash, prev_id, prev_id + 1,
+                                    f"missing: the log ends at entry {prev_id} but the kept head is entry "
+                                    f"{kept_id} (the newest entries were cut off)")
+            bad = kept_id if kept_id is not None else 1
+            return VerifyResult(log, False, prev_id, prev_hash, prev_id, bad,
+                                f"the kept head {kept_hash[:12]}… is not in the log: entries were cut off back "
+                                "past it, or the chain was rewritten and rehashed")
+        since = prev_id - found_at if found_at is not None else None
+        return VerifyResult(log, True, prev_id, prev_hash, prev_id, since_kept_head=since)
+
+
+def parse_head(text: str) -> tuple[int | None, str]:
+    """``HASH`` or ``ID:HASH`` (as printed by ``log --head``) -> (id or None, hash)."""
+    raw = text.strip().lower()
+    entry_id: int | None = None
+    if ":" in raw:
+        left, raw = raw.split(":", 1)
+        if not left.isdigit():
+            raise InputError("a head is HASH or ID:HASH as printed by `log --head`", path="--head",
+                             value=text, has_value=True)
+        entry_id = int(left)
+    if len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
+        raise InputError("a head hash is 64 hex digits (as printed by `log --head`)", path="--head",
+                         value=text, has_value=True)
+    return entry_id, raw
+
+
+def parse_since(text: str) -> datetime:
+    """``YYYY-MM-DD`` (midnight UTC) or an ISO date-time (UTC unless it names an offset)."""
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text)
+            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise InputError("must be a date YYYY-MM-DD or an ISO date-time", path="--since", value=text,
+                         has_value=True) from None
+
+
+# --- internals ----------------------------------------------------------------------------------
+def _row_problem(row: Mapping[str, Any], expected_id: int, prev_hash: str) -> str | None:
+    rid = row["id"]
+    if rid != expected_id:
+        return (f"missing: entry {expected_id} was removed (the next entry is {rid})" if isinstance(rid, int)
+                and rid > expected_id else f"out of order: found id {rid!r} where entry {expected_id} belongs")
+    try:
+        recomputed = entry_hash(row)
+    except (TypeError, ValueError):
+        recomputed = None
+    if recomputed != row["hash"]:
+        return "altered: its contents do not match its hash"
+    if not isinstance(row["inputs"], str) or sha256_text(row["inputs"]) != row["inputs_sha256"]:
+        return "altered: its inputs do not match their sha256"
+    if row["prev_hash"] != prev_hash:
+        prev = f"entry {expected_id - 1}" if expected_id > 1 else "the start of the chain"
+        return (f"broken link: its previous hash is not {prev}'s hash ({prev} or this entry was altered and "
+                "rehashed, or entries were reordered)")
+    return None
+
+
+def _connect(where: LogLocation, create: bool) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit); ``create=False`` never creates
+    the file (a write-protected file opens read-only)."""
+    try:
+        if create:
+            conn = sqlite3.connect(str(where.path), timeout=BUSY_TIMEOUT, isolation_level=None)
+        else:
+            conn = sqlite3.connect(f"{where.path.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT,
+                                   isolation_level=None)
+    except sqlite3.Error as exc:
+        raise where.error(f"cannot open the audit log: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _check_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
+    """An existing file must be an audit log of this schema (an empty file is a new log)."""
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        version = None
+        if "meta" in tables:
+            r = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            version = r[0] if r else None
+    except sqlite3.DatabaseError as exc:
+        raise where.error(f"not a rebalance-opt audit log: {exc}") from None
+    if not tables:
+        return
+    if "entries" not in tables or version is None:
+        raise where.error("not a rebalance-opt audit log (an SQLite file of other tables)")
+    if version != SCHEMA_VERSION:
+        raise where.error(f"audit log schema {version} is not the supported {SCHEMA_VERSION}")
+
+
+def _ensure_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
+    """WAL mode, full sync, and the tables, created in one transaction if the file is new."""
+    try:
+        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
+        conn.execute("PRAGMA synchronous=FULL")
+    except sqlite3.DatabaseError as exc:
+        raise where.error(f"not a rebalance-opt audit log: {exc}") from None
+    _check_schema(where, conn)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone():
+        return
+    _begin_immediate(conn)
+    try:
+        for statement in SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+
+
+def _retry_locked(action: Callable[[], Any], attempts: int = 200) -> Any:
+    """Run ``action``, retrying while another process holds a lock the busy timeout does not cover."""
+    for i in range(attempts):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(0.01 + 0.002 * i)
+    return None  # pragma: no cover
+
+
+def _utc_now(now: datetime | None = None) -> str:
+    t = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _maybe_crash(point: str) -> None:
+    """Test hook: ``REBALANCE_OPT_CRASH_AT=<point>`` kills this process right here with SIGKILL."""
+    if os.environ.get(ENV_CRASH) == point:
+        kill = getattr(signal, "SIGKILL", None)
+        if kill is not None:
+            os.kill(os.getpid(), kill)
+        os._exit(137)  # pragma: no cover - platforms without SIGKILL

@@ -1,0 +1,314 @@
+"""Basket files: the orders of one or more plans, ready for a person, a spreadsheet or a broker.
+
+Every writer takes a *list* of plans (one per account), so a batch of accounts makes one basket.
+Three formats (``generate --out FILE [--format csv|json|fix]``; the format comes from ``--format``,
+else from FILE's extension ``.csv``, ``.json`` or ``.fix``):
+
+* **csv** — one row per order, columns ``symbol, side, quantity, order_type, est_price,
+  est_notional, asset_class, lots, account, currency``; ``lots`` lists the lots a sell relieves as
+  ``id:qty;id:qty``. Every text field that a spreadsheet would read as a formula (leading ``=``,
+  ``+``, ``-``, ``@``, tab or carriage return) is prefixed with ``'``; numbers stay numbers.
+* **json** — one object: ``{"basket", "version", "created", "order_count", "accounts": [{"account",
+  "as_of", "currency", "reason", "orders": [...]}]}``, each order as in SPEC section 3 plus
+  ``asset_class`` and ``order_type``.
+* **fix** — one FIX 4.4 NewOrderList (35=E) message for the whole basket (every account), built
+  with ``simplefix``: ListID(66), BidType(394)=3 (no bidding process), TotNoOrders(68), and a
+  NoOrders(73) group of ClOrdID(11), ListSeqNo(67), Account(1), Symbol(55), Side(54),
+  OrderQty(38), OrdType(40)=1 (market) and Currency(15). One message rather than one per account
+  because FIX 4.4 carries Account per order, so a single list executes the basket in one go.
+
+In every format sells come before buys (their proceeds fund the buys), money is rounded to the
+cent, and share quantities are written exactly as planned (whole shares, or every digit of a
+fractional quantity; never in exponent notation). An empty plan writes a valid empty basket:
+a csv with only its header, a json with no orders, and a fix file with no message (a
+NewOrderList must carry at least one order). Writes are atomic: the basket goes to a temporary
+file in the target directory that replaces FILE only once complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import csv
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import InputError
+from .plan import Order, Plan
+
+FORMATS = ("csv", "json", "fix")
+EXTENSIONS = {".csv": "csv", ".json": "json", ".fix": "fix"}
+CSV_COLUMNS = ("symbol", "side", "quantity", "order_type", "est_price", "est_notional", "asset_class",
+               "lots", "account", "currency")
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+FIX_SENDER = "REBALANCE-OPT"
+FIX_TARGET = "BROKER"
+FIX_SIDE = {"buy": "1", "sell": "2"}
+FIX_MARKET = "1"            # OrdType(40) = Market
+FIX_BID_NO_BIDDING = "3"    # BidType(394) = No bidding process
+
+
+# --- choosing and checking the format -----------------------------------------------------------
+def resolve_format(out: Path, fmt: str | None) -> str:
+    """The basket format: ``fmt`` if given (csv, json or fix), else the one ``out``'s extension names."""
+    if fmt is not None:
+        name = fmt.strip().lower()
+        if name not in FORMATS:
+            raise InputError(f"unknown basket format; use one of {', '.join(FORMATS)}", path="--format",
+                             value=fmt, has_value=True)
+        return name
+    name = EXTENSIONS.get(out.suffix.lower())
+    if name is None:
+        raise InputError(f"cannot tell the basket format from the extension of {str(out)!r}; name the file "
+                         f"*.csv, *.json or *.fix, or give --format {'|'.join(FORMATS)}",
+                         path="--format", value=out.suffix or None, has_value=True)
+    return name
+
+
+def check_destination(out: Path) -> None:
+    """Fail before any work if ``out`` cannot be written: a directory, or no writable directory."""
+    if out.is_dir():
+        raise InputError("is a directory; give a file name for the basket", path="--out", value=str(out),
+                         has_value=True)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError("its directory does not exist", path="--out", value=str(out), has_value=True)
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise InputError("not writable", path="--out", value=str(out), has_value=True)
+
+
+def check_exportable(fmt: str, texts: Iterable[tuple[str, str]], file: str | None = None) -> None:
+    """Fail before solving if a name (``(key path, text)`` pairs) cannot be written in ``fmt``.
+
+    FIX fields are separated by the SOH control character and hold ASCII, so a control or
+    non-ASCII character in a symbol, account id or currency cannot be written there.
+    """
+    if fmt != "fix":
+        return
+    for path, text in texts:
+        if any(ord(ch) < 0x20 or ord(ch) > 0x7E for ch in text):
+            raise InputError("cannot be written in a FIX basket: only printable ASCII is allowed", path=path,
+                             file=file, value=text, has_value=True)
+
+
+# --- formatting ----------------------------------------------------------------------------------
+def cents(x: float) -> Decimal:
+    """Money rounded to the cent, half away from zero on its shortest decimal form (2.675 -> 2.68)."""
+    return Decimal(repr(float(x))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def quantity_text(q: float) -> str:
+    """A share quantity exactly as planned: ``28`` for whole shares, every digit of ``0.125``."""
+    q = float(q)
+    if q.is_integer():
+        return str(int(q))
+    return format(Decimal(repr(q)), "f")
+
+
+def _quantity_number(q: float) -> int | float:
+    return int(q) if float(q).is_integer() else float(q)
+
+
+def guard_cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading formula character gets a ``'`` prefix."""
+    return "'" + text if text.startswith(FORMULA_LEADS) else text
+
+
+def basket_orders(plans: Sequence[Plan]) -> list[tuple[Plan, Order]]:
+    """Every order of the basket, sells (of every account) before buys, each in plan order."""
+    pairs = [(p, o) for p in plans for o in p.orders]
+    return [x for x in pairs if x[1].side == "sell"] + [x for x in pairs if x[1].side != "sell"]
+
+
+def lots_text(order: Order) -> str:
+    return ";".join(f"{s.lot}:{quantity_text(s.quantity)}" for s in order.lots)
+
+
+# --- the three formats ---------------------------------------------------------------------------
+def render_csv(plans: Sequence[Plan]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(CSV_COLUMNS)
+    for plan, o in basket_orders(plans):
+        w.writerow([guard_cell(o.symbol), guard_cell(o.side), quantity_text(o.quantity), "market",
+                    str(cents(o.price)), str(cents(o.notional)), guard_cell(o.asset_class),
+                    guard_cell(lots_text(o)), guard_cell(plan.account), guard_cell(plan.currency)])
+    return buf.getvalue().encode("utf-8")
+
+
+def _order_json(o: Order) -> dict:
+    return {"symbol": o.symbol, "side": o.side, "quantity": _quantity_number(o.quantity),
+            "order_type": "market", "price": float(cents(o.price)), "notional": float(cents(o.notional)),
+            "asset_class": o.asset_class,
+            "lots": [{"lot": s.lot, "quantity": _quantity_number(s.quantity), "gain": float(cents(s.gain)),
+                      "term": s.term, "tax": float(cents(s.tax))} for s in o.lots]}
+
+
+def render_json(plans: Sequence[Plan], created: datetime) -> bytes:
+    accounts = []
+    for p in plans:
+        ordered = [o for o in p.orders if o.side == "sell"] + [o for o in p.orders if o.side != "sell"]
+        accounts.append({"account": p.account, "as_of": p.as_of, "currency": p.currency, "reason": p.reason,
+                         "orders": [_order_json(o) for o in ordered]})
+    doc = {"basket": "rebalance-opt", "version": 1, "created": _utc_text(created),
+           "order_count": sum(len(p.orders) for p in plans), "accounts": accounts}
+    return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def list_id(plans: Sequence[Plan], created: datetime) -> str:
+    """A ListID unique to this basket: its time and a digest of its orders."""
+    digest = hashlib.sha256(json.dumps([[p.account, [o.to_dict() for o in p.orders]] for p in plans],
+                                       sort_keys=True, default=str).encode()).hexdigest()[:10].upper()
+    return f"RB{created:%Y%m%d%H%M%S}-{digest}"
+
+
+def render_fix(plans: Sequence[Plan], created: datetime, sender: str = FIX_SENDER,
+               target: str = FIX_TARGET) -> bytes:
+    import simplefix
+
+    orders = basket_orders(plans)
+    if not orders:
+        return b""
+    lid = list_id(plans, created)
+    msg = simplefix.FixMessage()
+    msg.append_pair(8, "FIX.4.4", header=True)
+    msg.append_pair(35, "E", header=True)
+    msg.append_pair(49, sender, header=True)
+    msg.append_pair(56, target, header=True)
+    msg.append_pair(34, 1, header=True)
+    msg.append_utc_timestamp(52, created, precision=3, header=True)
+    msg.append_pair(66, lid)
+    msg.append_pair(394, FIX_BID_NO_BIDDING)
+    msg.append_pair(68, len(orders))
+    msg.append_pair(73, len(orders))
+    for seq, (plan, o) in enumerate(orders, start=1):
+        msg.append_pair(11, f"{lid}-{seq}")
+        msg.append_pair(67, seq)
+        msg.append_pair(1, plan.account)
+        msg.append_pair(55, o.symbol)
+        msg.append_pair(54, FIX_SIDE[o.side])
+        msg.append_pair(38, quantity_text(o.quantity))
+        msg.append_pair(40, FIX_MARKET)
+        msg.append_pair(15, plan.currency)
+    return msg.encode()
+
+
+def render_basket(plans: Sequence[Plan], fmt: str, created: datetime | None = None, *,
+                  fix_sender: str = FIX_SENDER, fix_target: str = FIX_TARGET) -> bytes:
+    """The basket of ``plans`` as bytes in ``fmt`` (csv, json or fix)."""
+    created = created or datetime.now(timezone.utc)
+    if fmt == "csv":
+        return render_csv(plans)
+    if fmt == "json":
+        return render_json(plans, created)
+    if fmt == "fix":
+        return render_fix(plans, created, fix_sender, fix_target)
+    raise InputError(f"unknown basket format; use one of {', '.join(FORMATS)}", path="--format", value=fmt,
+                     has_value=True)
+
+
+def _utc_text(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# --- atomic writing ------------------------------------------------------------------------------
+@dataclass
+class StagedBasket:
+    """A basket written to a temporary file beside its destination, not yet in place.
+
+    ``commit()`` renames it over the destination (atomic on POSIX and Windows); ``discard()``
+    removes it. The CLI stages the basket, appends the audit entry, then commits, so a failure
+    at any step leaves neither a half-written basket nor an unlogged one.
+    """
+
+    path: Path
+    fmt: str
+    order_count: int
+    sha256: str
+    size: int
+    _tmp: Path | None
+
+    @property
+    def empty(self) -> bool:
+        return self.order_count == 0
+
+    def commit(self) -> None:
+        if self._tmp is None:
+            return
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        _fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def summary(self) -> str:
+        if self.empty:
+            return (f"empty basket: the plan has no orders; wrote a valid empty {self.fmt} basket to {self.path}"
+                    + (" (no FIX message)" if self.fmt == "fix" else ""))
+        noun = "order" if self.order_count == 1 else "orders"
+        return f"basket: {self.order_count} {noun} written to {self.path} ({self.fmt})"
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path.resolve()), "format": self.fmt, "orders": self.order_count, "sha256": self.sha256}
+
+
+def stage_basket(plans: Sequence[Plan], out: Path, fmt: str, created: datetime | None = None,
+                 **fix_ids: str) -> StagedBasket:
+    """Render the basket and write it to a temporary file beside ``out`` (see ``StagedBasket``)."""
+    data = render_basket(plans, fmt, created, **fix_ids)
+    parent = out.parent if str(out.parent) else Path(".")
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode(out))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return StagedBasket(out, fmt, sum(len(p.orders) for p in plans), hashlib.sha256(data).hexdigest(),
+                        len(data), tmp)
+
+
+def write_basket(plans: Sequence[Plan], out: Path, fmt: str, created: datetime | None = None,
+                 **fix_ids: str) -> StagedBasket:
+    """Write the basket of ``plans`` to ``out`` atomically; returns what was written."""
+    staged = stage_basket(plans, out, fmt, created, **fix_ids)
+    try:
+        staged.commit()
+    finally:
+        staged.discard()
+    return staged
+
+
+def _file_mode(out: Path) -> int:
+    """Keep an existing file's permissions; a new file gets the usual 0666 minus the umask."""
+    try:
+        return out.stat().st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

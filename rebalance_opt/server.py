@@ -1,0 +1,346 @@
+"""The local web app: the drift visualizer page and a small JSON API over the engine.
+
+``python cli.py serve ACCOUNT ...`` calls :func:`run`; tests build the app with :func:`create_app`.
+
+Only the account files named at start-up can be read; a request addresses one by its position in
+that list (``0``, ``1``, ...) or by its account id, never by a path. Files are re-read on every
+request, so edits show up on the next reload of the page.
+
+API (every body is JSON; every error is ``{"error": {"message", "path", "file"}}``)::
+
+    GET  /api/accounts              [{"key", "index", "id", "file", "value", "currency", "as_of", "error"}]
+    GET  /api/accounts/{key}/drift  drift_report(account).to_dict()
+    POST /api/accounts/{key}/plan   plan_rebalance(account).to_dict() + "drift_after_rows"
+                                    optional body {"reason": TEXT}; Content-Type: application/json
+
+Status codes: 422 for an input error (the CLI's exit 2, with the CLI's message), 409 when no plan
+is feasible (exit 3), 404 for an unknown account or route, 401 without the token when one is set,
+413 for a body over ``MAX_BODY_BYTES``, 500 (a message, never a traceback) for anything else.
+
+Security: the server binds 127.0.0.1 by default and then answers only requests whose Host header
+names the loopback interface (so a web page elsewhere cannot reach it by DNS rebinding). Binding
+any other address requires a token, sent as ``Authorization: Bearer TOKEN``; the page reads it
+from the URL fragment (``http://HOST:PORT/#token=TOKEN``), which browsers never send to a server.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from .account import Account
+from .account_file import load_account
+from .drift import drift_report
+from .errors import InputError, RebalanceError
+from .solve import plan_rebalance
+
+__all__ = ["create_app", "run", "is_loopback", "WEB_DIR", "MAX_BODY_BYTES", "DEFAULT_PORT"]
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"   # `npm run build` in frontend2/ writes here
+DEFAULT_PORT = 8765
+MAX_BODY_BYTES = 16 * 1024        # the only body we accept is {"reason": ...}
+MAX_REASON_CHARS = 500
+MIN_REMOTE_TOKEN_CHARS = 16
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+# RebalanceError.exit_code -> HTTP status; any other exit code is a server-side failure (500).
+_STATUS_BY_EXIT_CODE = {2: 422, 3: 409}
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+}
+
+
+# --- JSON -------------------------------------------------------------------------------------
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by null (JSON has no inf or NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class _JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(_finite(content), allow_nan=False, ensure_ascii=False,
+                          separators=(",", ":")).encode("utf-8")
+
+
+def _error(status: int, message: str, *, path: str | None = None, file: str | None = None,
+           headers: dict[str, str] | None = None) -> _JSON:
+    return _JSON({"error": {"message": message, "path": path, "file": file}}, status_code=status, headers=headers)
+
+
+# --- addresses --------------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``)."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to anything
+
+
+def _host_name(host_header: str) -> str:
+    """The host part of a Host header (``[::1]:8765`` -> ``::1``, ``localhost:80`` -> ``localhost``)."""
+    host_header = host_header.strip().lower()
+    if host_header.startswith("["):
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def _check_token(token: str | None) -> str | None:
+    if token is None:
+        return None
+    if not isinstance(token, str) or not token or any(c.isspace() for c in token) or not token.isprintable():
+        raise InputError("the access token must be a non-empty string without spaces", path="token")
+    return token
+
+
+# --- accounts ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Source:
+    """An account file named at start-up; ``path`` is kept as given so messages match the CLI's."""
+
+    index: int
+    path: Path
+
+    @property
+    def file(self) -> str:
+        return str(self.path)
+
+    def load(self) -> Account:
+        return load_account(self.path)
+
+
+class _UnknownAccount(Exception):
+    def __init__(self, key: str, unreadable: int):
+        self.key = key
+        self.unreadable = unreadable
+
+
+class _Accounts:
+    """The start-up list of account files, looked up by index or account id, re-read every time."""
+
+    def __init__(self, paths: Iterable[Path | str]):
+        self.sources = tuple(_Source(i, Path(p)) for i, p in enumerate(paths))
+        for src in self.sources:
+            if not src.path.is_file():
+                raise InputError("account file not found", file=src.file)
+
+    def find(self, key: str) -> tuple[_Source, Account]:
+        """The account ``key`` names: an index into the start-up list, else an account id."""
+        if key.isdigit() and key.isascii():
+            index = int(key)
+            if index < len(self.sources):
+                src = self.sources[index]
+                return src, src.load()
+        unreadable = 0
+        for src in self.sources:
+            try:
+                account = src.load()
+            except RebalanceError:
+                unreadable += 1
+                continue
+            if account.id == key:
+                return src, account
+        raise _UnknownAccount(key, unreadable)
+
+    def summary(self, src: _Source) -> dict[str, Any]:
+        entry: dict[str, Any] = {"key": str(src.index), "index": src.index, "file": src.file, "id": None,
+                                 "value": None, "currency": None, "as_of": None, "error": None}
+        try:
+            account = src.load()
+            report = drift_report(account)
+        except RebalanceError as exc:
+            entry["error"] = exc.to_dict()
+            return entry
+        entry.update(id=account.id, value=report.value, currency=report.currency, as_of=report.as_of)
+        return entry
+
+
+def _plan_payload(account: Account, reason: str | None) -> dict[str, Any]:
+    plan = plan_rebalance(account, reason)
+    payload = plan.to_dict()
+    # The after-trade rows (weight, target, band, status, value per class) so the page can draw the
+    # same chart after the plan; SPEC's drift_after map carries the drift alone.
+    payload["drift_after_rows"] = [row.to_dict() for row in plan.drift_after.rows]
+    payload["value_after"] = plan.drift_after.value
+    return payload
+
+
+async def _read_json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object ({} when empty), read no further than MAX_BODY_BYTES."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"request body is not valid JSON: {exc}", path="body") from None
+    if not isinstance(data, dict):
+        raise InputError("request body must be a JSON object", path="body")
+    return data
+
+
+def _reason(body: dict[str, Any]) -> str | None:
+    unknown = sorted(set(body) - {"reason"})
+    if unknown:
+        raise InputError("unknown key in request body", path=f"body.{unknown[0]}")
+    reason = body.get("reason")
+    if reason is None:
+        return None
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        raise InputError(f"reason must be text of at most {MAX_REASON_CHARS} characters", path="body.reason")
+    return reason.strip() or None
+
+
+# --- the app ----------------------------------------------------------------------------------
+def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
+               allowed_hosts: Iterable[str] | None = None, web_dir: Path | None = None) -> FastAPI:
+    """The ASGI app serving ``account_paths`` (raises InputError if one is not a file).
+
+    Without a token only loopback Host headers are answered (``allowed_hosts`` overrides that
+    list); with a token every API request must carry ``Authorization: Bearer TOKEN``.
+    """
+    token = _check_token(token)
+    accounts = _Accounts(account_paths)
+    web = Path(web_dir) if web_dir is not None else WEB_DIR
+    if allowed_hosts is not None:
+        hosts: frozenset[str] | None = frozenset(h.lower() for h in allowed_hosts)
+    else:
+        hosts = None if token else LOOPBACK_NAMES
+    expected_auth = f"Bearer {token}".encode() if token else None
+
+    app = FastAPI(title="rebalance-opt", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  default_response_class=_JSON)
+    app.state.accounts = accounts
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if hosts is not None and _host_name(request.headers.get("host", "")) not in hosts:
+            response: Response = _error(400, "this server answers only requests addressed to localhost")
+        elif length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            response = _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        elif (expected_auth is not None and request.url.path.startswith("/api/")
+              and not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected_auth)):
+            response = _error(401, "missing or wrong access token", headers={"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(RebalanceError)
+    async def rebalance_error(_: Request, exc: RebalanceError):
+        status = _STATUS_BY_EXIT_CODE.get(exc.exit_code, 500)
+        if status == 500:
+            log.error("engine failure: %s", exc)
+        return _JSON({"error": exc.to_dict()}, status_code=status)
+
+    @app.exception_handler(_UnknownAccount)
+    async def unknown_account(_: Request, exc: _UnknownAccount):
+        known = ", ".join(str(s.index) for s in accounts.sources) or "none"
+        message = f"unknown account {exc.key!r} (use an account id or an index: {known})"
+        if exc.unreadable:
+            message += f"; {exc.unreadable} account file(s) could not be read, address them by index to see why"
+        return _error(404, message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return _error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception):
+        # Starlette re-raises after this, so the traceback reaches the server log; the client
+        # sees only this message.
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.get("/api/accounts")
+    def list_accounts() -> list[dict[str, Any]]:
+        return [accounts.summary(src) for src in accounts.sources]
+
+    @app.get("/api/accounts/{key}/drift")
+    def account_drift(key: str) -> dict[str, Any]:
+        _, account = accounts.find(key)
+        return drift_report(account).to_dict()
+
+    @app.post("/api/accounts/{key}/plan")
+    async def account_plan(key: str, request: Request) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != "application/json":
+            # Also keeps other web pages from posting here: a cross-site JSON request needs CORS.
+            raise HTTPException(415, "send Content-Type: application/json (the body may be {})")
+        reason = _reason(await _read_json_object(request))
+        _, account = await run_in_threadpool(accounts.find, key)
+        return await run_in_threadpool(_plan_payload, account, reason)
+
+    app.mount("/assets", StaticFiles(directory=web / "assets", check_dir=False), name="assets")
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        page = web / "index.html"
+        if not page.is_file():
+            return _error(503, "the web page is not built: run `npm ci && npm run build` in frontend2/")
+        return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    return app
+
+
+def run(account_paths: Sequence[Path | str], host: str = "127.0.0.1", port: int = DEFAULT_PORT,
+        token: str | None = None, *, log_level: str = "info") -> None:
+    """Serve the app with uvicorn until interrupted.
+
+    Raises InputError (exit 2) before binding anything when ``host`` is not a loopback address
+    and no token (of at least MIN_REMOTE_TOKEN_CHARS characters) is given, or an account file is
+    missing.
+    """
+    if not is_loopback(host):
+        if not token:
+            raise InputError(f"refusing to serve on {host!r} without an access token: anyone who can reach that "
+                             "address could read the accounts. Serve on 127.0.0.1, or pass a token "
+                             "(for example from `python -c \"import secrets; print(secrets.token_urlsafe())\"`)",
+                             path="host")
+        if len(token) < MIN_REMOTE_TOKEN_CHARS:
+            raise InputError(f"the access token must be at least {MIN_REMOTE_TOKEN_CHARS} characters "
+                             f"to serve on {host!r}", path="token")
+    app = create_app(account_paths, token=token)
+    import uvicorn  # only the server needs it
+
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"#token={token}" if token else "")
+    print(f"rebalance-opt: serving {len(app.state.accounts.sources)} account file(s) at {url}", file=sys.stderr,
+          flush=True)
+    if not (WEB_DIR / "index.html").is_file():
+        print("rebalance-opt: the web page is not built (run `npm ci && npm run build` in frontend2/); "
+              "the JSON API works", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
