@@ -9,16 +9,18 @@ The library API in a few names::
     print(plan.to_dict())
 """
 from .account import CASH, Account, Lot, Policy, RiskModel, TaxSettings, Trade
-from .account_file import account_from_dict, load_account
+from .account_file import account_from_dict, account_from_frames, account_to_dict, load_account
 from .drift import DriftReport, DriftRow, drift_report
 from .errors import InputError, Infeasible, PlanRejected, RebalanceError, SolverFailed
 from .plan import LotSale, Order, Plan
+from .book import Book
 from .solve import Planner, plan_rebalance
 from .tax import TaxSummary
 
 __all__ = [
-    "CASH", "Account", "Lot", "Policy", "RiskModel", "TaxSettings", "Trade", "account_from_dict", "load_account",
+    "CASH", "Account", "Lot", "Policy", "RiskModel", "TaxSettings", "Trade", "account_from_dict", "account_from_frames",
+    "account_to_dict", "load_account",
     "DriftReport", "DriftRow", "drift_report", "InputError", "Infeasible", "PlanRejected", "RebalanceError",
-    "SolverFailed", "LotSale", "Order", "Plan", "Planner", "plan_rebalance", "TaxSummary",
+    "SolverFailed", "LotSale", "Order", "Plan", "Planner", "Book", "plan_rebalance", "TaxSummary",
 ]
 __version__ = "0.1.0"

@@ -333,3 +333,47 @@ def account_to_dict(account: Account) -> dict[str, Any]:
         g = r.matrix()
         out["risk"] = {"classes": list(r.classes), "covariance": (g.T @ g).tolist()}
     return out
+
+
+def account_from_frames(*, id: str, as_of: date | str, cash: float, lots: "pd.DataFrame",
+                        prices: Mapping[str, float], targets: Mapping[str, float],
+                        tax: Mapping[str, float], classes: Mapping[str, str] | None = None,
+                        policy: Mapping[str, Any] | None = None, trades: "pd.DataFrame | None" = None,
+                        bands: Mapping[str, float] | None = None, currency: str = "USD",
+                        risk: Mapping[str, Any] | None = None) -> Account:
+    """Build an account from pandas objects (notebooks, other tools), validated like a file.
+
+    ``lots`` has columns id, symbol, quantity, cost_basis, acquired (dates, timestamps or ISO
+    strings); ``prices``, ``targets`` and ``classes`` may be dicts or Series indexed by symbol /
+    class; ``trades`` (optional) has the columns of ``[[trades]]``. Errors name ``lots[i].field``
+    with i the row position.
+    """
+    def records(frame) -> list[dict[str, Any]]:
+        if frame is None:
+            return []
+        out = []
+        for row in frame.to_dict(orient="records"):
+            clean = {}
+            for k, v in row.items():
+                if hasattr(v, "date") and callable(v.date):  # pandas Timestamp / datetime
+                    v = v.date()
+                elif hasattr(v, "item"):  # numpy scalar
+                    v = v.item()
+                if isinstance(v, float) and math.isnan(v) and k == "realized_gain":
+                    continue
+                clean[str(k)] = v
+            out.append(clean)
+        return out
+
+    data: dict[str, Any] = {
+        "account": {"id": id, "cash": float(cash), "as_of": as_of if isinstance(as_of, date) else str(as_of),
+                    "currency": currency},
+        "tax": dict(tax), "targets": {str(k): float(v) for k, v in dict(targets).items()},
+        "classes": {str(k): str(v) for k, v in dict(classes or {}).items()},
+        "prices": {str(k): float(v) for k, v in dict(prices).items()},
+        "lots": records(lots), "trades": records(trades), "bands": dict(bands or {}),
+        "policy": dict(policy or {}),
+    }
+    if risk is not None:
+        data["risk"] = dict(risk)
+    return account_from_dict(data, source="<frames>")

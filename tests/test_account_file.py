@@ -193,3 +193,31 @@ acquired = 2020-01-02
 [policy]
 max_tax = inf
 """
+
+
+def test_account_from_pandas_frames_equals_the_file_account(tmp_path):
+    import pandas as pd
+
+    from rebalance_opt import account_from_frames
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML)
+    from_file = load_account(p)
+    lots = pd.DataFrame({"id": ["L1"], "symbol": ["VTI"], "quantity": [10], "cost_basis": [50.0],
+                         "acquired": pd.to_datetime(["2020-01-02"])})
+    framed = account_from_frames(id="t", as_of="2026-11-24", cash=1000.0, lots=lots,
+                                 prices=pd.Series({"VTI": 100.0, "BND": 80.0}),
+                                 targets=pd.Series({"VTI": 0.6, "BND": 0.4}),
+                                 tax={"short_term_rate": 0.37, "long_term_rate": 0.2})
+    assert framed == from_file
+
+
+def test_account_from_frames_reports_row_positions():
+    import pandas as pd
+
+    from rebalance_opt import account_from_frames
+    lots = pd.DataFrame({"id": ["a", "b"], "symbol": ["VTI", "VTI"], "quantity": [10, -1],
+                         "cost_basis": [50.0, 50.0], "acquired": ["2020-01-02", "2020-01-02"]})
+    with pytest.raises(InputError) as e:
+        account_from_frames(id="t", as_of="2026-11-24", cash=0, lots=lots, prices={"VTI": 1.0},
+                            targets={"VTI": 1.0}, tax={"short_term_rate": 0.3, "long_term_rate": 0.1})
+    assert e.value.path == "lots[1].quantity"

@@ -229,3 +229,28 @@ def test_in_band_account_without_cash_makes_no_trades():
     plan = plan_rebalance(make(d))
     assert plan.orders == () and plan.stage == "cash_first"
     assert plan.cash_after == 0.0
+
+
+def test_factor_model_gives_the_same_plan_as_its_full_covariance():
+    loadings = np.array([[1.0, 0.2], [0.3, 0.9], [0.8, 0.1]])
+    fcov = np.array([[0.03, 0.004], [0.004, 0.01]])
+    spec = np.array([0.002, 0.001, 0.003])
+    full = loadings @ fcov @ loadings.T + np.diag(spec)
+    d = base_dict()
+    d["account"]["cash"] = 2_000.0
+    classes = ["US_STOCK", "INTL_STOCK", "US_BOND"]
+    d_full = {**d, "risk": {"classes": classes, "covariance": full.tolist()}}
+    d_factor = {**d, "risk": {"classes": classes, "loadings": loadings.tolist(), "factor_covariance": fcov.tolist(),
+                              "specific_variance": spec.tolist()}}
+    a, b = plan_rebalance(make(d_full)), plan_rebalance(make(d_factor))
+    assert [(o.symbol, o.quantity) for o in a.orders] == [(o.symbol, o.quantity) for o in b.orders]
+    assert a.objective.tracking == pytest.approx(b.objective.tracking, rel=1e-9)
+
+
+def test_a_risk_model_missing_a_class_is_an_input_error():
+    from rebalance_opt import InputError
+    d = base_dict()
+    d["risk"] = {"classes": ["US_STOCK", "US_BOND"], "covariance": [[0.04, 0.0], [0.0, 0.01]]}
+    with pytest.raises(InputError) as e:
+        make(d)
+    assert e.value.path == "risk.classes"

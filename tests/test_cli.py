@@ -1,0 +1,107 @@
+"""The command line end to end, as a user runs it: SPEC section 3's JSON, exit codes, streams."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+CHECK_KEYS = {"account", "as_of", "value", "band", "classes", "cash_weight"}
+ROW_KEYS = {"name", "current_weight", "target_weight", "drift", "status"}
+PLAN_KEYS = {"account", "as_of", "status", "reason", "orders", "tax", "drift_before", "drift_after",
+             "cash_before", "cash_after", "log_id"}
+ORDER_KEYS = {"symbol", "side", "quantity", "price", "notional", "lots"}
+LOT_KEYS = {"lot", "quantity", "gain", "term", "tax"}
+TAX_KEYS = {"short_term_gain", "long_term_gain", "estimated_tax", "net_loss_carried"}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_check_json_has_the_spec_schema(example):
+    r = run_cli("rebalance", "check", str(example), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert CHECK_KEYS <= out.keys()
+    for row in out["classes"]:
+        assert ROW_KEYS <= row.keys()
+        assert row["status"] in ("overweight", "underweight", "in_band")
+        assert row["drift"] == pytest.approx(row["current_weight"] - row["target_weight"])
+    assert out["classes"][-1]["name"] == "CASH"
+    assert sum(r["current_weight"] for r in out["classes"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_generate_json_has_the_spec_schema_and_reconciles(example, tmp_path):
+    r = run_cli("rebalance", "generate", str(example), "--json", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)  # stdout holds only JSON
+    assert PLAN_KEYS <= plan.keys()
+    assert plan["status"] == "optimal" and plan["log_id"] is None
+    assert TAX_KEYS <= plan["tax"].keys()
+    assert "CASH" in plan["drift_before"] and "CASH" in plan["drift_after"]
+    cash = plan["cash_before"]
+    kappa = plan["trading_cost"] / max(sum(o["notional"] for o in plan["orders"]), 1e-12)
+    sides = [o["side"] for o in plan["orders"]]
+    assert sides == sorted(sides, key=lambda s: s != "sell")  # sells first
+    for o in plan["orders"]:
+        assert ORDER_KEYS <= o.keys()
+        assert o["notional"] == pytest.approx(o["quantity"] * o["price"])
+        cash += (o["notional"] if o["side"] == "sell" else -o["notional"]) - kappa * o["notional"]
+        if o["side"] == "sell":
+            assert o["lots"] and all(LOT_KEYS <= l.keys() for l in o["lots"])
+            assert sum(l["quantity"] for l in o["lots"]) == pytest.approx(o["quantity"])
+    assert cash == pytest.approx(plan["cash_after"], abs=1e-6)
+    lot_tax = sum(l["tax"] for o in plan["orders"] for l in o["lots"])
+    assert plan["tax"]["lot_tax"] == pytest.approx(lot_tax)
+
+
+def test_generate_prints_a_readable_plan_without_json():
+    r = run_cli("rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    for text in ("Orders", "Lots relieved", "estimated tax", "Drift before", "Drift after", "SELL", "BUY"):
+        assert text in r.stdout
+
+
+def test_check_terminal_view_shows_status_words_not_only_colour():
+    r = run_cli("rebalance", "check", str(ROOT / "examples" / "household.toml"))
+    assert r.returncode == 0
+    assert "overweight" in r.stdout and "underweight" in r.stdout and "in band" in r.stdout
+
+
+def test_infeasible_plan_exits_3_with_the_reason_and_json_error(tmp_path):
+    text = (ROOT / "examples" / "withdrawal.toml").read_text().replace("withdrawal = 40000.0", "withdrawal = 9e6")
+    p = tmp_path / "too-much.toml"
+    p.write_text(text)
+    r = run_cli("rebalance", "generate", str(p), "--json")
+    assert r.returncode == 3
+    assert "nothing would stay invested" in r.stderr
+    assert json.loads(r.stdout)["error"]["message"]
+
+
+def test_input_error_exits_2_with_message_on_stderr_only(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text((ROOT / "examples" / "household.toml").read_text().replace("VTI = 298.40", "VTI = -1"))
+    r = run_cli("rebalance", "generate", str(p))
+    assert r.returncode == 2
+    assert r.stdout == "" and "prices.VTI" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_usage_error_with_json_still_prints_one_json_object():
+    r = run_cli("rebalance", "generate", "--json")
+    assert r.returncode == 2
+    assert "error" in json.loads(r.stdout)
+
+
+def test_console_script_reaches_the_same_cli():
+    script = Path(sys.executable).parent / "rebalance-opt"
+    if not script.exists():
+        script = shutil.which("rebalance-opt")
+    assert script, "the rebalance-opt console script is installed with the package"
+    import subprocess
+    r = subprocess.run([str(script), "rebalance", "check", str(ROOT / "examples" / "household.toml"), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["account"] == "household-1"
