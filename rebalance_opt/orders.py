@@ -23,6 +23,7 @@ from .plan import LotSale, Order
 WHOLE_SHARE = 1.0
 FRACTIONAL_STEP = 1e-6      # fractional plans trade in millionths of a share
 EXHAUSTIVE_LIMIT = 50_000   # combinations scored at once before falling back to coordinate search
+POLISH_ROUNDS = 50          # one-share steps beyond floor/ceil, while they improve the objective
 NOISE = 1e-7                # continuous trades below this fraction of U are solver noise, not trades
 MONEY_TOLERANCE = 1e-6      # float noise allowed on cash and tax-budget checks, in money
 
@@ -90,19 +91,27 @@ class _Candidates:
 
 
 def _candidates(book: Book, i: int, x: float, step: float, lot_allowed: np.ndarray) -> _Candidates:
+    """No trade, the counts just below and above |x|, and the smallest order meeting min_trade."""
+    size = abs(x)
+    lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
+    sizes = {0.0, lo, hi}
+    min_trade = book.account.policy.min_trade
+    if min_trade > 0 and size > 0:
+        sizes.add(math.ceil(min_trade / book.price[i] / step - 1e-9) * step)
+    return _options(book, i, x, sizes, lot_allowed)
+
+
+def _options(book: Book, i: int, x: float, sizes: set[float], lot_allowed: np.ndarray) -> _Candidates:
+    """Candidates of the given sizes in the direction of ``x``, within what may be sold and
+    meeting min_trade (or zero)."""
     price = book.price[i]
     p = book.account.policy
     size = abs(x)
     cap = math.inf
     if x < 0:
         cap = float(book.lot_quantity[(book.lot_symbol == i) & lot_allowed].sum())
-    lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
-    options = {0.0, min(lo, cap), min(hi, cap)}
-    if p.min_trade > 0 and size > 0:
-        smallest = math.ceil(p.min_trade / price / step - 1e-9) * step
-        if smallest <= cap:
-            options.add(smallest)
-    options = sorted(q for q in options if q == 0 or q * price >= p.min_trade - MONEY_TOLERANCE)
+    options = sorted({min(q, cap) for q in sizes if q >= 0})
+    options = [q for q in options if q == 0 or q * price >= p.min_trade - MONEY_TOLERANCE]
     sign = 1.0 if x > 0 else -1.0
     lots, taxes = [], []
     for q in options:
@@ -128,6 +137,19 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
         choice = _exhaustive(cands, book, scorer, n_classes)
     else:
         choice = _coordinate_search(cands, book, scorer, n_classes)
+    # Polish: a share more or less than floor/ceil can still pay (the continuous point is only a
+    # guide once shares are whole), so walk one step at a time while the objective improves.
+    for _ in range(POLISH_ROUNDS if cands else 0):
+        chosen = [float(c.shares[j]) for c, j in zip(cands, choice)]
+        around = [_options(book, c.symbol, continuous_shares[c.symbol],
+                           {0.0, abs(q), abs(q) + step, max(abs(q) - step, 0.0)}, lot_allowed)
+                  for c, q in zip(cands, chosen)]
+        for c, q in zip(around, chosen):
+            c.continuous = abs(q)
+        new = _coordinate_search(around, book, scorer, n_classes)
+        if [float(c.shares[j]) for c, j in zip(around, new)] == chosen:
+            break
+        cands, choice = around, new
 
     shares = np.zeros(len(book.symbols))
     lot_shares = np.zeros(len(book.lots))

@@ -1,0 +1,291 @@
+"""Pre-trade tax impact: what the sells cost in tax next to the drift they remove.
+
+"Selling AAPL costs $5k in tax; is it worth it?" is answered against the best buy-only
+(cash-flow) plan for the same account: the drift the sells remove beyond what cash alone could
+do, and the tax per point of drift removed. Alternatives side by side (buy-only, the optimized
+plan, a full reset to target with FIFO lots) show what the optimizer saves; ``what_if_sell``
+prices a sale the user is considering, minimum-tax lots against FIFO.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .account import Account, Lot
+from .book import Book
+from .drift import DriftReport, drift_report
+from .errors import InputError
+from .plan import LotSale, Plan
+from .solve import Planner
+from .tax import TaxSummary, estimate, min_tax_order, rate, sellable, term
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One way to rebalance, summarized: tax, drift after, tracking error, turnover."""
+
+    name: str
+    estimated_tax: float
+    lot_tax: float
+    tracking_error: float     # √Σ drift² over classes and cash, after the trades
+    max_abs_drift: float
+    turnover: float
+    trades: int
+    drift_after: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "estimated_tax": self.estimated_tax, "lot_tax": self.lot_tax,
+                "tracking_error": self.tracking_error, "max_abs_drift": self.max_abs_drift,
+                "turnover": self.turnover, "trades": self.trades, "drift_after": self.drift_after}
+
+
+@dataclass(frozen=True)
+class SellImpact:
+    """One sell of the optimized plan: its lot tax next to the weight it takes off its class.
+
+    Selling a value X out of a class lowers that class's weight by exactly X / V' (V' = V −
+    withdrawal), so ``points`` is the sell's own share of the drift removed; the class's drift
+    after the best buy-only plan and after the optimized plan frame it.
+    """
+
+    symbol: str
+    asset_class: str
+    quantity: float
+    notional: float
+    lot_tax: float               # Σ rate × gain over the lots it relieves (< 0: a harvested loss)
+    points: float                # weight taken off the class, in points
+    drift_without: float         # the class's drift after the best buy-only plan
+    drift_with: float            # the class's drift after the optimized plan
+    replaced_by: str | None      # the class's fund the plan buys instead, if any
+
+    @property
+    def tax_per_point(self) -> float | None:
+        return self.lot_tax / self.points if self.points > 1e-9 and self.lot_tax > 0 else None
+
+    @property
+    def sentence(self) -> str:
+        head = f"Selling {self.quantity:,.6g} {self.symbol}"
+        frame = (f"{self.asset_class} goes from {self.drift_without * 100:+.1f}% (buying only) "
+                 f"to {self.drift_with * 100:+.1f}%")
+        if self.lot_tax < 0:
+            swap = f", replaced by {self.replaced_by}" if self.replaced_by else ""
+            return (f"{head} harvests a loss that lowers this year's tax by about ${-self.lot_tax:,.0f}{swap}; "
+                    f"{frame}.")
+        text = (f"{head} costs ${self.lot_tax:,.0f} in tax and takes {self.points:.1f} points off "
+                f"{self.asset_class}; {frame}")
+        per = self.tax_per_point
+        return text + (f"; ${per:,.0f} of tax per point of drift removed." if per is not None else ".")
+
+    def to_dict(self) -> dict:
+        return {"symbol": self.symbol, "asset_class": self.asset_class, "quantity": self.quantity,
+                "notional": self.notional, "lot_tax": self.lot_tax, "points": self.points,
+                "drift_without": self.drift_without, "drift_with": self.drift_with,
+                "replaced_by": self.replaced_by, "tax_per_point": self.tax_per_point, "sentence": self.sentence}
+
+
+@dataclass(frozen=True)
+class TaxImpact:
+    plan: Plan
+    buy_only: Plan
+    sells: tuple[SellImpact, ...]
+    alternatives: tuple[Alternative, ...]
+
+    @property
+    def tax_of_selling(self) -> float:
+        """What the sells add to this year's tax, beyond the buy-only plan."""
+        return self.plan.tax.estimated_tax - self.buy_only.tax.estimated_tax
+
+    def to_dict(self) -> dict:
+        return {"account": self.plan.account, "as_of": self.plan.as_of, "plan": self.plan.to_dict(),
+                "tax": self.plan.tax.to_dict(), "tax_of_selling": self.tax_of_selling,
+                "sells": [s.to_dict() for s in self.sells],
+                "alternatives": [a.to_dict() for a in self.alternatives]}
+
+
+def _summary(name: str, tax: TaxSummary, lot_tax: float, after: DriftReport, turnover: float,
+             trades: int) -> Alternative:
+    drifts = after.drift_map()
+    return Alternative(name, tax.estimated_tax, lot_tax, math.sqrt(after.squared_error),
+                       max(abs(d) for d in drifts.values()), turnover, trades, drifts)
+
+
+def _alt(name: str, plan: Plan) -> Alternative:
+    return _summary(name, plan.tax, plan.lot_tax, plan.drift_after, plan.turnover, len(plan.orders))
+
+
+def tax_impact(account: Account, planner: Planner | None = None) -> TaxImpact:
+    """The optimized plan's tax, sell by sell, against the drift it removes (see module doc)."""
+    planner = planner or Planner()
+    plan = planner.plan(account)
+    buy_only = planner.plan(account.with_policy(allow_sells=False))
+    invested = plan.drift_after.value
+    bought = {o.asset_class: o.symbol for o in plan.buys}
+    sells = tuple(SellImpact(o.symbol, o.asset_class, o.quantity, o.notional, sum(s.tax for s in o.lots),
+                             o.notional / invested * 100, buy_only.drift_after.row(o.asset_class).drift,
+                             plan.drift_after.row(o.asset_class).drift, bought.get(o.asset_class))
+                  for o in plan.sells)
+    reset = full_reset(account)
+    alternatives = (_alt("buy-only", buy_only), _alt("optimized", plan), reset)
+    return TaxImpact(plan, buy_only, sells, alternatives)
+
+
+# --- the naive reference: reset every class to target, selling FIFO ---------------------------
+def full_reset(account: Account) -> Alternative:
+    """Sell every overweight class down to target (oldest lots first, as brokers default to) and
+    buy every underweight class up to target with the proceeds, in whole shares (or fractions
+    if the policy allows). Restrictions (no_sell, no_buy, wash sales) are respected."""
+    book = Book(account)
+    p = account.policy
+    u = book.invested
+    step = 1e-6 if p.fractional else 1.0
+    shares = book.shares.copy()
+    cash = account.cash
+    kappa = p.trade_cost_bps * 1e-4
+    sold_lots: dict[str, float] = {}
+    gains = {"short": 0.0, "long": 0.0}
+    lot_tax = 0.0
+    turnover = 0.0
+    trades = 0
+    targets = book.targets[:-1] * u
+    value = book.class_value.copy()
+    for k, cls in enumerate(book.classes):
+        excess = value[k] - targets[k]
+        if excess <= 0:
+            continue
+        lots = sorted((l for l in account.lots if account.class_of(l.symbol) == cls and sellable(account, l)),
+                      key=lambda l: (l.acquired, l.id))
+        for lot in lots:
+            if excess <= 0:
+                break
+            price = account.prices[lot.symbol]
+            qty = min(lot.quantity, math.ceil(excess / price / step - 1e-9) * step)
+            if qty <= 0:
+                continue
+            sold_lots[lot.id] = qty
+            shares[book.symbol_index[lot.symbol]] -= qty
+            gain = (price - lot.cost_basis) * qty
+            t = term(lot.acquired, account.as_of)
+            gains[t] += gain
+            lot_tax += rate(account.tax, t) * gain
+            cash += qty * price * (1 - kappa)
+            turnover += qty * price
+            excess -= qty * price
+            value[k] -= qty * price
+    sold_symbols = {l.symbol for l in account.lots if l.id in sold_lots}
+    trades += len(sold_symbols)
+    buys = book.buy_targets(sold=np.array([s in sold_symbols for s in book.symbols]))
+    for k, cls in enumerate(book.classes):
+        need = targets[k] - value[k]
+        idx = [i for i in range(len(book.symbols)) if book.class_of_symbol[i] == k and buys[i]]
+        if need <= 0 or not idx:
+            continue
+        i = idx[0]
+        price = book.price[i]
+        budget = max(cash - p.min_cash - p.withdrawal, 0.0) / (1 + kappa)
+        qty = math.floor(min(need, budget) / price / step + 1e-9) * step
+        if qty <= 0:
+            continue
+        shares[i] += qty
+        cash -= qty * price * (1 + kappa)
+        turnover += qty * price
+        trades += 1
+    after = drift_report(account, dict(zip(book.symbols, shares)), cash - p.withdrawal, u)
+    tax = estimate(account.tax, gains["short"], gains["long"])
+    return _summary("full reset (FIFO)", tax, lot_tax, after, turnover, trades)
+
+
+# --- what if I sell ...? ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LotPick:
+    method: str                 # "minimum tax" | "FIFO"
+    lots: tuple[LotSale, ...]
+    lot_tax: float
+    tax: TaxSummary
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "lots": [l.to_dict() for l in self.lots], "lot_tax": self.lot_tax,
+                "tax": self.tax.to_dict()}
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    symbol: str
+    quantity: float
+    minimum_tax: LotPick
+    fifo: LotPick
+
+    @property
+    def saving(self) -> float:
+        return self.fifo.tax.estimated_tax - self.minimum_tax.tax.estimated_tax
+
+    def to_dict(self) -> dict:
+        return {"symbol": self.symbol, "quantity": self.quantity, "minimum_tax": self.minimum_tax.to_dict(),
+                "fifo": self.fifo.to_dict(), "saving": self.saving}
+
+
+def _pick(account: Account, method: str, lots: list[Lot], quantity: float) -> LotPick:
+    left = quantity
+    sales, gains, lot_tax = [], {"short": 0.0, "long": 0.0}, 0.0
+    price = account.prices[lots[0].symbol] if lots else 0.0
+    for lot in lots:
+        if left <= 1e-12:
+            break
+        q = min(left, lot.quantity)
+        left -= q
+        t = term(lot.acquired, account.as_of)
+        gain = (price - lot.cost_basis) * q
+        gains[t] += gain
+        tax = rate(account.tax, t) * gain
+        lot_tax += tax
+        sales.append(LotSale(lot.id, q, gain, t, tax, lot.cost_basis, lot.acquired.isoformat()))
+    return LotPick(method, tuple(sales), lot_tax, estimate(account.tax, gains["short"], gains["long"]))
+
+
+def what_if_sell(account: Account, symbol: str, quantity: float | None = None) -> WhatIf:
+    """The tax of selling ``quantity`` shares of ``symbol`` (all of it when None): the lots the
+    engine would relieve (minimum tax) against FIFO, each netted with this year's gains."""
+    held = [l for l in account.lots if l.symbol == symbol and sellable(account, l)]
+    if symbol not in account.prices or not any(l.symbol == symbol for l in account.lots):
+        raise InputError("is not held in the account", path="--sell", value=symbol, has_value=True)
+    available = sum(l.quantity for l in held)
+    quantity = available if quantity is None else quantity
+    if not (quantity > 0) or quantity > available + 1e-9:
+        raise InputError(f"must be > 0 and at most the {available:,.6g} shares of {symbol} that may be sold "
+                         "(no_sell and wash-sale-blocked loss lots excluded)", path="--sell", value=quantity,
+                         has_value=True)
+    minimum = _pick(account, "minimum tax", min_tax_order(account, held), quantity)
+    fifo = _pick(account, "FIFO", sorted(held, key=lambda l: (l.acquired, l.id)), quantity)
+    return WhatIf(symbol, quantity, minimum, fifo)
+
+
+# --- the frontier ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FrontierPoint:
+    tax_weight: float
+    lot_tax: float
+    estimated_tax: float
+    tracking_error: float
+    plan: Plan
+
+    def to_dict(self) -> dict:
+        return {"tax_weight": self.tax_weight, "lot_tax": self.lot_tax, "estimated_tax": self.estimated_tax,
+                "tracking_error": self.tracking_error, "turnover": self.plan.turnover, "stage": self.plan.stage}
+
+
+DEFAULT_TAX_WEIGHTS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+
+
+def frontier(account: Account, tax_weights=DEFAULT_TAX_WEIGHTS, planner: Planner | None = None) -> list[FrontierPoint]:
+    """Sweep ``tax_weight``: tax paid against tracking error after the trade, with each plan.
+
+    The compiled model is reused across the sweep (``tax_weight`` only changes a parameter).
+    """
+    planner = planner or Planner()
+    points = []
+    for w in sorted(tax_weights):
+        plan = planner.plan(account.with_policy(tax_weight=float(w)))
+        points.append(FrontierPoint(float(w), plan.lot_tax, plan.tax.estimated_tax,
+                                    math.sqrt(plan.drift_after.squared_error), plan))
+    return points

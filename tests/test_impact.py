@@ -1,0 +1,95 @@
+"""Pre-trade tax impact, the what-if sale and the tax/tracking frontier."""
+from __future__ import annotations
+
+import pytest
+
+from rebalance_opt import load_account
+from rebalance_opt.impact import frontier, full_reset, tax_impact, what_if_sell
+from tests.conftest import ROOT, base_dict, make
+
+HOUSEHOLD = ROOT / "examples" / "household.toml"
+
+
+def test_sell_impacts_reconcile_with_the_plans_lot_by_lot_tax():
+    account = load_account(HOUSEHOLD).with_policy(tax_weight=1.0)
+    impact = tax_impact(account)
+    plan = impact.plan
+    assert impact.sells, "the example sells something"
+    lot_tax = sum(s.tax for o in plan.sells for s in o.lots)
+    assert sum(s.lot_tax for s in impact.sells) == pytest.approx(lot_tax)
+    assert plan.lot_tax == pytest.approx(lot_tax)
+    v_prime = plan.value - plan.withdrawal
+    for s in impact.sells:
+        order = next(o for o in plan.sells if o.symbol == s.symbol)
+        assert s.points == pytest.approx(order.quantity * order.price / v_prime * 100)
+        if s.tax_per_point is not None:
+            assert s.tax_per_point == pytest.approx(s.lot_tax / s.points)
+        assert s.symbol in s.sentence and s.asset_class in s.sentence
+    assert impact.tax_of_selling == pytest.approx(plan.tax.estimated_tax - impact.buy_only.tax.estimated_tax)
+    assert not impact.buy_only.sells
+
+
+def test_alternatives_show_what_the_optimizer_saves_against_a_fifo_reset():
+    account = load_account(HOUSEHOLD).with_policy(tax_weight=1.0)
+    names = {a.name: a for a in tax_impact(account).alternatives}
+    reset, optimized, buy_only = names["full reset (FIFO)"], names["optimized"], names["buy-only"]
+    assert reset.estimated_tax > optimized.estimated_tax
+    assert reset.tracking_error < buy_only.tracking_error
+    assert optimized.tracking_error < buy_only.tracking_error
+
+
+def test_full_reset_sells_oldest_lots_first():
+    d = base_dict()
+    d["prices"]["VTI"] = 100.0
+    d["lots"].insert(0, {"id": "young", "symbol": "VTI", "quantity": 200, "cost_basis": 99.0,
+                         "acquired": "2026-10-01"})
+    d["targets"] = {"US_STOCK": 0.3, "INTL_STOCK": 0.3, "US_BOND": 0.38}
+    reset = full_reset(make(d))
+    # VTI 700×100 = 70k of V = 115k; target 30% → sell ~35.5k, FIFO from L1 (basis 60, LT): 355 shares
+    assert reset.lot_tax == pytest.approx(355 * 40 * 0.2)
+
+
+def test_what_if_minimum_tax_pick_beats_fifo_and_matches_the_hand_minimum():
+    d = base_dict()
+    d["lots"] = [
+        {"id": "old", "symbol": "VTI", "quantity": 100, "cost_basis": 30.0, "acquired": "2015-01-02"},
+        {"id": "mid", "symbol": "VTI", "quantity": 100, "cost_basis": 95.0, "acquired": "2023-01-02"},
+        {"id": "new", "symbol": "VTI", "quantity": 100, "cost_basis": 120.0, "acquired": "2026-08-01"},
+    ]
+    w = what_if_sell(make(d), "VTI", 150)
+    # per share at price 100: new −20 × 0.37 = −7.4 (ST loss); mid +5 × 0.2 = +1.0; old +70 × 0.2 = +14
+    # minimum: 100 new + 50 mid → ST −2,000, LT +250 → net −1,750: tax 0, loss carried 1,750
+    assert [(l.lot, l.quantity) for l in w.minimum_tax.lots] == [("new", 100), ("mid", 50)]
+    assert w.minimum_tax.tax.estimated_tax == 0
+    assert w.minimum_tax.tax.net_loss_carried == pytest.approx(1_750)
+    # FIFO: 100 old + 50 mid → LT +7,000 + 250 = 7,250 at 20% = 1,450
+    assert [(l.lot, l.quantity) for l in w.fifo.lots] == [("old", 100), ("mid", 50)]
+    assert w.fifo.tax.estimated_tax == pytest.approx(1_450)
+    assert w.saving == pytest.approx(1_450)
+
+
+def test_what_if_refuses_more_than_is_held():
+    from rebalance_opt import InputError
+    with pytest.raises(InputError, match="--sell"):
+        what_if_sell(make(), "VTI", 10_000)
+    with pytest.raises(InputError, match="not held"):
+        what_if_sell(make(), "QQQ", 1)
+
+
+@pytest.mark.parametrize("example", ["household", "withdrawal", "wash_sale"])
+@pytest.mark.parametrize("fractional", [True, False])
+def test_frontier_is_monotone(example, fractional):
+    account = load_account(ROOT / "examples" / f"{example}.toml").with_policy(fractional=fractional)
+    points = frontier(account)
+    for a, b in zip(points, points[1:]):
+        assert b.tax_weight > a.tax_weight
+        assert b.lot_tax <= a.lot_tax + 1e-6 * account.value, (a.tax_weight, a.lot_tax, b.lot_tax)
+        assert b.tracking_error >= a.tracking_error - 1e-6, (a.tax_weight, a.tracking_error, b.tracking_error)
+
+
+def test_frontier_reuses_one_compiled_model():
+    from rebalance_opt import Planner
+    from rebalance_opt.problem import ModelCache
+    planner = Planner(cache=ModelCache())
+    frontier(load_account(HOUSEHOLD), planner=planner)
+    assert len(planner.cache) == 1
