@@ -204,7 +204,7 @@ class Entry:
         orders = self.field("orders") or []
         tax = self.field("tax") or {}
         solver = self.field("solver") or {}
-        return {"id": self.id, "time": self.row["time"], "account": self.row["account"],
+        return {"id": self.row["id"], "time": self.row["time"], "account": self.row["account"],
                 "as_of": self.row["as_of"], "reason": self.row["reason"],
                 "orders": len(orders) if isinstance(orders, list) else None,
                 "estimated_tax": tax.get("estimated_tax") if isinstance(tax, dict) else None,

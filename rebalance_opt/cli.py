@@ -158,14 +158,15 @@ def _log_table(rows: list[dict]):
     from rich import box
     from rich.table import Table
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("id", "time (UTC)", "account", "reason", "orders", "est. tax", "hash"):
+    for col in ("id", "time (UTC)", "account", "reason", "orders", "est. tax"):
         t.add_column(col, justify="right" if col in ("id", "orders", "est. tax") else "left",
-                     no_wrap=col not in ("account", "reason"))
+                     no_wrap=col not in ("account", "reason"), overflow="fold",
+                     min_width={"account": 12, "reason": 15}.get(col))
     for r in rows:
         tax = r["estimated_tax"]
         t.add_row(str(r["id"]), str(r["time"])[:16].replace("T", " "), str(r["account"]), str(r["reason"]),
                   "" if r["orders"] is None else str(r["orders"]),
-                  f"{tax:,.2f}" if isinstance(tax, (int, float)) else "", str(r["hash"])[:8])
+                  f"{tax:,.2f}" if isinstance(tax, (int, float)) else "")
     return t
 
 
@@ -208,8 +209,9 @@ def log_command(
                 typer.echo(to_json(result.to_dict()))
             if not result.ok:
                 typer.echo(f"audit log verify failed: {result.message}", err=True)
-                raise typer.Exit(4)
-            typer.echo(result.message, err=as_json)
+                failed.append(result)
+            else:
+                typer.echo(result.message, err=as_json)
         elif head is not None:
             if head:
                 raise InputError("a head hash is checked with --verify --head HASH; --head alone prints it",
@@ -236,7 +238,10 @@ def log_command(
                     console().print(_log_table([e.summary() for e in entries]))
                 exists = "" if where.path.exists() else " (no log there yet)"
                 typer.echo(f"{len(entries)} entries in {where.path}{exists}")
+    failed: list = []
     run(as_json, body)
+    if failed:
+        raise typer.Exit(4)
 
 
 @app.command("serve")

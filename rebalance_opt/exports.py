@@ -26,13 +26,13 @@ file in the target directory that replaces FILE only once complete.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
-import csv
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -75,7 +75,7 @@ def check_destination(out: Path) -> None:
     if out.is_dir():
         raise InputError("is a directory; give a file name for the basket", path="--out", value=str(out),
                          has_value=True)
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent
     if not parent.is_dir():
         raise InputError("its directory does not exist", path="--out", value=str(out), has_value=True)
     if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
@@ -231,7 +231,7 @@ class StagedBasket:
     order_count: int
     sha256: str
     size: int
-    _tmp: Path | None
+    _tmp: Path | None = field(default=None, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -264,8 +264,7 @@ def stage_basket(plans: Sequence[Plan], out: Path, fmt: str, created: datetime |
                  **fix_ids: str) -> StagedBasket:
     """Render the basket and write it to a temporary file beside ``out`` (see ``StagedBasket``)."""
     data = render_basket(plans, fmt, created, **fix_ids)
-    parent = out.parent if str(out.parent) else Path(".")
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -303,7 +302,7 @@ def _file_mode(out: Path) -> int:
 
 def _fsync_dir(directory: Path) -> None:
     try:
-        fd = os.open(directory if str(directory) else ".", os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY)
     except OSError:  # pragma: no cover - e.g. Windows cannot open directories
         return
     try:

@@ -45,6 +45,12 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
                           text=True, env=env, timeout=120)
 
 
+@pytest.fixture(autouse=True)
+def _audit_log(tmp_path, monkeypatch):
+    """Every test writes its audit log in its own temporary folder, never the user's default."""
+    monkeypatch.setenv("REBALANCE_OPT_LOG", str(tmp_path / "audit.sqlite"))
+
+
 @pytest.fixture
 def examples() -> Path:
     return ROOT / "examples"

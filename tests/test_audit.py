@@ -1,0 +1,367 @@
+"""The audit log: chain, tamper detection (edit, delete, reorder, truncate, rehash), real SIGKILLs
+(including between the insert and the commit) and concurrent writer processes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from rebalance_opt import InputError, account_from_dict, plan_rebalance
+from rebalance_opt.account_file import account_to_dict
+from rebalance_opt.audit import (ENV_CRASH, ENV_LOG, FIELDS, GENESIS, AuditLog, LogLocation, canonical_json,
+                                 check_writable, default_log_path, entry_hash, parse_head, parse_since,
+                                 resolve_log, sha256_text)
+from tests.test_exports import seed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plan_dict(account: str = "acct-1", reason: str = "Drift Trigger", n: int = 0) -> dict:
+    """A small plan in ``Plan.to_dict()``'s shape (the log stores whatever the plan holds)."""
+    return {"account": account, "as_of": "2026-11-24", "currency": "USD", "status": "optimal", "reason": reason,
+            "stage": "full",
+            "orders": [{"symbol": "VTI", "side": "sell", "quantity": 3.0 + n, "price": 100.0, "notional": 300.0,
+                        "lots": [{"lot": "L1", "quantity": 3.0 + n, "gain": 90.0, "term": "long", "tax": 18.0}]}],
+            "tax": {"short_term_gain": 0.0, "long_term_gain": 90.0, "estimated_tax": 18.0, "net_loss_carried": 0.0},
+            "drift_before": {"US_STOCK": 0.1, "CASH": -0.1}, "drift_after": {"US_STOCK": 0.0, "CASH": 0.0},
+            "solver": {"name": "OSQP", "status": "optimal", "solves": 2, "solve_seconds": 0.01,
+                       "total_seconds": 0.02},
+            "value": 1000.0, "cash_before": 10.0, "cash_after": 310.0, "notes": [], "log_id": None}
+
+
+INPUTS = account_to_dict(account_from_dict(seed("acct-1")))
+
+
+def fill(path: Path, n: int, account: str = "acct-1") -> AuditLog:
+    log = AuditLog(path)
+    for i in range(n):
+        log.append(plan_dict(account, n=i), INPUTS)
+    return log
+
+
+def tamper(path: Path, *sql: str, params: tuple = ()) -> None:
+    """Edit the log as an attacker with the sqlite3 module would: drop the guards, change rows."""
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER IF EXISTS entries_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS entries_no_delete")
+    for stmt in sql:
+        conn.execute(stmt, params if "?" in stmt else ())
+    conn.commit()
+    conn.close()
+
+
+def rows(path: Path) -> list[dict]:
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    out = [dict(r) for r in conn.execute("SELECT * FROM entries ORDER BY id")]
+    conn.close()
+    return out
+
+
+def rehash_from(path: Path, start: int) -> None:
+    """Recompute the hashes of entries ``start``.. so every link is consistent again."""
+    all_rows = rows(path)
+    prev = all_rows[start - 2]["hash"] if start > 1 else GENESIS
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER IF EXISTS entries_no_update")
+    for r in all_rows[start - 1:]:
+        r["prev_hash"] = prev
+        r["hash"] = entry_hash(r)
+        conn.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE id = ?", (prev, r["hash"], r["id"]))
+        prev = r["hash"]
+    conn.commit()
+    conn.close()
+
+
+# --- the chain ----------------------------------------------------------------------------------
+def test_entries_chain_and_hash_every_field(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 3)
+    stored = rows(path)
+    assert [r["id"] for r in stored] == [1, 2, 3]
+    assert stored[0]["prev_hash"] == GENESIS
+    for before, r in zip([None, *stored], stored):
+        assert r["hash"] == entry_hash(r)
+        if before is not None:
+            assert r["prev_hash"] == before["hash"]
+        assert r["inputs_sha256"] == sha256_text(r["inputs"])
+        assert r["time"].endswith("Z")
+    result = log.verify()
+    assert result.ok and result.entries == 3 and result.head == stored[-1]["hash"]
+    assert log.head() == (3, stored[-1]["hash"])
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    # the hash covers every stored column
+    for field in FIELDS:
+        changed = dict(stored[1])
+        changed[field] = "x" if changed[field] != "x" else "y"
+        assert entry_hash(changed) != stored[1]["hash"], field
+
+
+def test_entry_holds_the_spec_fields_and_canonical_inputs(tmp_path):
+    account = account_from_dict(seed("household-1"))
+    plan = plan_rebalance(account, reason="Quarterly Reset")
+    entry = AuditLog(tmp_path / "log.sqlite").append(plan.to_dict(), account_to_dict(account),
+                                                     {"path": "/x/b.csv", "format": "csv", "sha256": "ab"})
+    whole = AuditLog(tmp_path / "log.sqlite").get(entry.id).to_dict()
+    assert whole["reason"] == "Quarterly Reset" and whole["account"] == "household-1"
+    assert whole["orders"] == json.loads(canonical_json(plan.to_dict()["orders"]))
+    assert whole["tax"]["estimated_tax"] == plan.tax.estimated_tax
+    assert whole["drift_before"] == plan.drift_before.drift_map()
+    assert whole["drift_after"] == plan.drift_after.drift_map()
+    assert whole["solver"]["name"] == plan.solver.name and whole["solver"]["status"] == "optimal"
+    assert whole["solver"]["total_seconds"] == plan.solver.total_seconds
+    assert whole["policy"] == account_to_dict(account)["policy"]
+    assert whole["basket"]["format"] == "csv"
+    # canonical inputs: sorted keys, and they rebuild the very account
+    stored = rows(tmp_path / "log.sqlite")[0]["inputs"]
+    assert stored == json.dumps(account_to_dict(account), sort_keys=True, separators=(",", ":"))
+    assert whole["inputs_sha256"] == sha256_text(stored)
+    assert account_from_dict(whole["inputs"]) == account
+
+
+def test_triggers_refuse_update_and_delete(tmp_path):
+    path = tmp_path / "log.sqlite"
+    fill(path, 2)
+    conn = sqlite3.connect(path)
+    for stmt in ("UPDATE entries SET reason = 'x' WHERE id = 1", "DELETE FROM entries WHERE id = 2"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(stmt)
+    conn.close()
+    assert AuditLog(path).verify().ok
+
+
+# --- tamper detection ---------------------------------------------------------------------------
+@pytest.mark.parametrize("sql,bad,word", [
+    ("UPDATE entries SET reason = 'Quarterly Reset' WHERE id = 3", 3, "altered"),
+    ("UPDATE entries SET orders = '[]' WHERE id = 2", 2, "altered"),
+    ("UPDATE entries SET time = '2020-01-01T00:00:00.000000Z' WHERE id = 1", 1, "altered"),
+    ("UPDATE entries SET inputs = replace(inputs, '10000.0', '99999.0') WHERE id = 4", 4, "altered"),
+    ("DELETE FROM entries WHERE id = 3", 3, "missing"),
+    ("DELETE FROM entries WHERE id = 1", 1, "missing"),
+    ("UPDATE entries SET id = id + 100 WHERE id = 2", 2, "missing"),
+])
+def test_verify_names_the_first_altered_or_missing_entry(tmp_path, sql, bad, word):
+    path = tmp_path / "log.sqlite"
+    fill(path, 5)
+    tamper(path, sql)
+    result = AuditLog(path).verify()
+    assert not result.ok and result.first_bad == bad and word in result.problem
+    assert f"entry {bad}" in result.message
+
+
+def test_reordered_entries_are_detected(tmp_path):
+    path = tmp_path / "log.sqlite"
+    fill(path, 4)
+    tamper(path, "UPDATE entries SET id = -2 WHERE id = 2", "UPDATE entries SET id = 2 WHERE id = 3",
+           "UPDATE entries SET id = 3 WHERE id = -2")
+    result = AuditLog(path).verify()
+    assert not result.ok and result.first_bad == 2
+
+
+def test_an_altered_and_rehashed_entry_breaks_the_next_link(tmp_path):
+    path = tmp_path / "log.sqlite"
+    fill(path, 4)
+    r = rows(path)[1]
+    r["reason"] = "Manual"
+    tamper(path, "UPDATE entries SET reason = 'Manual', hash = ? WHERE id = 2", params=(entry_hash(r),))
+    result = AuditLog(path).verify()
+    assert not result.ok and result.first_bad == 3 and "link" in result.problem
+
+
+def test_truncation_and_rehashing_need_the_kept_head(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 5)
+    head_id, head = log.head()
+    kept = f"{head_id}:{head}"
+    assert log.verify(head).ok and log.verify(kept).ok
+    fill(path, 2)  # legitimate appends after the head was kept
+    result = log.verify(kept)
+    assert result.ok and result.since_kept_head == 2
+
+    tamper(path, "DELETE FROM entries WHERE id >= 5")  # cut off the newest three
+    assert log.verify().ok, "a chain alone cannot see its end cut off"
+    cut = log.verify(kept)
+    assert not cut.ok and cut.first_bad == 5 and "cut off" in cut.problem
+    cut = log.verify(head)
+    assert not cut.ok and "not in the log" in cut.problem
+
+    path2 = tmp_path / "log2.sqlite"
+    log2 = fill(path2, 4)
+    kept2 = "%d:%s" % log2.head()
+    tamper(path2, "UPDATE entries SET reason = 'Manual' WHERE id = 2")
+    rehash_from(path2, 2)
+    assert log2.verify().ok, "a rehashed chain is consistent"
+    result = log2.verify(kept2)
+    assert not result.ok and "rehashed" in result.problem and result.first_bad == 4
+
+
+def test_genesis_head_and_bad_heads(tmp_path):
+    log = AuditLog(tmp_path / "none.sqlite")
+    assert log.head() == (0, GENESIS) and log.verify(GENESIS).ok
+    assert not (tmp_path / "none.sqlite").exists(), "reading creates nothing"
+    for bad in ("xyz", "12", "a:" + "0" * 64, "0" * 63):
+        with pytest.raises(InputError) as e:
+            parse_head(bad)
+        assert e.value.path == "--head"
+    assert parse_head("7:" + "AB" * 32) == (7, "ab" * 32)
+
+
+def test_a_kept_head_with_the_wrong_id_is_reported(tmp_path):
+    log = fill(tmp_path / "log.sqlite", 3)
+    _, digest = log.head()
+    result = log.verify(f"2:{digest}")
+    assert not result.ok and "entry 2" in result.problem
+
+
+# --- where the log is, and what is not a log ----------------------------------------------------
+def test_log_location_precedence(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_LOG, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert resolve_log(None) == LogLocation(tmp_path / "xdg" / "rebalance-opt" / "audit.sqlite", "default")
+    assert default_log_path() == tmp_path / "xdg" / "rebalance-opt" / "audit.sqlite"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert default_log_path() == Path.home() / ".local" / "share" / "rebalance-opt" / "audit.sqlite"
+    monkeypatch.setenv(ENV_LOG, str(tmp_path / "env.sqlite"))
+    assert resolve_log(None) == LogLocation(tmp_path / "env.sqlite", ENV_LOG)
+    assert resolve_log(str(tmp_path / "opt.sqlite")) == LogLocation(tmp_path / "opt.sqlite", "--log")
+    with pytest.raises(InputError) as e:
+        resolve_log("postgresql://user@host/db")
+    assert e.value.path == "--log"
+
+
+def test_default_log_directory_is_created_on_demand(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_LOG, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    where = resolve_log(None)
+    check_writable(where)
+    assert not (tmp_path / "xdg").exists(), "checking creates nothing"
+    AuditLog(where).append(plan_dict(), INPUTS)
+    assert where.path.exists() and AuditLog(where).verify().ok
+
+
+def test_what_is_not_a_writable_log_is_an_input_error(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello " * 200)
+    other = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    for path in (text, other, tmp_path, tmp_path / "missing" / "log.sqlite"):
+        with pytest.raises(InputError) as e:
+            check_writable(LogLocation(path, "--log"))
+        assert e.value.path == "--log" and e.value.file == str(path)
+    assert not (tmp_path / "missing").exists()
+    with pytest.raises(InputError):
+        AuditLog(other).entries()
+    check_writable(LogLocation(tmp_path / "new.sqlite", "--log"))
+    assert not (tmp_path / "new.sqlite").exists()
+
+
+def test_listing_filters_by_account_and_time(tmp_path):
+    log = AuditLog(tmp_path / "log.sqlite")
+    log.append(plan_dict("a"), INPUTS, now=datetime(2026, 1, 5, 12, tzinfo=timezone.utc))
+    log.append(plan_dict("b"), INPUTS, now=datetime(2026, 2, 5, 12, tzinfo=timezone.utc))
+    log.append(plan_dict("a"), INPUTS, now=datetime(2026, 3, 5, 12, tzinfo=timezone.utc))
+    assert [e.id for e in log.entries()] == [1, 2, 3]
+    assert [e.id for e in log.entries(account="a")] == [1, 3]
+    assert [e.id for e in log.entries(since=parse_since("2026-02-05"))] == [2, 3]
+    assert [e.id for e in log.entries(account="a", since=parse_since("2026-02-05T13:00:00Z"))] == [3]
+    assert log.entries(account="zzz") == []
+    s = log.entries()[0].summary()
+    assert s["orders"] == 1 and s["estimated_tax"] == 18.0 and s["solver_status"] == "optimal"
+    with pytest.raises(InputError) as e:
+        parse_since("last tuesday")
+    assert e.value.path == "--since"
+
+
+# --- real processes: SIGKILL and concurrent writers ---------------------------------------------
+WORKER = """
+import json, os, sys, time
+from rebalance_opt.audit import AuditLog
+path, count, go, account = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+plan, inputs = json.loads(os.environ["PLAN"]), json.loads(os.environ["INPUTS"])
+while not os.path.exists(go):
+    time.sleep(0.002)
+log, i = AuditLog(path), 0
+while count < 0 or i < count:
+    plan["orders"][0]["quantity"] = i
+    log.append(plan, inputs)
+    i += 1
+"""
+
+
+def spawn(path: Path, count: int, go: Path, account: str = "acct-1", crash: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PLAN": json.dumps(plan_dict(account)), "INPUTS": json.dumps(INPUTS),
+           "PYTHONPATH": str(ROOT)}
+    env.pop(ENV_CRASH, None)
+    if crash:
+        env[ENV_CRASH] = crash
+    return subprocess.Popen([sys.executable, "-c", WORKER, str(path), str(count), str(go), account], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def count_entries(path: Path) -> int:
+    return len(AuditLog(path).entries())
+
+
+def test_sigkill_between_insert_and_commit_leaves_the_log_as_it_was(tmp_path):
+    path, go = tmp_path / "log.sqlite", tmp_path / "go"
+    fill(path, 3)
+    before = rows(path)
+    go.touch()
+    proc = spawn(path, 1, go, crash="after_insert")
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert rows(path) == before, "the killed entry left no trace"
+    assert AuditLog(path).verify().ok
+    log = fill(path, 1)  # the next append continues the chain
+    assert [e.id for e in log.entries()] == [1, 2, 3, 4] and log.verify().ok
+
+    proc = spawn(path, 1, go, crash="after_commit")  # killed just after committing: the entry stays
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert count_entries(path) == 5 and AuditLog(path).verify().ok
+
+
+def test_concurrent_writers_all_land_with_the_chain_intact(tmp_path):
+    path, go = tmp_path / "log.sqlite", tmp_path / "go"
+    procs = [spawn(path, 25, go, account=f"acct-{k}") for k in range(3)]  # a fresh log: creation races too
+    time.sleep(0.5)
+    go.touch()
+    for p in procs:
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()
+    entries = AuditLog(path).entries()
+    assert [e.id for e in entries] == list(range(1, 76))
+    assert sorted(e.row["account"] for e in entries) == sorted(f"acct-{k}" for k in range(3) for _ in range(25))
+    assert AuditLog(path).verify().ok
+
+
+def test_writers_killed_at_random_moments_leave_a_valid_log(tmp_path):
+    path, go = tmp_path / "log.sqlite", tmp_path / "go"
+    fill(path, 1)
+    procs = [spawn(path, -1, go, account=f"acct-{k}") for k in range(3)]  # append until killed
+    go.touch()
+    deadline = time.monotonic() + 30
+    for k, p in enumerate(procs):
+        target = 10 * (k + 1)
+        while count_entries(path) < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.003 * k)
+        p.send_signal(signal.SIGKILL)
+        p.communicate(timeout=30)
+        assert p.returncode == -signal.SIGKILL
+    result = AuditLog(path).verify()
+    assert result.ok and result.entries >= 30
+    assert fill(path, 1).verify().ok
