@@ -13,7 +13,7 @@ import math
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping
 
 import numpy as np
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
@@ -21,6 +21,9 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from .account import Account, Lot, Policy, RiskModel, TaxSettings, Trade, validate
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _iso_date(v: Any) -> date:

@@ -225,7 +225,6 @@ def _why_infeasible(scorer: Scorer, violation: float) -> str:
 
 def to_orders(book: Book, trades: Trades) -> tuple[Order, ...]:
     """Orders from share counts: sells (with the lots they relieve) first, then buys."""
-    a = book.account
     sells, buys = [], []
     for i, sym in enumerate(book.symbols):
         q = trades.shares[i]

@@ -25,7 +25,7 @@ from .drift import DriftReport, drift_report
 from .errors import Infeasible, SolverFailed
 from .orders import NOISE, Scorer, Trades, round_trades, to_orders
 from .plan import Objective, Plan, SolverInfo
-from .problem import ModelCache, ModelData, RebalanceModel, Solution, SolveFailure, Structure
+from .problem import ModelCache, ModelData, Solution, SolveFailure, Structure
 from .tax import estimate
 from .verify import verify_plan
 

@@ -5,7 +5,6 @@ bug there cannot also hide here. A plan that fails is never emitted (``PlanRejec
 """
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 from .account import Account

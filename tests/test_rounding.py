@@ -21,7 +21,7 @@ TOLERANCE = 1e-6  # objective units (SPEC section 2): 1e-6 is a 0.1-point drift,
 @st.composite
 def small_accounts(draw):
     n = draw(st.integers(2, 8))
-    prices, classes, lots, weights = {}, {}, [], []
+    prices, classes, lots = {}, {}, []
     for i in range(n):
         sym = f"S{i}"
         prices[sym] = round(draw(st.floats(5.0, 400.0)), 2)

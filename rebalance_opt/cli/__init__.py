@@ -1,0 +1,44 @@
+"""The command line (SPEC section 3): thin typer commands over the library.
+
+Each command parses, calls one library function and prints: rich views for people, one JSON
+object on stdout for machines (``--json``). Typed errors map to exit codes: 2 input error,
+3 no feasible plan, 1 anything unexpected; a user's mistake never shows a traceback.
+One module per group of commands; importing them registers them on ``app``.
+"""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import rebalance as _rebalance  # noqa: F401  (importing registers the commands)
+from . import serve as _serve  # noqa: F401
+from .common import UsageError, app, to_json
+
+__all__ = ["app", "main"]
+
+
+def _bare_head(argv: list[str]) -> list[str]:
+    """``log --head`` takes an optional value: a bare ``--head`` becomes ``--head=`` (print it)."""
+    out = []
+    for i, arg in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        out.append("--head=" if arg == "--head" and (nxt is None or nxt.startswith("-")) else arg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python cli.py`` and the ``rebalance-opt`` console script."""
+    argv = _bare_head(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = app(args=argv, prog_name="rebalance-opt", standalone_mode=False)
+    except UsageError as exc:  # wrong or missing arguments: an input error, exit 2
+        if "--json" in argv:
+            typer.echo(to_json({"error": {"message": exc.format_message(), "path": None, "file": None}}))
+        exc.show(file=sys.stderr)
+        code = 2
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,61 @@
+"""Shared pieces of the command line: the typer apps, JSON output, error-to-exit-code mapping."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Callable
+
+import typer
+
+try:  # recent typer vendors click; older releases use click itself
+    from typer._click.exceptions import UsageError  # noqa: F401  (re-exported for main)
+except ImportError:  # pragma: no cover
+    from click.exceptions import UsageError  # noqa: F401
+
+from ..errors import RebalanceError
+
+app = typer.Typer(help="rebalance-opt: tax-aware portfolio rebalancing.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+rebalance = typer.Typer(help="Drift, plans and the audit log of one account.", no_args_is_help=True)
+app.add_typer(rebalance, name="rebalance")
+
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there.")
+
+
+def to_json(obj: Any) -> str:
+    """JSON with non-finite numbers written as strings ("inf"), so the output stays valid JSON."""
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return str(x)
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
+
+
+def run(as_json: bool, action: Callable[[], None]) -> None:
+    """Run a command body, turning typed errors into their exit codes and messages."""
+    try:
+        action()
+    except RebalanceError as exc:
+        fail(exc, as_json)
+    except (KeyboardInterrupt, BrokenPipeError):
+        raise typer.Exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, no traceback
+        if os.environ.get("REBALANCE_OPT_DEBUG"):
+            raise
+        err = RebalanceError(f"unexpected error: {type(exc).__name__}: {exc} "
+                             "(set REBALANCE_OPT_DEBUG=1 for a traceback)")
+        fail(err, as_json)
+
+
+def fail(exc: RebalanceError, as_json: bool) -> None:
+    kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
+    typer.echo(f"{kind}: {exc}", err=True)
+    if as_json:
+        typer.echo(to_json({"error": exc.to_dict()}))
+    raise typer.Exit(exc.exit_code)
+

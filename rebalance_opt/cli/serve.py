@@ -1,0 +1,24 @@
+"""``serve``: the drift page and its JSON API."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import app, run
+
+@app.command("serve")
+def serve(
+    accounts: list[Path] = typer.Argument(None, help="Account files the web app may read."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless a token is set)."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="REBALANCE_OPT_TOKEN",
+                                        help="Bearer token required on a non-loopback address."),
+):
+    """Serve the drift page and its JSON API on http://HOST:PORT."""
+    def body():
+        from ..server import run as run_server
+        run_server(list(accounts or []), host=host, port=port, token=token)
+    run(False, body)
+
