@@ -74,20 +74,10 @@ def plan_view(plan: Plan) -> Group:
             orders.add_row(Text(o.side.upper(), style="red" if o.side == "sell" else "green"), o.symbol,
                            o.asset_class, f"{o.quantity:,.6g}", money(o.price), money(o.notional))
         parts.append(orders)
-    sales = [(o, s) for o in plan.sells for s in o.lots]
+    sales = [(o.symbol, s) for o in plan.sells for s in o.lots]
     if sales:
-        lots = Table(title="Lots relieved and their tax", title_justify="left", box=box.SIMPLE_HEAD,
-                     pad_edge=False)
-        for col in ("symbol", "lot", "acquired", "quantity", "term", "gain", "tax"):
-            lots.add_column(col, justify="right" if col in ("quantity", "gain", "tax") else "left", no_wrap=True)
-        for o, s in sales:
-            lots.add_row(o.symbol, s.lot, s.acquired, f"{s.quantity:,.6g}", s.term, money(s.gain), money(s.tax))
-        parts.append(lots)
-    tax = plan.tax
-    parts.append(Text.assemble(
-        ("Tax: ", "bold"), f"short-term gain {money(tax.short_term_gain)}, long-term gain {money(tax.long_term_gain)}; ",
-        ("estimated tax ", "bold"), (money(tax.estimated_tax, cur), "bold"),
-        f"; net loss carried {money(tax.net_loss_carried)}" if tax.net_loss_carried else ""))
+        parts.append(lots_table("Lots relieved and their tax", sales))
+    parts.append(tax_line(plan.tax, cur))
     parts.append(Text(f"Cash: {money(plan.cash_before, cur)} → {money(plan.cash_after, cur)}"
                       + (f" (withdrawal {money(plan.withdrawal, cur)} set aside)" if plan.withdrawal else "")
                       + (f"; trading cost {money(plan.trading_cost, cur)}" if plan.trading_cost else "")))
@@ -96,6 +86,80 @@ def plan_view(plan: Plan) -> Group:
     for note in plan.notes:
         parts.append(Text(f"Note: {note}", style="yellow"))
     return Group(*parts)
+
+
+def lots_table(title: str, sales) -> Table:
+    """Lots relieved, one row each: (symbol, LotSale) pairs."""
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("symbol", "lot", "acquired", "quantity", "term", "gain", "tax"):
+        t.add_column(col, justify="right" if col in ("quantity", "gain", "tax") else "left", no_wrap=True)
+    for symbol, s in sales:
+        t.add_row(symbol, s.lot, s.acquired, f"{s.quantity:,.6g}", s.term, money(s.gain), money(s.tax))
+    return t
+
+
+def tax_line(tax, currency: str = "") -> Text:
+    return Text.assemble(
+        ("Tax: ", "bold"), f"short-term gain {money(tax.short_term_gain)}, long-term gain {money(tax.long_term_gain)}; ",
+        ("estimated tax ", "bold"), (money(tax.estimated_tax, currency), "bold"),
+        f"; net loss carried {money(tax.net_loss_carried)}" if tax.net_loss_carried else "")
+
+
+def _simple(title: str, columns: list[tuple[str, str]]) -> Table:
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in columns:
+        t.add_column(name, justify=justify, no_wrap=True)
+    return t
+
+
+def impact_view(impact) -> Group:
+    """``rebalance tax``: each sell's tax next to the drift it removes, and the alternatives."""
+    plan = impact.plan
+    cur = plan.currency
+    parts = [Text.assemble(("Pre-trade tax impact ", "bold"), f"{plan.account} as of {plan.as_of}")]
+    if impact.sells:
+        t = _simple("Sells and what they buy", [("symbol", "left"), ("quantity", "right"), ("lot tax", "right"),
+                                                ("pts off", "right"), ("class", "left"), ("buy-only", "right"),
+                                                ("plan", "right"), ("tax/pt", "right")])
+        for s in impact.sells:
+            t.add_row(s.symbol, f"{s.quantity:,.6g}", money(s.lot_tax), f"{s.points:.1f}", s.asset_class,
+                      f"{s.drift_without * 100:+.1f}%", f"{s.drift_with * 100:+.1f}%",
+                      money(s.tax_per_point) if s.tax_per_point is not None else "—")
+        parts.append(t)
+        parts.extend(Text(f"• {s.sentence}") for s in impact.sells)
+        parts.append(lots_table("Lots the sells relieve", [(o.symbol, l) for o in plan.sells for l in o.lots]))
+    else:
+        parts.append(Text("The plan sells nothing: cash alone does the rebalance, at no tax.", style="bold"))
+    parts.append(tax_line(plan.tax, cur))
+    parts.append(Text(f"Selling adds {money(impact.tax_of_selling, cur)} to this year's tax compared with buying only."))
+    t = _simple("Alternatives (tracking error and max drift in points)",
+                [("plan", "left"), ("est. tax", "right"), ("track.err", "right"),
+                 ("max drift", "right"), ("turnover", "right"), ("orders", "right")])
+    for a in impact.alternatives:
+        t.add_row(a.name, f"{a.estimated_tax:,.0f}", f"{a.tracking_error * 100:.2f}",
+                  f"{a.max_abs_drift * 100:.1f}", f"{a.turnover:,.0f}", str(a.trades))
+    parts.append(t)
+    return Group(*parts)
+
+
+def what_if_view(w, currency: str = "") -> Group:
+    parts = [Text.assemble(("What if you sell ", "bold"), f"{w.quantity:,.6g} {w.symbol}?")]
+    for pick in (w.minimum_tax, w.fifo):
+        parts.append(lots_table(f"{pick.method} lots: lot tax {money(pick.lot_tax)}, estimated tax "
+                                f"{money(pick.tax.estimated_tax, currency)}",
+                                [(w.symbol, l) for l in pick.lots]))
+    parts.append(Text(f"Choosing the lots saves {money(w.saving, currency)} against FIFO.", style="bold"))
+    return Group(*parts)
+
+
+def frontier_table(points) -> Table:
+    t = _simple("Frontier: tax against tracking error as tax_weight grows",
+                [("tax_weight", "right"), ("lot tax", "right"), ("est. tax", "right"),
+                 ("tracking err", "right"), ("turnover", "right"), ("stage", "left")])
+    for p in points:
+        t.add_row(f"{p.tax_weight:g}", money(p.lot_tax), money(p.estimated_tax), f"{p.tracking_error * 100:.2f} pts",
+                  money(p.plan.turnover), p.plan.stage.replace("_", "-"))
+    return t
 
 
 def console(stderr: bool = False) -> Console:

@@ -93,3 +93,40 @@ def test_frontier_reuses_one_compiled_model():
     planner = Planner(cache=ModelCache())
     frontier(load_account(HOUSEHOLD), planner=planner)
     assert len(planner.cache) == 1
+
+
+def test_tax_command_json_reconciles_and_reports_what_if_and_frontier():
+    import json
+
+    from tests.conftest import run_cli
+    r = run_cli("rebalance", "tax", str(HOUSEHOLD), "--json", "--sell", "VTI:200", "--frontier",
+                "--tax-weights", "0,1,10")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    lot_tax = sum(l["tax"] for o in out["plan"]["orders"] for l in o["lots"])
+    assert sum(s["lot_tax"] for s in out["sells"]) == pytest.approx(lot_tax)
+    assert {a["name"] for a in out["alternatives"]} == {"buy-only", "optimized", "full reset (FIFO)"}
+    assert out["what_if"]["quantity"] == 200 and out["what_if"]["saving"] > 0
+    assert [p["tax_weight"] for p in out["frontier"]] == [0.0, 1.0, 10.0]
+
+
+def test_tax_command_text_view_puts_tax_next_to_drift():
+    from tests.conftest import run_cli
+    r = run_cli("rebalance", "tax", str(HOUSEHOLD))
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())  # rich wraps lines at the terminal width
+    assert "Selling 145 VTI costs $" in text and "per point of drift removed" in text
+    assert "full reset (FIFO)" in text
+
+
+@pytest.mark.parametrize("args, path", [(["--sell", ":5"], "--sell"), (["--sell", "VTI:x"], "--sell"),
+                                        (["--sell", "VTI:99999"], "--sell"), (["--sell", "QQQ"], "--sell"),
+                                        (["--frontier", "--tax-weights", "a,b"], "--tax-weights"),
+                                        (["--frontier", "--tax-weights", "-1"], "--tax-weights")])
+def test_tax_command_bad_options_exit_2_naming_the_option(args, path):
+    import json
+
+    from tests.conftest import run_cli
+    r = run_cli("rebalance", "tax", str(HOUSEHOLD), "--json", *args)
+    assert r.returncode == 2, r.stderr
+    assert json.loads(r.stdout)["error"]["path"] == path

@@ -1,0 +1,74 @@
+"""``rebalance tax``: the plan's tax next to the drift it removes, what-if sales, the frontier."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import InputError
+from .common import JsonOpt, rebalance, run, to_json
+
+
+def parse_sell(text: str) -> tuple[str, float | None]:
+    """``SYMBOL`` or ``SYMBOL:QTY``."""
+    symbol, _, qty = text.partition(":")
+    if not symbol.strip():
+        raise InputError("give SYMBOL or SYMBOL:QTY", path="--sell", value=text, has_value=True)
+    if not qty:
+        return symbol.strip(), None
+    try:
+        return symbol.strip(), float(qty)
+    except ValueError:
+        raise InputError("quantity after ':' must be a number", path="--sell", value=text, has_value=True) from None
+
+
+def parse_weights(text: str) -> list[float]:
+    try:
+        weights = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise InputError("must be numbers separated by commas", path="--tax-weights", value=text,
+                         has_value=True) from None
+    if not weights or any(not (w >= 0) or w == float("inf") for w in weights):
+        raise InputError("must be finite numbers >= 0", path="--tax-weights", value=text, has_value=True)
+    return weights
+
+
+@rebalance.command("tax")
+def tax_command(
+    account: Path = typer.Argument(..., help="Account file (.toml or .json)."),
+    as_json: bool = JsonOpt,
+    sell: Optional[str] = typer.Option(None, "--sell", help="What if I sell SYMBOL[:QTY]? Minimum-tax lots "
+                                                             "against FIFO."),
+    show_frontier: bool = typer.Option(False, "--frontier", help="Sweep tax_weight: tax against tracking error."),
+    tax_weights: Optional[str] = typer.Option(None, "--tax-weights", help="Comma-separated tax_weight values for "
+                                                                          "--frontier."),
+):
+    """Estimate the tax of the rebalance before trading, and whether each sell is worth it."""
+    def body():
+        from ..account_file import load_account
+        from ..impact import DEFAULT_TAX_WEIGHTS, frontier, tax_impact, what_if_sell
+        from ..solve import Planner
+        what = parse_sell(sell) if sell is not None else None
+        weights = parse_weights(tax_weights) if tax_weights is not None else list(DEFAULT_TAX_WEIGHTS)
+        acct = load_account(account)
+        planner = Planner()
+        impact = tax_impact(acct, planner)
+        what_if = what_if_sell(acct, *what) if what else None
+        points = frontier(acct, weights, planner) if show_frontier else None
+        if as_json:
+            out = impact.to_dict()
+            if what_if is not None:
+                out["what_if"] = what_if.to_dict()
+            if points is not None:
+                out["frontier"] = [p.to_dict() for p in points]
+            typer.echo(to_json(out))
+            return
+        from ..render import console, frontier_table, impact_view, what_if_view
+        con = console()
+        con.print(impact_view(impact))
+        if what_if is not None:
+            con.print(what_if_view(what_if, acct.currency))
+        if points is not None:
+            con.print(frontier_table(points))
+    run(as_json, body)
