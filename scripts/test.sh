@@ -13,6 +13,7 @@ PYTHON=${PYTHON:-python3}
 
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider tests || status=1
+.venv/bin/python -m pytest -q -p no:cacheprovider --nbmake notebooks || status=1
 if [ -f scripts/test-web.sh ]; then
   bash scripts/test-web.sh || status=1
 fi
