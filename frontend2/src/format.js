@@ -1,0 +1,90 @@
+// Number formatting for the page. Signs are always shown on drifts so that direction never
+// depends on colour alone (SPEC: amounts in JSON are unrounded; screens round to the cent).
+
+const POINTS_1 = new Intl.NumberFormat('en-US', {
+  minimumFractionDigits: 1,
+  maximumFractionDigits: 1,
+  signDisplay: 'exceptZero',
+})
+const POINTS_2 = new Intl.NumberFormat('en-US', {
+  minimumFractionDigits: 2,
+  maximumFractionDigits: 2,
+  signDisplay: 'exceptZero',
+})
+const AXIS_POINTS = new Intl.NumberFormat('en-US', { maximumFractionDigits: 4, signDisplay: 'exceptZero' })
+const PERCENT = new Intl.NumberFormat('en-US', {
+  style: 'percent',
+  minimumFractionDigits: 1,
+  maximumFractionDigits: 1,
+})
+const QUANTITY = new Intl.NumberFormat('en-US', { maximumFractionDigits: 6 })
+const moneyFormats = new Map()
+
+/** A weight fraction as a percentage: 0.7189 -> "71.9%". */
+export function formatPercent(weight) {
+  return PERCENT.format(weight)
+}
+
+/**
+ * A drift (weight fraction) in percentage points, signed: 0.1689 -> "+16.9 pts",
+ * -0.0008 -> "-0.08 pts", 0.00001 -> "+<0.01 pts", 0 -> "0.0 pts".
+ */
+export function formatPoints(drift, { unit = true } = {}) {
+  const points = drift * 100
+  const magnitude = Math.abs(points)
+  let text
+  if (points === 0) text = POINTS_1.format(0)
+  else if (magnitude >= 0.095) text = POINTS_1.format(points)
+  else if (magnitude >= 0.005) text = POINTS_2.format(points)
+  else text = `${points > 0 ? '+' : '-'}<0.01`
+  return unit ? `${text} pts` : text
+}
+
+/** An axis tick in points, no trailing zeros: 12.5 -> "+12.5", -25 -> "-25", 0 -> "0". */
+export function formatAxisPoints(points) {
+  return AXIS_POINTS.format(points)
+}
+
+/** Drift in words for screen readers and tooltips: "16.9 points over target". */
+export function describeDrift(drift) {
+  if (drift === 0) return 'on target'
+  const text = formatPoints(Math.abs(drift), { unit: false }).replace(/^\+/, '')
+  return `${text} points ${drift > 0 ? 'over' : 'under'} target`
+}
+
+/** Money in the account currency, to the cent: 7932.85 -> "$7,932.85". */
+export function formatMoney(amount, currency = 'USD', { signed = false } = {}) {
+  const key = `${currency}:${signed}`
+  let format = moneyFormats.get(key)
+  if (!format) {
+    try {
+      format = new Intl.NumberFormat('en-US', {
+        style: 'currency',
+        currency,
+        signDisplay: signed ? 'exceptZero' : 'auto',
+      })
+    } catch {
+      // An unknown currency code: plain number with the code after it.
+      const plain = new Intl.NumberFormat('en-US', {
+        minimumFractionDigits: 2,
+        maximumFractionDigits: 2,
+        signDisplay: signed ? 'exceptZero' : 'auto',
+      })
+      format = { format: (value) => `${plain.format(value)} ${currency}` }
+    }
+    moneyFormats.set(key, format)
+  }
+  return format.format(amount)
+}
+
+/** Share counts: whole shares print without decimals, fractional ones with up to six. */
+export function formatQuantity(quantity) {
+  return QUANTITY.format(quantity)
+}
+
+/** The statuses the engine reports, in words. */
+export const STATUS_TEXT = {
+  overweight: 'overweight',
+  underweight: 'underweight',
+  in_band: 'within band',
+}

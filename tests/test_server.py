@@ -1,0 +1,387 @@
+"""The web app's JSON API, static page and start-up rules (rebalance_opt/server.py, issue 5)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rebalance_opt import drift_report, load_account, plan_rebalance
+from rebalance_opt import server
+from rebalance_opt.errors import InputError, SolverFailed
+from rebalance_opt.server import MAX_BODY_BYTES, create_app, is_loopback, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ACCOUNT = """\
+[account]
+id = "household-1"
+cash = 10000.00
+as_of = "2026-11-24"
+
+[tax]
+short_term_rate = 0.37
+long_term_rate = 0.20
+
+[targets]
+US_STOCK = 0.55
+INTL_STOCK = 0.15
+US_BOND = 0.30
+
+[classes]
+VTI = "US_STOCK"
+VXUS = "INTL_STOCK"
+BND = "US_BOND"
+
+[prices]
+VTI = 281.40
+VXUS = 64.10
+BND = 72.35
+
+[[lots]]
+id = "L1"
+symbol = "VTI"
+quantity = 120
+cost_basis = 190.25
+acquired = 2021-06-01
+
+[[lots]]
+id = "L2"
+symbol = "VXUS"
+quantity = 50
+cost_basis = 70
+acquired = "2021-06-01"
+
+[policy]
+max_tax = inf
+"""
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+@pytest.fixture
+def account_file(tmp_path: Path) -> Path:
+    path = tmp_path / "household.toml"
+    path.write_text(ACCOUNT)
+    return path
+
+
+@pytest.fixture
+def broken_file(tmp_path: Path) -> Path:
+    path = tmp_path / "broken.toml"
+    path.write_text(ACCOUNT.replace("VTI = 281.40", "VTI = -1.0"))
+    return path
+
+
+def client_for(*paths: Path, token: str | None = None, **kwargs) -> TestClient:
+    app = create_app(list(paths), token=token, **kwargs)
+    return TestClient(app, base_url="http://127.0.0.1:8765", raise_server_exceptions=False)
+
+
+def roundtrip(data: dict) -> dict:
+    return json.loads(json.dumps(data))
+
+
+def assert_error(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "path", "file"}
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+# --- the API ----------------------------------------------------------------------------------
+def test_lists_the_accounts_named_at_start_up(account_file, broken_file):
+    accounts = client_for(account_file, broken_file).get("/api/accounts").json()
+    good, bad = accounts
+    assert good == {"key": "0", "index": 0, "file": str(account_file), "id": "household-1", "value": 46973.0,
+                    "currency": "USD", "as_of": "2026-11-24", "error": None}
+    assert bad["key"] == "1" and bad["id"] is None and bad["value"] is None
+    assert bad["error"]["path"] == "prices.VTI" and bad["error"]["file"] == str(broken_file)
+
+
+def test_no_accounts_is_an_empty_list():
+    assert client_for().get("/api/accounts").json() == []
+
+
+@pytest.mark.parametrize("key", ["0", "household-1"])
+def test_drift_is_the_engine_report(account_file, key):
+    response = client_for(account_file).get(f"/api/accounts/{key}/drift")
+    assert response.status_code == 200
+    assert response.json() == roundtrip(drift_report(load_account(account_file)).to_dict())
+    assert [c["name"] for c in response.json()["classes"]][-1] == "CASH"
+
+
+def test_plan_is_the_engine_plan_with_rows_after(account_file):
+    response = client_for(account_file).post("/api/accounts/0/plan", json={})
+    assert response.status_code == 200
+    body = response.json()
+    expected = roundtrip(plan_rebalance(load_account(account_file)).to_dict())
+    for key in ("account", "status", "reason", "orders", "tax", "drift_before", "drift_after", "cash_before",
+                "cash_after", "log_id"):
+        assert body[key] == expected[key], key
+    assert [(o["side"], o["symbol"]) for o in body["orders"]] == [("sell", "VTI"), ("buy", "VXUS"), ("buy", "BND")]
+    rows = body["drift_after_rows"]
+    assert [r["name"] for r in rows] == list(body["drift_after"])
+    for r in rows:
+        assert r["drift"] == pytest.approx(body["drift_after"][r["name"]])
+        assert r["current_weight"] == pytest.approx(r["target_weight"] + r["drift"])
+        assert r["value"] == pytest.approx(r["current_weight"] * body["value_after"])
+        assert r["status"] == "in_band"
+    assert body["value_after"] == pytest.approx(body["value"] - body["withdrawal"])
+
+
+def test_plan_takes_a_reason(account_file):
+    response = client_for(account_file).post("/api/accounts/household-1/plan", json={"reason": "Year-end review"})
+    assert response.status_code == 200
+    assert response.json()["reason"] == "Year-end review"
+
+
+def test_files_are_re_read_on_every_request(account_file):
+    client = client_for(account_file)
+    before = client.get("/api/accounts/0/drift").json()
+    account_file.write_text(ACCOUNT.replace("cash = 10000.00", "cash = 20000.00").replace("household-1", "renamed"))
+    after = client.get("/api/accounts/0/drift").json()
+    assert after["value"] == before["value"] + 10000
+    assert client.get("/api/accounts/renamed/drift").status_code == 200
+    assert_error(client.get("/api/accounts/household-1/drift"), 404)
+
+
+# --- errors -----------------------------------------------------------------------------------
+def test_a_malformed_file_is_422_with_the_clis_message(broken_file):
+    error = assert_error(client_for(broken_file).get("/api/accounts/0/drift"), 422)
+    with pytest.raises(InputError) as raised:
+        load_account(broken_file)
+    assert error == raised.value.to_dict()
+    assert error["path"] == "prices.VTI" and error["file"] == str(broken_file)
+    assert "-1.0" in error["message"]
+    assert_error(client_for(broken_file).post("/api/accounts/0/plan", json={}), 422)
+
+
+def test_the_message_is_the_one_the_cli_prints(broken_file):
+    cli = subprocess.run([sys.executable, str(ROOT / "cli.py"), "rebalance", "check", str(broken_file), "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 2, cli.stderr
+    api_error = assert_error(client_for(broken_file).get("/api/accounts/0/drift"), 422)
+    assert json.loads(cli.stdout) == {"error": api_error}
+
+
+def test_toml_syntax_errors_are_input_errors(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text("[account\nid = 1\n")
+    error = assert_error(client_for(path).get("/api/accounts/0/drift"), 422)
+    assert error["file"] == str(path) and "TOML" in error["message"]
+
+
+def test_no_feasible_plan_is_409(tmp_path):
+    path = tmp_path / "withdraw.toml"
+    path.write_text(ACCOUNT.replace("max_tax = inf", "withdrawal = 1e9"))
+    client = client_for(path)
+    assert client.get("/api/accounts/0/drift").status_code == 200  # drift still shows
+    error = assert_error(client.post("/api/accounts/0/plan", json={}), 409)
+    assert "withdrawal" in error["message"]
+
+
+@pytest.mark.parametrize("key", ["1", "99", "nobody", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "household.toml"])
+def test_unknown_accounts_are_404_and_no_path_is_ever_opened(account_file, key, monkeypatch):
+    opened = []
+    real = server.load_account
+    monkeypatch.setattr(server, "load_account", lambda p: opened.append(Path(p)) or real(p))
+    response = client_for(account_file).get(f"/api/accounts/{key}/drift")
+    assert response.status_code == 404
+    assert set(opened) <= {account_file}
+
+
+def test_unknown_account_says_how_to_address_one(account_file, broken_file):
+    error = assert_error(client_for(account_file, broken_file).get("/api/accounts/nobody/drift"), 404)
+    assert "'nobody'" in error["message"] and "0, 1" in error["message"]
+    assert "1 account file(s) could not be read" in error["message"]
+
+
+def test_unknown_routes_and_methods_answer_json(account_file):
+    client = client_for(account_file)
+    assert assert_error(client.get("/api/nothing-here"), 404)["message"] == "Not Found"
+    assert_error(client.get("/api/accounts/0/plan"), 405)
+    assert_error(client.delete("/api/accounts/0/drift"), 405)
+
+
+def test_unexpected_failures_are_500_without_internals(account_file, monkeypatch):
+    def explode(account):
+        raise RuntimeError("secret internals at /home/user/.ssh")
+
+    monkeypatch.setattr(server, "drift_report", explode)
+    error = assert_error(client_for(account_file).get("/api/accounts/0/drift"), 500)
+    assert error["message"] == "internal error (RuntimeError); see the server log"
+    assert "secret" not in error["message"]
+
+
+def test_a_solver_failure_is_500_with_its_message(account_file, monkeypatch):
+    def fail(account, reason=None):
+        raise SolverFailed("no solver reached an accurate optimum")
+
+    monkeypatch.setattr(server, "plan_rebalance", fail)
+    error = assert_error(client_for(account_file).post("/api/accounts/0/plan", json={}), 500)
+    assert error["message"] == "no solver reached an accurate optimum"
+
+
+# --- request bodies ---------------------------------------------------------------------------
+def test_plan_requires_a_json_content_type(account_file):
+    client = client_for(account_file)
+    assert_error(client.post("/api/accounts/0/plan"), 415)
+    assert_error(client.post("/api/accounts/0/plan", content=b"reason=x",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"}), 415)
+    assert client.post("/api/accounts/0/plan", headers=JSON_HEADERS).status_code == 200  # empty body = {}
+
+
+@pytest.mark.parametrize("body, path", [
+    (b"{not json", "body"),
+    (b"[1, 2]", "body"),
+    (b'{"reason": 5}', "body.reason"),
+    (json.dumps({"reason": "x" * 501}).encode(), "body.reason"),
+    (b'{"account": "../../etc/passwd"}', "body.account"),
+])
+def test_bad_plan_bodies_are_input_errors(account_file, body, path):
+    response = client_for(account_file).post("/api/accounts/0/plan", content=body, headers=JSON_HEADERS)
+    assert assert_error(response, 422)["path"] == path
+
+
+def test_bodies_over_the_limit_are_refused(account_file):
+    client = client_for(account_file)
+    big = json.dumps({"reason": "x" * MAX_BODY_BYTES}).encode()
+    assert_error(client.post("/api/accounts/0/plan", content=big, headers=JSON_HEADERS), 413)
+
+    def chunks():  # no Content-Length: the limit holds while streaming
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b" " * 1024
+
+    response = client.post("/api/accounts/0/plan", content=chunks(), headers=JSON_HEADERS)
+    assert_error(response, 413)
+    assert "content-length" not in response.request.headers
+
+
+# --- access -----------------------------------------------------------------------------------
+def test_without_a_token_only_loopback_host_names_are_answered(account_file):
+    client = client_for(account_file)
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765", "localhost", "127.0.0.1"):
+        assert client.get("/api/accounts", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "192.168.1.5:8765"):
+        assert_error(client.get("/api/accounts", headers={"Host": host}), 400)
+
+
+def test_a_token_is_required_on_every_api_request(account_file):
+    token = "correct-horse-battery-staple"
+    client = client_for(account_file, token=token)
+    assert_error(client.get("/api/accounts"), 401)
+    assert client.get("/api/accounts").headers["www-authenticate"] == "Bearer"
+    assert_error(client.get("/api/accounts", headers={"Authorization": "Bearer wrong"}), 401)
+    assert_error(client.get("/api/accounts", headers={"Authorization": token}), 401)
+    assert_error(client.post("/api/accounts/0/plan", json={}), 401)
+    ok = client.get("/api/accounts/0/drift", headers={"Authorization": f"Bearer {token}", "Host": "10.0.0.2:8765"})
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize("token", ["", "has space", "tab\there"])
+def test_malformed_tokens_are_refused(account_file, token):
+    with pytest.raises(InputError):
+        create_app([account_file], token=token)
+
+
+def test_a_missing_account_file_stops_start_up(tmp_path):
+    with pytest.raises(InputError) as raised:
+        create_app([tmp_path / "missing.toml"])
+    assert raised.value.file == str(tmp_path / "missing.toml")
+
+
+def test_responses_carry_security_headers(account_file):
+    response = client_for(account_file).get("/api/accounts")
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("localhost", True), ("::1", True), ("[::1]", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.com", False), ("", False),
+])
+def test_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+# --- run() ------------------------------------------------------------------------------------
+@pytest.fixture
+def uvicorn_calls(monkeypatch):
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    return calls
+
+
+def test_run_serves_loopback_by_default(account_file, uvicorn_calls, capsys):
+    run([account_file], port=9123)
+    [(app, kw)] = uvicorn_calls
+    assert kw["host"] == "127.0.0.1" and kw["port"] == 9123
+    assert "http://127.0.0.1:9123/" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.com"])
+def test_run_refuses_a_public_address_without_a_token(account_file, uvicorn_calls, host):
+    with pytest.raises(InputError, match="without an access token"):
+        run([account_file], host=host)
+    with pytest.raises(InputError, match="at least 16 characters"):
+        run([account_file], host=host, token="short")
+    assert uvicorn_calls == []
+
+
+def test_run_serves_a_public_address_with_a_token(account_file, uvicorn_calls, capsys):
+    token = "a-long-enough-token-123"
+    run([account_file], host="0.0.0.0", port=9124, token=token)
+    [(app, kw)] = uvicorn_calls
+    assert kw["host"] == "0.0.0.0"
+    assert f"#token={token}" in capsys.readouterr().err
+    client = TestClient(app, base_url="http://192.168.1.5:9124")
+    assert client.get("/api/accounts").status_code == 401
+    assert client.get("/api/accounts", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+# --- the page ---------------------------------------------------------------------------------
+def test_serves_the_built_page_and_its_assets(tmp_path, account_file):
+    web = tmp_path / "web"
+    (web / "assets").mkdir(parents=True)
+    (web / "index.html").write_text('<!doctype html><script src="/assets/app-1.js"></script>')
+    (web / "assets" / "app-1.js").write_text("console.log(1)")
+    client = client_for(account_file, web_dir=web)
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache"
+    asset = client.get("/assets/app-1.js")
+    assert asset.status_code == 200 and asset.text == "console.log(1)"
+    assert client.get("/assets/missing.js").status_code == 404
+    assert client.get("/assets/../../household.toml").status_code == 404
+
+
+def test_an_unbuilt_page_says_how_to_build_it(tmp_path, account_file):
+    error = assert_error(client_for(account_file, web_dir=tmp_path / "nothing").get("/"), 503)
+    assert "npm run build" in error["message"]
+    assert client_for(account_file, web_dir=tmp_path / "nothing").get("/api/accounts").status_code == 200
+
+
+def test_the_packaged_page_references_assets_that_are_served(account_file):
+    if not (server.WEB_DIR / "index.html").is_file():
+        pytest.skip("frontend2 not built (npm run build writes rebalance_opt/web/)")
+    client = client_for(account_file)
+    html = client.get("/").text
+    assets = [part.split('"')[0] for part in html.split('"/assets/')[1:]]
+    assert assets, html
+    for name in assets:
+        assert client.get(f"/assets/{name}").status_code == 200, name
+
+
+def test_non_finite_numbers_become_null():
+    response = server._JSON({"a": float("inf"), "b": [float("nan"), 1.5], "c": {"d": -float("inf")}})
+    assert json.loads(response.body) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
