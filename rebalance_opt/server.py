@@ -12,6 +12,12 @@ API (every body is JSON; every error is ``{"error": {"message", "path", "file"}}
     GET  /api/accounts/{key}/drift  drift_report(account).to_dict()
     POST /api/accounts/{key}/plan   plan_rebalance(account).to_dict() + "drift_after_rows"
                                     optional body {"reason": TEXT}; Content-Type: application/json
+    GET  /api/accounts/{key}/tax    tax_impact(account).to_dict(): each sell's tax against the
+                                    drift it removes, and the alternatives (``rebalance tax``)
+    GET  /api/log[?account=ID]      audit-log entries (summaries) of the accounts served
+    GET  /api/log/{id}              one whole entry, if it belongs to an account served
+
+The plan endpoint previews: it records nothing in the audit log (``rebalance generate`` does).
 
 Status codes: 422 for an input error (the CLI's exit 2, with the CLI's message), 409 when no plan
 is feasible (exit 3), 404 for an unknown account or route, 401 without the token when one is set,
@@ -42,8 +48,10 @@ from starlette.exceptions import HTTPException
 
 from .account import Account
 from .account_file import load_account
+from .audit import AuditLog, resolve_log
 from .drift import drift_report
 from .errors import InputError, RebalanceError
+from .impact import tax_impact
 from .solve import plan_rebalance
 
 __all__ = ["create_app", "run", "is_loopback", "WEB_DIR", "MAX_BODY_BYTES", "DEFAULT_PORT"]
@@ -224,7 +232,8 @@ def _reason(body: dict[str, Any]) -> str | None:
 
 # --- the app ----------------------------------------------------------------------------------
 def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
-               allowed_hosts: Iterable[str] | None = None, web_dir: Path | None = None) -> FastAPI:
+               allowed_hosts: Iterable[str] | None = None, web_dir: Path | None = None,
+               audit_path: str | Path | None = None) -> FastAPI:
     """The ASGI app serving ``account_paths`` (raises InputError if one is not a file).
 
     Without a token only loopback Host headers are answered (``allowed_hosts`` overrides that
@@ -232,6 +241,7 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
     """
     token = _check_token(token)
     accounts = _Accounts(account_paths)
+    audit_log = AuditLog(resolve_log(audit_path))
     web = Path(web_dir) if web_dir is not None else WEB_DIR
     if allowed_hosts is not None:
         hosts: frozenset[str] | None = frozenset(h.lower() for h in allowed_hosts)
@@ -304,6 +314,34 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
         _, account = await run_in_threadpool(accounts.find, key)
         return await run_in_threadpool(_plan_payload, account, reason)
 
+    @app.get("/api/accounts/{key}/tax")
+    def account_tax(key: str) -> dict[str, Any]:
+        _, account = accounts.find(key)
+        return tax_impact(account).to_dict()
+
+    def served_ids() -> set[str]:
+        ids = set()
+        for src in accounts.sources:
+            try:
+                ids.add(src.load().id)
+            except RebalanceError:
+                continue
+        return ids
+
+    @app.get("/api/log")
+    def log_entries(account: str | None = None) -> list[dict[str, Any]]:
+        ids = served_ids()
+        if account is not None and account not in ids:
+            raise _UnknownAccount(account, 0)
+        return [e.summary() for e in audit_log.entries(account=account) if e.row["account"] in ids]
+
+    @app.get("/api/log/{entry_id}")
+    def log_entry(entry_id: int) -> dict[str, Any]:
+        entry = audit_log.get(entry_id)
+        if entry is None or entry.row["account"] not in served_ids():
+            raise HTTPException(404, f"no audit-log entry {entry_id} for the accounts served")
+        return entry.to_dict()
+
     app.mount("/assets", StaticFiles(directory=web / "assets", check_dir=False), name="assets")
 
     @app.get("/", include_in_schema=False)
@@ -317,7 +355,7 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
 
 
 def run(account_paths: Sequence[Path | str], host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-        token: str | None = None, *, log_level: str = "info") -> None:
+        token: str | None = None, *, log_level: str = "info", audit_path: str | Path | None = None) -> None:
     """Serve the app with uvicorn until interrupted.
 
     Raises InputError (exit 2) before binding anything when ``host`` is not a loopback address
@@ -333,7 +371,7 @@ def run(account_paths: Sequence[Path | str], host: str = "127.0.0.1", port: int 
         if len(token) < MIN_REMOTE_TOKEN_CHARS:
             raise InputError(f"the access token must be at least {MIN_REMOTE_TOKEN_CHARS} characters "
                              f"to serve on {host!r}", path="token")
-    app = create_app(account_paths, token=token)
+    app = create_app(account_paths, token=token, audit_path=audit_path)
     import uvicorn  # only the server needs it
 
     shown = f"[{host}]" if ":" in host else host

@@ -385,3 +385,31 @@ def test_the_packaged_page_references_assets_that_are_served(account_file):
 def test_non_finite_numbers_become_null():
     response = server._JSON({"a": float("inf"), "b": [float("nan"), 1.5], "c": {"d": -float("inf")}})
     assert json.loads(response.body) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
+
+
+def test_tax_endpoint_is_the_engines_tax_impact(account_file):
+    from rebalance_opt.impact import tax_impact
+    with client_for(account_file) as client:
+        response = client.get("/api/accounts/0/tax")
+    assert response.status_code == 200
+    expected = roundtrip(tax_impact(load_account(account_file)).to_dict())
+    body = response.json()
+    assert body["sells"] == expected["sells"] and body["alternatives"] == expected["alternatives"]
+
+
+def test_log_endpoint_lists_only_entries_of_the_accounts_served(account_file, tmp_path):
+    from rebalance_opt.audit import AuditLog, LogLocation
+    from rebalance_opt.account_file import account_to_dict
+    from rebalance_opt.solve import plan_rebalance
+    log_path = tmp_path / "log.sqlite"
+    log = AuditLog(LogLocation(log_path, "--log"))
+    account = load_account(account_file)
+    mine = log.append(plan_rebalance(account).to_dict(), account_to_dict(account))
+    other = account.replace(id="someone-else")
+    theirs = log.append(plan_rebalance(other).to_dict(), account_to_dict(other))
+    with client_for(account_file, audit_path=log_path) as client:
+        listed = client.get("/api/log").json()
+        assert [e["id"] for e in listed] == [mine.id]
+        assert client.get(f"/api/log/{mine.id}").json()["id"] == mine.id
+        assert_error(client.get(f"/api/log/{theirs.id}"), 404)
+        assert_error(client.get("/api/log", params={"account": "someone-else"}), 404)

@@ -8,6 +8,7 @@ import typer
 
 from .common import app, run
 
+
 @app.command("serve")
 def serve(
     accounts: list[Path] = typer.Argument(None, help="Account files the web app may read."),
@@ -15,10 +16,11 @@ def serve(
     port: int = typer.Option(8765, "--port", help="Port to listen on."),
     token: Optional[str] = typer.Option(None, "--token", envvar="REBALANCE_OPT_TOKEN",
                                         help="Bearer token required on a non-loopback address."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Audit log to show (default: $REBALANCE_OPT_LOG)."),
 ):
     """Serve the drift page and its JSON API on http://HOST:PORT."""
     def body():
         from ..server import run as run_server
-        run_server(list(accounts or []), host=host, port=port, token=token)
+        run_server(list(accounts or []), host=host, port=port, token=token, audit_path=log)
     run(False, body)
 
