@@ -1,0 +1,436 @@
+"""The backtest: strategies side by side on real daily prices, with real lots and real taxes.
+
+Every strategy starts from the same cash on the same day and gets the same deposits. On the first
+trading day of each month the account is marked to market, the month's deposit arrives (or a
+withdrawal is due), last year's tax falls due once its wash-sale window has closed, and the
+strategy trades; the ``Broker`` books every fill as lots with the SPEC rules (holding periods,
+netting, wash-sale adjustments when a naive strategy buys back what it sold at a loss). Between
+steps the holdings ride daily prices, which is where drift and tracking error are measured.
+
+Measured per strategy: tax paid during the period (every settled year plus the last, still open
+one), the tax a liquidation at the end would add, wealth before and after that liquidation, mean
+and maximum absolute drift (every class and cash, every trading day), realized tracking error
+against the target mix of the primary funds, turnover, orders, wash sales.
+
+Comparing at equal drift (``equal_drift``): a sweep of ``tax_weight`` traces tax paid against mean
+drift; the family's tax at a reference strategy's drift is read off by linear interpolation.
+"""
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .account import Account, Policy, TaxSettings
+from .backtest_data import PriceData, Universe, bundled, default_universe
+from .errors import InputError
+from .simulate import Broker, Execution, YearEnd
+from .strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, Step, Strategy, make_strategies
+
+DEFAULT_START = date(2000, 1, 1)
+TRADING_DAYS = 252
+REFERENCES = ("quarterly-fifo", "quarterly-mintax")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """The account and its cash flows. Deposits arrive monthly from the second step; from
+    ``withdraw_from`` on (the first step, if a withdrawal is set without it) the account pays out
+    ``withdrawal`` a month instead (never more than 99% of what is left after the year's tax; the
+    results report what was withdrawn)."""
+
+    start: date | None = None          # first step: the first trading day on or after (default: data start)
+    years: float | None = None         # length of the run, to the month (default: to the end of the data)
+    initial: float = 100_000.0
+    deposit: float = 1_000.0
+    withdrawal: float = 0.0
+    withdraw_from: date | None = None
+    short_term_rate: float = 0.37
+    long_term_rate: float = 0.20
+
+    def check(self) -> None:
+        for name in ("initial", "deposit", "withdrawal"):
+            x = getattr(self, name)
+            if not (math.isfinite(x) and x >= 0):
+                raise InputError("must be a finite amount >= 0", path=f"--{name}", value=x, has_value=True)
+        if self.initial <= 0:
+            raise InputError("must be > 0: the account starts with it", path="--initial", value=self.initial,
+                             has_value=True)
+        if self.years is not None and not (math.isfinite(self.years) and self.years > 0):
+            raise InputError("must be a number of years > 0", path="--years", value=self.years, has_value=True)
+        for name in ("short_term_rate", "long_term_rate"):
+            x = getattr(self, name)
+            if not (0 <= x <= 1):
+                raise InputError("must be between 0 and 1", path=f"--{name.replace('_', '-')}", value=x,
+                                 has_value=True)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """One strategy's results (money in the account currency, drift in weight fractions)."""
+
+    strategy: str
+    label: str
+    family: str
+    tax_weight: float | None
+    band: float | None                # the engine's band (optimizer and harvest)
+    tax_paid: float                  # every year's tax on gains realized in the period
+    liquidation_tax: float           # what selling everything at the end would add (< 0: its losses
+                                     # would lower the last year's bill)
+    final_value: float               # account value at the end, before either
+    wealth_after_tax: float          # final value − the last year's tax not yet paid
+    wealth_after_liquidation: float  # ... − the liquidation tax
+    mean_abs_drift: float            # mean over days of the mean |weight − target| over classes and cash
+    max_abs_drift: float             # largest |weight − target| of any class on any day
+    tracking_error: float            # annualized std of daily return − target-mix return
+    turnover: float                  # sells per year / mean account value
+    trades: int                      # orders
+    wash_sales: int
+    disallowed_losses: float
+    losses_realized: float           # losses realized and allowed (after wash sales)
+    deposits: float
+    withdrawals: float
+    engine_failures: int             # steps where the engine gave no plan (cash flow traded instead)
+    seconds: float
+
+    @property
+    def sweep(self) -> str | None:
+        """The tax_weight sweep this run belongs to: family and band."""
+        return f"{self.family} ±{self.band * 100:g}pt" if self.family in ("optimizer", "harvest") else None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StrategyRun:
+    metrics: Metrics
+    monthly: pd.DataFrame            # per step: value, cumulative tax paid, drift over the month, trading
+    yearly: pd.DataFrame             # per tax year: realized short- and long-term gains, tax, carryforwards
+    daily_drift: pd.Series           # mean |drift| per trading day
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EqualDrift:
+    """A tax_weight sweep (one family at one band) read at a reference strategy's mean drift."""
+
+    sweep: str
+    reference: str
+    drift: float
+    tax_paid: float | None                  # None: the sweep's drifts do not bracket the reference's
+    total_tax: float | None                 # tax paid + liquidation tax
+    wealth_after_liquidation: float | None
+    reference_tax_paid: float
+    reference_total_tax: float
+    reference_wealth: float
+    between: tuple[str, str] | None         # the two sweep points interpolated
+
+    @property
+    def tax_ratio(self) -> float | None:
+        return None if self.tax_paid is None or self.reference_tax_paid <= 0 else self.tax_paid / self.reference_tax_paid
+
+    @property
+    def total_tax_ratio(self) -> float | None:
+        return (None if self.total_tax is None or self.reference_total_tax <= 0
+                else self.total_tax / self.reference_total_tax)
+
+    @property
+    def wealth_gain(self) -> float | None:
+        return None if self.wealth_after_liquidation is None else self.wealth_after_liquidation - self.reference_wealth
+
+    def to_dict(self) -> dict:
+        return {"sweep": self.sweep, "reference": self.reference, "drift": self.drift,
+                "tax_paid": self.tax_paid, "reference_tax_paid": self.reference_tax_paid,
+                "tax_ratio": self.tax_ratio, "total_tax": self.total_tax,
+                "reference_total_tax": self.reference_total_tax, "total_tax_ratio": self.total_tax_ratio,
+                "wealth_after_liquidation": self.wealth_after_liquidation,
+                "reference_wealth_after_liquidation": self.reference_wealth, "wealth_gain": self.wealth_gain,
+                "between": " and ".join(self.between) if self.between else None}
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    config: BacktestConfig
+    data: PriceData
+    universe: Universe
+    first: date
+    last: date
+    runs: tuple[StrategyRun, ...]
+    equal_drift: tuple[EqualDrift, ...] = field(default=())
+
+    def run(self, name: str) -> StrategyRun:
+        return next(r for r in self.runs if r.metrics.strategy == name)
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([r.metrics.to_dict() for r in self.runs])
+
+    def to_dict(self) -> dict:
+        return {"first": self.first.isoformat(), "last": self.last.isoformat(), "source": self.data.source,
+                "strategies": [r.metrics.to_dict() for r in self.runs],
+                "equal_drift": [e.to_dict() for e in self.equal_drift], "config": _config_dict(self.config)}
+
+
+# --- running ------------------------------------------------------------------------------------------
+def run_backtest(strategies: Sequence[str | Strategy] = DEFAULT_STRATEGIES,
+                 config: BacktestConfig = BacktestConfig(), data: PriceData | None = None,
+                 universe: Universe | None = None, tax_weights: Sequence[float] = DEFAULT_TAX_WEIGHTS,
+                 workers: int = 1, progress: Callable[[Metrics], None] | None = None) -> BacktestResult:
+    """Simulate each strategy over the same prices and cash flows (``workers`` > 1: in parallel
+    processes). Strategy names are those of ``strategies.STRATEGY_HELP``; the bundled data is used
+    unless ``data`` (and its ``universe``) are given."""
+    config.check()
+    if data is None:
+        data, bundled_universe = bundled()
+        universe = universe or bundled_universe
+    if universe is None:
+        universe = default_universe(data)
+    _check_universe(universe, data)
+    chosen: list[Strategy] = []
+    for s in strategies:
+        for strategy in (make_strategies([s], tax_weights) if isinstance(s, str) else [s]):
+            if all(c.name != strategy.name for c in chosen):
+                chosen.append(strategy)
+    if not chosen:
+        raise InputError("no strategy to run", path="--strategies")
+    window = price_window(data, config)
+    runs: list[StrategyRun] = []
+    if workers > 1 and len(chosen) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(simulate, s, window, universe, config) for s in chosen]
+            for f in futures:
+                runs.append(f.result())
+                if progress:
+                    progress(runs[-1].metrics)
+    else:
+        for s in chosen:
+            runs.append(simulate(s, window, universe, config))
+            if progress:
+                progress(runs[-1].metrics)
+    first, last = window.index[0].date(), window.index[-1].date()
+    return BacktestResult(config, data, universe, first, last, tuple(runs), tuple(equal_drift_all(runs)))
+
+
+def _check_universe(universe: Universe, data: PriceData) -> None:
+    missing = [s for s in universe.symbols if s not in data.prices.columns]
+    if missing:
+        raise InputError("the universe names symbols the prices do not have", path="--universe",
+                         value=missing, has_value=True)
+
+
+def price_window(data: PriceData, config: BacktestConfig) -> pd.DataFrame:
+    """The daily prices the run covers: from the first trading day on or after ``start``, for
+    ``years`` (or to the end of the data); at least two months."""
+    prices = data.prices
+    start = pd.Timestamp(config.start or data.first)
+    if start > prices.index[-1] or start < prices.index[0] - pd.Timedelta(days=31):
+        raise InputError(f"is outside the prices ({data.first} to {data.last})", path="--start",
+                         value=str(start.date()), has_value=True)
+    window = prices.loc[start:]
+    if config.years is not None:  # to the month: 1.5 years from 1 January ends on 30 June
+        end = start + pd.DateOffset(months=max(1, round(config.years * 12)))
+        window = window.loc[:end - pd.Timedelta(days=1)]
+    if len(step_positions(window.index)) < 2:
+        raise InputError(f"leaves less than two months of prices (they end {data.last})", path="--start",
+                         value=str(start.date()), has_value=True)
+    return window
+
+
+def step_positions(index: pd.DatetimeIndex) -> np.ndarray:
+    """Positions of the first trading day of each month (and the first day)."""
+    months = index.to_period("M")
+    first = np.ones(len(index), bool)
+    first[1:] = months[1:] != months[:-1]
+    return np.flatnonzero(first)
+
+
+def _flows(config: BacktestConfig, step: int, d: date) -> tuple[float, float]:
+    """(deposit, withdrawal) of a step; step 0 only invests the initial cash."""
+    if step == 0:
+        return 0.0, 0.0
+    withdrawing = config.withdrawal > 0 and (config.withdraw_from is None or d >= config.withdraw_from)
+    return (0.0, config.withdrawal) if withdrawing else (config.deposit, 0.0)
+
+
+@dataclass
+class _Tally:
+    """What a run adds up step by step."""
+
+    paid: float = 0.0
+    deposits: float = 0.0
+    withdrawals: float = 0.0
+    sold: float = 0.0
+    orders: int = 0
+    wash_sales: int = 0
+    disallowed: float = 0.0
+    losses: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    year_ends: list[YearEnd] = field(default_factory=list)
+
+    def add(self, account: Account, ex: Execution, ends: tuple[YearEnd, ...], deposit: float, withdrawal: float,
+            note: str | None) -> None:
+        self.paid += math.fsum(e.tax_paid for e in ends)
+        self.year_ends.extend(ends)
+        self.deposits += deposit
+        self.withdrawals += withdrawal
+        self.sold += ex.sold
+        self.orders += len(ex.fills)
+        self.wash_sales += len(ex.wash_sales)
+        self.disallowed += math.fsum(w.disallowed for w in ex.wash_sales)
+        # losses allowed: those realized now, less those a purchase now washes (sold earlier)
+        self.losses += math.fsum(-s.gain for s in ex.sales if s.gain < 0)
+        self.losses -= math.fsum(w.disallowed for w in ex.wash_sales if w.replacement_bought > w.sold)
+        if note:
+            self.notes.append(note)
+        self.rows.append({"date": ex.date, "value": account.value, "cash": account.cash, "tax_paid": self.paid,
+                          "deposits": self.deposits, "withdrawals": self.withdrawals, "bought": ex.bought,
+                          "sold": ex.sold, "orders": len(ex.fills), "wash_sales": len(ex.wash_sales)})
+
+
+def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, config: BacktestConfig
+             ) -> StrategyRun:
+    """One strategy over the price window: monthly steps, daily marking, the metrics."""
+    started = time.perf_counter()
+    symbols = list(universe.symbols)
+    prices = window[symbols].to_numpy(float)
+    dates = [t.date() for t in window.index]
+    steps = step_positions(window.index)
+
+    def quote(pos: int) -> dict[str, float]:
+        return dict(zip(symbols, prices[pos].tolist()))
+
+    base = Account(id=f"backtest-{strategy.name}", as_of=dates[0], cash=config.initial,
+                   tax=TaxSettings(config.short_term_rate, config.long_term_rate), targets=universe.targets,
+                   prices=quote(0), policy=Policy(fractional=True))
+    broker = Broker.open(strategy.configure(base, universe))
+    holdings = np.zeros((len(steps), len(symbols)))
+    cash = np.zeros(len(steps))
+    tally = _Tally()
+    for i, pos in enumerate(steps):
+        d = dates[pos]
+        deposit, withdrawal = _flows(config, i, d)
+        ends: tuple[YearEnd, ...] = ()
+        if i > 0:
+            broker, ends = broker.move_to(d, quote(pos), deposit)
+        due = math.fsum(e.tax_paid for e in ends)
+        withdrawal = min(withdrawal, max(broker.account.value - due, 0.0) * 0.99)  # never the whole account
+        decision = strategy.decide(broker.account, Step(d, i, withdrawal + due))
+        broker, ex = broker.execute(decision.fills, withdrawal + due)
+        tally.add(broker.account, ex, ends, deposit, withdrawal, decision.note)
+        held = broker.account.shares()
+        holdings[i] = [held.get(s, 0.0) for s in symbols]
+        cash[i] = broker.account.cash
+
+    end, ends = broker.move_to(dates[-1], quote(len(dates) - 1))
+    _, still_open = end.ledger.settle_through(dates[-1].year)
+    tally.year_ends.extend(ends + still_open)
+    last_due = math.fsum(e.tax_paid for e in ends + still_open)
+    liquidation = end.liquidation_tax()
+    final_value = end.account.value
+
+    daily = _daily(prices, holdings, cash, steps, universe, symbols)
+    monthly = pd.DataFrame(tally.rows)
+    month_of_day = np.searchsorted(steps, np.arange(len(dates)), side="right") - 1
+    monthly["drift"] = pd.Series(daily["mean_abs"]).groupby(month_of_day).mean().to_numpy()
+    years = max((dates[-1] - dates[0]).days / 365.25, 1e-9)
+    engine = strategy.family in ("optimizer", "harvest")
+    metrics = Metrics(
+        strategy=strategy.name, label=strategy.label, family=strategy.family,
+        tax_weight=getattr(strategy, "tax_weight", None) if engine else None,
+        band=getattr(strategy, "band", None) if engine else None,
+        tax_paid=tally.paid + last_due, liquidation_tax=liquidation, final_value=final_value,
+        wealth_after_tax=final_value - last_due, wealth_after_liquidation=final_value - last_due - liquidation,
+        mean_abs_drift=float(daily["mean_abs"].mean()), max_abs_drift=float(daily["max_abs"].max()),
+        tracking_error=daily["tracking_error"], turnover=tally.sold / years / float(daily["value"].mean()),
+        trades=tally.orders, wash_sales=tally.wash_sales, disallowed_losses=tally.disallowed,
+        losses_realized=tally.losses, deposits=tally.deposits, withdrawals=tally.withdrawals,
+        engine_failures=len(tally.notes),
+        seconds=time.perf_counter() - started)
+    drift = pd.Series(daily["mean_abs"], index=pd.DatetimeIndex(window.index), name=strategy.name)
+    yearly = pd.DataFrame([asdict(e) for e in tally.year_ends],
+                          columns=["year", "tax_paid", "carryforward_short_term", "carryforward_long_term",
+                                   "realized_short_term", "realized_long_term"])
+    return StrategyRun(metrics, monthly, yearly, drift, tuple(tally.notes))
+
+
+def _daily(prices: np.ndarray, holdings: np.ndarray, cash: np.ndarray, steps: np.ndarray, universe: Universe,
+           symbols: list[str]) -> dict:
+    """Daily values and drift from the holdings after each step (held until the next one), and the
+    tracking error of daily returns against the target mix of each class's primary fund."""
+    at = np.searchsorted(steps, np.arange(len(prices)), side="right") - 1   # the step in force at each close
+    h, c = holdings[at], cash[at]
+    classes = universe.classes
+    member = np.array([[universe.funds[k].count(s) > 0 for k in classes] for s in symbols], float)
+    class_values = (h * prices) @ member
+    value = class_values.sum(axis=1) + c
+    weights = np.column_stack([class_values, c]) / value[:, None]
+    targets = np.array([universe.targets[k] for k in classes] + [max(0.0, 1 - sum(universe.targets.values()))])
+    drift = np.abs(weights - targets)
+    # day t's return comes from the holdings in force at the close of day t − 1
+    held_before = value[:-1]
+    held_after = (h[:-1] * prices[1:]).sum(axis=1) + c[:-1]
+    portfolio = held_after / held_before - 1.0
+    primary = [symbols.index(universe.primary(k)) for k in classes]
+    class_returns = prices[1:, primary] / prices[:-1, primary] - 1.0
+    benchmark = class_returns @ targets[:-1]
+    active = portfolio - benchmark
+    te = float(np.std(active, ddof=1) * math.sqrt(TRADING_DAYS)) if len(active) > 1 else 0.0
+    return {"value": value, "mean_abs": drift.mean(axis=1), "max_abs": drift[:, :-1].max(axis=1),
+            "tracking_error": te}
+
+
+# --- comparing at equal drift --------------------------------------------------------------------------
+def equal_drift(runs: Sequence[StrategyRun], sweep: str, reference: str) -> EqualDrift | None:
+    """The ``sweep``'s runs (in tax_weight order) read at ``reference``'s mean drift, by linear
+    interpolation between consecutive runs whose drifts bracket it (the lowest tax where several
+    pairs do). None when the sweep or the reference did not run."""
+    ref = next((r.metrics for r in runs if r.metrics.strategy == reference), None)
+    points = sorted((r.metrics for r in runs if r.metrics.sweep == sweep), key=lambda m: m.tax_weight or 0.0)
+    if ref is None or not points:
+        return None
+    x = ref.mean_abs_drift
+    best: tuple[float, float, float, tuple[str, str]] | None = None
+    for a, b in zip(points, points[1:] if len(points) > 1 else points):
+        lo, hi = sorted((a.mean_abs_drift, b.mean_abs_drift))
+        if not (lo - 1e-12 <= x <= hi + 1e-12):
+            continue
+        t = 0.0 if hi - lo < 1e-15 else (x - a.mean_abs_drift) / (b.mean_abs_drift - a.mean_abs_drift)
+        tax, liquidation, wealth = (_lerp(a, b, t, attr) for attr in ("tax_paid", "liquidation_tax",
+                                                                      "wealth_after_liquidation"))
+        point = (tax, tax + liquidation, wealth, (a.strategy, b.strategy))
+        if best is None or point[0] < best[0]:
+            best = point
+    common = dict(sweep=sweep, reference=reference, drift=x, reference_tax_paid=ref.tax_paid,
+                  reference_total_tax=ref.tax_paid + ref.liquidation_tax,
+                  reference_wealth=ref.wealth_after_liquidation)
+    if best is None:
+        return EqualDrift(tax_paid=None, total_tax=None, wealth_after_liquidation=None, between=None, **common)
+    return EqualDrift(tax_paid=best[0], total_tax=best[1], wealth_after_liquidation=best[2], between=best[3],
+                      **common)
+
+
+def _lerp(a: Metrics, b: Metrics, t: float, attr: str) -> float:
+    return (1 - t) * getattr(a, attr) + t * getattr(b, attr)
+
+
+def equal_drift_all(runs: Sequence[StrategyRun]) -> list[EqualDrift]:
+    """Every sweep read at each reference that ran (quarterly FIFO and cheapest-lots resets)."""
+    sweeps = list(dict.fromkeys(r.metrics.sweep for r in runs if r.metrics.sweep))
+    out = []
+    for sweep in sweeps:
+        for reference in REFERENCES:
+            e = equal_drift(runs, sweep, reference)
+            if e is not None:
+                out.append(e)
+    return out
+
+
+def _config_dict(config: BacktestConfig) -> dict:
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(config).items()}

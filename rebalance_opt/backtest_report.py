@@ -1,0 +1,376 @@
+"""The backtest's report: CSV tables, PNG plots and a markdown summary that reads them honestly.
+
+Files written to the output folder:
+
+* ``summary.csv`` — one row per strategy (``Metrics``);
+* ``equal_drift.csv`` — each tax_weight sweep read at the quarterly resets' mean drift;
+* ``frontier.csv`` — the sweeps' points: tax paid, liquidation tax and wealth against drift;
+* ``monthly.csv`` — per strategy and month: value, cumulative tax paid, drift, trading;
+* ``yearly.csv`` — per strategy and tax year: realized short- and long-term gains, tax, carryforwards;
+* ``drift.png``, ``cumulative_tax.png``, ``frontier.png`` — the same as plots;
+* ``summary.md`` — what was run, the table, the equal-drift reading, and the caveats.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .backtest import REFERENCES, BacktestResult, EqualDrift, Metrics, StrategyRun
+
+GOALS = {"quarterly-fifo": 0.5, "quarterly-mintax": 0.75}   # the issue's targets for the tax ratio
+
+
+def write_report(result: BacktestResult, out: str | Path, plots: bool = True, appendix: str = "",
+                 extra_files: tuple[str, ...] = ()) -> list[Path]:
+    """Write the CSVs, the plots (``plots``) and ``summary.md`` to ``out``; returns the paths.
+    ``appendix`` (markdown) goes into the summary before its list of files, which names
+    ``extra_files`` too (files the caller writes to the same folder)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(frame: pd.DataFrame, name: str) -> None:
+        path = out / name
+        frame.to_csv(path, index=False, float_format="%.6g")
+        written.append(path)
+
+    table = result.table()
+    save(table, "summary.csv")
+    save(pd.DataFrame([e.to_dict() for e in result.equal_drift]), "equal_drift.csv")
+    save(frontier_frame(result), "frontier.csv")
+    save(monthly_frame(result), "monthly.csv")
+    save(pd.concat([r.yearly.assign(strategy=r.metrics.strategy) for r in result.runs], ignore_index=True)
+         [["strategy", "year", "realized_short_term", "realized_long_term", "tax_paid", "carryforward_short_term",
+           "carryforward_long_term"]], "yearly.csv")
+    if plots:
+        written += plot_all(result, out)
+    path = out / "summary.md"
+    path.write_text(summary_markdown(result, [p.name for p in written] + list(extra_files), appendix),
+                    encoding="utf-8")
+    written.append(path)
+    return written
+
+
+def frontier_frame(result: BacktestResult) -> pd.DataFrame:
+    cols = ["sweep", "strategy", "tax_weight", "mean_abs_drift", "tracking_error", "tax_paid", "liquidation_tax",
+            "wealth_after_liquidation"]
+    rows = [{c: getattr(r.metrics, c) for c in cols} for r in result.runs if r.metrics.sweep]
+    return pd.DataFrame(rows, columns=cols)
+
+
+MONTHLY_COLUMNS = ["strategy", "date", "value", "tax_paid", "drift", "bought", "sold", "orders", "wash_sales"]
+
+
+def monthly_frame(result: BacktestResult) -> pd.DataFrame:
+    """Per strategy and step: value after trading, cumulative tax paid, mean |drift| over the month
+    that follows, money bought and sold, orders and wash sales (deposits are the same for all)."""
+    frames = [r.monthly.assign(strategy=r.metrics.strategy) for r in result.runs]
+    return pd.concat(frames, ignore_index=True)[MONTHLY_COLUMNS]
+
+
+# --- choosing what to draw --------------------------------------------------------------------------------
+def highlighted(result: BacktestResult) -> list[StrategyRun]:
+    """Every strategy outside the sweeps, and from each sweep the run whose drift is nearest the
+    quarterly FIFO reset's (the comparison point), so the time plots stay readable."""
+    runs = [r for r in result.runs if not r.metrics.sweep]
+    ref = next((r.metrics.mean_abs_drift for r in result.runs if r.metrics.strategy == REFERENCES[0]), None)
+    for sweep in dict.fromkeys(r.metrics.sweep for r in result.runs if r.metrics.sweep):
+        members = [r for r in result.runs if r.metrics.sweep == sweep]
+        if ref is None:
+            runs.append(members[len(members) // 2])
+        else:
+            runs.append(min(members, key=lambda r: abs(r.metrics.mean_abs_drift - ref)))
+    return runs
+
+
+def plot_all(result: BacktestResult, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    shown = highlighted(result)
+    title = f"{result.first} to {result.last}"
+
+    fig, ax = plt.subplots(figsize=(11, 5))
+    floor = math.inf
+    for r in shown:
+        series = r.daily_drift.rolling(63, min_periods=1).mean() * 100
+        ax.plot(series.index, series.to_numpy(), lw=1.1, label=r.metrics.strategy)
+        positive = series[series > 0]
+        if len(positive):
+            floor = min(floor, float(positive.quantile(0.01)))
+    ax.set_yscale("log")
+    if math.isfinite(floor):  # the first days start at zero drift: keep them from stretching the axis
+        ax.set_ylim(bottom=floor / 2)
+    ax.set_ylabel("mean |drift|, points (63-day average, log scale)")
+    ax.set_title(f"Drift over time, {title}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    paths.append(_save(fig, out / "drift.png"))
+
+    fig, ax = plt.subplots(figsize=(11, 5))
+    for r in shown:
+        m = r.monthly
+        cum = np.append(m["tax_paid"].to_numpy(), r.metrics.tax_paid)
+        dates = list(pd.to_datetime(m["date"])) + [pd.Timestamp(result.last)]
+        ax.step(dates, cum / 1e3, where="post", lw=1.2, label=r.metrics.strategy)
+    ax.set_ylabel("tax paid, cumulative (thousands)")
+    ax.set_title(f"Cumulative tax paid, {title} (the last point adds the final year's tax due)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    paths.append(_save(fig, out / "cumulative_tax.png"))
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for sweep in dict.fromkeys(r.metrics.sweep for r in result.runs if r.metrics.sweep):
+        pts = sorted((r.metrics for r in result.runs if r.metrics.sweep == sweep), key=lambda m: m.tax_weight)
+        x = [m.mean_abs_drift * 100 for m in pts]
+        for ax, ys in ((left, [m.tax_paid / 1e3 for m in pts]),
+                       (right, [m.wealth_after_liquidation / 1e3 for m in pts])):
+            line, = ax.plot(x, ys, "o-", ms=4, label=f"{sweep} (tax_weight sweep)")
+            for m, xi, yi in zip(pts, x, ys):
+                ax.annotate(f"{m.tax_weight:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points",
+                            color=line.get_color())
+    for r in result.runs:
+        if r.metrics.sweep:
+            continue
+        m = r.metrics
+        left.plot(m.mean_abs_drift * 100, m.tax_paid / 1e3, "s", ms=7, label=m.strategy)
+        right.plot(m.mean_abs_drift * 100, m.wealth_after_liquidation / 1e3, "s", ms=7, label=m.strategy)
+    ref = next((r.metrics for r in result.runs if r.metrics.strategy == REFERENCES[0]), None)
+    for ax in (left, right):
+        if ref is not None:
+            ax.axvline(ref.mean_abs_drift * 100, color="grey", ls="--", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("mean |drift|, points (log scale)")
+        ax.grid(alpha=0.3, which="both")
+    left.set_ylabel("tax paid in the period (thousands)")
+    right.set_ylabel("wealth after liquidation (thousands)")
+    left.set_title("Tax paid against drift")
+    right.set_title("Wealth after liquidation against drift")
+    left.legend(fontsize=7)
+    fig.suptitle(f"Frontier, {title}; dashed: the quarterly FIFO reset's drift")
+    paths.append(_save(fig, out / "frontier.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
+# --- the summary ---------------------------------------------------------------------------------------------
+def _money(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:,.0f}"
+
+
+def _pts(x: float) -> str:
+    return f"{x * 100:.2f}"
+
+
+def _ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def results_table(runs: list[StrategyRun]) -> str:
+    head = ("| strategy | tax paid | liquidation tax | wealth after tax | wealth after liquidation | mean abs drift "
+            "(pts) | max drift (pts) | tracking error | turnover / yr | orders | wash sales |")
+    rows = [head, "|" + "---|" * 11]
+    for r in runs:
+        m = r.metrics
+        rows.append(f"| {m.strategy} | {_money(m.tax_paid)} | {_money(m.liquidation_tax)} | {_money(m.wealth_after_tax)} "
+                    f"| {_money(m.wealth_after_liquidation)} | {_pts(m.mean_abs_drift)} | {_pts(m.max_abs_drift)} "
+                    f"| {m.tracking_error * 100:.2f}% | {m.turnover * 100:.1f}% | {m.trades} | {m.wash_sales} |")
+    return "\n".join(rows)
+
+
+def equal_drift_table(items: tuple[EqualDrift, ...]) -> str:
+    rows = ["| sweep | at the drift of | drift (pts) | tax paid | reference's | ratio | goal | tax incl. liquidation, ratio "
+            "| wealth after liquidation − reference's | interpolated between |", "|" + "---|" * 10]
+    for e in items:
+        goal = GOALS.get(e.reference)
+        verdict = "—" if goal is None or e.tax_ratio is None else (
+            f"≤ {goal:.2f}× {'met' if e.tax_ratio <= goal else 'not met'}")
+        rows.append(f"| {e.sweep} | {e.reference} | {_pts(e.drift)} | {_money(e.tax_paid)} | {_money(e.reference_tax_paid)} "
+                    f"| {_ratio(e.tax_ratio)} | {verdict} | {_ratio(e.total_tax_ratio)} | {_money(e.wealth_gain)} "
+                    f"| {' and '.join(e.between) if e.between else 'outside the sweep'} |")
+    return "\n".join(rows)
+
+
+def pair_stats(result: BacktestResult) -> list[str]:
+    """Each class's replacement against its primary over the run: tracking error and return gap."""
+    prices = result.data.prices.loc[pd.Timestamp(result.first):pd.Timestamp(result.last)]
+    years = max((result.last - result.first).days / 365.25, 1e-9)
+    lines = []
+    for cls in result.universe.classes:
+        funds = result.universe.funds[cls]
+        if len(funds) < 2:
+            continue
+        a, b = prices[funds[0]], prices[funds[1]]
+        te = float((a.pct_change() - b.pct_change()).dropna().std() * math.sqrt(252))
+        gap = (b.iloc[-1] / b.iloc[0]) ** (1 / years) - (a.iloc[-1] / a.iloc[0]) ** (1 / years)
+        corr = float(a.pct_change().corr(b.pct_change()))
+        lines.append(f"{cls}: {funds[1]} against {funds[0]}: correlation {corr:.3f}, tracking error {te:.1%} a year, "
+                     f"return {gap * 100:+.2f} points a year")
+    return lines
+
+
+def _find(result: BacktestResult, name: str) -> Metrics | None:
+    return next((r.metrics for r in result.runs if r.metrics.strategy == name), None)
+
+
+def summary_markdown(result: BacktestResult, files: list[str], appendix: str = "") -> str:
+    c = result.config
+    years = (result.last - result.first).days / 365.25
+    u = result.universe
+    mix = ", ".join(f"{cls} {w:.0%} ({' → '.join(u.funds[cls])})" for cls, w in u.targets.items())
+    flows = f"{c.initial:,.0f} invested on the first day, {c.deposit:,.0f} deposited every month"
+    if c.withdrawal > 0:
+        flows += f", {c.withdrawal:,.0f} withdrawn every month from {c.withdraw_from or result.first}"
+    out = [
+        "# Backtest: tax-aware rebalancing against the usual methods",
+        "",
+        f"{result.first} to {result.last} ({years:.1f} years), monthly steps on the first trading day of each "
+        f"month. {flows}. Tax rates {c.short_term_rate:.0%} short-term, {c.long_term_rate:.0%} long-term; each "
+        "year's tax is paid from the account once its wash-sale window has closed (early February), by the "
+        "strategy selling what it chooses. Fractional shares, no trading costs, dividends inside adjusted "
+        "prices.",
+        "",
+        f"**Data:** {result.data.source}.",
+        *[f"- {n}" for n in result.data.notes],
+        "",
+        f"**Portfolio:** {mix} (the first fund of a class is the one bought; the second is the replacement "
+        "only the harvesting strategies use).",
+        "",
+        "## Results",
+        "",
+        results_table(list(result.runs)),
+        "",
+        "Tax paid: every tax year's bill on gains realized in the period, the last year included. Liquidation tax: "
+        "what selling everything on the last day would add. Drift: |weight − target| averaged over the classes and "
+        "cash and over every trading day; max drift is the largest of any class on any day. Tracking error: "
+        "annualized standard deviation of the daily return minus the return of the target mix of each class's "
+        "first fund. Turnover: sales per year over the mean account value.",
+        "",
+        "## At equal drift",
+        "",
+        "Final wealth mostly measures how much equity a strategy held, so strategies are compared at the same "
+        "drift: each tax_weight sweep of the engine is read at the quarterly resets' mean drift, interpolating "
+        "linearly between the two sweep points around it. The issue's goal: tax paid at most 0.5× the quarterly "
+        "FIFO reset's and 0.75× the quarterly cheapest-lots reset's, with wealth after liquidation at least theirs.",
+        "",
+        equal_drift_table(result.equal_drift),
+        "",
+        *_verdict(result),
+        "## Reading the numbers honestly",
+        "",
+        *_caveats(result),
+        "",
+        *([appendix, ""] if appendix else []),
+        "## Files",
+        "",
+        *[f"- `{f}`" for f in files + ["summary.md"]],
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _harvest_note(result: BacktestResult) -> str | None:
+    """What harvesting did, against the optimizer at the same tax_weight and band nearest the
+    quarterly FIFO reset's drift: losses realized, tax paid, and short-term gains taxed."""
+    ref = _find(result, REFERENCES[0])
+    harvest = [r for r in result.runs if r.metrics.family == "harvest"]
+    if ref is None or not harvest:
+        return None
+    h = min(harvest, key=lambda r: abs(r.metrics.mean_abs_drift - ref.mean_abs_drift))
+    o = next((r for r in result.runs if r.metrics.family == "optimizer" and r.metrics.band == h.metrics.band
+              and r.metrics.tax_weight == h.metrics.tax_weight), None)
+    if o is None:
+        return None
+    hm, om = h.metrics, o.metrics
+
+    def short_term_taxed(run: StrategyRun) -> float:   # net short-term gains of the years that had them
+        return float(run.yearly["realized_short_term"].clip(lower=0).sum()) if len(run.yearly) else 0.0
+    text = (f"- **Harvesting.** {hm.strategy} realized {_money(hm.losses_realized)} of losses (after wash sales) "
+            f"against {om.strategy}'s {_money(om.losses_realized)}, and paid {_money(hm.tax_paid)} against "
+            f"{_money(om.tax_paid)}. A harvested loss lowers the basis of what replaces it, so the tax returns when "
+            "that is sold.")
+    hs, os_ = short_term_taxed(h), short_term_taxed(o)
+    if hs > os_:
+        text += (f" Here it often returns sooner and dearer: years with net short-term gains (taxed at "
+                 f"{result.config.short_term_rate:.0%}) add up to {_money(hs)} against {_money(os_)}, while a "
+                 "harvested short-term loss in a year of long-term gains offsets them at "
+                 f"{result.config.long_term_rate:.0%}. The engine prices a sale at today's rate for its term and "
+                 "gives no value to waiting until a lot turns long-term.")
+    return text
+
+
+def _verdict(result: BacktestResult) -> list[str]:
+    lines = []
+    for e in result.equal_drift:
+        goal = GOALS.get(e.reference)
+        if goal is None:
+            continue
+        if e.tax_ratio is None:
+            lines.append(f"- {e.sweep}: its drifts do not bracket {e.reference}'s; no equal-drift reading.")
+            continue
+        wealth = ("at least" if (e.wealth_gain or 0) >= 0 else "below")
+        lines.append(f"- {e.sweep} at {e.reference}'s drift: tax paid {e.tax_ratio:.2f}× (goal ≤ {goal:.2f}×: "
+                     f"{'met' if e.tax_ratio <= goal else 'not met'}); wealth after liquidation {wealth} the "
+                     f"reference's ({_money(e.wealth_gain)}); tax including liquidation {_ratio(e.total_tax_ratio)}.")
+    return lines + [""] if lines else []
+
+
+def _caveats(result: BacktestResult) -> list[str]:
+    out = []
+    fifo, cheap = _find(result, "quarterly-fifo"), _find(result, "quarterly-mintax")
+    if fifo and cheap:
+        out.append(
+            f"- **A deferral is not a saving.** The cheapest-lots reset paid {_money(cheap.tax_paid)} against FIFO's "
+            f"{_money(fifo.tax_paid)} during the period, but would owe {_money(cheap.liquidation_tax)} against "
+            f"{_money(fifo.liquidation_tax)} on liquidation: selling the high-basis lots leaves the low-basis ones "
+            "for later. What it keeps is the growth on the tax not yet paid: wealth after liquidation "
+            f"{_money(cheap.wealth_after_liquidation)} against {_money(fifo.wealth_after_liquidation)}. Tax paid, "
+            "tax due on liquidation and wealth after both are reported for that reason; a harvested loss mostly "
+            "defers tax too (the replacement is bought at the lower price).")
+    flow = _find(result, "cash-flow")
+    if flow and fifo:
+        out.append(
+            f"- **Final wealth rewards drift here.** Cash flow only never sells, drifts to a mean "
+            f"{_pts(flow.mean_abs_drift)} points (max {_pts(flow.max_abs_drift)}) off target, overweight the "
+            f"equities that beat the bond proxy, and ends with {_money(flow.wealth_after_liquidation)} after "
+            f"liquidation against the quarterly reset's {_money(fifo.wealth_after_liquidation)}. That is the "
+            "equity premium of this sample, not tax skill; hence the comparison at equal drift.")
+    out.append(
+        "- **Survivors.** The 20 stocks are large companies in 2022, chosen with hindsight: few of their lots sit "
+        "at a loss for long, so there is less to harvest than in a real market, and gains are larger than a "
+        "random 1990 portfolio's would have been.")
+    out.append(
+        "- **Adjusted closes.** Dividends are folded into prices, so the tax a real account pays every year on "
+        "dividends (about the same for every strategy) is missing, and gains on sale are larger than they would be.")
+    if "BONDS" in result.universe.targets:
+        out.append(
+            "- **The bond proxy never loses.** It grows at a constant yield, so bonds never have a loss to harvest, "
+            "never cushion a crash by rising, and their interest is taxed only as a gain on sale (real bond interest "
+            "is ordinary income every year). Every strategy pays to move money from equities into it; that forced "
+            "selling of appreciated equity is most of the tax any strategy pays here.")
+    note = _harvest_note(result)
+    if note:
+        out.append(note)
+    pairs = pair_stats(result)
+    if pairs:
+        out.append("- **Replacement funds** are not free of tracking: " + "; ".join(pairs) + ". The harvesting "
+                   "strategies hold some of them, so part of their wealth difference is the funds', not tax.")
+    failures = [(r.metrics.strategy, r.metrics.engine_failures) for r in result.runs if r.metrics.engine_failures]
+    if failures:
+        out.append("- **Engine failures.** On some steps the engine returned no plan (the solvers did not reach an "
+                   "accurate optimum, or no feasible plan); the step then traded cash flow only: "
+                   + ", ".join(f"{name} {n}" for name, n in failures) + " of "
+                   f"{len(result.runs[0].monthly)} steps.")
+    return out

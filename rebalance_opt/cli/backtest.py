@@ -1,0 +1,134 @@
+"""``backtest``: strategies side by side through history, with the report written to a folder."""
+from __future__ import annotations
+
+import math
+from datetime import date
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import InputError
+from .common import JsonOpt, app, run, to_json
+
+@app.command("backtest")
+def backtest(
+    years: Optional[float] = typer.Option(None, "--years", help="Years to simulate, to the month (default: to "
+                                                                 "the end of the prices)."),
+    start: Optional[str] = typer.Option(None, "--start", help="First day, YYYY-MM-DD (default: the first day of "
+                                                               "the prices)."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: quarterly-fifo, "
+                                             "quarterly-mintax, band-fifo, cash-flow, optimizer, harvest, ... "
+                                             "(see the README; default: those six)."),
+    tax_weights: Optional[str] = typer.Option(None, "--tax-weights", help="Comma-separated tax_weight values "
+                                              "that optimizer and harvest sweep (default: 0.03,0.1,0.3,1,3)."),
+    out: Path = typer.Option(Path("backtest-output"), "--out", help="Folder for the CSVs, plots and summary.md."),
+    prices: Optional[Path] = typer.Option(None, "--prices", help="Your own daily prices: CSV with date, then one "
+                                                                  "column per symbol (default: the bundled data)."),
+    universe: Optional[Path] = typer.Option(None, "--universe", help="TOML with \\[targets] and \\[classes] for "
+                                            "--prices (default: every column its own class, equal weights)."),
+    bonds: float = typer.Option(0.4, "--bonds", help="Bundled data: weight of the bond proxy (0: equities only)."),
+    initial: float = typer.Option(100_000.0, "--initial", help="Cash invested on the first day."),
+    deposit: float = typer.Option(1_000.0, "--deposit", help="Deposited every month."),
+    withdrawal: float = typer.Option(0.0, "--withdrawal", help="Withdrawn every month (deposits stop then)."),
+    withdraw_from: Optional[str] = typer.Option(None, "--withdraw-from", help="First withdrawal, YYYY-MM-DD "
+                                                                               "(default: from the start)."),
+    short_term_rate: float = typer.Option(0.37, "--short-term-rate", help="Tax rate on short-term gains."),
+    long_term_rate: float = typer.Option(0.20, "--long-term-rate", help="Tax rate on long-term gains."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Strategies simulated in parallel processes."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write the CSVs and summary only."),
+    as_json: bool = JsonOpt,
+):
+    """Simulate rebalancing strategies through history: tax paid, wealth, drift, turnover."""
+    def body():
+        from ..backtest import BacktestConfig, run_backtest
+        from ..backtest_data import bundled, default_universe, load_prices_csv, load_universe
+        from ..backtest_report import write_report
+        from ..strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, make_strategies
+
+        if out.exists() and not out.is_dir():
+            raise InputError("is a file; --out takes a folder", path="--out", value=str(out), has_value=True)
+        if universe is not None and prices is None:
+            raise InputError("describes your own prices; give them with --prices", path="--universe",
+                             value=str(universe), has_value=True)
+        weights = _numbers(tax_weights, "--tax-weights") if tax_weights is not None else DEFAULT_TAX_WEIGHTS
+        names = _names(strategies) if strategies is not None else DEFAULT_STRATEGIES
+        chosen = make_strategies(names, weights)   # unknown names fail here, before any data is read
+        config = BacktestConfig(start=_date(start, "--start"), years=years, initial=initial, deposit=deposit,
+                                withdrawal=withdrawal, withdraw_from=_date(withdraw_from, "--withdraw-from"),
+                                short_term_rate=short_term_rate, long_term_rate=long_term_rate)
+        config.check()
+        if prices is not None:
+            data = load_prices_csv(prices)
+            uni = load_universe(universe, data) if universe is not None else default_universe(data)
+        else:
+            data, uni = bundled(bond_weight=bonds)
+
+        from ..render import console
+        err = console(stderr=True)
+        err.print(f"backtest: {len(chosen)} strategies on {data.source}")
+
+        def progress(m):
+            err.print(f"  {m.strategy:<24} tax paid {m.tax_paid:>14,.0f}   drift {m.mean_abs_drift * 100:5.2f} pts"
+                      f"   {m.seconds:6.1f} s")
+        result = run_backtest(chosen, config, data, uni, workers=workers, progress=progress)
+        files = write_report(result, out, plots=not no_plots)
+        if as_json:
+            typer.echo(to_json({**result.to_dict(), "files": [str(f) for f in files]}))
+        else:
+            from rich.console import Console
+            c = Console(highlight=False, soft_wrap=False)
+            if not c.is_terminal:  # a file or a pipe: wide enough for the table, not rich's 80 columns
+                c = Console(highlight=False, soft_wrap=False, width=120)
+            c.print(_table(result))
+            for e in result.equal_drift:
+                if e.tax_ratio is not None:
+                    c.print(f"{e.sweep} at {e.reference}'s drift ({e.drift * 100:.2f} pts): tax paid "
+                            f"{e.tax_ratio:.2f}× the reference's, wealth after liquidation "
+                            f"{e.wealth_gain:+,.0f}")
+            c.print(f"report: {out / 'summary.md'} ({len(files)} files in {out})")
+    run(as_json, body)
+
+
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise InputError("must name at least one strategy", path="--strategies", value=text, has_value=True)
+    return names
+
+
+def _numbers(text: str, option: str) -> tuple[float, ...]:
+    out = []
+    for t in (t.strip() for t in text.split(",")):
+        try:
+            x = float(t)
+        except ValueError:
+            x = math.nan
+        if not (math.isfinite(x) and x >= 0):
+            raise InputError("must be comma-separated numbers >= 0", path=option, value=t, has_value=True)
+        out.append(x)
+    return tuple(out)
+
+
+def _date(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError("must be a date YYYY-MM-DD", path=option, value=text, has_value=True) from None
+
+
+def _table(result):
+    from rich import box
+    from rich.table import Table
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"Backtest {result.first} to {result.last}")
+    for col in ("strategy", "tax paid", "liq. tax", "wealth after liq.", "drift pts", "TE", "turnover", "orders",
+                "wash"):
+        t.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
+    for r in result.runs:
+        m = r.metrics
+        t.add_row(m.strategy, f"{m.tax_paid:,.0f}", f"{m.liquidation_tax:,.0f}", f"{m.wealth_after_liquidation:,.0f}",
+                  f"{m.mean_abs_drift * 100:.2f}", f"{m.tracking_error * 100:.2f}%", f"{m.turnover * 100:.1f}%",
+                  str(m.trades), str(m.wash_sales))
+    return t

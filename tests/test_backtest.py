@@ -1,0 +1,335 @@
+"""The backtest: strategies' class arithmetic, runs on hand-made prices checked by hand, a short run
+on the bundled real prices, equal-drift reading, the report and the command line."""
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rebalance_opt import Account, InputError, Lot, Policy, TaxSettings
+from rebalance_opt.backtest import (BacktestConfig, EqualDrift, Metrics, StrategyRun, equal_drift, run_backtest,
+                                    step_positions)
+from rebalance_opt.backtest_data import (Universe, buy_and_hold_index, constant_yield_index, load_prices_csv,
+                                         load_universe, tilted_weights)
+from rebalance_opt.backtest_report import write_report
+from rebalance_opt.strategies import (CalendarReset, ClassView, EnginePolicy, ToleranceBand, band_values,
+                                      make_strategies, make_strategy, trade_to, water_fill)
+from tests.conftest import run_cli
+
+
+# --- class arithmetic ---------------------------------------------------------------------------------------
+def test_water_fill_buys_the_most_underweight_first_and_sells_the_most_overweight_first():
+    values, targets = np.array([10.0, 20.0, 30.0]), np.array([20.0, 20.0, 20.0])
+    # buying 15: the first class rises 10 to meet the second, then both rise 2.5
+    assert water_fill(values, targets, 15.0) == pytest.approx([22.5, 22.5, 30.0])
+    # selling 15: the third falls 10 to meet the second, then both fall 2.5
+    assert water_fill(values, targets, -15.0) == pytest.approx([10.0, 17.5, 17.5])
+    # only eligible classes move
+    assert water_fill(values, targets, 6.0, eligible=np.array([False, True, True])) == pytest.approx([10, 26, 30])
+    # never below zero: selling 25 from (5, 40) with targets (0, 0) takes 25 from the larger
+    assert water_fill(np.array([5.0, 40.0]), np.array([0.0, 0.0]), -25.0) == pytest.approx([5.0, 15.0])
+
+
+def _account(lots, prices, cash=0.0, targets=None, as_of=date(2023, 6, 1)) -> Account:
+    return Account(id="t", as_of=as_of, cash=cash, tax=TaxSettings(0.37, 0.20),
+                   targets=targets or {"A": 0.5, "B": 0.5}, prices=prices, lots=tuple(lots),
+                   policy=Policy(fractional=True))
+
+
+def test_band_resets_only_classes_outside_the_band_and_spreads_the_rest_over_the_others():
+    # A 60%, B 25%, C 15% against 40/30/30, band 5: A and C are out, B is in.
+    a = _account([Lot("a", "A", 60, 1.0, date(2020, 1, 2)), Lot("b", "B", 25, 1.0, date(2020, 1, 2)),
+                  Lot("c", "C", 15, 1.0, date(2020, 1, 2))], {"A": 1.0, "B": 1.0, "C": 1.0},
+                 targets={"A": 0.4, "B": 0.3, "C": 0.3})
+    desired, broke = band_values(ClassView.of(a, 0.0), 0.05)
+    assert broke
+    # A to 40, C to 30; the 5 left go to B (in band, the only other class)
+    assert desired == pytest.approx([40.0, 30.0, 30.0])
+    # A 43, B 29, C 30, cash 5 (V 107; targets 42.8, 32.1, 32.1): all in band, so cash flow: the 5 lift
+    # B by 1 to C's shortfall, then B and C by 2 each; A, already above target, gets nothing
+    a2 = _account([Lot("a", "A", 43, 1.0, date(2020, 1, 2)), Lot("b", "B", 29, 1.0, date(2020, 1, 2)),
+                   Lot("c", "C", 30, 1.0, date(2020, 1, 2))], {"A": 1.0, "B": 1.0, "C": 1.0}, cash=5.0,
+                  targets={"A": 0.4, "B": 0.3, "C": 0.3})
+    desired, broke = band_values(ClassView.of(a2, 0.0), 0.05)
+    assert not broke
+    assert desired == pytest.approx([43.0, 32.0, 32.0])
+
+
+def test_fifo_sells_the_oldest_lot_and_mintax_the_cheapest():
+    lots = [Lot("old", "A", 10, 10.0, date(2015, 1, 2)), Lot("new", "A", 10, 28.0, date(2023, 1, 3)),
+            Lot("mid", "A", 10, 25.0, date(2020, 1, 2)), Lot("b", "B", 10, 20.0, date(2020, 1, 2))]
+    a = _account(lots, {"A": 30.0, "B": 20.0})          # A 900 of 1,100: sell 350 of A
+    view = ClassView.of(a, 0.0)
+    desired = view.targets
+    fifo = trade_to(a, view, desired, "fifo", 0.0)
+    sell = next(f for f in fifo if f.side == "sell")
+    assert sell.lots == (("old", 10.0), ("mid", pytest.approx(350 / 30 - 10)))
+    cheap = next(f for f in trade_to(a, view, desired, "mintax", 0.0) if f.side == "sell")
+    # tax per share: new 0.37 × 2 = 0.74, mid 0.20 × 5 = 1.00, old 0.20 × 20 = 4.00
+    assert [lot for lot, _ in cheap.lots] == ["new", "mid"]
+    buy = next(f for f in fifo if f.side == "buy")
+    assert buy.symbol == "B" and buy.quantity == pytest.approx(350 / 20, abs=1e-6)
+
+
+def test_strategy_names():
+    names = [s.name for s in make_strategies(["quarterly-fifo", "annual-mintax", "band-fifo@0.03", "cash-flow",
+                                              "optimizer", "harvest@2/0.02"], tax_weights=(0.1, 1))]
+    assert names == ["quarterly-fifo", "annual-mintax", "band-fifo@0.03", "cash-flow", "optimizer@0.1",
+                     "optimizer@1", "harvest@2/0.02"]
+    (h,) = make_strategy("harvest@2/0.02")
+    assert isinstance(h, EnginePolicy) and (h.tax_weight, h.band, h.replacements) == (2.0, 0.02, True)
+    (q,) = make_strategy("quarterly-mintax")
+    assert isinstance(q, CalendarReset) and (q.months, q.lot_order) == (3, "mintax")
+    assert isinstance(make_strategy("band-mintax")[0], ToleranceBand)
+    for bad in ("quarterly", "weekly-fifo", "optimizer@x", "harvest@-1", "band-fifo@2", "cash-flow@1"):
+        with pytest.raises(InputError) as err:
+            make_strategy(bad)
+        assert err.value.path == "--strategies" and bad in str(err.value)
+
+
+# --- runs on hand-made prices -----------------------------------------------------------------------------------
+def _write_prices(path: Path, days: pd.DatetimeIndex, a: list[float], b: list[float]) -> Path:
+    lines = ["date,A,B"] + [f"{d.date()},{x},{y}" for d, x, y in zip(days, a, b)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def doubling(tmp_path) -> tuple[Path, pd.DatetimeIndex]:
+    """A at 10 in January, 20 from 1 February; B at 10 throughout; weekdays of H1 2023."""
+    days = pd.bdate_range("2023-01-02", "2023-06-30")
+    a = [10.0 if d < pd.Timestamp("2023-02-01") else 20.0 for d in days]
+    return _write_prices(tmp_path / "doubling.csv", days, a, [10.0] * len(days)), days
+
+
+def _run(csv: Path, strategies, **config) -> dict[str, Metrics]:
+    data = load_prices_csv(csv)
+    universe = Universe({"A": 0.5, "B": 0.5}, {"A": ("A",), "B": ("B",)})
+    cfg = BacktestConfig(initial=1_000.0, deposit=0.0, **config)
+    result = run_backtest(strategies, cfg, data, universe, tax_weights=(0.3,))
+    return {r.metrics.strategy: r.metrics for r in result.runs}
+
+
+def test_a_quarterly_reset_realizes_the_gain_at_the_quarter_and_a_band_at_once(doubling):
+    csv, days = doubling
+    m = _run(csv, ["quarterly-fifo", "quarterly-mintax", "band-fifo", "cash-flow"])
+    # 2 January: 50 A and 50 B. A doubles on 1 February: A 1,000, B 500 (weights 2/3, 1/3).
+    # The quarterly reset waits for 3 April: sells 250 of A = 12.5 shares, gain 12.5 × 10 = 125 short-term.
+    q = m["quarterly-fifo"]
+    assert q.tax_paid == pytest.approx(125 * 0.37)
+    # left: 37.5 A with a 375 gain; liquidating adds it: (125 + 375) × 0.37 in all
+    assert q.liquidation_tax == pytest.approx(375 * 0.37)
+    assert q.final_value == pytest.approx(1_500.0)
+    assert q.wealth_after_tax == pytest.approx(1_500 - 125 * 0.37)
+    assert q.wealth_after_liquidation == pytest.approx(1_500 - 500 * 0.37)
+    # drift: |A − ½| = |B − ½| = 1/6 and cash 0 from 1 February to 31 March, 0 otherwise
+    drifting = ((days >= "2023-02-01") & (days <= "2023-03-31")).sum()
+    assert q.mean_abs_drift == pytest.approx(drifting / len(days) * (1 / 6 + 1 / 6) / 3)
+    assert q.max_abs_drift == pytest.approx(1 / 6)
+    assert q.trades == 4 and q.wash_sales == 0
+    years = (days[-1] - days[0]).days / 365.25
+    mean_value = np.mean([1_000.0 if d < pd.Timestamp("2023-02-01") else 1_500.0 for d in days])
+    assert q.turnover == pytest.approx(250 / years / mean_value)
+    assert q.tracking_error == pytest.approx(0.0, abs=1e-12)   # at target on the only day prices move
+    assert m["quarterly-mintax"].tax_paid == pytest.approx(q.tax_paid)   # one lot: nothing to choose
+    # the band resets on 1 February itself: the same gain, no drift left
+    band = m["band-fifo"]
+    assert band.tax_paid == pytest.approx(125 * 0.37) and band.mean_abs_drift == pytest.approx(0.0, abs=1e-9)
+    # cash flow never sells: no tax until liquidation, drift from February to the end
+    flow = m["cash-flow"]
+    assert flow.tax_paid == 0 and flow.liquidation_tax == pytest.approx(500 * 0.37)
+    assert flow.mean_abs_drift == pytest.approx((days >= "2023-02-01").sum() / len(days) / 9)
+
+
+def test_a_naive_reset_that_buys_back_within_30_days_has_its_losses_washed(tmp_path):
+    days = pd.bdate_range("2023-01-02", "2023-03-31")
+    a = [10.0 if d < pd.Timestamp("2023-02-01") else 8.0 if d < pd.Timestamp("2023-03-01") else 4.0 for d in days]
+    b = [10.0 if d < pd.Timestamp("2023-02-01") else 2.0 if d < pd.Timestamp("2023-03-01") else 4.0 for d in days]
+    csv = _write_prices(tmp_path / "whipsaw.csv", days, a, b)
+    m = _run(csv, ["band-fifo", "optimizer@0.3"])
+    band = m["band-fifo"]
+    # 1 Feb (A 8, B 2; A is 80%): sell 18.75 A at a loss of 2 each (37.50), buy 75 B at 2.
+    # 1 Mar (both 4; B is 80%): sell 46.875 of the January B lot at a loss of 6 each (281.25): washed by
+    # the 75 B bought on 1 Feb (28 days before); buy 46.875 A, of which 18.75 replace the February A sale.
+    assert band.wash_sales == 2
+    assert band.disallowed_losses == pytest.approx(37.5 + 281.25)
+    assert band.losses_realized == pytest.approx(0.0, abs=1e-6)
+    assert band.tax_paid == 0
+    # liquidation at 4: A 31.25 @10 (−187.5), 18.75 @6 (−37.5), 28.125 @4; B 3.125 @10 (−18.75),
+    # 46.875 @8 (−187.5), 28.125 @2 (+56.25): a net loss, no tax
+    assert band.liquidation_tax == 0
+    assert m["optimizer@0.3"].wash_sales == 0   # the engine never buys back what it sold at a loss
+
+
+# --- a short run on the bundled real prices ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def short_run():
+    pytest.importorskip("skfolio", reason="the bundled prices ship in skfolio (the backtest extra)")
+    cfg = BacktestConfig(start=date(2008, 1, 1), years=1.5, initial=100_000.0, deposit=1_000.0)
+    return run_backtest(["quarterly-fifo", "quarterly-mintax", "cash-flow", "optimizer@0.3", "harvest@0.3"], cfg)
+
+
+def test_a_short_bundled_run_keeps_its_books_straight(short_run):
+    result = short_run
+    assert result.first == date(2008, 1, 2) and result.last == date(2009, 6, 30)
+    m = {r.metrics.strategy: r.metrics for r in result.runs}
+    assert len({x.deposits for x in m.values()}) == 1 and m["cash-flow"].deposits == 17 * 1_000.0
+    for x in m.values():
+        assert x.wealth_after_liquidation == pytest.approx(x.wealth_after_tax - x.liquidation_tax)
+        assert x.tax_paid >= 0 and x.max_abs_drift >= x.mean_abs_drift >= 0
+        assert x.engine_failures == 0
+    assert m["cash-flow"].turnover == 0 and m["cash-flow"].tax_paid == 0
+    assert m["optimizer@0.3"].wash_sales == 0 and m["harvest@0.3"].wash_sales == 0
+    # the same class trades, different lots: FIFO pays at least what the cheapest lots pay
+    assert m["quarterly-fifo"].tax_paid >= m["quarterly-mintax"].tax_paid - 1e-6
+    # harvesting in 2008 realizes losses through the replacement funds
+    assert m["harvest@0.3"].losses_realized > m["optimizer@0.3"].losses_realized
+    run = result.run("harvest@0.3")
+    assert len(run.monthly) == 18 and run.daily_drift.index[0] == pd.Timestamp("2008-01-02")
+    assert list(run.yearly["year"]) == [2008, 2009]
+
+
+def test_the_report_writes_tables_plots_and_summary(short_run, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the backtest extra)")
+    files = write_report(short_run, tmp_path / "report")
+    names = {f.name for f in files}
+    assert names == {"summary.csv", "equal_drift.csv", "frontier.csv", "monthly.csv", "yearly.csv", "drift.png",
+                     "cumulative_tax.png", "frontier.png", "summary.md"}
+    table = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert list(table["strategy"]) == [r.metrics.strategy for r in short_run.runs]
+    text = (tmp_path / "report" / "summary.md").read_text()
+    assert "deferral is not a saving" in text and "never loses" in text and "Survivors" in text
+    assert (tmp_path / "report" / "frontier.png").stat().st_size > 10_000
+
+
+# --- equal drift --------------------------------------------------------------------------------------------------
+def _metrics(name, family, tw, drift, tax, liq=0.0, wealth=100.0) -> StrategyRun:
+    m = Metrics(strategy=name, label=name, family=family, tax_weight=tw, band=0.01 if tw is not None else None,
+                tax_paid=tax, liquidation_tax=liq, final_value=wealth, wealth_after_tax=wealth,
+                wealth_after_liquidation=wealth, mean_abs_drift=drift, max_abs_drift=drift, tracking_error=0.0,
+                turnover=0.0, trades=0, wash_sales=0, disallowed_losses=0.0, losses_realized=0.0, deposits=0.0,
+                withdrawals=0.0, engine_failures=0, seconds=0.0)
+    return StrategyRun(m, pd.DataFrame(), pd.DataFrame(), pd.Series(dtype=float))
+
+
+def test_equal_drift_interpolates_the_sweep_at_the_references_drift():
+    runs = [_metrics("quarterly-fifo", "reset", None, 0.008, 1_000.0, wealth=90.0),
+            _metrics("optimizer@0.1", "optimizer", 0.1, 0.005, 800.0, liq=100.0, wealth=95.0),
+            _metrics("optimizer@1", "optimizer", 1.0, 0.010, 400.0, liq=300.0, wealth=105.0),
+            _metrics("optimizer@10", "optimizer", 10.0, 0.030, 100.0)]
+    e = equal_drift(runs, "optimizer ±1pt", "quarterly-fifo")
+    # 0.008 is 3/5 of the way from 0.005 to 0.010: 800 + 0.6 × (400 − 800) = 560
+    assert e.tax_paid == pytest.approx(560.0) and e.tax_ratio == pytest.approx(0.56)
+    assert e.total_tax == pytest.approx(560.0 + 100 + 0.6 * 200)
+    assert e.wealth_gain == pytest.approx(95 + 0.6 * 10 - 90)
+    assert e.between == ("optimizer@0.1", "optimizer@1")
+    far = equal_drift(runs[1:] + [_metrics("quarterly-fifo", "reset", None, 0.05, 1.0)], "optimizer ±1pt",
+                      "quarterly-fifo")
+    assert isinstance(far, EqualDrift) and far.tax_paid is None and far.tax_ratio is None
+    assert equal_drift(runs, "harvest ±1pt", "quarterly-fifo") is None
+
+
+# --- data ------------------------------------------------------------------------------------------------------------
+def test_fund_and_bond_proxy_constructions():
+    idx = pd.to_datetime(["2020-01-01", "2020-07-01", "2021-01-01"])
+    stocks = pd.DataFrame({"X": [1.0, 2.0, 4.0], "Y": [10.0, 10.0, 5.0]}, index=idx)
+    assert list(buy_and_hold_index(stocks)) == pytest.approx([100.0, 150.0, 225.0])   # ½·4 + ½·0.5 = 2.25
+    w = tilted_weights(2, 0.25)
+    assert w == pytest.approx([0.375, 0.625])
+    assert buy_and_hold_index(stocks, w).iloc[-1] == pytest.approx(100 * (0.375 * 4 + 0.625 * 0.5))
+    bond = constant_yield_index(idx, 0.04)
+    assert bond.iloc[-1] == pytest.approx(100 * 1.04 ** (366 / 365.25))
+
+
+def test_steps_are_the_first_trading_day_of_each_month():
+    days = pd.to_datetime(["2023-01-30", "2023-01-31", "2023-02-01", "2023-02-02", "2023-03-01"])
+    assert list(step_positions(pd.DatetimeIndex(days))) == [0, 2, 4]
+
+
+def test_bad_price_files_name_the_file_line_column_and_value(tmp_path):
+    cases = {
+        "date,A\n2023-01-02,10\n2023-01-03,abc\n": ("line 3, A", "'abc'"),
+        "day,A\n2023-01-02,10\n": ("line 1", "'day'"),
+        "date,A\n2023-01-02,10\n2023-01-02,11\n": ("line 3, date", "dates must increase"),
+        "date,A\n2023-01-02,10\n2023-13-03,11\n": ("line 3, date", "YYYY-MM-DD"),
+        "date,A\n2023-01-02,10\n2023-01-03,0\n": ("line 3, A", "price > 0"),
+        "date,A,A\n2023-01-02,10,1\n": ("line 1", "twice"),
+        "date,A\n2023-01-02,10,3\n": ("line 2", "fields"),
+    }
+    for i, (text, (where, what)) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.csv"
+        path.write_text(text)
+        with pytest.raises(InputError) as err:
+            load_prices_csv(path)
+        assert str(path) in str(err.value) and where in str(err.value) and what in str(err.value), text
+    with pytest.raises(InputError, match="cannot be read"):
+        load_prices_csv(tmp_path / "missing.csv")
+
+
+def test_universe_files_are_checked_against_the_prices(tmp_path, doubling):
+    data = load_prices_csv(doubling[0])
+    good = tmp_path / "u.toml"
+    good.write_text('[targets]\nSTOCK = 0.6\nB = 0.4\n[classes]\nA = "STOCK"\n')
+    u = load_universe(good, data)
+    assert u.targets == {"STOCK": 0.6, "B": 0.4} and u.funds == {"STOCK": ("A",), "B": ("B",)}
+    for text, where in (('[targets]\nC = 1.0\n', "targets.C"), ('[targets]\nA = 1.5\n', "targets.A"),
+                        ('[targets]\nA = 0.5\n[classes]\nZ = "X"\n', "classes.Z"),
+                        ('[targets]\nA = 0.7\nB = 0.7\n', "targets"), ('[target]\nA = 1\n', "target")):
+        good.write_text(text)
+        with pytest.raises(InputError) as err:
+            load_universe(good, data)
+        assert err.value.path == where and str(good) in str(err.value)
+
+
+# --- the command line ---------------------------------------------------------------------------------------------
+def test_cli_runs_a_backtest_on_your_prices_and_writes_the_report(doubling, tmp_path):
+    csv, _ = doubling
+    out = tmp_path / "out"
+    r = run_cli("backtest", "--prices", str(csv), "--strategies", "quarterly-fifo,band-fifo", "--initial", "1000",
+                "--deposit", "0", "--out", str(out), "--no-plots", "--json")
+    assert r.returncode == 0, r.stderr
+    payload = json.loads(r.stdout)
+    assert [s["strategy"] for s in payload["strategies"]] == ["quarterly-fifo", "band-fifo"]
+    assert payload["strategies"][0]["tax_paid"] == pytest.approx(125 * 0.37)
+    assert (out / "summary.md").exists() and (out / "summary.csv").exists() and not (out / "drift.png").exists()
+
+
+@pytest.mark.parametrize("args, where, value", [
+    (["--strategies", "quarterly-fifo,yearly-lifo"], "--strategies", "yearly-lifo"),
+    (["--tax-weights", "0.1,lots"], "--tax-weights", "lots"),
+    (["--start", "2001-02-30"], "--start", "2001-02-30"),
+])
+def test_cli_bad_options_exit_2_with_a_clear_message(args, where, value, tmp_path):
+    r = run_cli("backtest", *args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert where in r.stderr and value in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_bad_prices_file_exits_2_naming_file_line_and_value(tmp_path):
+    bad = tmp_path / "prices.csv"
+    bad.write_text("date,VTI,BND\n2023-01-02,200,70\n2023-01-03,201,n/a\n")
+    r = run_cli("backtest", "--prices", str(bad), "--json", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    err = json.loads(r.stdout)["error"]
+    assert err["file"] == str(bad) and err["path"] == "line 3, BND" and "'n/a'" in err["message"]
+    missing = run_cli("backtest", "--prices", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o"))
+    assert missing.returncode == 2 and "none.csv" in missing.stderr and "cannot be read" in missing.stderr
+
+
+def test_withdrawals_stop_deposits_and_are_raised_by_selling(doubling):
+    csv, _ = doubling
+    m = _run(csv, ["cash-flow", "quarterly-fifo"], withdrawal=100.0, withdraw_from=date(2023, 2, 1))
+    for x in m.values():
+        assert x.withdrawals == pytest.approx(5 * 100.0) and x.deposits == 0
+    # prices stand still after 1 February, so whatever is sold when, the account ends at 1,500 − 500, and
+    # the tax paid plus the liquidation tax is the tax on A's whole gain, 50 × 10, all short-term
+    for x in m.values():
+        assert x.final_value == pytest.approx(1_500 - 500)
+        assert x.tax_paid + x.liquidation_tax == pytest.approx(500 * 0.37)
+    assert m["cash-flow"].tax_paid > 0          # cash flow sold to raise the withdrawals
+    assert m["cash-flow"].turnover > 0
