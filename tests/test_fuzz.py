@@ -87,6 +87,7 @@ def mutations(draw):
 def apply(d, muts):
     d = copy.deepcopy(d)
     for path, action, value in muts:
+        value = copy.deepcopy(value)  # strategies share their example objects: never mutate them
         parent = d
         for k in path[:-1]:
             parent = parent.setdefault(k, {})
