@@ -6,13 +6,14 @@ index into the same arrays, so a symbol or a lot has one position everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from .account import CASH, Account, Lot
-from .tax import buy_blocked_symbols, loss_sale_blocked, min_tax_order, rate, term
+from .tax import buy_blocked_symbols, min_tax_order, rate, term
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +69,12 @@ class Book:
         return np.array([self.symbol_index[l.symbol] for l in self.lots], dtype=int)
 
     @cached_property
+    def lot_range(self) -> np.ndarray:
+        """Per symbol, [start, end) of its lots in ``lots`` (which are grouped by symbol)."""
+        edges = np.searchsorted(self.lot_symbol, np.arange(len(self.symbols) + 1), side="left")
+        return np.column_stack([edges[:-1], edges[1:]])
+
+    @cached_property
     def lot_quantity(self) -> np.ndarray:
         return np.array([l.quantity for l in self.lots], dtype=float)
 
@@ -98,11 +105,21 @@ class Book:
     # --- what may trade ---------------------------------------------------------------------
     @cached_property
     def lot_sellable(self) -> np.ndarray:
-        """False for lots in no_sell and for loss lots whose sale would be a wash sale."""
-        p = self.account.policy
-        return np.array([l.symbol not in p.no_sell and not (self.account.prices[l.symbol] < l.cost_basis
-                                                            and loss_sale_blocked(self.account, l))
-                         for l in self.lots], dtype=bool)
+        """False for lots in no_sell and for loss lots whose sale would be a wash sale
+        (``tax.loss_sale_blocked``: the symbol was bought within the window, by a ``trades`` buy
+        or another lot acquired), decided per symbol in one pass over the lots."""
+        a, p = self.account, self.account.policy
+        start = a.as_of - timedelta(days=p.wash_sale_days)
+        recent = np.array([start <= l.acquired <= a.as_of for l in self.lots], dtype=bool)
+        recent_lots = np.bincount(self.lot_symbol, weights=recent, minlength=len(self.symbols))
+        buys = _recent_buys(a, start)
+        bought = np.array([s in buys for s in self.symbols], dtype=bool)
+        # Another lot of the symbol acquired in the window: the count, less the lot itself.
+        other_recent = recent_lots[self.lot_symbol] - recent > 0
+        blocked = bought[self.lot_symbol] | other_recent
+        loss = self.price[self.lot_symbol] < self.lot_basis
+        no_sell = np.array([s in p.no_sell for s in self.symbols], dtype=bool)[self.lot_symbol]
+        return ~no_sell & ~(loss & blocked)
 
     @cached_property
     def wash_blocked_buys(self) -> frozenset[str]:
@@ -145,3 +162,8 @@ class Book:
         return pd.DataFrame({"asset_class": [self.classes[k] for k in self.class_of_symbol],
                              "shares": self.shares, "price": self.price, "value": self.shares * self.price},
                             index=pd.Index(self.symbols, name="symbol"))
+
+
+def _recent_buys(account: Account, start: date) -> frozenset[str]:
+    """Symbols with a ``trades`` buy dated in [start, as_of]."""
+    return frozenset(t.symbol for t in account.trades if t.side == "buy" and start <= t.date <= account.as_of)

@@ -7,10 +7,14 @@ minimizes the SPEC objective subject to every hard constraint, by exhaustive sea
 combinations are few and by best-improvement coordinate search otherwise. Sells relieve lots in
 minimum-tax order (losses first, then the cheapest gains), which is also the order the convex
 model itself prefers, since lots of one symbol differ only in their tax.
+
+Everything here is vectorized: the tax of selling q shares of a symbol is a piecewise-linear
+function read off cumulative sums of its lots (``SymbolLots``), and the coordinate search scores
+all single-symbol moves at once from running totals, so the cost grows with the number of
+traded symbols and lots, not with their product.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -36,23 +40,85 @@ class Trades:
     lot_shares: np.ndarray
 
 
+@dataclass(frozen=True)
+class Tracking:
+    """The tracking term over deviations (classes, then cash): ‖G dev‖² + ‖σ ∘ dev‖², with
+    G = I when there is no risk model. G holds the dense (factor) rows of the risk factor and σ
+    its one-entry (specific risk) rows, so a k-factor model over n classes costs k·n, not n²."""
+
+    factor: np.ndarray | None = None    # r × (classes + 1)
+    specific: np.ndarray | None = None  # classes + 1
+
+    @property
+    def identity(self) -> bool:
+        return self.factor is None and self.specific is None
+
+    def value(self, dev: np.ndarray) -> np.ndarray:
+        """Tracking of each row of ``dev`` (M × (classes + 1))."""
+        if self.identity:
+            return np.square(dev).sum(axis=1)
+        out = np.zeros(dev.shape[0])
+        if self.factor is not None:
+            out += np.square(dev @ self.factor.T).sum(axis=1)
+        if self.specific is not None:
+            out += np.square(dev * self.specific).sum(axis=1)
+        return out
+
+    def matrix(self) -> np.ndarray | None:
+        """The full factor (rows of G, then diag σ) or None for the identity."""
+        if self.identity:
+            return None
+        parts = ([self.factor] if self.factor is not None else []) + \
+                ([np.diag(self.specific)] if self.specific is not None else [])
+        return np.vstack(parts)
+
+
+class SymbolLots:
+    """One symbol's sellable lots in minimum-tax order, with cumulative quantity and tax, so
+    the tax of selling q shares and the lots relieved are read off in O(log lots)."""
+
+    def __init__(self, book: Book, symbol: int, lot_allowed: np.ndarray):
+        start, end = book.lot_range[symbol]
+        idx = np.arange(start, end)
+        self.lots = idx[lot_allowed[start:end]]
+        qty = book.lot_quantity[self.lots]
+        self.cum_qty = np.cumsum(qty)
+        self.cum_tax = np.cumsum(qty * book.lot_tax_per_share[self.lots])
+        self.tax_per_share = book.lot_tax_per_share[self.lots]
+        self.capacity = float(self.cum_qty[-1]) if len(self.lots) else 0.0
+
+    def tax(self, quantity: np.ndarray) -> np.ndarray:
+        """Lot-level tax of selling each of ``quantity`` shares (vectorized)."""
+        q = np.asarray(quantity, dtype=float)
+        if not len(self.lots):
+            return np.zeros_like(q)
+        k = np.minimum(np.searchsorted(self.cum_qty, q - 1e-12, side="left"), len(self.lots) - 1)
+        before_qty = np.where(k > 0, self.cum_qty[k - 1], 0.0)
+        before_tax = np.where(k > 0, self.cum_tax[k - 1], 0.0)
+        return before_tax + (np.minimum(q, self.cum_qty[k]) - before_qty) * self.tax_per_share[k]
+
+    def relieve(self, quantity: float, n_lots: int) -> np.ndarray:
+        """Per-lot shares relieved (all lots of the book) when selling ``quantity`` shares."""
+        out = np.zeros(n_lots)
+        if quantity <= 0 or not len(self.lots):
+            return out
+        qty = np.diff(np.concatenate([[0.0], self.cum_qty]))
+        before = self.cum_qty - qty
+        take = np.clip(quantity - before, 0.0, qty)
+        take[before >= quantity - 1e-12] = 0.0
+        out[self.lots] = take
+        return out
+
+
 def relieve(book: Book, symbol: int, quantity: float, lot_allowed: np.ndarray) -> np.ndarray:
     """Per-lot shares relieved when selling ``quantity`` of one symbol: lots in minimum-tax order."""
-    out = np.zeros(len(book.lots))
-    left = quantity
-    for j in np.flatnonzero((book.lot_symbol == symbol) & lot_allowed):
-        take = min(left, book.lot_quantity[j])
-        out[j] = take
-        left -= take
-        if left <= 1e-12:
-            break
-    return out
+    return SymbolLots(book, symbol, lot_allowed).relieve(quantity, len(book.lots))
 
 
 class Scorer:
     """The SPEC objective and the hard-constraint violation of trades, vectorized over many."""
 
-    def __init__(self, book: Book, risk: np.ndarray | None):
+    def __init__(self, book: Book, tracking: Tracking):
         a, p = book.account, book.account.policy
         self.book = book
         self.u, self.v = max(book.invested, 1e-300), max(book.value, 1e-300)
@@ -60,8 +126,7 @@ class Scorer:
         self.tax_weight = p.tax_weight
         self.cash_floor = p.min_cash + p.withdrawal
         self.max_tax = p.max_tax
-        k = len(book.classes) + 1
-        self.G = risk if risk is not None else np.eye(k)
+        self.tracking = tracking
         self.base_dev = np.append(book.class_value, a.cash - p.withdrawal) / self.u - book.targets
         self.cash = a.cash
 
@@ -70,11 +135,12 @@ class Scorer:
         traded into each class, ``dv`` the net value bought, ``notional`` the value traded."""
         cash_delta = -dv - self.kappa * notional
         dev = self.base_dev + np.column_stack([class_dv, cash_delta]) / self.u
-        tracking = np.square(dev @ self.G.T).sum(axis=1)
-        objective = tracking + self.tax_weight * lot_tax / self.v + self.kappa * notional / self.v
-        violation = (np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
-                     + np.maximum(lot_tax - self.max_tax - MONEY_TOLERANCE, 0.0)) / max(self.v, 1.0)
-        return objective, violation
+        objective = self.tracking.value(dev) + self.tax_weight * lot_tax / self.v + self.kappa * notional / self.v
+        return objective, self.violation(cash_delta, lot_tax)
+
+    def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray) -> np.ndarray:
+        return (np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
+                + np.maximum(lot_tax - self.max_tax - MONEY_TOLERANCE, 0.0)) / max(self.v, 1.0)
 
 
 @dataclass
@@ -82,44 +148,70 @@ class _Candidates:
     """Candidate share counts for one traded symbol and what each does."""
 
     symbol: int
+    klass: int
     continuous: float      # the continuous solution's share count (absolute)
     shares: np.ndarray     # signed
     value: np.ndarray      # signed money into the symbol
     notional: np.ndarray
     lot_tax: np.ndarray
-    lots: list[np.ndarray]
 
 
-def _candidates(book: Book, i: int, x: float, step: float, lot_allowed: np.ndarray) -> _Candidates:
-    """No trade, the counts just below and above |x|, and the smallest order meeting min_trade."""
-    size = abs(x)
-    lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
-    sizes = {0.0, lo, hi}
-    min_trade = book.account.policy.min_trade
-    if min_trade > 0 and size > 0:
-        sizes.add(math.ceil(min_trade / book.price[i] / step - 1e-9) * step)
-    return _options(book, i, x, sizes, lot_allowed)
+class _Rounder:
+    """Candidates per symbol for one rounding (one continuous solution, one set of sellable lots)."""
 
+    def __init__(self, book: Book, lot_allowed: np.ndarray, step: float):
+        self.book = book
+        self.lot_allowed = lot_allowed
+        self.step = step
+        self.min_trade = book.account.policy.min_trade
+        self._lots: dict[int, SymbolLots] = {}
+        self._around: dict[tuple[int, float], _Candidates] = {}
 
-def _options(book: Book, i: int, x: float, sizes: set[float], lot_allowed: np.ndarray) -> _Candidates:
-    """Candidates of the given sizes in the direction of ``x``, within what may be sold and
-    meeting min_trade (or zero)."""
-    price = book.price[i]
-    p = book.account.policy
-    size = abs(x)
-    cap = math.inf
-    if x < 0:
-        cap = float(book.lot_quantity[(book.lot_symbol == i) & lot_allowed].sum())
-    options = sorted({min(q, cap) for q in sizes if q >= 0})
-    options = [q for q in options if q == 0 or q * price >= p.min_trade - MONEY_TOLERANCE]
-    sign = 1.0 if x > 0 else -1.0
-    lots, taxes = [], []
-    for q in options:
-        relieved = relieve(book, i, q, lot_allowed) if sign < 0 else np.zeros(len(book.lots))
-        lots.append(relieved)
-        taxes.append(float(relieved @ book.lot_tax_per_share))
-    q = np.array(options) * sign
-    return _Candidates(i, size, q, q * price, np.abs(q) * price, np.array(taxes), lots)
+    def lots(self, i: int) -> SymbolLots:
+        if i not in self._lots:
+            self._lots[i] = SymbolLots(self.book, i, self.lot_allowed)
+        return self._lots[i]
+
+    def candidates(self, i: int, x: float) -> _Candidates:
+        """No trade, the counts just below and above |x|, and the smallest order meeting min_trade."""
+        size, step = abs(x), self.step
+        lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
+        sizes = {0.0, lo, hi}
+        if self.min_trade > 0 and size > 0:
+            sizes.add(math.ceil(self.min_trade / self.book.price[i] / step - 1e-9) * step)
+        return self.options(i, x, sizes)
+
+    def options(self, i: int, x: float, sizes: set[float]) -> _Candidates:
+        """Candidates of the given sizes in the direction of ``x``, within what may be sold and
+        meeting min_trade (or zero)."""
+        price = self.book.price[i]
+        cap = self.lots(i).capacity if x < 0 else math.inf
+        options = sorted({min(q, cap) for q in sizes if q >= 0})
+        options = np.array([q for q in options if q == 0 or q * price >= self.min_trade - MONEY_TOLERANCE])
+        sign = 1.0 if x > 0 else -1.0
+        taxes = self.lots(i).tax(options) if sign < 0 else np.zeros(len(options))
+        q = options * sign
+        return _Candidates(i, int(self.book.class_of_symbol[i]), abs(x), q, q * price, np.abs(q) * price, taxes)
+
+    def around(self, i: int, x: float, q: float) -> _Candidates:
+        """Polish candidates: no trade, ``q`` and one step either side (the same object for the
+        same symbol and count, so a polish round rebuilds only what moved)."""
+        key = (i, q)
+        if key not in self._around:
+            size = abs(q)
+            c = self.options(i, x, {0.0, size, size + self.step, max(size - self.step, 0.0)})
+            c.continuous = size
+            self._around[key] = c
+        return self._around[key]
+
+    def trades(self, cands: list[_Candidates], choice: list[int]) -> Trades:
+        shares = np.zeros(len(self.book.symbols))
+        lot_shares = np.zeros(len(self.book.lots))
+        for c, j in zip(cands, choice):
+            shares[c.symbol] = c.shares[j]
+            if c.shares[j] < 0:
+                lot_shares += self.lots(c.symbol).relieve(-float(c.shares[j]), len(self.book.lots))
+        return Trades(shares, lot_shares)
 
 
 def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndarray,
@@ -127,39 +219,29 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
     """Tradable share counts closest in objective to the continuous solution, meeting every hard
     constraint (cash floor, tax budget, lot quantities, min_trade); ``Infeasible`` if none does."""
     step = FRACTIONAL_STEP if book.account.policy.fractional else WHOLE_SHARE
-    traded = [i for i in range(len(book.symbols))
-              if abs(continuous_shares[i]) * book.price[i] > NOISE * book.invested]
-    cands = [_candidates(book, i, continuous_shares[i], step, lot_allowed) for i in traded]
+    rounder = _Rounder(book, lot_allowed, step)
+    traded = np.flatnonzero(np.abs(continuous_shares) * book.price > NOISE * book.invested)
+    cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
     n_classes = len(book.classes)
     if not cands:
         choice: list[int] = []
     elif math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
-        choice = _exhaustive(cands, book, scorer, n_classes)
+        choice = _exhaustive(cands, scorer, n_classes)
     else:
-        choice = _coordinate_search(cands, book, scorer, n_classes)
+        choice = _coordinate_search(cands, scorer, n_classes)
     # Polish: a share more or less than floor/ceil can still pay (the continuous point is only a
     # guide once shares are whole), so walk one step at a time while the objective improves.
     for _ in range(POLISH_ROUNDS if cands else 0):
         chosen = [float(c.shares[j]) for c, j in zip(cands, choice)]
-        around = [_options(book, c.symbol, continuous_shares[c.symbol],
-                           {0.0, abs(q), abs(q) + step, max(abs(q) - step, 0.0)}, lot_allowed)
-                  for c, q in zip(cands, chosen)]
-        for c, q in zip(around, chosen):
-            c.continuous = abs(q)
-        new = _coordinate_search(around, book, scorer, n_classes)
+        around = [rounder.around(c.symbol, continuous_shares[c.symbol], q) for c, q in zip(cands, chosen)]
+        new = _coordinate_search(around, scorer, n_classes)
         if [float(c.shares[j]) for c, j in zip(around, new)] == chosen:
             break
         cands, choice = around, new
-
-    shares = np.zeros(len(book.symbols))
-    lot_shares = np.zeros(len(book.lots))
-    for c, j in zip(cands, choice):
-        shares[c.symbol] = c.shares[j]
-        lot_shares += c.lots[j]
-    return Trades(shares, lot_shares)
+    return rounder.trades(cands, choice)
 
 
-def _stack(cands: list[_Candidates], idx: np.ndarray, book: Book, n_classes: int):
+def _stack(cands: list[_Candidates], idx: np.ndarray, n_classes: int):
     """Aggregate the chosen candidates (M × symbols index matrix) into the scorer's inputs."""
     M = idx.shape[0]
     class_dv = np.zeros((M, n_classes))
@@ -169,7 +251,7 @@ def _stack(cands: list[_Candidates], idx: np.ndarray, book: Book, n_classes: int
     for col, c in enumerate(cands):
         pick = idx[:, col]
         value = c.value[pick]
-        class_dv[:, book.class_of_symbol[c.symbol]] += value
+        class_dv[:, c.klass] += value
         dv += value
         notional += c.notional[pick]
         tax += c.lot_tax[pick]
@@ -183,27 +265,83 @@ def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
     return int(feasible[np.argmin(objective[feasible])])
 
 
-def _exhaustive(cands, book, scorer, n_classes) -> list[int]:
-    idx = np.array(list(itertools.product(*[range(len(c.shares)) for c in cands])), dtype=int)
-    objective, violation = scorer.score(*_stack(cands, idx, book, n_classes))
+def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
+    shape = tuple(len(c.shares) for c in cands)
+    # Every combination, in itertools.product order (the last symbol varying fastest).
+    idx = np.stack(np.unravel_index(np.arange(math.prod(shape)), shape), axis=1)
+    objective, violation = scorer.score(*_stack(cands, idx, n_classes))
     best = _best(objective, violation)
     if best is None:
         raise Infeasible(_why_infeasible(scorer, violation.min()))
     return list(idx[best])
 
 
-def _coordinate_search(cands, book, scorer, n_classes) -> list[int]:
+class _Moves:
+    """Every single-symbol change of a current choice, scored from running totals.
+
+    A move changes one symbol's value, which moves two deviations (its class and cash): the
+    tracking of every move is the current tracking corrected on those two coordinates (through
+    the factor rows G·dev for a risk model), so one pass costs O(moves · risk rows)."""
+
+    def __init__(self, cands: list[_Candidates], scorer: Scorer, n_classes: int):
+        self.cands, self.scorer = cands, scorer
+        self.col = np.concatenate([np.full(len(c.shares), k) for k, c in enumerate(cands)])
+        self.alt = np.concatenate([np.arange(len(c.shares)) for c in cands])
+        self.klass = np.array([c.klass for c in cands], dtype=int)[self.col]
+        self.value = np.concatenate([c.value for c in cands])
+        self.notional = np.concatenate([c.notional for c in cands])
+        self.tax = np.concatenate([c.lot_tax for c in cands])
+        self.start = np.concatenate([[0], np.cumsum([len(c.shares) for c in cands])[:-1]]).astype(int)
+        self.cash_col = n_classes
+        t = scorer.tracking
+        self.g_cls = t.factor[:, self.klass] if t.factor is not None else None
+        self.g_cash = t.factor[:, n_classes] if t.factor is not None else None
+        self.w_cls = (t.specific[self.klass] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
+        self.w_cash = (t.specific[n_classes] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
+
+    def evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Objective and violation of every move, and of ``current`` unchanged."""
+        s = self.scorer
+        pos = self.start + current          # flat index of each column's current option
+        cur_value = self.value[pos]
+        class_dv = np.bincount(self.klass[pos], weights=cur_value, minlength=self.cash_col)
+        dv, notional, tax = cur_value.sum(), self.notional[pos].sum(), self.tax[pos].sum()
+        d_value = self.value - cur_value[self.col]
+        d_notional = self.notional - self.notional[pos][self.col]
+        m_dv, m_notional = dv + d_value, notional + d_notional
+        m_tax = tax + (self.tax - self.tax[pos][self.col])  # differences first: a null move adds exactly 0
+        cash_delta = -m_dv - s.kappa * m_notional
+        dev = s.base_dev + np.append(class_dv, -dv - s.kappa * notional) / s.u
+        d_cls = d_value / s.u
+        new_cls = dev[self.klass] + d_cls
+        new_cash = s.base_dev[self.cash_col] + cash_delta / s.u
+        d_cash = new_cash - dev[self.cash_col]
+        t = s.tracking
+        # Diagonal part (identity or specific risk): only two coordinates change.
+        base = 0.0
+        if t.identity or t.specific is not None:
+            w = np.ones(len(dev)) if t.identity else t.specific ** 2
+            base = float(np.sum(w * dev ** 2))
+        tracking = (base + self.w_cls * (new_cls ** 2 - dev[self.klass] ** 2)
+                    + self.w_cash * (new_cash ** 2 - dev[self.cash_col] ** 2))
+        if t.factor is not None:
+            r = t.factor @ dev
+            moved = r[:, None] + self.g_cls * d_cls + self.g_cash[:, None] * d_cash
+            tracking = tracking + np.square(moved).sum(axis=0)
+        objective = tracking + s.tax_weight * m_tax / s.v + s.kappa * m_notional / s.v
+        violation = s.violation(cash_delta, m_tax)
+        # "Unchanged" is the null move of the first symbol, scored by the same arithmetic as
+        # every move, so a move that changes nothing never looks better by float noise.
+        return objective, violation, np.array([objective[pos[0]], violation[pos[0]]])
+
+
+def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
     """Best-improvement search over single-symbol changes, from the rounding nearest the
     continuous solution; first towards feasibility, then down the objective."""
     current = np.array([int(np.argmin(np.abs(np.abs(c.shares) - c.continuous))) for c in cands])
-    moves = [(col, j) for col, c in enumerate(cands) for j in range(len(c.shares))]
-    cols = np.array([m[0] for m in moves])
-    alts = np.array([m[1] for m in moves])
+    moves = _Moves(cands, scorer, n_classes)
     for _ in range(20 * len(cands) + 100):
-        trial = np.repeat(current[None, :], len(moves) + 1, axis=0)
-        trial[np.arange(len(moves)), cols] = alts  # last row: current unchanged
-        objective, violation = scorer.score(*_stack(cands, trial, book, n_classes))
-        now_obj, now_vio = objective[-1], violation[-1]
+        objective, violation, (now_obj, now_vio) = moves.evaluate(current)
         if now_vio > 0:
             better = violation < now_vio
             if not better.any():
@@ -213,7 +351,12 @@ def _coordinate_search(cands, book, scorer, n_classes) -> list[int]:
             pick = _best(objective, violation)
             if pick is None or objective[pick] >= now_obj - 1e-15:
                 break
-        current = trial[pick]
+        current = current.copy()
+        current[moves.col[pick]] = moves.alt[pick]
+    else:  # out of iterations: never hand back a choice that breaks a hard constraint
+        _, _, (_, now_vio) = moves.evaluate(current)
+        if now_vio > 0:
+            raise Infeasible(_why_infeasible(scorer, now_vio))
     return list(current)
 
 
@@ -226,16 +369,15 @@ def _why_infeasible(scorer: Scorer, violation: float) -> str:
 def to_orders(book: Book, trades: Trades) -> tuple[Order, ...]:
     """Orders from share counts: sells (with the lots they relieve) first, then buys."""
     sells, buys = [], []
-    for i, sym in enumerate(book.symbols):
-        q = trades.shares[i]
-        if q == 0:
-            continue
+    for i in np.flatnonzero(trades.shares):
+        sym, q = book.symbols[i], trades.shares[i]
         cls = book.classes[book.class_of_symbol[i]]
         if q > 0:
             buys.append(Order(sym, "buy", float(q), float(book.price[i]), cls))
             continue
+        start, end = book.lot_range[i]
         sales = []
-        for j in np.flatnonzero((book.lot_symbol == i) & (trades.lot_shares > 0)):
+        for j in start + np.flatnonzero(trades.lot_shares[start:end] > 0):
             lot, qty = book.lots[j], float(trades.lot_shares[j])
             gain = qty * float(book.lot_gain_per_share[j])
             sales.append(LotSale(lot.id, qty, gain, book.lot_term[j], float(book.lot_rate[j]) * gain,

@@ -10,9 +10,13 @@ Variables
     d[k]        post-trade weight − target, per class k and cash (last row)
 
 Objective (SPEC section 2, divided through by nothing: its units are the SPEC's own)
-    tracking   ‖d‖²            (or ‖G d‖² with a covariance factor G: ex-ante tracking variance)
+    tracking   ‖d‖²            (or ‖G d‖² + ‖σ ∘ d‖² with a risk model: ex-ante tracking variance,
+                                 factor rows G and specific risk σ kept apart so that a
+                                 k-factor model over n classes stays k × n, not n × n)
     lot tax    Σ_j q_tax[j] s[j]          q_tax = tax_weight · (U/V) · rate_j · (1 − basis_j / price_j)
     trading    q_cost · (Σ b + Σ s)       q_cost = trade_cost_bps · 10⁻⁴ · (U/V)
+(the two linear terms, G d and σ ∘ d enter through auxiliary variables defined by constraints
+``tax_cost``, ``trading_cost``, ``risk_factor``, ``risk_specific``; see ``RebalanceModel``)
 
 Constraints
     deviation   d = gap + A_b b − A_s s − κ e_cash (Σ b + Σ s)     (definition of d)
@@ -23,35 +27,76 @@ Constraints
     sell room   (1 − κ) Σ s ≤ sell_room                   (cash-first stage: sell only what a
                                                           withdrawal needs)
 
-Only parameters change between solves, so the problem is DPP and cvxpy reuses its compiled
-form (``Problem.is_dpp()``); the matrices A_b, A_s (which symbol is in which class, which lot
-belongs to which symbol) are the structure, and a new structure compiles a new model.
+Only parameters change between solves, so the problem is DPP and cvxpy compiles it once.
+The incidence matrices A_b, A_s (which symbol is in which class, which lot belongs to which
+symbol) come in two layouts:
+
+* ``Bucket`` (household sizes, no risk model): A_b and A_s are parameters too, over a padded
+  size bucket (classes, symbols and lots rounded up to a power of 4). One compiled model then
+  serves every account that fits the bucket, so thousands of distinct households pay cvxpy's
+  compilation a dozen times, not once each. Padding is inert: padded symbols and lots have
+  caps of 0 and padded classes a gap and target of 0.
+* ``Structure`` (direct indexing, risk models, anything larger): A_b and A_s are constants, so
+  the compiled program is as sparse as the account; re-plans of the same account reuse it.
+
+Solving does not go through ``Problem.solve`` (whose per-call overhead is several times the
+solve itself at household sizes): ``CompiledQP`` takes cvxpy's own compiled parametric program
+(``get_problem_data``) once, and per solve multiplies its parameter-to-data tensors by the
+parameter vector, removes the variables that this solve's bounds fix at zero (symbols that may
+not be bought, lots that may not be sold, padding) and calls the solver on what is left.
 """
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from dataclasses import dataclass
+from typing import Union
 
+import clarabel
 import cvxpy as cp
 import numpy as np
+import osqp
 import scipy.sparse as sp
+from cvxpy.cvxcore.python import canonInterface
 
-# Solver settings. OSQP is a first-order method: tight tolerances plus solution polishing give
-# weights accurate to ~1e-7 of U, far below a share of any realistic position; the plan's money is
-# recomputed from share counts afterwards, so no solver error reaches the reported amounts.
-OSQP_SETTINGS = dict(eps_abs=1e-9, eps_rel=1e-9, polishing=True, max_iter=200_000)
-CLARABEL_SETTINGS = dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+# Solver settings. Clarabel (interior point) is the default at every size the benchmarks cover
+# (~20 iterations; OSQP needs hundreds to thousands at these accuracies, see benchmarks/). At
+# household sizes it runs to a 1e-12 gap, which puts fractional weights within ~1e-8 of the exact
+# optimum (an interior point's x converges more slowly than its objective); where it stops short
+# of that (AlmostSolved, a few problems in a thousand) it is rerun at 1e-10. OSQP (first-order,
+# tight tolerances and polishing) is the last resort. The plan's money is recomputed
+# from share counts afterwards, so no solver error reaches the reported amounts.
+CLARABEL_SETTINGS = dict(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12, verbose=False,
+                         presolve_enable=False,  # ``QP.reduced`` has already removed what it would
+                         # Measured on 260 household solves: without the static regularization
+                         # every one reached 1e-12 (two stopped short with it) in 0.58 ms, not
+                         # 0.80; dynamic regularization still guards the factorization.
+                         static_regularization_enable=False)
+CLARABEL_RETRY = dict(CLARABEL_SETTINGS, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+# Above this many free variables 1e-12 is mostly out of reach in double precision (the benchmark's
+# direct-index problems stop at AlmostSolved), so those start at 1e-10: still a relative
+# objective error far below 1e-6 at those sizes.
+TIGHT_MAX_VARIABLES = 1_000
+OSQP_SETTINGS = dict(eps_abs=1e-9, eps_rel=1e-9, polishing=True, max_iter=200_000, verbose=False)
+DEFAULT_SOLVERS = ("CLARABEL", "OSQP")
+
+# Size buckets of the parametric-incidence layout: each dimension rounds up to a power of 4,
+# from these minimums, up to these maximums (beyond them an account gets its own structure).
+BUCKET_MIN = {"classes": 4, "symbols": 16, "lots": 64}
+BUCKET_MAX = {"classes": 64, "symbols": 64, "lots": 1024}
 
 
 @dataclass(frozen=True)
 class Structure:
-    """What a compiled model is specific to: the symbol/lot/class incidence and the risk shape."""
+    """A model specific to one account's incidence (which lot belongs to which symbol, which
+    symbol to which class) and risk shape: constant incidence, as sparse as the account."""
 
     class_of_symbol: tuple[int, ...]  # class index per symbol
     symbol_of_lot: tuple[int, ...]    # symbol index per lot
     n_classes: int                    # asset classes, cash excluded
-    risk_rows: int = 0                # rows of the covariance factor G; 0 = squared deviations
+    risk_rows: int = 0                # dense rows of the risk factor G; 0 = squared deviations
+    risk_diagonal: bool = False       # a specific-risk term ‖σ ∘ d‖² as well
 
     @property
     def n_symbols(self) -> int:
@@ -60,6 +105,32 @@ class Structure:
     @property
     def n_lots(self) -> int:
         return len(self.symbol_of_lot)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A model for every account up to these sizes: incidence as parameters, padded."""
+
+    n_classes: int
+    n_symbols: int
+    n_lots: int
+
+    @staticmethod
+    def fitting(n_classes: int, n_symbols: int, n_lots: int) -> "Bucket | None":
+        """The bucket an account of these sizes uses, or None when it is too large for one."""
+        sizes = {"classes": n_classes, "symbols": n_symbols, "lots": n_lots}
+        out = {}
+        for name, size in sizes.items():
+            b = BUCKET_MIN[name]
+            while b < size:
+                b *= 4
+            if b > BUCKET_MAX[name]:
+                return None
+            out[name] = b
+        return Bucket(out["classes"], out["symbols"], out["lots"])
+
+
+Layout = Union[Structure, Bucket]
 
 
 @dataclass(frozen=True)
@@ -76,7 +147,10 @@ class ModelData:
     cash_room: float       # (cash − withdrawal − min_cash) / U
     tax_room: float        # max_tax / U (finite)
     sell_room: float       # net proceeds the solve may raise by selling, / U
-    risk: np.ndarray | None = None  # G (risk_rows × (n_classes + 1)), cash column zero
+    risk: np.ndarray | None = None           # G (risk_rows × (n_classes + 1)), cash column zero
+    risk_diagonal: np.ndarray | None = None  # σ per class and cash (cash 0)
+    class_of_symbol: np.ndarray | None = None  # incidence, for the bucket layout
+    symbol_of_lot: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -89,21 +163,24 @@ class Solution:
     solve_seconds: float
 
 
-class RebalanceModel:
-    """The compiled QP for one ``Structure``; ``solve`` sets parameters and re-solves."""
+class SolveFailure(Exception):
+    """No solver reached an accurate optimum; ``statuses`` says what each one reported."""
 
-    def __init__(self, structure: Structure):
-        self.structure = st = structure
-        n, m, k = st.n_symbols, st.n_lots, st.n_classes + 1
-        rows_b = np.asarray(st.class_of_symbol, dtype=int)
-        lot_class = rows_b[np.asarray(st.symbol_of_lot, dtype=int)] if m else np.zeros(0, int)
-        # A buy adds to its class and takes from cash; a sale does the opposite.
-        a_b = sp.coo_matrix((np.ones(n), (rows_b, np.arange(n))), shape=(k, n)).tocsr()
-        a_b = a_b - sp.csr_matrix((np.ones(n), (np.full(n, k - 1), np.arange(n))), shape=(k, n))
-        a_s = sp.coo_matrix((np.ones(m), (lot_class, np.arange(m))), shape=(k, m)).tocsr()
-        a_s = a_s - sp.csr_matrix((np.ones(m), (np.full(m, k - 1), np.arange(m))), shape=(k, m))
-        e_cash = np.zeros(k)
-        e_cash[-1] = 1.0
+    def __init__(self, statuses: list[str]):
+        self.statuses = statuses
+        self.infeasible = any("infeasible" in s for s in statuses) and not any("unbounded" in s for s in statuses)
+        super().__init__("; ".join(statuses))
+
+
+class RebalanceModel:
+    """The compiled QP for one layout (``Structure`` or ``Bucket``); ``solve`` sets parameters
+    and re-solves."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        padded = isinstance(layout, Bucket)
+        n, m, k = layout.n_symbols, layout.n_lots, layout.n_classes + 1
+        self.n_symbols, self.n_lots, self.n_rows = n, m, k
 
         self.b = cp.Variable(n, name="buy")
         self.s = cp.Variable(m, name="sell")
@@ -120,15 +197,48 @@ class RebalanceModel:
         self.tax_room = P(name="tax_room")
         self.sell_room = P(nonneg=True, name="sell_room")
         self.one_minus_kappa = P(nonneg=True, name="one_minus_kappa")
-        self.G = P((st.risk_rows, k), name="risk_factor") if st.risk_rows else None
+        risk_rows = 0 if padded else layout.risk_rows
+        self.G = P((risk_rows, k), name="risk_factor") if risk_rows else None
+        self.sigma = P(k, nonneg=True, name="risk_specific") if not padded and layout.risk_diagonal else None
+        if padded:  # incidence as parameters: one compiled model for every account in the bucket
+            self.A_b = P((k, n), name="buy_incidence")
+            self.A_s = P((k, m), name="sell_incidence")
+            a_b, a_s = self.A_b, self.A_s
+        else:
+            self.A_b = self.A_s = None
+            a_b, a_s = _incidence(np.asarray(layout.class_of_symbol, int), np.asarray(layout.symbol_of_lot, int), k)
+        e_cash = np.zeros(k)
+        e_cash[-1] = 1.0
 
         turnover = cp.sum(self.b) + cp.sum(self.s)
-        tracking = cp.sum_squares(self.G @ self.d) if self.G is not None else cp.sum_squares(self.d)
         lot_tax_cost = self.q_tax @ self.s
         trading_cost = self.q_cost * turnover
+        # Every parameter × variable product sits in a constraint, none in the objective: cvxpy
+        # expands a parametrized objective into a dense (variables × parameters) array while it
+        # compiles (56 GB at 50,000 lots), but keeps constraints sparse. So the objective is
+        # ‖d‖² (or ‖y‖² + ‖z‖² with y = G d, z = σ ∘ d) plus two scalars equal to the linear terms.
+        self.tax_cost = cp.Variable(name="tax_cost")
+        self.trading_cost = cp.Variable(name="trading_cost")
+        risk = {}
+        if self.G is None and self.sigma is None:
+            tracking = cp.sum_squares(self.d)
+        else:
+            parts = []
+            if self.G is not None:
+                self.y = cp.Variable(risk_rows, name="factor_exposure")
+                risk["risk_factor"] = self.y == self.G @ self.d
+                parts.append(cp.sum_squares(self.y))
+            if self.sigma is not None:
+                self.z = cp.Variable(k, name="specific_exposure")
+                risk["risk_specific"] = self.z == cp.multiply(self.sigma, self.d)
+                parts.append(cp.sum_squares(self.z))
+            tracking = parts[0] + parts[1] if len(parts) > 1 else parts[0]
         self.terms = {"tracking": tracking, "tax": lot_tax_cost, "trading": trading_cost}
 
         self.constraints = {
+            "tax_cost": self.tax_cost == lot_tax_cost,
+            "trading_cost": self.trading_cost == trading_cost,
+            **risk,
             "deviation": self.d == self.gap + a_b @ self.b - a_s @ self.s - self.kappa * turnover * e_cash,
             "buy_nonneg": self.b >= 0,
             "buy_cap": self.b <= self.b_max,
@@ -138,70 +248,327 @@ class RebalanceModel:
             "tax_budget": self.lot_tax @ self.s <= self.tax_room,
             "sell_room": self.one_minus_kappa * cp.sum(self.s) <= self.sell_room,
         }
-        self.problem = cp.Problem(cp.Minimize(tracking + lot_tax_cost + trading_cost),
+        self.problem = cp.Problem(cp.Minimize(tracking + self.tax_cost + self.trading_cost),
                                   list(self.constraints.values()))
         assert self.problem.is_dpp()
+        self._set_placeholder_values()
+        self.compiled = CompiledQP(self.problem)
+
+    # --- parameters -----------------------------------------------------------------------------
+    def _set_placeholder_values(self) -> None:
+        """Give every parameter a value (compilation checks them); ``values`` replaces them."""
+        for p in self.problem.parameters():
+            p.value = np.zeros(p.shape)
+
+    def values(self, data: ModelData) -> dict[int, np.ndarray]:
+        """One solve's numbers by parameter id (padded with inert zeros for a bucket). They go
+        straight into the compiled program's parameter vector: assigning ``Parameter.value``
+        re-validates every array, which costs more than the solve at household sizes."""
+        k_real, m_real = len(data.gap), len(data.s_max)
+        rows = self._rows(k_real)
+        out = {
+            self.gap.id: _padded(data.gap, self.n_rows, rows),
+            self.b_max.id: _padded(np.maximum(data.b_max, 0.0), self.n_symbols),
+            self.s_max.id: _padded(np.maximum(data.s_max, 0.0), self.n_lots),
+            self.lot_tax.id: _padded(data.lot_tax, self.n_lots),
+            self.q_tax.id: _padded(data.tax_weight * data.u_over_v * data.lot_tax, self.n_lots),
+            self.q_cost.id: np.float64(data.cost_rate * data.u_over_v),
+            self.kappa.id: np.float64(data.cost_rate),
+            self.one_minus_kappa.id: np.float64(1.0 - data.cost_rate),
+            self.cash_room.id: np.float64(data.cash_room),
+            self.tax_room.id: np.float64(data.tax_room),
+            self.sell_room.id: np.float64(max(data.sell_room, 0.0)),
+        }
+        if self.G is not None:
+            out[self.G.id] = np.asarray(data.risk, dtype=float)
+        if self.sigma is not None:
+            out[self.sigma.id] = np.asarray(data.risk_diagonal, dtype=float)
+        if self.A_b is not None:
+            cls = rows[np.asarray(data.class_of_symbol, int)]
+            lot_cls = cls[np.asarray(data.symbol_of_lot, int)] if m_real else np.zeros(0, int)
+            out[self.A_b.id], out[self.A_s.id] = _incidence_dense(cls, lot_cls, self.n_rows, self.n_symbols,
+                                                                  self.n_lots)
+        return out
 
     def set(self, data: ModelData) -> None:
-        self.gap.value = data.gap
-        self.b_max.value = np.maximum(data.b_max, 0.0)
-        self.s_max.value = np.maximum(data.s_max, 0.0)
-        self.lot_tax.value = data.lot_tax
-        self.q_tax.value = data.tax_weight * data.u_over_v * data.lot_tax
-        self.q_cost.value = data.cost_rate * data.u_over_v
-        self.kappa.value = data.cost_rate
-        self.one_minus_kappa.value = 1.0 - data.cost_rate
-        self.cash_room.value = data.cash_room
-        self.tax_room.value = data.tax_room
-        self.sell_room.value = max(data.sell_room, 0.0)
-        if self.G is not None:
-            self.G.value = data.risk
+        """Assign one solve's numbers to the cvxpy parameters (for ``Problem.solve``)."""
+        values = self.values(data)
+        for p in self.problem.parameters():
+            p.value = values[p.id]
 
-    def solve(self, data: ModelData, solvers: tuple[str, ...] = ("OSQP", "CLARABEL")) -> Solution:
+    def _rows(self, k_real: int) -> np.ndarray:
+        """Row of each real class (and cash, last) in the model: padding sits before cash."""
+        return np.append(np.arange(k_real - 1), self.n_rows - 1)
+
+    # --- solving --------------------------------------------------------------------------------
+    def solve(self, data: ModelData, solvers: tuple[str, ...] = DEFAULT_SOLVERS) -> Solution:
         """Solve to optimality, falling back to the next solver when one does not report an
         accurate optimum; raises ``SolveFailure`` (with the statuses seen) when none does."""
-        self.set(data)
+        qp = self.compiled.apply(self.values(data))
         seen = []
         for solver in solvers:
-            settings = OSQP_SETTINGS if solver == "OSQP" else CLARABEL_SETTINGS if solver == "CLARABEL" else {}
             started = time.perf_counter()
-            try:
-                with warnings.catch_warnings():  # an inaccurate status is handled below, not warned
-                    warnings.simplefilter("ignore", UserWarning)
-                    self.problem.solve(solver=solver, warm_start=False, **settings)
-            except cp.error.SolverError as exc:
-                seen.append(f"{solver}: {exc}")
-                continue
-            status = self.problem.status
+            status, x, objective = qp.solve(solver)
+            seconds = time.perf_counter() - started
             if status == cp.OPTIMAL:
-                return Solution(buys=np.maximum(self.b.value, 0.0), sells=np.maximum(self.s.value, 0.0),
-                                objective=float(self.problem.value), status=status, solver=solver,
-                                solve_seconds=time.perf_counter() - started)
+                return self._solution(x, objective, len(data.b_max), len(data.s_max), solver, seconds)
             seen.append(f"{solver}: {status}")
-            if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE) and solver == solvers[-1]:
+            if status == cp.INFEASIBLE and solver == solvers[-1]:
                 break
         raise SolveFailure(seen)
 
+    def solve_with_cvxpy(self, data: ModelData, solver: str = "CLARABEL", **settings) -> Solution:
+        """The same solve through ``Problem.solve`` (cvxpy's own path): a cross-check for tests
+        and the benchmarks, never used to make a plan."""
+        self.set(data)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.problem.solve(solver=solver, **settings)
+        if self.problem.status != cp.OPTIMAL:
+            raise SolveFailure([f"{solver}: {self.problem.status}"])
+        return Solution(np.maximum(self.b.value[: len(data.b_max)], 0.0),
+                        np.maximum(self.s.value[: len(data.s_max)], 0.0), float(self.problem.value),
+                        self.problem.status, solver, time.perf_counter() - started)
 
-class SolveFailure(Exception):
-    """No solver reached an accurate optimum; ``statuses`` says what each one reported."""
+    def _solution(self, x: np.ndarray, objective: float, n_real: int, m_real: int, solver: str,
+                  seconds: float) -> Solution:
+        buys = self.compiled.value(self.b, x)[:n_real]
+        sells = self.compiled.value(self.s, x)[:m_real]
+        return Solution(np.maximum(buys, 0.0), np.maximum(sells, 0.0), objective, cp.OPTIMAL, solver, seconds)
 
-    def __init__(self, statuses: list[str]):
-        self.statuses = statuses
-        self.infeasible = any("infeasible" in s for s in statuses) and not any("unbounded" in s for s in statuses)
-        super().__init__("; ".join(statuses))
+
+def _incidence(class_of_symbol: np.ndarray, symbol_of_lot: np.ndarray, k: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """A buy adds to its class and takes from cash (the last row); a sale does the opposite."""
+    n, m = len(class_of_symbol), len(symbol_of_lot)
+    lot_class = class_of_symbol[symbol_of_lot] if m else np.zeros(0, int)
+    rows_b = np.concatenate([class_of_symbol, np.full(n, k - 1)])
+    rows_s = np.concatenate([lot_class, np.full(m, k - 1)])
+    a_b = sp.csr_matrix((np.concatenate([np.ones(n), -np.ones(n)]), (rows_b, np.tile(np.arange(n), 2))), shape=(k, n))
+    a_s = sp.csr_matrix((np.concatenate([np.ones(m), -np.ones(m)]), (rows_s, np.tile(np.arange(m), 2))), shape=(k, m))
+    return a_b, a_s
+
+
+def _incidence_dense(cls: np.ndarray, lot_cls: np.ndarray, k: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The incidence of ``_incidence`` as dense padded arrays (zero columns for padding)."""
+    a_b, a_s = np.zeros((k, n)), np.zeros((k, m))
+    a_b[cls, np.arange(len(cls))] = 1.0
+    a_b[k - 1, : len(cls)] = -1.0
+    a_s[lot_cls, np.arange(len(lot_cls))] = 1.0
+    a_s[k - 1, : len(lot_cls)] = -1.0
+    return a_b, a_s
+
+
+def _padded(values: np.ndarray, size: int, at: np.ndarray | None = None) -> np.ndarray:
+    out = np.zeros(size)
+    if at is None:
+        out[: len(values)] = values
+    else:
+        out[at] = values
+    return out
+
+
+# --- the compiled program, applied and solved ------------------------------------------------------
+class CompiledQP:
+    """cvxpy's compiled parametric program of a problem, applied to parameter values by its own
+    tensors and handed to the solver without ``Problem.solve``'s per-call machinery.
+
+    cvxpy compiles ``minimize ½xᵀPx + qᵀx + d  s.t.  A x + b ∈ {0}ᵉ × ℝ₊ⁱ`` with P, q, d, A, b
+    affine in the parameter vector θ: ``vec([A b]) = T_A θ``, ``[q; d] = T_q θ``, ``vec(P) = T_P θ``.
+    ``apply`` evaluates those products (on the structurally nonzero rows only) and returns a
+    ``QP`` in CSC form with a fixed sparsity pattern.
+    """
+
+    def __init__(self, problem: cp.Problem):
+        data, _, _ = problem.get_problem_data(cp.OSQP)  # compiles once; cvxpy caches the program
+        prog = data[cp.settings.PARAM_PROB]
+        if prog.lower_bounds is not None or prog.upper_bounds is not None:  # pragma: no cover
+            raise RuntimeError("variable bounds in the compiled program are not supported")
+        self.prog = prog
+        self.n = n = prog.x.size
+        self.n_eq, self.n_ineq = prog.cone_dims.zero, prog.cone_dims.nonneg
+        rows = self.n_eq + self.n_ineq
+        if not {p.id for p in prog.parameters} <= {p.id for p in problem.parameters()}:  # pragma: no cover
+            raise RuntimeError("cvxpy transformed the parameters; the compiled program cannot be applied directly")
+        self.parameters = [(p, prog.param_id_to_col[p.id], p.size) for p in prog.parameters]
+        self.param_size = prog.total_param_size
+
+        # The tensors are tall (one row per entry of vec([A b]): rows × (n + 1) of them), so they
+        # are only ever handled by their stored entries, never by row (a CSR index would be a
+        # rows × n array).
+        flat, self.T_A = _rows_of(prog.A, lambda i: i < rows * n)      # → A's values, CSC order
+        self.a_rows, self.a_cols = flat % rows, flat // rows
+        _, t_b = _rows_of(prog.A, lambda i: i >= rows * n, keep_all=rows * n)
+        self.T_b = t_b                                                   # → b (dense, every row)
+        self.T_q = sp.csr_matrix(prog.q)
+        flat_p, self.T_P = _rows_of(prog.P, lambda i: (i % n) <= (i // n))  # upper triangle of P
+        self.p_rows, self.p_cols = flat_p % n, flat_p // n
+
+        # Rows that bound one variable (x ≥ l or x ≤ u): where a solve's bounds pin a variable at
+        # zero (not buyable, not sellable, padding) the variable and those rows are removed.
+        count = np.bincount(self.a_rows, minlength=rows)
+        single = (count == 1)[self.a_rows] & (self.a_rows >= self.n_eq)
+        self.bound_entries = np.flatnonzero(single)
+        self.row_is_eq = np.arange(rows) < self.n_eq
+        self.offsets = {v.id: (prog.var_id_to_col[v.id], v.size) for v in prog.variables}
+
+    def parameter_vector(self, values: dict[int, np.ndarray]) -> np.ndarray:
+        """θ: every parameter's value, column-major, at its column; 1 in the last (constant)."""
+        theta = np.empty(self.param_size + 1)
+        for p, col, size in self.parameters:
+            theta[col: col + size] = np.ravel(values[p.id], order="F")
+        theta[-1] = 1.0
+        return theta
+
+    def apply(self, values: dict[int, np.ndarray]) -> "QP":
+        theta = self.parameter_vector(values)
+        qd = self.T_q @ theta
+        return QP(self, self.T_A @ theta, self.T_b @ theta, qd[:-1], float(qd[-1]), self.T_P @ theta)
+
+    def value(self, variable: cp.Variable, x: np.ndarray) -> np.ndarray:
+        col, size = self.offsets[variable.id]
+        return x[col: col + size]
+
+
+@dataclass
+class QP:
+    """One solve's data: ``minimize ½xᵀPx + qᵀx + d  s.t.  A x + b ∈ {0}ᵉ × ℝ₊ⁱ``, values on
+    the compiled program's fixed sparsity pattern."""
+
+    compiled: CompiledQP
+    a: np.ndarray   # A's values (pattern: compiled.a_rows, a_cols)
+    b: np.ndarray
+    q: np.ndarray
+    d: float
+    p: np.ndarray   # upper triangle of P (pattern: compiled.p_rows, p_cols)
+
+    def reduced(self):
+        """Remove variables fixed at zero by their bound rows and the rows left empty; returns
+        (kept columns, P, q, A, b, equality rows kept) or None when a removed row is violated
+        (the problem is infeasible)."""
+        c = self.compiled
+        e = c.bound_entries
+        coef, col = self.a[e], c.a_cols[e]
+        bound = -self.b[c.a_rows[e]] / np.where(coef == 0, 1.0, coef)
+        lower = np.full(c.n, -np.inf)
+        upper = np.full(c.n, np.inf)
+        np.maximum.at(lower, col[coef > 0], bound[coef > 0])
+        np.minimum.at(upper, col[coef < 0], bound[coef < 0])
+        keep_col = ~((lower == 0.0) & (upper == 0.0))
+        entry = keep_col[c.a_cols] & (self.a != 0.0)
+        n_rows = len(self.b)
+        keep_row = np.bincount(c.a_rows[entry], minlength=n_rows) > 0
+        dropped = ~keep_row
+        if np.any(self.b[dropped & c.row_is_eq] != 0.0) or np.any(self.b[dropped & ~c.row_is_eq] < 0.0):
+            return None
+        col_map = np.cumsum(keep_col) - 1
+        row_map = np.cumsum(keep_row) - 1
+        n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
+        A = _csc(self.a[entry], row_map[c.a_rows[entry]], col_map[c.a_cols[entry]], (m_kept, n_kept))
+        p_entry = keep_col[c.p_rows] & keep_col[c.p_cols] & (self.p != 0.0)
+        P = _csc(self.p[p_entry], col_map[c.p_rows[p_entry]], col_map[c.p_cols[p_entry]], (n_kept, n_kept))
+        return keep_col, P, self.q[keep_col], A, self.b[keep_row], int((keep_row & c.row_is_eq).sum())
+
+    def solve(self, solver: str) -> tuple[str, np.ndarray | None, float]:
+        """(cvxpy status, full x or None, objective) from ``solver`` (CLARABEL or OSQP)."""
+        reduced = self.reduced()
+        if reduced is None:
+            return cp.INFEASIBLE, None, np.inf
+        keep, P, q, A, b, n_eq = reduced
+        x = np.zeros(self.compiled.n)
+        if not keep.any():
+            return cp.OPTIMAL, x, self.d
+        if solver == "CLARABEL":
+            tight = P.shape[0] <= TIGHT_MAX_VARIABLES
+            status, xr = _clarabel(P, q, A, b, n_eq, _clarabel_settings(tight))
+            if tight and status.startswith("inaccurate"):
+                status, xr = _clarabel(P, q, A, b, n_eq, _clarabel_settings(False))
+        elif solver == "OSQP":
+            status, xr = _osqp(P, q, A, b, n_eq)
+        else:
+            raise ValueError(f"unknown solver {solver!r}")
+        if xr is None:
+            return status, None, np.inf
+        x[keep] = xr
+        return status, x, self.objective(x)
+
+    def objective(self, x: np.ndarray) -> float:
+        """½xᵀPx + qᵀx + d, P given by its upper triangle."""
+        r, c = self.compiled.p_rows, self.compiled.p_cols
+        quad = float(np.sum(np.where(r == c, 0.5, 1.0) * self.p * x[r] * x[c]))
+        return quad + float(self.q @ x) + self.d
+
+
+def _rows_of(tensor, select, keep_all: int | None = None) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The selected stored rows of a tall parameter tensor as a compact CSR matrix, with their
+    original row numbers (sorted). ``keep_all=start``: every row from ``start`` on, stored or not
+    (for b, whose zero entries are values too)."""
+    coo = sp.coo_matrix(tensor)
+    pick = select(coo.row)
+    row, col, val = coo.row[pick], coo.col[pick], coo.data[pick]
+    if keep_all is not None:
+        flat = np.arange(keep_all, tensor.shape[0])
+    else:
+        flat = np.unique(row)
+    index = np.searchsorted(flat, row)
+    return flat, sp.csr_matrix((val, (index, col)), shape=(len(flat), tensor.shape[1]))
+
+
+def _csc(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csc_matrix:
+    """A CSC matrix from entries already in column-major order (as the compiled pattern is)."""
+    indptr = np.zeros(shape[1] + 1, dtype=np.int32)
+    np.cumsum(np.bincount(cols, minlength=shape[1]), out=indptr[1:])
+    return sp.csc_matrix((values, rows.astype(np.int32), indptr), shape=shape)
+
+
+def _clarabel(P, q, A, b, n_eq, settings) -> tuple[str, np.ndarray | None]:
+    cones = ([clarabel.ZeroConeT(n_eq)] if n_eq else []) + \
+            ([clarabel.NonnegativeConeT(A.shape[0] - n_eq)] if A.shape[0] > n_eq else [])
+    result = clarabel.DefaultSolver(P, q, -A, b, cones, settings).solve()
+    status = str(result.status)
+    if status == "Solved":
+        return cp.OPTIMAL, np.asarray(result.x)
+    if status == "PrimalInfeasible":
+        return cp.INFEASIBLE, None
+    if status == "DualInfeasible":
+        return cp.UNBOUNDED, None
+    return f"inaccurate ({status})", None
+
+
+@functools.lru_cache(maxsize=2)
+def _clarabel_settings(tight: bool) -> clarabel.DefaultSettings:
+    settings = clarabel.DefaultSettings()
+    for key, value in (CLARABEL_SETTINGS if tight else CLARABEL_RETRY).items():
+        setattr(settings, key, value)
+    return settings
+
+
+def _osqp(P, q, A, b, n_eq) -> tuple[str, np.ndarray | None]:
+    lower = -b
+    upper = np.where(np.arange(len(b)) < n_eq, -b, np.inf)
+    solver = osqp.OSQP()
+    solver.setup(P, q, A, lower, upper, **OSQP_SETTINGS)
+    result = solver.solve()
+    status = result.info.status
+    if status == "solved":
+        return cp.OPTIMAL, np.asarray(result.x)
+    if status in ("primal infeasible", "primal_infeasible"):
+        return cp.INFEASIBLE, None
+    return f"inaccurate ({status})", None
+
+
 
 
 class ModelCache:
-    """Compiled models by structure, so re-solves of the same account never recompile."""
+    """Compiled models by layout, so re-solves never recompile (most recently used kept)."""
 
     def __init__(self, maxsize: int = 64):
         self.maxsize = maxsize
-        self._models: dict[Structure, RebalanceModel] = {}
+        self._models: dict[Layout, RebalanceModel] = {}
 
-    def get(self, structure: Structure) -> RebalanceModel:
-        model = self._models.pop(structure, None) or RebalanceModel(structure)
-        self._models[structure] = model  # most recently used last
+    def get(self, layout: Layout) -> RebalanceModel:
+        model = self._models.pop(layout, None) or RebalanceModel(layout)
+        self._models[layout] = model  # most recently used last
         while len(self._models) > self.maxsize:
             self._models.pop(next(iter(self._models)))
         return model

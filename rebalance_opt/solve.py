@@ -22,10 +22,10 @@ import numpy as np
 from .account import CASH, Account
 from .book import Book
 from .drift import DriftReport, drift_report
-from .errors import Infeasible, SolverFailed
-from .orders import NOISE, Scorer, Trades, round_trades, to_orders
+from .errors import Infeasible, InputError, SolverFailed
+from .orders import NOISE, Scorer, Tracking, Trades, round_trades, to_orders
 from .plan import Objective, Plan, SolverInfo
-from .problem import ModelCache, ModelData, Solution, SolveFailure, Structure
+from .problem import DEFAULT_SOLVERS, Bucket, Layout, ModelCache, ModelData, Solution, SolveFailure, Structure
 from .tax import estimate
 from .verify import verify_plan
 
@@ -44,7 +44,7 @@ class _Candidate:
 class Planner:
     """Plans rebalances, keeping compiled models so re-solves of a structure never recompile."""
 
-    def __init__(self, cache: ModelCache | None = None, solvers: tuple[str, ...] = ("OSQP", "CLARABEL")):
+    def __init__(self, cache: ModelCache | None = None, solvers: tuple[str, ...] = DEFAULT_SOLVERS):
         self.cache = cache if cache is not None else DEFAULT_CACHE
         self.solvers = solvers
 
@@ -55,14 +55,14 @@ class Planner:
         if book.value <= 0 and p.withdrawal == 0 and p.min_cash == 0:  # nothing to rebalance
             none = Solution(np.zeros(len(book.symbols)), np.zeros(len(book.lots)), 0.0, "optimal", "none", 0.0)
             empty = Trades(np.zeros(len(book.symbols)), np.zeros(len(book.lots)))
-            scorer = Scorer(book, _risk_matrix(book))
+            scorer = Scorer(book, _tracking(book))
             return self._finish(book, _Candidate(empty, 0.0, "cash_first", none), scorer, reason,
                                 {"solves": 0, "seconds": 0.0}, started)
         _check_feasible_at_all(book)
-        model = self.cache.get(_structure(book))
-        risk = _risk_matrix(book)
-        scorer = Scorer(book, risk)
-        base = _base_data(book, risk)
+        tracking = _tracking(book)
+        model = self.cache.get(_layout(book, tracking))
+        scorer = Scorer(book, tracking)
+        base = _base_data(book, tracking)
         lot_ok = book.lot_sellable
         stats = {"solves": 0, "seconds": 0.0}
 
@@ -114,7 +114,10 @@ class Planner:
             for sells_symbol in choices:
                 buys = book.buy_targets(sold=sells_symbol)
                 lot_allowed = lot_ok & ~buys[book.lot_symbol]
-                exact = solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)
+                if not conflict.any() and _relaxation_is_exact(relaxed, buys, first_buys, lot_allowed):
+                    exact = relaxed  # already optimal for the exact problem: no second solve
+                else:
+                    exact = solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)
                 if exact is not None and (c := candidate(exact, lot_allowed, "full")) is not None:
                     candidates.append(c)
         if not candidates:
@@ -176,27 +179,45 @@ def infer_reason(account: Account, before: DriftReport) -> str:
     return "Manual"
 
 
+def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.ndarray,
+                         lot_allowed: np.ndarray) -> bool:
+    """The exact problem differs from the relaxation only by fewer lots and the buy targets; when
+    the targets are the same and the relaxation sold nothing from the lots it loses, the
+    relaxation's optimum is feasible for the exact problem, hence optimal for it too."""
+    return bool(np.array_equal(buys, first_buys) and float(relaxed.sells[~lot_allowed].sum()) <= NOISE)
+
+
 # --- data for the model -----------------------------------------------------------------------
-def _structure(book: Book) -> Structure:
-    risk = book.account.risk
+def _layout(book: Book, tracking: Tracking) -> Layout:
+    """A shared size bucket for accounts without a risk model that fit one, else the account's
+    own structure (see ``problem``)."""
+    if tracking.identity:
+        bucket = Bucket.fitting(len(book.classes), len(book.symbols), len(book.lots))
+        if bucket is not None:
+            return bucket
     return Structure(tuple(int(k) for k in book.class_of_symbol), tuple(int(i) for i in book.lot_symbol),
-                     len(book.classes), len(risk.factor) if risk is not None else 0)
+                     len(book.classes), 0 if tracking.factor is None else tracking.factor.shape[0],
+                     tracking.specific is not None)
 
 
-def _risk_matrix(book: Book) -> np.ndarray | None:
-    """G over the account's classes (columns in book order, a zero column for cash)."""
+def _tracking(book: Book) -> Tracking:
+    """The risk model's factor G over the account's classes (columns in book order, a zero
+    column for cash), split into its dense rows and its one-entry rows: a factor model's
+    specific variances become a diagonal σ instead of n rows of an n × n matrix."""
     risk = book.account.risk
     if risk is None:
-        return None
+        return Tracking()
     g = risk.matrix()
     col = {c: k for k, c in enumerate(risk.classes)}
-    out = np.zeros((g.shape[0], len(book.classes) + 1))
-    for k, c in enumerate(book.classes):
-        out[:, k] = g[:, col[c]]
-    return out
+    full = np.zeros((g.shape[0], len(book.classes) + 1))
+    full[:, : len(book.classes)] = g[:, [col[c] for c in book.classes]]
+    nonzeros = np.count_nonzero(full, axis=1)
+    dense, single = full[nonzeros > 1], full[nonzeros == 1]
+    specific = np.sqrt(np.square(single).sum(axis=0)) if len(single) else None
+    return Tracking(dense if len(dense) else None, specific)
 
 
-def _base_data(book: Book, risk: np.ndarray | None) -> ModelData:
+def _base_data(book: Book, tracking: Tracking) -> ModelData:
     a, p = book.account, book.account.policy
     u, v = book.invested, book.value
     gap = np.append(book.class_value, a.cash - p.withdrawal) / u - book.targets
@@ -208,7 +229,8 @@ def _base_data(book: Book, risk: np.ndarray | None) -> ModelData:
     return ModelData(gap=gap, b_max=np.zeros(len(book.symbols)), s_max=s_cap, lot_tax=lot_tax,
                      tax_weight=p.tax_weight, u_over_v=u / v, cost_rate=p.trade_cost_bps * 1e-4,
                      cash_room=(a.cash - p.withdrawal - p.min_cash) / u, tax_room=min(tax_room, most_tax + 1.0),
-                     sell_room=0.0, risk=risk)
+                     sell_room=0.0, risk=tracking.factor, risk_diagonal=tracking.specific,
+                     class_of_symbol=book.class_of_symbol, symbol_of_lot=book.lot_symbol)
 
 
 def _continuous_shares(book: Book, sol: Solution) -> np.ndarray:
@@ -230,11 +252,14 @@ def _drift_after(book: Book, trades: Trades) -> DriftReport:
 
 
 def _objective(scorer: Scorer, book: Book, trades: Trades) -> Objective:
-    after = _drift_after(book, trades)
-    dev = np.array([r.drift for r in after.rows])
-    tracking = float(np.square(scorer.G @ dev).sum())
+    """SPEC section 2's objective of rounded trades, term by term (``Scorer``'s arithmetic)."""
+    values = trades.shares * book.price
+    class_dv = np.bincount(book.class_of_symbol, weights=values, minlength=len(book.classes))
+    notional = float(np.abs(values).sum())
     lot_tax = float(trades.lot_shares @ book.lot_tax_per_share)
-    notional = float(np.abs(trades.shares * book.price).sum())
+    cash_delta = -float(values.sum()) - scorer.kappa * notional
+    dev = scorer.base_dev + np.append(class_dv, cash_delta) / scorer.u
+    tracking = float(scorer.tracking.value(dev[None, :])[0])
     return Objective(tracking, scorer.tax_weight * lot_tax / scorer.v, scorer.kappa * notional / scorer.v)
 
 
@@ -242,6 +267,9 @@ def _objective(scorer: Scorer, book: Book, trades: Trades) -> Objective:
 def _check_feasible_at_all(book: Book) -> None:
     """Catch the plainly impossible before solving, with a reason a person can act on."""
     a, p = book.account, book.account.policy
+    if not np.isfinite(book.value) or not np.all(np.isfinite(book.lot_value)):
+        raise InputError("amounts overflow: prices × quantities exceed floating point; check prices and lots",
+                         path="prices", file=a.source, value=book.value, has_value=True)
     if book.invested <= 0:
         raise Infeasible(f"withdrawal {p.withdrawal:,.2f} is not less than the account value "
                          f"{book.value:,.2f}: nothing would stay invested")
@@ -273,12 +301,11 @@ def _notes(book: Book) -> list[str]:
     """Why a class stays off target when none of its symbols may be bought."""
     a = book.account
     notes = []
+    buyable = np.bincount(book.class_of_symbol, weights=book.buy_eligible, minlength=len(book.classes)) > 0
     for k, cls in enumerate(book.classes):
-        if a.target(cls) <= 0:
+        if a.target(cls) <= 0 or buyable[k]:
             continue
-        members = [i for i in range(len(book.symbols)) if book.class_of_symbol[i] == k]
-        if any(book.buy_eligible[i] for i in members):
-            continue
+        members = np.flatnonzero(book.class_of_symbol == k)
         why = []
         for i in members:
             s = book.symbols[i]

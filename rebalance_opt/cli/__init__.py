@@ -12,6 +12,7 @@ import sys
 import typer
 
 from . import backtest as _backtest  # noqa: F401
+from . import batch as _batch  # noqa: F401
 from . import impact as _impact  # noqa: F401
 from . import rebalance as _rebalance  # noqa: F401  (importing registers the commands)
 from . import serve as _serve  # noqa: F401

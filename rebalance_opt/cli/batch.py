@@ -1,0 +1,134 @@
+"""``rebalance batch``: plans for a folder of accounts, one basket, one audit entry per account."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import InputError
+from .common import JsonOpt, rebalance, run, to_json
+
+PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
+
+
+@rebalance.command("batch")
+def batch(
+    accounts: Path = typer.Argument(..., help="Folder of account files (.toml or .json)."),
+    engine: str = typer.Option("local", "--engine", help="local (a process pool on this machine) or dask."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a "
+                                                                       "LocalCluster of --workers processes)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes (default: the CPUs "
+                                                                          "this process may use)."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="Accounts per task (default: automatic)."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why this rebalance (default: inferred per account)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write one basket of every plan to this file."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Basket format: csv, json or fix "
+                                                                "(default: from --out's extension)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Record nothing in the audit log."),
+    log: Optional[str] = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
+                                                            "~/.local/share/rebalance-opt/audit.sqlite)."),
+    as_json: bool = JsonOpt,
+):
+    """Plan every account in a folder: a summary, one combined basket, one log entry per account."""
+    failed: list[int] = []
+
+    def body():
+        from ..audit import check_writable, resolve_log
+        from ..batch import account_files, run_batch
+        from ..exports import check_destination, resolve_format
+        if reason is not None and not reason.strip():
+            raise InputError("must not be empty", path="--reason", value=reason, has_value=True)
+        if out is None and fmt is not None:
+            raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
+        if engine not in ("local", "dask"):
+            raise InputError("must be local or dask", path="--engine", value=engine, has_value=True)
+        if scheduler is not None and engine != "dask":
+            raise InputError("is for --engine dask", path="--scheduler", value=scheduler, has_value=True)
+        basket_format = None
+        if out is not None:
+            check_destination(out)
+            basket_format = resolve_format(out, fmt)
+        where = None
+        if not dry_run:
+            where = resolve_log(log)
+            check_writable(where)
+        files = account_files(accounts)
+
+        from ..render import console
+        err = console(stderr=True)
+        outcome = _with_progress(err, len(files), lambda progress: run_batch(
+            files, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
+            basket_format=basket_format, reason=reason.strip() if reason else None, chunk=chunk,
+            progress=progress))
+        if as_json:
+            typer.echo(to_json(outcome.to_dict()))
+        else:
+            console().print(_summary_table(outcome))
+            if outcome.failures:
+                console().print(_failures_table(outcome))
+        for line in _notes(outcome):
+            typer.echo(line, err=as_json)
+        if outcome.failures:
+            failed.append(len(outcome.failures))
+
+    run(as_json, body)
+    if failed:
+        raise typer.Exit(PARTIAL_EXIT)
+
+
+def _with_progress(err, total: int, work):
+    """A progress bar on stderr while ``work(progress)`` runs (refreshed by hand: no thread runs
+    beside the process pool's fork)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    columns = (TextColumn("planning"), BarColumn(), MofNCompleteColumn(), TextColumn("accounts"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, auto_refresh=False, transient=True,
+                  disable=not err.is_terminal) as bar:
+        task = bar.add_task("plan", total=total)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            bar.refresh()
+        return work(advance)
+
+
+def _summary_table(outcome):
+    from rich import box
+    from rich.table import Table
+    s = outcome.summary()
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Batch", title_justify="left", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    rate = s["accounts_per_second"]
+    for label, value in (("accounts", f"{s['accounts']:,}"), ("planned", f"{s['planned']:,}"),
+                         ("failed", f"{s['failed']:,}"), ("orders", f"{s['orders']:,}"),
+                         ("estimated tax", f"{s['estimated_tax']:,.2f}"), ("lot tax", f"{s['lot_tax']:,.2f}"),
+                         ("turnover", f"{s['turnover']:,.2f}"), ("seconds", f"{s['seconds']:.2f}"),
+                         ("accounts/s", f"{rate:,.0f}" if rate else "")):
+        t.add_row(label, value)
+    return t
+
+
+def _failures_table(outcome):
+    from rich import box
+    from rich.table import Table
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Failures", title_justify="left")
+    t.add_column("file", overflow="fold")
+    t.add_column("kind", no_wrap=True)
+    t.add_column("reason", overflow="fold")
+    for r in outcome.failures:
+        t.add_row(Path(r.source).name, r.kind or "", r.error or "")
+    return t
+
+
+def _notes(outcome) -> list[str]:
+    s = outcome.summary()
+    notes = [f"{s['planned']:,} of {s['accounts']:,} accounts planned with --engine {s['engine']} "
+             f"({s['workers']} workers) in {s['seconds']:.2f} s"]
+    if outcome.basket is not None:
+        notes.append(f"basket: {outcome.basket['orders']:,} orders written to {outcome.basket['path']} "
+                     f"({outcome.basket['format']})")
+    notes.append(f"logged {len(outcome.log_ids):,} entries in {outcome.log}" if outcome.log is not None
+                 else "dry run: nothing recorded in the audit log")
+    return notes

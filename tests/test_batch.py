@@ -1,0 +1,149 @@
+"""The batch: the same plans as one account at a time, failures isolated, one log entry each."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.synth import household, households, write_accounts
+from rebalance_opt import account_to_dict, load_account, plan_rebalance
+from rebalance_opt.audit import AuditLog, LogLocation, record_of
+from rebalance_opt.batch import account_files, audit_record, run_batch
+
+from .conftest import run_cli
+
+N_GOOD = 10
+
+
+def comparable(plan_dict: dict) -> dict:
+    """A plan's JSON without what legitimately differs between runs: timings and the log id."""
+    out = {**plan_dict, "log_id": None}
+    out["solver"] = {k: v for k, v in plan_dict["solver"].items() if not k.endswith("seconds")}
+    return out
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Ten households, one file that is not an account, one account with no feasible plan."""
+    root = tmp_path_factory.mktemp("accounts")
+    write_accounts(root, list(households(N_GOOD, seed=11)))
+    (root / "broken.json").write_text('{"account": {"id": "broken"}}')
+    infeasible = household(999)
+    infeasible["account"]["id"] = "too-much"
+    infeasible["policy"]["withdrawal"] = 1e12
+    (root / "too-much.json").write_text(json.dumps(infeasible))
+    (root / "notes.txt").write_text("not an account")
+    return root
+
+
+@pytest.fixture(scope="module")
+def expected(folder) -> dict[str, dict]:
+    out = {}
+    for f in account_files(folder):
+        try:
+            out[f.name] = comparable(plan_rebalance(load_account(f)).to_dict())
+        except Exception:  # noqa: BLE001 - the two bad files
+            pass
+    return out
+
+
+def check_outcome(outcome, folder: Path, expected: dict[str, dict]) -> None:
+    files = account_files(folder)
+    assert [Path(r.source).name for r in outcome.results] == [f.name for f in files]  # input order
+    assert len(outcome.plans) == N_GOOD and len(expected) == N_GOOD
+    for r in outcome.results:
+        if r.ok:
+            assert comparable(r.plan.to_dict()) == expected[Path(r.source).name]
+    failures = {Path(r.source).name: r for r in outcome.failures}
+    assert set(failures) == {"broken.json", "too-much.json"}
+    assert failures["broken.json"].kind == "input error" and failures["broken.json"].exit_code == 2
+    assert "required key is missing" in failures["broken.json"].error
+    assert failures["too-much.json"].kind == "no feasible plan" and failures["too-much.json"].account == "too-much"
+
+
+def test_local_batch_equals_one_account_at_a_time_and_isolates_failures(folder, expected, tmp_path):
+    log = tmp_path / "audit.sqlite"
+    out = tmp_path / "basket.csv"
+    outcome = run_batch(account_files(folder), engine="local", workers=2, chunk=3,
+                        log=LogLocation(log, "--log"), out=out, basket_format="csv")
+    check_outcome(outcome, folder, expected)
+
+    entries = AuditLog(log).entries()
+    assert len(entries) == N_GOOD and AuditLog(log).verify().ok
+    assert [e.row["account"] for e in entries] == [p.account for p in outcome.plans]  # input order
+    assert sorted(outcome.log_ids.values()) == [e.id for e in entries]
+    basket_info = entries[0].field("basket")
+    assert basket_info["path"] == str(out.resolve()) and basket_info["sha256"] == outcome.basket["sha256"]
+    for entry, plan in zip(entries, outcome.plans):
+        assert json.loads(entry.row["orders"]) == json.loads(json.dumps([o.to_dict() for o in plan.orders]))
+
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == sum(len(p.orders) for p in outcome.plans) == outcome.summary()["orders"]
+    assert {r["account"] for r in rows} <= {p.account for p in outcome.plans}
+
+
+def test_dask_batch_on_a_local_cluster_gives_the_same_plans(folder, expected, tmp_path):
+    pytest.importorskip("dask.distributed")
+    log = tmp_path / "audit.sqlite"
+    outcome = run_batch(account_files(folder), engine="dask", workers=2, chunk=4, log=LogLocation(log, "--log"))
+    check_outcome(outcome, folder, expected)
+    assert len(AuditLog(log).entries()) == N_GOOD and AuditLog(log).verify().ok
+
+
+def test_a_dry_run_logs_nothing_and_one_worker_plans_in_process(folder, expected, tmp_path):
+    outcome = run_batch(account_files(folder), engine="local", workers=1, log=None)
+    check_outcome(outcome, folder, expected)
+    assert outcome.log is None and not outcome.log_ids
+
+
+def good(folder: Path) -> list[Path]:
+    return [f for f in account_files(folder) if f.name.startswith("hh-")]
+
+
+def test_entries_appended_after_existing_ones_keep_one_chain(folder, tmp_path):
+    log = tmp_path / "audit.sqlite"
+    account = load_account(good(folder)[0])
+    AuditLog(log).append(plan_rebalance(account).to_dict(), account_to_dict(account))
+    run_batch(good(folder)[:4], workers=1, log=LogLocation(log, "--log"))
+    assert [e.id for e in AuditLog(log).entries()] == [1, 2, 3, 4, 5]
+    assert AuditLog(log).verify().ok
+
+
+def test_the_workers_audit_columns_are_exactly_the_logs_own(folder):
+    for f in good(folder)[:4]:
+        account = load_account(f)
+        plan = plan_rebalance(account).to_dict()
+        assert audit_record(plan, account_to_dict(account)) == record_of(plan, account_to_dict(account))
+    inf_plan = {**plan, "extra": float("inf")}  # a non-finite number takes the log's own path
+    assert audit_record(inf_plan, account_to_dict(account)) == record_of(inf_plan, account_to_dict(account))
+
+
+def test_cli_batch_summary_json_and_exit_codes(folder, tmp_path):
+    result = run_cli("rebalance", "batch", str(folder), "--json", "--workers", "2", "--log", str(tmp_path / "a.sqlite"),
+                     "--out", str(tmp_path / "basket.json"))
+    assert result.returncode == 5, result.stderr  # some accounts failed; the rest were planned
+    summary = json.loads(result.stdout)
+    assert summary["accounts"] == N_GOOD + 2 and summary["planned"] == N_GOOD and summary["failed"] == 2
+    assert {f["source"].rsplit("/", 1)[-1] for f in summary["failures"]} == {"broken.json", "too-much.json"}
+    assert summary["orders"] == sum(p["orders"] for p in summary["plans"])
+    assert all(p["log_id"] for p in summary["plans"])
+    assert json.loads((tmp_path / "basket.json").read_text())["order_count"] == summary["orders"]
+
+    human = run_cli("rebalance", "batch", str(folder), "--dry-run", "--workers", "1")
+    assert human.returncode == 5
+    assert "Failures" in human.stdout and "broken.json" in human.stdout and "dry run" in human.stdout
+
+    missing = run_cli("rebalance", "batch", str(tmp_path / "nowhere"), "--json")
+    assert missing.returncode == 2 and json.loads(missing.stdout)["error"]["path"] == "ACCOUNTS"
+    wrong = run_cli("rebalance", "batch", str(folder), "--scheduler", "tcp://127.0.0.1:1", "--dry-run")
+    assert wrong.returncode == 2 and "--scheduler" in wrong.stderr
+
+
+def test_a_folder_of_good_accounts_exits_zero(tmp_path):
+    write_accounts(tmp_path / "ok", [household(5), household(6)], fmt="toml")
+    result = run_cli("rebalance", "batch", str(tmp_path / "ok"), "--dry-run", "--json", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["planned"] == 2
