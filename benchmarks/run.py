@@ -17,9 +17,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 SIZES: dict[str, tuple[str, tuple]] = {
     # name: (generator, arguments)
@@ -62,9 +63,9 @@ def in_fresh_process(fn: Callable, *args) -> Any:
 
 
 def machine() -> str:
-    import numpy
     import clarabel
     import cvxpy
+    import numpy
     import osqp
     cpu = platform.processor() or platform.machine()
     try:

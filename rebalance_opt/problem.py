@@ -58,7 +58,6 @@ import cvxpy as cp
 import numpy as np
 import osqp
 import scipy.sparse as sp
-from cvxpy.cvxcore.python import canonInterface
 
 # Solver settings. Clarabel (interior point) is the default at every size the benchmarks cover
 # (~20 iterations; OSQP needs hundreds to thousands at these accuracies, see benchmarks/). At
@@ -116,7 +115,7 @@ class Bucket:
     n_lots: int
 
     @staticmethod
-    def fitting(n_classes: int, n_symbols: int, n_lots: int) -> "Bucket | None":
+    def fitting(n_classes: int, n_symbols: int, n_lots: int) -> Bucket | None:
         """The bucket an account of these sizes uses, or None when it is too large for one."""
         sizes = {"classes": n_classes, "symbols": n_symbols, "lots": n_lots}
         out = {}
@@ -420,7 +419,7 @@ class CompiledQP:
         theta[-1] = 1.0
         return theta
 
-    def apply(self, values: dict[int, np.ndarray]) -> "QP":
+    def apply(self, values: dict[int, np.ndarray]) -> QP:
         theta = self.parameter_vector(values)
         qd = self.T_q @ theta
         return QP(self, self.T_A @ theta, self.T_b @ theta, qd[:-1], float(qd[-1]), self.T_P @ theta)

@@ -75,10 +75,10 @@ def accounts(draw, free_trading: bool = False):
 
 
 # --- independent re-computations ------------------------------------------------------------
-def is_long(acquired: str) -> bool:
+def is_long(acquired: str, as_of: date) -> bool:
     a = date.fromisoformat(acquired)
     anniversary = date(a.year + 1, a.month, 28 if (a.month, a.day) == (2, 29) else a.day)
-    return AS_OF > anniversary
+    return as_of > anniversary
 
 
 def year_tax(stg: float, ltg: float, r_st: float, r_lt: float) -> float:
@@ -89,12 +89,13 @@ def year_tax(stg: float, ltg: float, r_st: float, r_lt: float) -> float:
     return max(stg, 0) * r_st + max(ltg, 0) * r_lt
 
 
-def recent(day: str, days: int) -> bool:
-    return AS_OF - timedelta(days=days) <= date.fromisoformat(day) <= AS_OF
+def recent(day: str, days: int, as_of: date) -> bool:
+    return as_of - timedelta(days=days) <= date.fromisoformat(day) <= as_of
 
 
 def check_plan(d: dict, plan: dict) -> None:
     p = d["policy"]
+    as_of = date.fromisoformat(str(d["account"]["as_of"]))
     lots = {l["id"]: l for l in d["lots"]}
     days = p.get("wash_sale_days", 30)
     bought = {o["symbol"] for o in plan["orders"] if o["side"] == "buy"}
@@ -117,7 +118,7 @@ def check_plan(d: dict, plan: dict) -> None:
         if o["side"] == "buy":
             assert o["symbol"] not in p.get("no_buy", [])
             assert not any(t["symbol"] == o["symbol"] and t["side"] == "sell" and t.get("realized_gain", 0) < 0
-                           and recent(t["date"], days) for t in d["trades"]), "bought after a loss sale"
+                           and recent(t["date"], days, as_of) for t in d["trades"]), "bought after a loss sale"
             cash -= o["quantity"] * price + cost
             continue
         assert o["symbol"] not in p.get("no_sell", [])
@@ -129,7 +130,7 @@ def check_plan(d: dict, plan: dict) -> None:
             assert lot["symbol"] == o["symbol"] and 0 < s["quantity"] <= lot["quantity"] + 1e-9, "lot oversold"
             gain = (price - lot["cost_basis"]) * s["quantity"]
             assert abs(gain - s["gain"]) < 1e-6 * max(1, abs(gain))
-            long = is_long(lot["acquired"])
+            long = is_long(lot["acquired"], as_of)
             assert s["term"] == ("long" if long else "short")
             if long:
                 lt_gain += gain
@@ -137,9 +138,9 @@ def check_plan(d: dict, plan: dict) -> None:
                 st_gain += gain
             lot_tax += gain * (d["tax"]["long_term_rate"] if long else d["tax"]["short_term_rate"])
             if gain < 0:  # wash sale: no purchase of the symbol in the window, none in this plan
-                assert not any(t["symbol"] == o["symbol"] and t["side"] == "buy" and recent(t["date"], days)
+                assert not any(t["symbol"] == o["symbol"] and t["side"] == "buy" and recent(t["date"], days, as_of)
                                for t in d["trades"])
-                assert not any(x["symbol"] == o["symbol"] and x["id"] != lot["id"] and recent(x["acquired"], days)
+                assert not any(x["symbol"] == o["symbol"] and x["id"] != lot["id"] and recent(x["acquired"], days, as_of)
                                for x in d["lots"])
     assert cash >= p.get("min_cash", 0.0) + p.get("withdrawal", 0.0) - 1e-6, "cash below the floor"
     assert abs(cash - plan["cash_after"]) < 1e-6 * max(1.0, abs(cash))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,17 +15,17 @@ PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were 
 def batch(
     accounts: Path = typer.Argument(..., help="Folder of account files (.toml or .json)."),
     engine: str = typer.Option("local", "--engine", help="local (a process pool on this machine) or dask."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a "
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a "
                                                                        "LocalCluster of --workers processes)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Processes (default: the CPUs "
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: the CPUs "
                                                                           "this process may use)."),
-    chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="Accounts per task (default: automatic)."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why this rebalance (default: inferred per account)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write one basket of every plan to this file."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="Basket format: csv, json or fix "
+    chunk: int | None = typer.Option(None, "--chunk", min=1, help="Accounts per task (default: automatic)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why this rebalance (default: inferred per account)."),
+    out: Path | None = typer.Option(None, "--out", help="Write one basket of every plan to this file."),
+    fmt: str | None = typer.Option(None, "--format", help="Basket format: csv, json or fix "
                                                                 "(default: from --out's extension)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Record nothing in the audit log."),
-    log: Optional[str] = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
+    log: str | None = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
                                                             "~/.local/share/rebalance-opt/audit.sqlite)."),
     as_json: bool = JsonOpt,
 ):
