@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from types import MappingProxyType
 from typing import Iterable, Mapping
@@ -141,7 +142,7 @@ class Account:
         object.__setattr__(self, "trades", tuple(self.trades))
 
     # --- derived views -------------------------------------------------------------
-    @property
+    @cached_property
     def symbols(self) -> tuple[str, ...]:
         """Every priced or held symbol: those listed in ``classes`` first, in that order."""
         seen: dict[str, None] = {}
@@ -165,7 +166,14 @@ class Account:
 
     def members(self, cls: str) -> tuple[str, ...]:
         """The priced symbols of a class, in buy-preference order."""
-        return tuple(s for s in self.symbols if self.class_of(s) == cls)
+        return self._members.get(cls, ())
+
+    @cached_property
+    def _members(self) -> dict[str, tuple[str, ...]]:
+        out: dict[str, list[str]] = {}
+        for s in self.symbols:
+            out.setdefault(self.class_of(s), []).append(s)
+        return {c: tuple(v) for c, v in out.items()}
 
     @property
     def cash_target(self) -> float:

@@ -21,6 +21,11 @@ def violations(account: Account, plan) -> list[str]:
     window_start = a.as_of - timedelta(days=p.wash_sale_days)
     recent = lambda d: window_start <= d <= a.as_of  # noqa: E731 - inclusive window, SPEC section 2
     bought_symbols = {o.symbol for o in plan.orders if o.side == "buy"}
+    recent_buys = {t.symbol for t in a.trades if t.side == "buy" and recent(t.date)}
+    recent_lots: dict[str, set[str]] = {}  # symbol -> ids of its lots acquired in the window
+    for x in a.lots:
+        if recent(x.acquired):
+            recent_lots.setdefault(x.symbol, set()).add(x.id)
     seen: set[str] = set()
     cash = a.cash
     lot_tax = 0.0
@@ -61,9 +66,8 @@ def violations(account: Account, plan) -> list[str]:
             anniversary = _anniversary(lot.acquired)
             rate = a.tax.long_term_rate if a.as_of > anniversary else a.tax.short_term_rate
             lot_tax += rate * gain
-            if gain < 0 and (o.symbol in bought_symbols
-                             or any(t.symbol == o.symbol and t.side == "buy" and recent(t.date) for t in a.trades)
-                             or any(x.symbol == o.symbol and x.id != lot.id and recent(x.acquired) for x in a.lots)):
+            if gain < 0 and (o.symbol in bought_symbols or o.symbol in recent_buys
+                             or recent_lots.get(o.symbol, set()) - {lot.id}):
                 out.append(f"lot {lot.id}: loss sale would be a wash sale")
         if abs(relieved - o.quantity) > TOLERANCE:
             out.append(f"{o.symbol}: lots relieve {relieved} shares but the order sells {o.quantity}")
