@@ -1,0 +1,58 @@
+"""Solver failures: fall back to the next solver, say which one produced the plan, and never
+emit a plan from an inaccurate solve (issue 8)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rebalance_opt import SolverFailed, plan_rebalance
+from rebalance_opt import problem
+from rebalance_opt.cli import main
+from rebalance_opt.problem import ModelCache
+from rebalance_opt.solve import Planner
+from tests.conftest import ROOT, make
+
+
+def failing(status):
+    def solve(*args, **kwargs):
+        return status, None
+    return solve
+
+
+def test_clarabel_failing_falls_back_to_osqp_and_the_plan_says_so(monkeypatch):
+    expected = plan_rebalance(make())
+    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (MaxIterations)"))
+    plan = Planner(cache=ModelCache()).plan(make())
+    assert plan.solver.name == "OSQP" and plan.solver.status == "optimal"
+    assert [(o.symbol, o.quantity) for o in plan.orders] == [(o.symbol, o.quantity) for o in expected.orders]
+
+
+def test_every_solver_failing_emits_no_plan(monkeypatch):
+    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (NumericalError)"))
+    monkeypatch.setattr(problem, "_osqp", failing("inaccurate (maximum iterations reached)"))
+    with pytest.raises(SolverFailed, match="CLARABEL.*OSQP"):
+        Planner(cache=ModelCache()).plan(make())
+
+
+def test_cli_exits_1_on_solver_failure_and_logs_nothing(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (NumericalError)"))
+    monkeypatch.setattr(problem, "_osqp", failing("inaccurate (maximum iterations reached)"))
+    log = tmp_path / "log.sqlite"
+    with pytest.raises(SystemExit) as e:
+        main(["rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--json", "--log", str(log)])
+    out = capsys.readouterr()
+    assert e.value.code == 1 and "Traceback" not in out.err
+    assert "accurate optimum" in json.loads(out.out)["error"]["message"]
+    assert not log.exists()
+
+
+def test_the_log_records_which_solver_produced_the_plan(monkeypatch, tmp_path, capsys):
+    from rebalance_opt.audit import AuditLog
+    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (MaxIterations)"))
+    log = tmp_path / "log.sqlite"
+    with pytest.raises(SystemExit) as e:
+        main(["rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--json", "--log", str(log)])
+    assert e.value.code == 0
+    entry = AuditLog(log).entries()[0]
+    assert "OSQP" in json.dumps(entry.to_dict())
