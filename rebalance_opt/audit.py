@@ -133,8 +133,16 @@ def check_writable(where: LogLocation) -> None:
 
 # --- entries --------------------------------------------------------------------------------------
 def canonical_json(obj: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 text; a non-finite float is written as its string ("inf")."""
-    return json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Sorted keys, no spaces, UTF-8 text; a non-finite float is written as its string ("inf").
+
+    Plain JSON data with finite numbers (every plan and account dict) serializes directly; only
+    what that refuses (a non-finite number, a mapping that is not a dict) takes the slower walk,
+    which yields the same text for everything the direct path accepts.
+    """
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _finite(x: Any) -> Any:

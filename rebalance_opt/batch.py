@@ -18,7 +18,6 @@ naming the basket, is appended in one transaction before the basket is put in pl
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -30,7 +29,6 @@ from pathlib import Path
 
 from .account_file import account_to_dict, load_account
 from .audit import (
-    _OWN_COLUMNS,
     FIELDS,
     GENESIS,
     LogLocation,
@@ -39,8 +37,8 @@ from .audit import (
     _ensure_schema,
     _utc_now,
     canonical_json,
+    record_of,
     entry_hash,
-    sha256_text,
 )
 from .errors import InputError, RebalanceError
 from .plan import Plan
@@ -76,33 +74,6 @@ class AccountResult:
                 "message": self.error, "path": self.path}
 
 
-def fast_canonical_json(obj) -> str:
-    """``audit.canonical_json`` without its walk over every value: plain JSON data with finite
-    numbers (every plan and account dict) serializes directly, byte for byte the same; anything
-    else (a non-finite number, a mapping that is not a dict) takes ``canonical_json`` itself."""
-    try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
-        return canonical_json(obj)
-
-
-def audit_record(plan_dict: dict, inputs: dict) -> dict[str, str]:
-    """``audit.record_of(plan_dict, inputs)`` (the stored text columns of an entry), computed in
-    the worker with ``fast_canonical_json``: the same text, several times faster."""
-    inputs_text = fast_canonical_json(inputs)
-    rest = {k: v for k, v in plan_dict.items() if k not in _OWN_COLUMNS}
-    return {
-        "account": str(plan_dict["account"]), "as_of": str(plan_dict["as_of"]), "reason": str(plan_dict["reason"]),
-        "inputs": inputs_text, "inputs_sha256": sha256_text(inputs_text),
-        "policy": fast_canonical_json(inputs.get("policy", {})),
-        "drift_before": fast_canonical_json(plan_dict["drift_before"]),
-        "drift_after": fast_canonical_json(plan_dict["drift_after"]),
-        "orders": fast_canonical_json(plan_dict["orders"]), "tax": fast_canonical_json(plan_dict["tax"]),
-        "solver": fast_canonical_json(plan_dict["solver"]), "plan": fast_canonical_json(rest),
-        "basket": canonical_json(None),
-    }
-
-
 _PLANNER = None  # one per worker process, kept across chunks
 
 
@@ -126,7 +97,7 @@ def plan_chunk(items: Sequence[tuple[int, str]], reason: str | None = None, log:
             account = load_account(source)
             account_id = account.id
             plan = planner.plan(account, reason)
-            record = audit_record(plan.to_dict(), account_to_dict(account)) if log else None
+            record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
             out.append(AccountResult(index, source, account_id, plan, record, seconds=time.perf_counter() - started))
         except RebalanceError as exc:
             kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from rebalance_opt.audit import AuditLog
 from tests.test_audit import INPUTS, ROOT, plan_dict
