@@ -220,10 +220,26 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
     constraint (cash floor, tax budget, lot quantities, min_trade); ``Infeasible`` if none does."""
     step = FRACTIONAL_STEP if book.account.policy.fractional else WHOLE_SHARE
     rounder = _Rounder(book, lot_allowed, step)
-    traded = np.flatnonzero(np.abs(continuous_shares) * book.price > NOISE * book.invested)
+    value = np.abs(continuous_shares) * book.price
+    traded = np.flatnonzero(value > NOISE * book.invested)
+    try:
+        return _round(rounder, traded, continuous_shares, scorer)
+    except Infeasible:
+        # A needed trade can hide below the noise level (a withdrawal of a few cents split over
+        # several funds): round again with every trade the solver made, however small.
+        everything = np.flatnonzero(value > 0)
+        if len(everything) == len(traded):
+            raise
+        return _round(rounder, everything, continuous_shares, scorer)
+
+
+def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray, scorer: Scorer) -> Trades:
     cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
-    n_classes = len(book.classes)
+    n_classes = len(rounder.book.classes)
     if not cands:
+        objective, violation = scorer.score(np.zeros((1, n_classes)), np.zeros(1), np.zeros(1), np.zeros(1))
+        if violation[0] > 0:
+            raise Infeasible(_why_infeasible(scorer, violation[0]))
         choice: list[int] = []
     elif math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
         choice = _exhaustive(cands, scorer, n_classes)

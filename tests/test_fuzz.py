@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import pytest
 import tomli_w
@@ -225,3 +226,14 @@ def test_specific_broken_values_name_their_key(tmp_path, capsys, mutate, path):
     mutate(d)
     code, out, _ = run(capsys, write(tmp_path, d, "json"))
     assert code == 2 and json.loads(out)["error"]["path"] == path
+
+
+def test_a_withdrawal_of_a_cent_split_below_solver_noise_is_still_raised(tmp_path, capsys):
+    # Found by the thorough fuzz run: the solver spread a $0.01 sale over three funds, each part
+    # below the noise threshold, and the rounded plan kept no sale at all.
+    d = json.loads((Path(__file__).parent / "data" / "cent_withdrawal.json").read_text())
+    code, out, err = run(capsys, write(tmp_path, d, "json"))
+    assert code == 0, err
+    plan = json.loads(out)
+    check_plan(filled(d), plan)
+    assert plan["cash_after"] >= 0.01
