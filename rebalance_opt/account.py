@@ -21,6 +21,9 @@ from .errors import InputError
 
 CASH = "CASH"  # the reserved class name of cash in drift maps (SPEC section 2)
 TARGET_SUM_TOLERANCE = 1e-9
+# Money and share amounts above this lose cent precision in double arithmetic (2^53 ≈ 9e15 cents
+# would be the hard limit); a quadrillion covers any real account with room to spare.
+MAX_AMOUNT = 1e15
 
 
 def _frozen_map(data: Mapping | None) -> Mapping:
@@ -247,12 +250,24 @@ def validate(account: Account) -> Account:
     for ok, path, message, value in checks:
         if not ok:
             raise _err(a, path, message, value)
+    too_large = f"is too large (above {MAX_AMOUNT:.0e}): amounts this size lose cent precision"
+    for path, value in [("account.cash", a.cash), ("tax.realized_short_term", t.realized_short_term),
+                        ("tax.realized_long_term", t.realized_long_term),
+                        ("tax.carryforward_short_term", t.carryforward_short_term),
+                        ("tax.carryforward_long_term", t.carryforward_long_term),
+                        ("policy.withdrawal", p.withdrawal), ("policy.min_cash", p.min_cash),
+                        ("policy.min_trade", p.min_trade),
+                        ("policy.max_tax", p.max_tax if math.isfinite(p.max_tax) else 0.0)]:
+        if abs(value) > MAX_AMOUNT:
+            raise _err(a, path, too_large, value)
 
     for sym, price in a.prices.items():
         if sym == CASH:
             raise _err(a, f"prices.{sym}", f"{CASH} is reserved for cash", sym)
         if not (_finite(price) and price > 0):
             raise _err(a, f"prices.{sym}", "must be a finite price > 0", price)
+        if price > MAX_AMOUNT:
+            raise _err(a, f"prices.{sym}", too_large, price)
 
     for sym, cls in a.classes.items():
         if CASH in (sym, cls):
@@ -292,6 +307,8 @@ def validate(account: Account) -> Account:
             raise _err(a, f"{path}.quantity", "must be a finite number of shares > 0", lot.quantity)
         if not (_finite(lot.cost_basis) and lot.cost_basis >= 0):
             raise _err(a, f"{path}.cost_basis", "must be a finite cost per share >= 0", lot.cost_basis)
+        if lot.quantity * max(a.prices[lot.symbol], lot.cost_basis) > MAX_AMOUNT:
+            raise _err(a, f"{path}.quantity", f"{too_large} (quantity × price)", lot.quantity)
         if lot.acquired > a.as_of:
             raise _err(a, f"{path}.acquired", f"is after as_of ({a.as_of.isoformat()})", lot.acquired.isoformat())
 

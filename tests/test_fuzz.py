@@ -166,7 +166,7 @@ def base(n_lots=1, cash=1_000.0, price=100.0, basis=50.0):
 @pytest.mark.parametrize("cash", [100.0, 1e5, 1e10])
 @pytest.mark.parametrize("fractional", [False, True])
 def test_numerical_range_prices_and_account_sizes(tmp_path, capsys, price, cash, fractional):
-    d = base(n_lots=3, cash=cash, price=price)
+    d = base(n_lots=3, cash=cash, price=price, basis=price * 0.8)
     d["lots"][0]["quantity"] = max(1.0, round(cash / price / 2))  # invested about as much as cash
     d["policy"].update(fractional=fractional, tax_weight=0.0, band=0.0)  # no reason to stop short of target
     code, out, err = run(capsys, write(tmp_path, d, "json"))
@@ -237,3 +237,17 @@ def test_a_withdrawal_of_a_cent_split_below_solver_noise_is_still_raised(tmp_pat
     plan = json.loads(out)
     check_plan(filled(d), plan)
     assert plan["cash_after"] >= 0.01
+
+
+@pytest.mark.parametrize("mutate, path", [
+    (lambda d: d["account"].update(cash=1e308), "account.cash"),
+    (lambda d: d["prices"].update(X=1e300), "prices.X"),
+    (lambda d: d["lots"][0].update(quantity=1e200), "lots[0].quantity"),
+    (lambda d: d["policy"].update(withdrawal=1e16), "policy.withdrawal"),
+])
+def test_amounts_beyond_double_precision_cents_are_input_errors(tmp_path, capsys, mutate, path):
+    d = base(n_lots=1)
+    mutate(d)
+    code, out, err = run(capsys, write(tmp_path, d, "toml"))
+    assert code == 2, err
+    assert json.loads(out)["error"]["path"] == path
