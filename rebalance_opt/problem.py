@@ -73,6 +73,11 @@ CLARABEL_SETTINGS = dict(tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12, v
                          # 0.80; dynamic regularization still guards the factorization.
                          static_regularization_enable=False)
 CLARABEL_RETRY = dict(CLARABEL_SETTINGS, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+# Last Clarabel rung: static regularization back on. Found on a backtest account (84 lots, many at
+# a loss, March 2020) where 1e-12 and 1e-10 without it stopped at AlmostSolved and OSQP at
+# "solved inaccurate"; with it the same problem solves to 1e-10 (tests/test_solver.py).
+CLARABEL_REGULARIZED = dict(CLARABEL_RETRY, static_regularization_enable=True)
+CLARABEL_LADDER = (CLARABEL_SETTINGS, CLARABEL_RETRY, CLARABEL_REGULARIZED)
 # Above this many free variables 1e-12 is mostly out of reach in double precision (the benchmark's
 # direct-index problems stop at AlmostSolved), so those start at 1e-10: still a relative
 # objective error far below 1e-6 at those sizes.
@@ -478,10 +483,11 @@ class QP:
         if not keep.any():
             return cp.OPTIMAL, x, self.d
         if solver == "CLARABEL":
-            tight = P.shape[0] <= TIGHT_MAX_VARIABLES
-            status, xr = _clarabel(P, q, A, b, n_eq, _clarabel_settings(tight))
-            if tight and status.startswith("inaccurate"):
-                status, xr = _clarabel(P, q, A, b, n_eq, _clarabel_settings(False))
+            first = 0 if P.shape[0] <= TIGHT_MAX_VARIABLES else 1
+            for rung in range(first, len(CLARABEL_LADDER)):
+                status, xr = _clarabel(P, q, A, b, n_eq, _clarabel_settings(rung))
+                if not status.startswith("inaccurate"):
+                    break
         elif solver == "OSQP":
             status, xr = _osqp(P, q, A, b, n_eq)
         else:
@@ -534,10 +540,10 @@ def _clarabel(P, q, A, b, n_eq, settings) -> tuple[str, np.ndarray | None]:
     return f"inaccurate ({status})", None
 
 
-@functools.lru_cache(maxsize=2)
-def _clarabel_settings(tight: bool) -> clarabel.DefaultSettings:
+@functools.lru_cache(maxsize=len(CLARABEL_LADDER))
+def _clarabel_settings(rung: int) -> clarabel.DefaultSettings:
     settings = clarabel.DefaultSettings()
-    for key, value in (CLARABEL_SETTINGS if tight else CLARABEL_RETRY).items():
+    for key, value in CLARABEL_LADDER[rung].items():
         setattr(settings, key, value)
     return settings
 

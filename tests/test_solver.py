@@ -56,3 +56,12 @@ def test_the_log_records_which_solver_produced_the_plan(monkeypatch, tmp_path, c
     assert e.value.code == 0
     entry = AuditLog(log).entries()[0]
     assert "OSQP" in json.dumps(entry.to_dict())
+
+
+def test_an_account_where_unregularized_clarabel_stalls_still_gets_a_plan():
+    # A backtest state (84 lots, many at a loss, March 2020) on which Clarabel without static
+    # regularization stopped at AlmostSolved at 1e-12 and 1e-10, and OSQP at "solved inaccurate".
+    from rebalance_opt import account_from_dict
+    d = json.loads((ROOT / "tests" / "data" / "almost_solved_backtest_account.json").read_text())
+    plan = Planner(cache=ModelCache()).plan(account_from_dict(d))
+    assert plan.solver.name == "CLARABEL" and plan.status == "optimal"
