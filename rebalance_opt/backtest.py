@@ -33,7 +33,6 @@ from .errors import InputError
 from .simulate import Broker, Execution, YearEnd
 from .strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, Step, Strategy, make_strategies
 
-DEFAULT_START = date(2000, 1, 1)
 TRADING_DAYS = 252
 REFERENCES = ("quarterly-fifo", "quarterly-mintax")
 

@@ -86,10 +86,6 @@ class Universe:
         """symbol -> class for the account's ``[classes]``: primaries only, or every fund."""
         return {s: cls for cls in self.classes for s in (self.funds[cls] if replacements else self.funds[cls][:1])}
 
-    @property
-    def has_replacements(self) -> bool:
-        return any(len(f) > 1 for f in self.funds.values())
-
 
 @dataclass(frozen=True)
 class PriceData:
