@@ -134,8 +134,11 @@ class Scorer:
         """Objective and violation for M candidate plans: ``class_dv`` (M × classes) is the value
         traded into each class, ``dv`` the net value bought, ``notional`` the value traded."""
         cash_delta = -dv - self.kappa * notional
-        dev = self.base_dev + np.column_stack([class_dv, cash_delta]) / self.u
-        objective = self.tracking.value(dev) + self.tax_weight * lot_tax / self.v + self.kappa * notional / self.v
+        dev = np.empty((len(dv), class_dv.shape[1] + 1))
+        np.divide(class_dv, self.u, out=dev[:, :-1])
+        np.divide(cash_delta, self.u, out=dev[:, -1])
+        dev += self.base_dev
+        objective = self.tracking.value(dev) + (self.tax_weight * lot_tax + self.kappa * notional) / self.v
         return objective, self.violation(cash_delta, lot_tax)
 
     def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray) -> np.ndarray:
@@ -172,11 +175,14 @@ class _Rounder:
             self._lots[i] = SymbolLots(self.book, i, self.lot_allowed)
         return self._lots[i]
 
-    def candidates(self, i: int, x: float) -> _Candidates:
-        """No trade, the counts just below and above |x|, and the smallest order meeting min_trade."""
+    def candidates(self, i: int, x: float, zero: bool = True) -> _Candidates:
+        """The counts just below and above |x|, the smallest order meeting min_trade, and no
+        trade (always with ``zero``, else only when no smaller count is a valid order)."""
         size, step = abs(x), self.step
         lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
-        sizes = {0.0, lo, hi}
+        sizes = {lo, hi}
+        if zero or lo * self.book.price[i] < self.min_trade - MONEY_TOLERANCE:
+            sizes.add(0.0)
         if self.min_trade > 0 and size > 0:
             sizes.add(math.ceil(self.min_trade / self.book.price[i] / step - 1e-9) * step)
         return self.options(i, x, sizes)
@@ -234,17 +240,8 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
 
 
 def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray, scorer: Scorer) -> Trades:
-    cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
     n_classes = len(rounder.book.classes)
-    if not cands:
-        objective, violation = scorer.score(np.zeros((1, n_classes)), np.zeros(1), np.zeros(1), np.zeros(1))
-        if violation[0] > 0:
-            raise Infeasible(_why_infeasible(scorer, violation[0]))
-        choice: list[int] = []
-    elif math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
-        choice = _exhaustive(cands, scorer, n_classes)
-    else:
-        choice = _coordinate_search(cands, scorer, n_classes)
+    cands, choice = _start(rounder, traded, continuous_shares, scorer, n_classes)
     # Polish: a share more or less than floor/ceil can still pay (the continuous point is only a
     # guide once shares are whole), so walk one step at a time while the objective improves.
     for _ in range(POLISH_ROUNDS if cands else 0):
@@ -257,21 +254,26 @@ def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
     return rounder.trades(cands, choice)
 
 
-def _stack(cands: list[_Candidates], idx: np.ndarray, n_classes: int):
-    """Aggregate the chosen candidates (M × symbols index matrix) into the scorer's inputs."""
-    M = idx.shape[0]
-    class_dv = np.zeros((M, n_classes))
-    dv = np.zeros(M)
-    notional = np.zeros(M)
-    tax = np.zeros(M)
-    for col, c in enumerate(cands):
-        pick = idx[:, col]
-        value = c.value[pick]
-        class_dv[:, c.klass] += value
-        dv += value
-        notional += c.notional[pick]
-        tax += c.lot_tax[pick]
-    return class_dv, dv, notional, tax
+def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray, scorer: Scorer,
+           n_classes: int) -> tuple[list[_Candidates], list[int]]:
+    """The starting rounding: the best floor/ceil combination (dropping a trade is left to the
+    polish, which tries it symbol by symbol); when no floor/ceil combination meets the hard
+    constraints, or there are too many to score, a search that may also drop trades."""
+    if not len(traded):
+        objective, violation = scorer.score(np.zeros((1, n_classes)), np.zeros(1), np.zeros(1), np.zeros(1))
+        if violation[0] > 0:
+            raise Infeasible(_why_infeasible(scorer, violation[0]))
+        return [], []
+    cands = [rounder.candidates(int(i), continuous_shares[i], zero=False) for i in traded]
+    if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
+        try:
+            return cands, _exhaustive(cands, scorer, n_classes)
+        except Infeasible:
+            pass
+    cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
+    if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
+        return cands, _exhaustive(cands, scorer, n_classes)
+    return cands, _coordinate_search(cands, scorer, n_classes)
 
 
 def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
@@ -282,14 +284,23 @@ def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
 
 
 def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
-    shape = tuple(len(c.shares) for c in cands)
-    # Every combination, in itertools.product order (the last symbol varying fastest).
-    idx = np.stack(np.unravel_index(np.arange(math.prod(shape)), shape), axis=1)
-    objective, violation = scorer.score(*_stack(cands, idx, n_classes))
+    """The best feasible combination of every symbol's candidates. The combinations' totals are
+    built by outer sums, one symbol at a time (the last symbol varying fastest, as in
+    ``itertools.product``), so no combination × symbol index matrix is ever formed."""
+    class_dv = np.zeros((1, n_classes))
+    dv, notional, tax = np.zeros(1), np.zeros(1), np.zeros(1)
+    for c in cands:
+        L = len(c.shares)
+        class_dv = np.repeat(class_dv, L, axis=0)
+        class_dv[:, c.klass] += np.tile(c.value, len(dv))
+        dv = (dv[:, None] + c.value).ravel()
+        notional = (notional[:, None] + c.notional).ravel()
+        tax = (tax[:, None] + c.lot_tax).ravel()
+    objective, violation = scorer.score(class_dv, dv, notional, tax)
     best = _best(objective, violation)
     if best is None:
         raise Infeasible(_why_infeasible(scorer, violation.min()))
-    return list(idx[best])
+    return [int(i) for i in np.unravel_index(best, tuple(len(c.shares) for c in cands))]
 
 
 class _Moves:

@@ -30,6 +30,7 @@ from .tax import estimate
 from .verify import verify_plan
 
 BUY_CAP = 2.0  # a buy never exceeds the account (cash constraint); any bound >= 1 is inactive
+BOUND_SLACK = 1e-9  # objective units: how far a solver's optimum may sit above the true one
 DEFAULT_CACHE = ModelCache()
 
 
@@ -104,13 +105,20 @@ class Planner:
             raise Infeasible(_why(book, "buying with cash and selling only for the withdrawal"))
 
         # Stage 2: relaxation picks directions, the exact problem is solved per direction choice.
+        # A rounded plan is feasible for its stage's continuous problem, so a continuous optimum
+        # is a lower bound on every rounding of it, and the relaxation's on every stage-2 plan:
+        # whatever cannot beat the best rounded plan so far is neither solved nor rounded.
+        def beaten(lower_bound: float) -> bool:
+            return bool(candidates) and lower_bound - BOUND_SLACK >= min(c.objective for c in candidates)
+
         relaxed = solve(first_buys * BUY_CAP, s_cap, 1e6)
-        if relaxed is not None:
+        if relaxed is not None and not beaten(relaxed.objective):
             sold = np.bincount(book.lot_symbol, weights=relaxed.sells, minlength=len(book.symbols))
             bought = relaxed.buys
             net_sell = (sold > bought) & (sold > NOISE)
             conflict = (sold > NOISE) & (bought > NOISE)
             choices = [net_sell] + ([net_sell ^ conflict] if conflict.any() else [])
+            exacts = []
             for sells_symbol in choices:
                 buys = book.buy_targets(sold=sells_symbol)
                 lot_allowed = lot_ok & ~buys[book.lot_symbol]
@@ -118,7 +126,10 @@ class Planner:
                     exact = relaxed  # already optimal for the exact problem: no second solve
                 else:
                     exact = solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)
-                if exact is not None and (c := candidate(exact, lot_allowed, "full")) is not None:
+                if exact is not None:
+                    exacts.append((exact, lot_allowed))
+            for exact, lot_allowed in sorted(exacts, key=lambda e: e[0].objective):
+                if not beaten(exact.objective) and (c := candidate(exact, lot_allowed, "full")) is not None:
                     candidates.append(c)
         if not candidates:
             raise Infeasible(_why(book, "any plan"))
