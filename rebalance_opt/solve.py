@@ -58,8 +58,9 @@ class Planner:
             empty = Trades(np.zeros(len(book.symbols)), np.zeros(len(book.lots)))
             scorer = Scorer(book, _tracking(book))
             return self._finish(book, _Candidate(empty, 0.0, "cash_first", none), scorer, reason,
-                                {"solves": 0, "seconds": 0.0}, started)
+                                {"solves": 0, "seconds": 0.0}, started, drift_report(account))
         _check_feasible_at_all(book)
+        before = drift_report(account)
         tracking = _tracking(book)
         model = self.cache.get(_layout(book, tracking))
         scorer = Scorer(book, tracking)
@@ -93,16 +94,22 @@ class Planner:
         s_cap = base.s_max * lot_ok
         candidates: list[_Candidate] = []
 
-        # Stage 1: cash first.
-        sol = solve(first_buys * BUY_CAP, s_cap if shortfall > 0 else 0 * s_cap, shortfall)
-        cash_first = candidate(sol, lot_ok, "cash_first") if sol is not None else None
-        if cash_first is not None:
-            after = _drift_after(book, cash_first.trades)
-            if after.in_band or not p.allow_sells:
-                return self._finish(book, cash_first, scorer, reason, stats, started)
-            candidates.append(cash_first)
-        elif not p.allow_sells:
-            raise Infeasible(_why(book, "buying with cash and selling only for the withdrawal"))
+        def cash_first() -> _Candidate | None:
+            sol = solve(first_buys * BUY_CAP, s_cap if shortfall > 0 else 0 * s_cap, shortfall)
+            return candidate(sol, lot_ok, "cash_first") if sol is not None else None
+
+        # Stage 1: cash first. Buying alone never lowers a class's weight (its value and V stay),
+        # so with a class above its band and nothing to sell for, stage 1 cannot end in band:
+        # it is skipped, and only solved if stage 2 finds no plan.
+        futile = p.allow_sells and shortfall == 0 and _above_band(before)
+        if not futile:
+            first = cash_first()
+            if first is not None:
+                if not p.allow_sells or _drift_after(book, first.trades).in_band:
+                    return self._finish(book, first, scorer, reason, stats, started, before)
+                candidates.append(first)
+            elif not p.allow_sells:
+                raise Infeasible(_why(book, "buying with cash and selling only for the withdrawal"))
 
         # Stage 2: relaxation picks directions, the exact problem is solved per direction choice.
         # A rounded plan is feasible for its stage's continuous problem, so a continuous optimum
@@ -131,17 +138,18 @@ class Planner:
             for exact, lot_allowed in sorted(exacts, key=lambda e: e[0].objective):
                 if not beaten(exact.objective) and (c := candidate(exact, lot_allowed, "full")) is not None:
                     candidates.append(c)
+        if not candidates and futile and (first := cash_first()) is not None:
+            candidates.append(first)
         if not candidates:
             raise Infeasible(_why(book, "any plan"))
         best = min(candidates, key=lambda c: c.objective)
-        return self._finish(book, best, scorer, reason, stats, started)
+        return self._finish(book, best, scorer, reason, stats, started, before)
 
     def _finish(self, book: Book, chosen: _Candidate, scorer: Scorer, reason: str | None, stats: dict,
-                started: float) -> Plan:
+                started: float, before: DriftReport) -> Plan:
         account = book.account
         trades = chosen.trades
         orders = to_orders(book, trades)
-        before = drift_report(account)
         after = _drift_after(book, trades)
         gains = {"short": 0.0, "long": 0.0}
         for o in orders:
@@ -188,6 +196,11 @@ def infer_reason(account: Account, before: DriftReport) -> str:
     if account.cash > account.policy.min_cash and cash.drift > 0:
         return "Cash Flow"
     return "Manual"
+
+
+def _above_band(report: DriftReport) -> bool:
+    """Some asset class (not cash) is above its band."""
+    return any(r.status == "overweight" for r in report.rows if r.name != CASH)
 
 
 def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.ndarray,

@@ -50,6 +50,25 @@ def test_without_enough_cash_the_plan_sells_and_harvests_the_loss_lot_first():
     assert all(s.gain < 0 for s in sells[0].lots)  # tax weight makes the loss lot enough
 
 
+def test_a_class_above_its_band_skips_the_buy_only_stage_without_changing_the_plan(monkeypatch):
+    # Stocks 65,000 / 66,000 = 98.5% against a 60% target: buying cannot lower that weight, so
+    # the buy-only stage cannot end in band and is not solved.
+    d = seed_dict()
+    d["account"]["cash"] = 1_000.0
+    d["lots"] = [l for l in d["lots"] if l["symbol"] == "VTI"]
+    account = make(d)
+    assert drift_report(account).row("US_STOCK").status == "overweight"
+    skipped = Planner(cache=ModelCache()).plan(account)
+    assert skipped.stage == "full" and skipped.sells
+
+    import rebalance_opt.solve as solve_module
+    monkeypatch.setattr(solve_module, "_above_band", lambda report: False)  # force the stage
+    forced = Planner(cache=ModelCache()).plan(account)
+    assert forced.solver.solves == skipped.solver.solves + 1
+    assert [(o.symbol, o.side, o.quantity) for o in forced.orders] == \
+        [(o.symbol, o.side, o.quantity) for o in skipped.orders]
+
+
 def water_fill(drift: dict[str, float], cash_drift: float, budget: float) -> dict[str, float]:
     """Buy-only optimum of Σ(drift_c + x_c)² + (cash_drift − Σx)² with x ≥ 0 and Σx ≤ budget,
     by bisection on the common level L: x_c = max(0, L − drift_c) (KKT conditions)."""
