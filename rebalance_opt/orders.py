@@ -273,7 +273,7 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
     cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
     if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
         return cands, _exhaustive(cands, scorer, n_classes)
-    return cands, _coordinate_search(cands, scorer, n_classes)
+    return cands, _search_from_two_starts(cands, scorer, n_classes)
 
 
 def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
@@ -285,8 +285,45 @@ def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
 
 def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
     """The best feasible combination of every symbol's candidates. The combinations' totals are
-    built by outer sums, one symbol at a time (the last symbol varying fastest, as in
-    ``itertools.product``), so no combination × symbol index matrix is ever formed."""
+    built by outer sums, one symbol at a time, so no combination × symbol index matrix is ever
+    formed; with a diagonal tracking term (no factor rows) each class's squared deviation is
+    added once its symbols are all placed, so a combination carries five numbers, not one per
+    class."""
+    if scorer.tracking.factor is not None:
+        return _exhaustive_factor(cands, scorer, n_classes)
+    s, t = scorer, scorer.tracking
+    w = np.ones(n_classes + 1) if t.identity else np.square(t.specific)
+    order = sorted(range(len(cands)), key=lambda j: cands[j].klass)  # symbols grouped by class
+    traded_classes = {c.klass for c in cands}
+    untouched = [k for k in range(n_classes) if k not in traded_classes]
+    tracking = np.array([float(np.sum(w[untouched] * np.square(s.base_dev[untouched])))])
+    dv, notional, tax, in_class = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
+    for pos, j in enumerate(order):
+        c = cands[j]
+        tracking = np.repeat(tracking, len(c.shares))
+        in_class = (in_class[:, None] + c.value).ravel()
+        dv = (dv[:, None] + c.value).ravel()
+        notional = (notional[:, None] + c.notional).ravel()
+        tax = (tax[:, None] + c.lot_tax).ravel()
+        if pos + 1 == len(order) or cands[order[pos + 1]].klass != c.klass:  # class complete
+            tracking += w[c.klass] * np.square(s.base_dev[c.klass] + in_class / s.u)
+            in_class = np.zeros(len(dv))
+    cash_delta = -dv - s.kappa * notional
+    tracking += w[n_classes] * np.square(s.base_dev[n_classes] + cash_delta / s.u)
+    objective = tracking + (s.tax_weight * tax + s.kappa * notional) / s.v
+    violation = s.violation(cash_delta, tax)
+    best = _best(objective, violation)
+    if best is None:
+        raise Infeasible(_why_infeasible(scorer, violation.min()))
+    picked = np.unravel_index(best, tuple(len(cands[j].shares) for j in order))
+    choice = [0] * len(cands)
+    for j, i in zip(order, picked):
+        choice[j] = int(i)
+    return choice
+
+
+def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
+    """``_exhaustive`` for a risk model with factor rows: every class's total per combination."""
     class_dv = np.zeros((1, n_classes))
     dv, notional, tax = np.zeros(1), np.zeros(1), np.zeros(1)
     for c in cands:
@@ -362,10 +399,11 @@ class _Moves:
         return objective, violation, np.array([objective[pos[0]], violation[pos[0]]])
 
 
-def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
-    """Best-improvement search over single-symbol changes, from the rounding nearest the
-    continuous solution; first towards feasibility, then down the objective."""
-    current = np.array([int(np.argmin(np.abs(np.abs(c.shares) - c.continuous))) for c in cands])
+def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
+                       start: np.ndarray | None = None) -> list[int]:
+    """Best-improvement search over single-symbol changes, from ``start`` (default: the rounding
+    nearest the continuous solution); first towards feasibility, then down the objective."""
+    current = _nearest(cands) if start is None else start
     moves = _Moves(cands, scorer, n_classes)
     for _ in range(20 * len(cands) + 100):
         objective, violation, (now_obj, now_vio) = moves.evaluate(current)
@@ -385,6 +423,45 @@ def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int)
         if now_vio > 0:
             raise Infeasible(_why_infeasible(scorer, now_vio))
     return list(current)
+
+
+def _search_from_two_starts(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
+    """Coordinate search from the nearest rounding and from the cash-safe one (buys rounded
+    down, sells up: cash never below the continuous plan's), the better result kept. From the
+    nearest rounding alone, a plan a few dollars short of cash can only reach feasibility by
+    dropping whole trades, far from the optimum."""
+    results = []
+    for start in (_nearest(cands), _cash_safe(cands)):
+        try:
+            choice = _coordinate_search(cands, scorer, n_classes, start)
+        except Infeasible as exc:
+            error = exc
+            continue
+        _, _, (objective, _) = _Moves(cands, scorer, n_classes).evaluate(np.array(choice))
+        results.append((objective, choice))
+    if not results:
+        raise error
+    return min(results, key=lambda r: r[0])[1]
+
+
+def _nearest(cands: list[_Candidates]) -> np.ndarray:
+    return np.array([int(np.argmin(np.abs(np.abs(c.shares) - c.continuous))) for c in cands])
+
+
+def _cash_safe(cands: list[_Candidates]) -> np.ndarray:
+    """Per symbol, the largest buy not above the continuous one, the smallest sell not below it
+    (the nearest other option where there is none)."""
+    out = []
+    for c in cands:
+        size = np.abs(c.shares)
+        ok = (size <= c.continuous + 1e-9) if c.shares.max(initial=0) > 0 else (size >= c.continuous - 1e-9)
+        if not ok.any():
+            out.append(int(np.argmin(np.abs(size - c.continuous))))
+        elif c.shares.max(initial=0) > 0:
+            out.append(int(np.flatnonzero(ok)[np.argmax(size[ok])]))
+        else:
+            out.append(int(np.flatnonzero(ok)[np.argmin(size[ok])]))
+    return np.array(out)
 
 
 def _why_infeasible(scorer: Scorer, violation: float) -> str:

@@ -9,6 +9,7 @@ import itertools
 import math
 from datetime import date, timedelta
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -102,3 +103,15 @@ def test_whole_share_plan_is_as_good_as_exhaustive_floor_ceil_search(d):
     assert mine is not None
     assert abs(mine - whole.objective.total) < 1e-9  # the engine reports the objective it achieves
     assert mine <= best + TOLERANCE, (mine, best)
+
+
+@pytest.mark.parametrize("seed, gap", [(7, 1e-2), (349, 1e-4)])
+def test_a_plan_too_large_for_exhaustive_search_still_rounds_close_to_its_continuous_optimum(seed, gap):
+    # Synthetic households of 28 funds: too many floor/ceil combinations to score them all. From
+    # the nearest rounding alone the search once ended 0.077 (seed 7) and 0.0019 (seed 349) above
+    # the fractional plan's objective; the cash-safe second start brings it within these gaps.
+    from benchmarks.synth import household
+    d = household(seed)
+    whole = plan_rebalance(account_from_dict(d))
+    frac = plan_rebalance(account_from_dict({**d, "policy": {**d.get("policy", {}), "fractional": True}}))
+    assert whole.objective.total - frac.objective.total < gap
