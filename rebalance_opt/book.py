@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
 
 from .account import CASH, Account, Lot
-from .tax import buy_blocked_symbols, min_tax_order, rate, term
+from .tax import buy_blocked_symbols, one_year_after
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,16 +57,37 @@ class Book:
 
     # --- lots -----------------------------------------------------------------------------
     @cached_property
+    def _lot_table(self) -> dict[str, np.ndarray]:
+        """Every lot's numbers, read in one pass and put in relief order: grouped by symbol in
+        ``symbols`` order, each group in minimum-tax order (``tax.min_tax_order``: tax per
+        share, most negative first, then acquisition date, then id), vectorized."""
+        a = self.account
+        index = self.symbol_index
+        held = [l for l in a.lots if l.symbol in index]
+        n = len(held)
+        symbol = np.fromiter((index[l.symbol] for l in held), dtype=int, count=n)
+        quantity = np.fromiter((l.quantity for l in held), dtype=float, count=n)
+        basis = np.fromiter((l.cost_basis for l in held), dtype=float, count=n)
+        acquired = np.fromiter((l.acquired.toordinal() for l in held), dtype=int, count=n)
+        anniversary = np.fromiter((_anniversary(l.acquired) for l in held), dtype=int, count=n)
+        long = a.as_of.toordinal() > anniversary  # tax.is_long_term: sold after the anniversary
+        rates = np.where(long, a.tax.long_term_rate, a.tax.short_term_rate)
+        tax_per_share = rates * (self.price[symbol] - basis)
+        ids = np.array([l.id for l in held], dtype=str) if n else np.zeros(0, dtype=str)
+        order = np.lexsort((ids, acquired, tax_per_share, symbol))
+        return {"order": order, "symbol": symbol[order], "quantity": quantity[order], "basis": basis[order],
+                "acquired": acquired[order], "long": long[order], "rate": rates[order],
+                "held": held}
+
+    @cached_property
     def lots(self) -> tuple[Lot, ...]:
         """Lots grouped by symbol, each group in minimum-tax relief order (losses first)."""
-        by_symbol: dict[str, list[Lot]] = {}
-        for lot in self.account.lots:
-            by_symbol.setdefault(lot.symbol, []).append(lot)
-        return tuple(l for s in self.symbols for l in min_tax_order(self.account, by_symbol.get(s, [])))
+        held = self._lot_table["held"]
+        return tuple(held[j] for j in self._lot_table["order"])
 
     @cached_property
     def lot_symbol(self) -> np.ndarray:
-        return np.array([self.symbol_index[l.symbol] for l in self.lots], dtype=int)
+        return self._lot_table["symbol"]
 
     @cached_property
     def lot_range(self) -> np.ndarray:
@@ -76,19 +97,19 @@ class Book:
 
     @cached_property
     def lot_quantity(self) -> np.ndarray:
-        return np.array([l.quantity for l in self.lots], dtype=float)
+        return self._lot_table["quantity"]
 
     @cached_property
     def lot_basis(self) -> np.ndarray:
-        return np.array([l.cost_basis for l in self.lots], dtype=float)
+        return self._lot_table["basis"]
 
     @cached_property
     def lot_term(self) -> tuple[str, ...]:
-        return tuple(term(l.acquired, self.account.as_of) for l in self.lots)
+        return tuple("long" if x else "short" for x in self._lot_table["long"])
 
     @cached_property
     def lot_rate(self) -> np.ndarray:
-        return np.array([rate(self.account.tax, t) for t in self.lot_term], dtype=float)
+        return self._lot_table["rate"]
 
     @cached_property
     def lot_gain_per_share(self) -> np.ndarray:
@@ -110,7 +131,8 @@ class Book:
         or another lot acquired), decided per symbol in one pass over the lots."""
         a, p = self.account, self.account.policy
         start = a.as_of - timedelta(days=p.wash_sale_days)
-        recent = np.array([start <= l.acquired <= a.as_of for l in self.lots], dtype=bool)
+        acquired = self._lot_table["acquired"]
+        recent = (acquired >= start.toordinal()) & (acquired <= a.as_of.toordinal())
         recent_lots = np.bincount(self.lot_symbol, weights=recent, minlength=len(self.symbols))
         buys = _recent_buys(a, start)
         bought = np.array([s in buys for s in self.symbols], dtype=bool)
@@ -167,3 +189,9 @@ class Book:
 def _recent_buys(account: Account, start: date) -> frozenset[str]:
     """Symbols with a ``trades`` buy dated in [start, as_of]."""
     return frozenset(t.symbol for t in account.trades if t.side == "buy" and start <= t.date <= account.as_of)
+
+
+@lru_cache(maxsize=65536)
+def _anniversary(acquired: date) -> int:
+    """``tax.one_year_after`` as an ordinal (lots share dates, so it is cached)."""
+    return one_year_after(acquired).toordinal()

@@ -15,6 +15,7 @@ traded symbols and lots, not with their product.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -75,38 +76,46 @@ class Tracking:
 
 class SymbolLots:
     """One symbol's sellable lots in minimum-tax order, with cumulative quantity and tax, so
-    the tax of selling q shares and the lots relieved are read off in O(log lots)."""
+    the tax of selling q shares and the lots relieved are read off in O(log lots). Kept as
+    Python floats: a plan asks for a handful of quantities, where numpy's per-call overhead
+    costs more than the arithmetic (the results are the same IEEE operations)."""
 
     def __init__(self, book: Book, symbol: int, lot_allowed: np.ndarray):
         start, end = book.lot_range[symbol]
-        idx = np.arange(start, end)
-        self.lots = idx[lot_allowed[start:end]]
+        self.lots = start + np.flatnonzero(lot_allowed[start:end])
         qty = book.lot_quantity[self.lots]
-        self.cum_qty = np.cumsum(qty)
-        self.cum_tax = np.cumsum(qty * book.lot_tax_per_share[self.lots])
-        self.tax_per_share = book.lot_tax_per_share[self.lots]
+        tax_per_share = book.lot_tax_per_share[self.lots]
+        self.cum_qty = np.cumsum(qty).tolist()
+        self.cum_tax = np.cumsum(qty * tax_per_share).tolist()
+        self.tax_per_share = tax_per_share.tolist()
         self.capacity = float(self.cum_qty[-1]) if len(self.lots) else 0.0
 
     def tax(self, quantity: np.ndarray) -> np.ndarray:
-        """Lot-level tax of selling each of ``quantity`` shares (vectorized)."""
-        q = np.asarray(quantity, dtype=float)
-        if not len(self.lots):
-            return np.zeros_like(q)
-        k = np.minimum(np.searchsorted(self.cum_qty, q - 1e-12, side="left"), len(self.lots) - 1)
-        before_qty = np.where(k > 0, self.cum_qty[k - 1], 0.0)
-        before_tax = np.where(k > 0, self.cum_tax[k - 1], 0.0)
-        return before_tax + (np.minimum(q, self.cum_qty[k]) - before_qty) * self.tax_per_share[k]
+        """Lot-level tax of selling each of ``quantity`` shares."""
+        return np.array([self.tax_of(float(q)) for q in np.atleast_1d(quantity)], dtype=float)
+
+    def tax_of(self, q: float) -> float:
+        n = len(self.cum_qty)
+        if not n:
+            return 0.0
+        k = min(bisect.bisect_left(self.cum_qty, q - 1e-12), n - 1)
+        before_qty = self.cum_qty[k - 1] if k > 0 else 0.0
+        before_tax = self.cum_tax[k - 1] if k > 0 else 0.0
+        return before_tax + (min(q, self.cum_qty[k]) - before_qty) * self.tax_per_share[k]
 
     def relieve(self, quantity: float, n_lots: int) -> np.ndarray:
         """Per-lot shares relieved (all lots of the book) when selling ``quantity`` shares."""
         out = np.zeros(n_lots)
         if quantity <= 0 or not len(self.lots):
             return out
-        qty = np.diff(np.concatenate([[0.0], self.cum_qty]))
-        before = self.cum_qty - qty
-        take = np.clip(quantity - before, 0.0, qty)
-        take[before >= quantity - 1e-12] = 0.0
-        out[self.lots] = take
+        previous = 0.0
+        for j, cum in enumerate(self.cum_qty):
+            qty = cum - previous
+            before = cum - qty
+            previous = cum
+            if before >= quantity - 1e-12:
+                break
+            out[self.lots[j]] = min(max(quantity - before, 0.0), qty)
         return out
 
 
@@ -169,6 +178,8 @@ class _Rounder:
         self.min_trade = book.account.policy.min_trade
         self._lots: dict[int, SymbolLots] = {}
         self._around: dict[tuple[int, float], _Candidates] = {}
+        self._price = book.price.tolist()
+        self._klass = book.class_of_symbol.tolist()
 
     def lots(self, i: int) -> SymbolLots:
         if i not in self._lots:
@@ -181,23 +192,35 @@ class _Rounder:
         size, step = abs(x), self.step
         lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
         sizes = {lo, hi}
-        if zero or lo * self.book.price[i] < self.min_trade - MONEY_TOLERANCE:
+        if zero or lo * self._price[i] < self.min_trade - MONEY_TOLERANCE:
             sizes.add(0.0)
         if self.min_trade > 0 and size > 0:
-            sizes.add(math.ceil(self.min_trade / self.book.price[i] / step - 1e-9) * step)
+            sizes.add(math.ceil(self.min_trade / self._price[i] / step - 1e-9) * step)
         return self.options(i, x, sizes)
 
     def options(self, i: int, x: float, sizes: set[float]) -> _Candidates:
         """Candidates of the given sizes in the direction of ``x``, within what may be sold and
-        meeting min_trade (or zero)."""
-        price = self.book.price[i]
-        cap = self.lots(i).capacity if x < 0 else math.inf
-        options = sorted({min(q, cap) for q in sizes if q >= 0})
-        options = np.array([q for q in options if q == 0 or q * price >= self.min_trade - MONEY_TOLERANCE])
-        sign = 1.0 if x > 0 else -1.0
-        taxes = self.lots(i).tax(options) if sign < 0 else np.zeros(len(options))
-        q = options * sign
-        return _Candidates(i, int(self.book.class_of_symbol[i]), abs(x), q, q * price, np.abs(q) * price, taxes)
+        meeting min_trade (or zero). Plain floats until the end: a handful of options per
+        symbol, where numpy's per-call overhead would dominate."""
+        price = self._price[i]
+        sell = x < 0
+        if sell:
+            lots = self.lots(i)
+            cap = lots.capacity
+            options = sorted({q if q <= cap else cap for q in sizes if q >= 0})
+        else:
+            options = sorted(q for q in sizes if q >= 0)
+        if self.min_trade > 0:
+            least = self.min_trade - MONEY_TOLERANCE
+            options = [q for q in options if q == 0 or q * price >= least]
+        if sell:
+            shares = np.array([-q for q in options])
+            taxes = np.array([lots.tax_of(q) for q in options])
+        else:
+            shares = np.array(options, dtype=float)
+            taxes = np.zeros(len(options))
+        value = shares * price
+        return _Candidates(i, self._klass[i], abs(x), shares, value, np.abs(value), taxes)
 
     def around(self, i: int, x: float, q: float) -> _Candidates:
         """Polish candidates: no trade, ``q`` and one step either side (the same object for the
@@ -296,20 +319,19 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     order = sorted(range(len(cands)), key=lambda j: cands[j].klass)  # symbols grouped by class
     traded_classes = {c.klass for c in cands}
     untouched = [k for k in range(n_classes) if k not in traded_classes]
-    tracking = np.array([float(np.sum(w[untouched] * np.square(s.base_dev[untouched])))])
-    dv, notional, tax, in_class = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1)
+    # Rows: net value bought, notional, lot tax, value into the current class, tracking so far.
+    totals = np.zeros((5, 1))
+    totals[4] = float(np.sum(w[untouched] * np.square(s.base_dev[untouched])))
     for pos, j in enumerate(order):
         c = cands[j]
-        tracking = np.repeat(tracking, len(c.shares))
-        in_class = (in_class[:, None] + c.value).ravel()
-        dv = (dv[:, None] + c.value).ravel()
-        notional = (notional[:, None] + c.notional).ravel()
-        tax = (tax[:, None] + c.lot_tax).ravel()
+        step = np.stack([c.value, c.notional, c.lot_tax, c.value, np.zeros(len(c.value))])
+        totals = (totals[:, :, None] + step[:, None, :]).reshape(5, -1)
         if pos + 1 == len(order) or cands[order[pos + 1]].klass != c.klass:  # class complete
-            tracking += w[c.klass] * np.square(s.base_dev[c.klass] + in_class / s.u)
-            in_class = np.zeros(len(dv))
+            totals[4] += w[c.klass] * np.square(s.base_dev[c.klass] + totals[3] / s.u)
+            totals[3] = 0.0
+    dv, notional, tax, _, tracking = totals
     cash_delta = -dv - s.kappa * notional
-    tracking += w[n_classes] * np.square(s.base_dev[n_classes] + cash_delta / s.u)
+    tracking = tracking + w[n_classes] * np.square(s.base_dev[n_classes] + cash_delta / s.u)
     objective = tracking + (s.tax_weight * tax + s.kappa * notional) / s.v
     violation = s.violation(cash_delta, tax)
     best = _best(objective, violation)

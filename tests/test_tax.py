@@ -82,3 +82,27 @@ def test_minimum_tax_lot_order_beats_fifo():
     assert float(relieved @ book.lot_tax_per_share) == pytest.approx(-97.0)
     fifo_tax = 0.2 * (100 - 20) * 10 + 0.2 * (100 - 130) * 10  # oldest two lots: "old" then "loss"
     assert fifo_tax == pytest.approx(100.0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_books_vectorized_lot_order_is_the_minimum_tax_order_per_symbol(seed):
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.tax import rate, term
+    account = account_from_dict(household(seed))
+    book = Book(account)
+    by_symbol = {}
+    for lot in account.lots:
+        by_symbol.setdefault(lot.symbol, []).append(lot)
+    expected = tuple(l for s in book.symbols for l in min_tax_order(account, by_symbol.get(s, [])))
+    assert book.lots == expected
+    assert book.lot_term == tuple(term(l.acquired, account.as_of) for l in expected)
+    assert list(book.lot_rate) == [rate(account.tax, term(l.acquired, account.as_of)) for l in expected]
+
+
+def test_lots_with_equal_tax_and_date_are_relieved_in_id_order():
+    d = base_dict()
+    d["lots"] = [{"id": i, "symbol": "VTI", "quantity": 1, "cost_basis": 80.0, "acquired": "2020-01-02"}
+                 for i in ("b", "c", "a")]
+    book = Book(make(d))
+    assert [l.id for l in book.lots if l.symbol == "VTI"] == ["a", "b", "c"]
