@@ -113,7 +113,7 @@ def measure_baselines(book: dict[str, Any], repeats: int, naive: bool = True,
 
     from benchmarks import naive as baseline
     from rebalance_opt import Planner
-    from rebalance_opt.problem import RebalanceModel, _clarabel, _clarabel_settings
+    from rebalance_opt.problem import LARGE_FIRST_RUNG, RebalanceModel, _clarabel, _clarabel_settings
 
     first, timed = _runs(book, repeats)
     naive_plans = repeats if naive_plans is None else naive_plans
@@ -174,7 +174,7 @@ def measure_baselines(book: dict[str, Any], repeats: int, naive: bool = True,
         keep, P, q, A, b, n_eq = qp.reduced()
         tight = P.shape[0] <= TIGHT_MAX_VARIABLES
         t = time.perf_counter()
-        _, x = _clarabel(P, q, A, b, n_eq, _clarabel_settings(0 if tight else 1))
+        _, x = _clarabel(P, q, A, b, n_eq, _clarabel_settings(0 if tight else LARGE_FIRST_RUNG))
         clar_s.append(time.perf_counter() - t)
         full = np.zeros(qp.compiled.n)
         if x is not None:
