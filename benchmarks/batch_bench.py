@@ -3,7 +3,13 @@
 The accounts are written to a temporary folder first (not timed). Each engine then runs in a
 child process (``python -m benchmarks.batch_bench --child``) exactly as ``rebalance batch``
 runs: read and validate every file, plan, one combined csv basket, one audit-log entry per
-account in a fresh log (committed inside the timed region). The parent samples the memory of
+account in a fresh log (committed inside the timed region).
+
+``--input`` picks the books: ``folder`` (the default) is N distinct households as a folder of
+account files; ``parquet`` and ``csv`` are a firm's book of N households on one model portfolio
+(``synth.firm_book``) as one account set with a template, and ``firm-folder`` is that same book
+as a folder of files, to compare the two inputs on equal books. With a set, reading the table
+and the template is inside the timed region, as it is inside ``rebalance batch``. The parent samples the memory of
 the child and all its descendants (pool or Dask workers) every 0.1 s: the peak is the largest
 sum of their proportional set sizes (PSS: shared pages counted once), or RSS where PSS is not
 readable.
@@ -23,9 +29,28 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
+INPUTS = ("folder", "firm-folder", "parquet", "csv")
+
+
 def write_books(folder: Path, n: int, seed: int = 2026) -> list[Path]:
     from benchmarks.synth import households, write_accounts
     return write_accounts(folder, households(n, seed=seed))
+
+
+def write_input(work: Path, n: int, kind: str = "folder", seed: int = 2026) -> tuple[Path, Path | None]:
+    """Write the books of ``kind`` (one of INPUTS) under ``work`` (not timed); returns what
+    ``rebalance batch`` is given: (folder or account set, template or None)."""
+    if kind == "folder":
+        write_books(work / "accounts", n, seed)
+        return work / "accounts", None
+    from benchmarks.synth import firm_book, write_account_set, write_accounts
+    book = firm_book(n, seed=seed)
+    if kind == "firm-folder":
+        write_accounts(work / "accounts", book.accounts)
+        return work / "accounts", None
+    if kind not in INPUTS:
+        raise ValueError(f"unknown input {kind!r}: one of {', '.join(INPUTS)}")
+    return write_account_set(work / "set", book, fmt=kind)
 
 
 def tree_memory(pid: int) -> int:
@@ -49,13 +74,17 @@ def tree_memory(pid: int) -> int:
     return total
 
 
-def run_engine(folder: Path, engine: str, workers: int, work: Path, scheduler: str | None = None) -> dict[str, Any]:
-    """Run one batch in a child process; returns its timing and the tree's peak memory."""
+def run_engine(folder: Path, engine: str, workers: int, work: Path, scheduler: str | None = None,
+               template: Path | None = None) -> dict[str, Any]:
+    """Run one batch (of a folder, or of an account set with its ``template``) in a child
+    process; returns its timing and the tree's peak memory."""
     out = work / f"result-{engine}.json"
     cmd = [sys.executable, "-m", "benchmarks.batch_bench", "--child", str(folder), "--engine", engine,
            "--workers", str(workers), "--work", str(work), "--result", str(out)]
     if scheduler:
         cmd += ["--scheduler", scheduler]
+    if template is not None:
+        cmd += ["--template", str(template)]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     peak = 0
@@ -69,23 +98,29 @@ def run_engine(folder: Path, engine: str, workers: int, work: Path, scheduler: s
     return result
 
 
-def run(n: int, workers: int = 2, engines: tuple[str, ...] = ("local", "dask")) -> list[dict[str, Any]]:
+def run(n: int, workers: int = 2, engines: tuple[str, ...] = ("local", "dask"),
+        input: str = "folder") -> list[dict[str, Any]]:
+    """Write ``n`` accounts as ``input`` (one of INPUTS), then time a batch per engine."""
     with tempfile.TemporaryDirectory(prefix="rebalance-batch-bench-") as tmp:
         work = Path(tmp)
-        folder = work / "accounts"
-        write_books(folder, n)
-        return [run_engine(folder, engine, workers, work) for engine in engines]
+        accounts, template = write_input(work, n, input)
+        rows = [run_engine(accounts, engine, workers, work, template=template) for engine in engines]
+        return [{**row, "input": input} for row in rows]
 
 
 def _child(args: argparse.Namespace) -> None:
     """The timed batch, as ``rebalance batch`` runs it (imports before the clock starts)."""
+    from rebalance_opt.account_set import read_account_set
     from rebalance_opt.audit import LogLocation
     from rebalance_opt.batch import account_files, run_batch
     work = Path(args.work)
     log = work / f"audit-{args.engine}.sqlite"
     started = time.perf_counter()
-    files = account_files(Path(args.folder))
-    outcome = run_batch(files, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
+    if args.template:
+        accounts = read_account_set(Path(args.folder), Path(args.template))
+    else:
+        accounts = account_files(Path(args.folder))
+    outcome = run_batch(accounts, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
                         log=LogLocation(log, "--log"), out=work / f"basket-{args.engine}.csv", basket_format="csv")
     seconds = time.perf_counter() - started
     s = outcome.summary()
@@ -105,8 +140,14 @@ if __name__ == "__main__":
     parser.add_argument("--scheduler")
     parser.add_argument("--work")
     parser.add_argument("--result")
+    parser.add_argument("--template", help="(child) the template of an account set")
+    parser.add_argument("--input", choices=INPUTS, default="folder",
+                        help="folder: households as files (default); parquet/csv: a firm's book as one account "
+                             "set; firm-folder: that book as files")
+    parser.add_argument("--engines", default="local,dask", help="comma-separated: local, dask")
     args = parser.parse_args()
     if args.child:
         _child(args)
     else:
-        print(json.dumps(run(int(args.folder or 1000), args.workers), indent=2))
+        engines = tuple(e for e in args.engines.split(",") if e)
+        print(json.dumps(run(int(args.folder or 1000), args.workers, engines, input=args.input), indent=2))

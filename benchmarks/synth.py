@@ -333,3 +333,156 @@ def perturbed(book: dict[str, Any], seed: int, scale: float = 0.01) -> dict[str,
     rng = np.random.default_rng([seed, 5])
     prices = {s: round(p * float(np.exp(rng.normal(0.0, scale))), 2) for s, p in book["prices"].items()}
     return {**book, "prices": prices}
+
+
+# --- a firm's book: many accounts on one model portfolio, as one account set -------------------
+@dataclass(frozen=True)
+class FirmBook:
+    """Household accounts that share one market and model portfolio (targets, classes, prices),
+    as an account set sees them: ``template`` is what they share, ``accounts`` are the complete
+    account-file dicts (template plus each account's lots, cash, tax and policy), so the same
+    books can be written as a folder (``write_accounts``) and as a set (``write_account_set``)."""
+
+    template: dict[str, Any]
+    accounts: list[dict[str, Any]]
+
+
+def firm_book(n: int, seed: int = 0, *, max_lots: int = 300, cash_only: float = 0.01) -> FirmBook:
+    """``n`` households of one advisory firm: every account targets the firm's model over 7 asset
+    classes (2-3 funds each, priced on one simulated market with 12 legacy stocks), holds its
+    own subset of those funds in up to ``max_lots`` DCA lots, and has its own cash, tax rates,
+    realized gains and policy (band, tax weight, and for some a withdrawal, a tax budget,
+    ``min_trade``, trading costs, a ``no_sell`` legacy stock). A share ``cash_only`` of the
+    accounts hold only cash (a new account). A pure function of ``n`` and ``seed``."""
+    rng = np.random.default_rng([seed, 6])
+    universe = list(FUND_UNIVERSE)
+    classes = [universe[k] for k in sorted(rng.choice(len(universe), size=7, replace=False))]
+    funds = {c: list(FUND_UNIVERSE[c]) for c in classes}
+    paths = {s: price_path(rng, float(rng.uniform(20, 300)), 0.02 if c in BOND_CLASSES else 0.07,
+                           0.06 if c in BOND_CLASSES else 0.18) for c in classes for s in funds[c]}
+    paths.update({s: price_path(rng, float(rng.uniform(10, 200)), 0.06, 0.30) for s in LEGACY_STOCKS})
+    w = rng.dirichlet(np.full(len(classes), 2.0)) * 0.98
+    template: dict[str, Any] = {
+        "account": {"as_of": AS_OF.isoformat()},
+        "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
+        "targets": {c: math.floor(float(x) * 1e4) / 1e4 for c, x in zip(classes, w)},
+        "classes": {s: c for c in classes for s in funds[c]},
+        "prices": {s: p.last for s, p in paths.items()},
+        "bands": {"CASH": 0.02},
+        "policy": {"band": 0.05, "tax_weight": 0.1},
+    }
+    accounts = [_firm_account(template, paths, classes, funds, w, seed, i, max_lots, cash_only) for i in range(n)]
+    return FirmBook(template, accounts)
+
+
+def _firm_account(template: dict[str, Any], paths: dict[str, PricePath], classes: list[str],
+                  funds: dict[str, list[str]], w: np.ndarray, seed: int, i: int, max_lots: int,
+                  cash_only: float) -> dict[str, Any]:
+    """Account ``i`` of a firm's book: the template plus its own holdings, cash, tax and policy."""
+    rng = np.random.default_rng([seed, i, 7])
+    value = float(np.exp(rng.uniform(math.log(50_000), math.log(5_000_000))))
+    lots: list[dict[str, Any]] = []
+    invested = 0.0
+    if rng.random() >= cash_only:
+        invested = value * float(rng.uniform(0.85, 0.99))
+        held = {c: list(rng.choice(funds[c], size=int(rng.integers(1, len(funds[c]) + 1)), replace=False))
+                for c in classes}
+        legacy = list(rng.choice(LEGACY_STOCKS, size=int(rng.integers(0, 4)), replace=False))
+        legacy_share = 0.1 * rng.random() if legacy else 0.0
+        drifted = np.clip(w * rng.lognormal(0.0, 0.35, len(classes)), 1e-4, None)
+        drifted = drifted / drifted.sum() * (1 - legacy_share)
+        symbols = [s for c in classes for s in held[c]] + legacy
+        n_lots = int(min(max_lots, max(len(symbols), round(math.exp(rng.uniform(math.log(20), math.log(max_lots)))))))
+        split = rng.multinomial(n_lots - len(symbols), rng.dirichlet(np.ones(len(symbols)))) + 1
+        for k, s in enumerate(symbols):
+            if s in legacy:
+                sym_value = invested * legacy_share / len(legacy)
+            else:
+                c = next(c for c in classes if s in held[c])
+                sym_value = invested * drifted[classes.index(c)] / len(held[c])
+            if sym_value >= paths[s].last:
+                lots.extend(_lots(rng, s, paths[s], sym_value, int(split[k]), prefix=""))
+        legacy_held = [s for s in legacy if any(lot["symbol"] == s for lot in lots)]
+    else:
+        legacy_held = []
+    tax = {"short_term_rate": float(rng.choice([0.24, 0.32, 0.35, 0.37])),
+           "long_term_rate": float(rng.choice([0.15, 0.20, 0.238]))}
+    roll = rng.random(7)
+    if roll[0] < 0.3:
+        tax["realized_short_term"] = round(float(rng.normal(0, value * 0.005)), 2)
+        tax["carryforward_long_term"] = round(float(abs(rng.normal(0, value * 0.003))), 2)
+    policy: dict[str, Any] = {"band": float(rng.choice([0.03, 0.05])),
+                              "tax_weight": float(rng.choice([0.05, 0.1, 0.3, 1.0]))}
+    if roll[1] < 0.1 and lots:
+        policy["withdrawal"] = round(float(value * rng.uniform(0.01, 0.08)), 2)
+    if roll[2] < 0.15:
+        policy["max_tax"] = round(float(value * rng.uniform(0.0005, 0.005)), 2)
+    if roll[3] < 0.3:
+        policy["min_trade"] = float(rng.choice([50.0, 100.0, 250.0]))
+    if roll[4] < 0.3:
+        policy["trade_cost_bps"] = float(rng.choice([1.0, 2.0, 5.0]))
+    if roll[5] < 0.1 and legacy_held:
+        policy["no_sell"] = [legacy_held[0]]
+    return {**template,
+            "account": {**template["account"], "id": f"acct-{seed}-{i:06d}", "cash": round(value - invested, 2)},
+            "tax": {**template["tax"], **tax}, "policy": {**template["policy"], **policy}, "lots": lots}
+
+
+def set_rows(book: FirmBook) -> tuple[list[str], list[dict[str, Any]]]:
+    """The book as an account set's rows (one per lot, one empty-lot row for an account without
+    lots) and its columns: ``account``, ``cash``, a ``tax.<key>`` / ``policy.<key>`` column for
+    every value where some account differs from the template (empty where it does not), and the
+    lot columns."""
+    overrides = []
+    for acc in book.accounts:
+        own = {f"{section}.{k}": v for section in ("tax", "policy") for k, v in acc[section].items()
+               if book.template[section].get(k) != v}
+        overrides.append(own)
+    extra = sorted({k for own in overrides for k in own})
+    lot_columns = ["id", "symbol", "quantity", "cost_basis", "acquired"]
+    rows = []
+    for acc, own in zip(book.accounts, overrides):
+        shared = {"account": acc["account"]["id"], "cash": acc["account"]["cash"], **{k: own.get(k) for k in extra}}
+        for lot in acc["lots"] or [dict.fromkeys(lot_columns)]:
+            rows.append({**shared, **{c: lot[c] for c in lot_columns}})
+    return ["account", "cash", *extra, *lot_columns], rows
+
+
+def write_account_set(folder: str | Path, book: FirmBook, fmt: str = "csv") -> tuple[Path, Path]:
+    """Write the book as one account set ``lots.csv`` or ``lots.parquet`` and its template
+    ``template.json`` in ``folder``; returns (set, template). CSV cells are text (numbers as
+    Python writes them, so they read back exactly; lists joined with ``;``); Parquet columns
+    are typed (floats, dates, lists of strings), with nulls where a cell is empty."""
+    import csv
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    template = folder / "template.json"
+    template.write_text(json.dumps(book.template, indent=1))
+    columns, rows = set_rows(book)
+    if fmt == "csv":
+        path = folder / "lots.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([_csv_cell(row[c]) for c in columns])
+    elif fmt == "parquet":
+        import pandas as pd
+        path = folder / "lots.parquet"
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["acquired"] = pd.Series([date.fromisoformat(r["acquired"]) if r["acquired"] else None for r in rows],
+                                      dtype=object)
+        frame.to_parquet(path, index=False)
+    else:
+        raise ValueError(f"unknown account set format {fmt!r}")
+    return path, template
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(value)
+    return str(value)

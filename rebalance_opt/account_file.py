@@ -141,6 +141,13 @@ class AccountFile(_Strict):
 def load_account(path: str | Path) -> Account:
     """Read and validate an account file (``.toml`` or ``.json``)."""
     path = Path(path)
+    return account_from_dict(read_account_data(path), source=str(path), base_dir=path.parent)
+
+
+def read_account_data(path: str | Path) -> Any:
+    """The parsed contents of an account file (``.toml`` or ``.json``), not yet validated: what
+    ``account_from_dict`` takes. Errors reading or parsing it are ``InputError``s naming the file."""
+    path = Path(path)
     name = str(path)
     try:
         raw = path.read_bytes()
@@ -165,7 +172,7 @@ def load_account(path: str | Path) -> Account:
             raise InputError(f"invalid TOML: {exc}", file=name) from None
     else:
         raise InputError("account files end in .toml or .json", file=name, value=path.suffix, has_value=True)
-    return account_from_dict(data, source=name, base_dir=path.parent)
+    return data
 
 
 def _json_constant(token: str) -> float:

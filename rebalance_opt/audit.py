@@ -14,7 +14,8 @@ stored. The first entry's previous hash is 64 zeros.
 Durability and concurrency: the file is in WAL mode with ``synchronous=FULL``; an entry is one
 ``BEGIN IMMEDIATE`` transaction (reading the head and inserting happen under the write lock, so
 concurrent writers queue and the chain stays linear), committed before ``generate`` reports
-success. A process killed at any point leaves the log as it was before its entry. Triggers
+success. ``AuditLog.append_many`` appends many entries (a batch) the same way, in one transaction.
+A process killed at any point leaves the log as it was before its entry (or entries). Triggers
 refuse UPDATE and DELETE on entries, so only a deliberate edit (dropping them) can alter it.
 
 For tests, ``REBALANCE_OPT_CRASH_AT=after_insert`` (or ``after_commit``) makes the appending
@@ -50,6 +51,8 @@ FIELDS = ("id", "time", "account", "as_of", "reason", "inputs", "inputs_sha256",
 JSON_FIELDS = ("inputs", "policy", "drift_before", "drift_after", "orders", "tax", "solver", "plan", "basket")
 # Keys of Plan.to_dict() kept in their own columns; the rest goes to the ``plan`` column.
 _OWN_COLUMNS = ("account", "as_of", "reason", "orders", "tax", "drift_before", "drift_after", "solver", "log_id")
+# Columns the chain sets when an entry is appended (a record from ``record_of`` has the rest).
+_CHAIN_FIELDS = ("id", "time", "prev_hash")
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -269,20 +272,42 @@ class AuditLog:
     def append(self, plan_dict: Mapping[str, Any], inputs: Mapping[str, Any],
                basket: Mapping[str, Any] | None = None, now: datetime | None = None) -> Entry:
         """Append one entry in one transaction and return it (committed when this returns)."""
-        record = record_of(plan_dict, inputs, basket)
+        return Entry(self._append_rows([record_of(plan_dict, inputs, basket)], now)[0])
+
+    def append_many(self, records: Sequence[Mapping[str, str]], now: datetime | None = None) -> list[int]:
+        """Append many entries in one transaction; returns their ids, in the order given.
+
+        ``records`` are entries' stored columns as ``record_of`` renders them (so the expensive
+        rendering can happen elsewhere, e.g. in a batch's worker processes). The chain is the one
+        ``append`` extends, under the same write lock: each entry links to the one before, the
+        first to the log's current head, and they share one time stamp. Either every entry is
+        committed or none is (a crash or a bad record leaves the log as it was). No records:
+        nothing is written and the file is not created."""
+        if not records:
+            return []
+        return [int(row["id"]) for row in self._append_rows(records, now)]
+
+    def _append_rows(self, records: Sequence[Mapping[str, str]], now: datetime | None) -> list[dict[str, Any]]:
+        """The chain's one writer: read the head and insert ``records`` after it under one
+        ``BEGIN IMMEDIATE``, commit, and return the stored rows (with id, time and hashes)."""
         if self.where.source == "default":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        cols = (*FIELDS, "hash")
         with closing(_connect(self.where, create=True)) as conn:
             _ensure_schema(self.where, conn)
             _begin_immediate(conn)
             try:
                 last = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
-                row = {"id": (last[0] + 1) if last else 1, "time": _utc_now(now), **record,
-                       "prev_hash": last[1] if last else GENESIS}
-                row["hash"] = entry_hash(row)
-                cols = (*FIELDS, "hash")
-                conn.execute(f"INSERT INTO entries ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                             [row[c] for c in cols])
+                next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+                stamp = _utc_now(now)
+                rows = []
+                for i, record in enumerate(records):
+                    row = {"id": next_id + i, "time": stamp,
+                           **{f: record[f] for f in FIELDS if f not in _CHAIN_FIELDS}, "prev_hash": prev}
+                    row["hash"] = prev = entry_hash(row)
+                    rows.append(row)
+                conn.executemany(f"INSERT INTO entries ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                 [[row[c] for c in cols] for row in rows])
                 _maybe_crash("after_insert")
                 conn.execute("COMMIT")
             except BaseException:
@@ -290,7 +315,7 @@ class AuditLog:
                     conn.execute("ROLLBACK")
                 raise
         _maybe_crash("after_commit")
-        return Entry(row)
+        return rows
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         if not self.path.exists():

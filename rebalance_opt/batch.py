@@ -1,11 +1,14 @@
 """Plans for many accounts at once: a local process pool or Dask, one basket, one log entry each.
 
-Work goes out in chunks of account files. A worker process keeps one ``Planner`` for its whole
-life, so its compiled models (one per size bucket for households, see ``problem``) are reused by
-every chunk it plans: thousands of distinct accounts pay cvxpy's compilation a dozen times per
-worker, not once each. A worker reads, validates and plans each account, and also renders the
-account's audit columns (canonical inputs, their sha256, the plan's JSON columns), which is
-most of the log's cost; the parent only chains the hashes and inserts.
+The accounts are a folder's account files or one account set (``account_set``: a CSV or Parquet
+table of lots with a template). Work goes out in chunks: of file paths, which the worker reads,
+or of a set's accounts, each chunk carrying just its accounts' rows (the parent read the table
+once). A worker process keeps one ``Planner`` for its whole life, so its compiled models (one per
+size bucket for households, see ``problem``) are reused by every chunk it plans: thousands of
+distinct accounts pay cvxpy's compilation a dozen times per worker, not once each. A worker
+reads, validates and plans each account, and also renders the account's audit columns (canonical
+inputs, their sha256, the plan's JSON columns), which is most of the log's cost; the parent only
+chains the hashes and appends them (``AuditLog.append_many``).
 
 One bad account fails that account, with its error in the summary, never the batch: every
 exception a worker meets while planning an account is caught and returned with it.
@@ -23,25 +26,19 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from .account import Account
 from .account_file import account_to_dict, load_account
-from .audit import (
-    FIELDS,
-    GENESIS,
-    LogLocation,
-    _begin_immediate,
-    _connect,
-    _ensure_schema,
-    _utc_now,
-    canonical_json,
-    record_of,
-    entry_hash,
-)
+from .account_set import AccountSet, SetChunk
+from .audit import AuditLog, LogLocation, canonical_json, record_of
 from .errors import InputError, RebalanceError
 from .plan import Plan
+
+FileTask = Sequence[tuple[int, str]]  # (batch index, account file) pairs
+Task = FileTask | SetChunk             # what one worker call plans
 
 ACCOUNT_SUFFIXES = (".toml", ".json")
 ENGINES = ("local", "dask")
@@ -55,7 +52,7 @@ class AccountResult:
     """One account's outcome: a plan (with its audit columns) or the error that stopped it."""
 
     index: int                       # position in the batch's input order
-    source: str                      # the account file
+    source: str                      # the account file, or FILE#account=ID for a set's account
     account: str | None = None       # its id, when it could be read
     plan: Plan | None = None
     record: dict[str, str] | None = None  # audit columns (``audit.record_of``), when logging
@@ -86,15 +83,24 @@ def _planner():
     return _PLANNER
 
 
-def plan_chunk(items: Sequence[tuple[int, str]], reason: str | None = None, log: bool = True) -> list[AccountResult]:
-    """Read, validate and plan each ``(index, file)``; never raises for one account's fault."""
+def task_accounts(task: Task) -> Iterator[tuple[int, str, str | None, Callable[[], Account]]]:
+    """``(index, source, account id if known, build)`` for each account of a task: a file is read
+    by ``load_account``, a set's account is built from its rows (``SetChunk.accounts``)."""
+    if isinstance(task, SetChunk):
+        yield from task.accounts()
+        return
+    for index, source in task:
+        yield index, source, None, partial(load_account, source)
+
+
+def plan_chunk(task: Task, reason: str | None = None, log: bool = True) -> list[AccountResult]:
+    """Read, validate and plan each account of a task; never raises for one account's fault."""
     planner = _planner()
     out = []
-    for index, source in items:
+    for index, source, account_id, build in task_accounts(task):
         started = time.perf_counter()
-        account_id = None
         try:
-            account = load_account(source)
+            account = build()
             account_id = account.id
             plan = planner.plan(account, reason)
             record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
@@ -166,26 +172,38 @@ def account_files(folder: Path) -> list[Path]:
     return files
 
 
+def chunk_size(accounts: int, workers: int, chunk: int | None = None) -> int:
+    """Accounts per task: ``chunk`` if given, else at least CHUNKS_PER_WORKER tasks per worker
+    and at most MAX_CHUNK accounts each."""
+    return chunk or max(1, min(MAX_CHUNK, math.ceil(accounts / (workers * CHUNKS_PER_WORKER))))
+
+
 def chunked(files: Sequence[Path], workers: int, chunk: int | None = None) -> list[list[tuple[int, str]]]:
-    """Split the work into tasks of ``chunk`` accounts (default: at least CHUNKS_PER_WORKER
-    tasks per worker, at most MAX_CHUNK accounts each)."""
-    size = chunk or max(1, min(MAX_CHUNK, math.ceil(len(files) / (workers * CHUNKS_PER_WORKER))))
+    """Split a folder's files into tasks of ``chunk_size`` accounts."""
+    size = chunk_size(len(files), workers, chunk)
     items = [(i, str(f)) for i, f in enumerate(files)]
     return [items[i: i + size] for i in range(0, len(items), size)]
 
 
-def run_batch(files: Sequence[Path], *, engine: str = "local", workers: int | None = None,
+def make_tasks(accounts: Sequence[Path] | AccountSet, workers: int, chunk: int | None = None) -> list[Task]:
+    """The batch's tasks: chunks of file paths, or chunks of a set's accounts with their rows."""
+    if isinstance(accounts, AccountSet):
+        return list(accounts.chunks(chunk_size(len(accounts), workers, chunk)))
+    return list(chunked(accounts, workers, chunk))
+
+
+def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", workers: int | None = None,
               scheduler: str | None = None, log: LogLocation | None = None, out: Path | None = None,
               basket_format: str | None = None, reason: str | None = None, chunk: int | None = None,
               progress: Callable[[int], None] | None = None) -> BatchResult:
-    """Plan every account file; append one audit entry per plan to ``log`` (None: a dry run) and
-    write one basket of every plan to ``out``. ``progress`` is called with the number of
-    accounts each finished chunk held."""
+    """Plan every account (a folder's files, or an ``AccountSet`` read by ``read_account_set``);
+    append one audit entry per plan to ``log`` (None: a dry run) and write one basket of every
+    plan to ``out``. ``progress`` is called with the number of accounts each finished chunk held."""
     if engine not in ENGINES:
         raise InputError(f"must be one of {', '.join(ENGINES)}", path="--engine", value=engine, has_value=True)
     workers = workers or default_workers()
     started = time.perf_counter()
-    tasks = chunked(files, workers, chunk)
+    tasks = make_tasks(accounts, workers, chunk)
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
     results: list[AccountResult] = []
     runner = _run_local if engine == "local" else _run_dask
@@ -287,8 +305,6 @@ class _LogSink:
         self.deferred = deferred
         self.pending: list[AccountResult] = []
         self.ids: dict[int, int] = {}
-        if where.source == "default":
-            where.path.parent.mkdir(parents=True, exist_ok=True)
 
     def add(self, batch: list[AccountResult]) -> None:
         self.pending.extend(r for r in batch if r.record is not None)
@@ -299,36 +315,8 @@ class _LogSink:
         if self.pending:
             basket_text = canonical_json(basket) if basket is not None else None
             rows = [{**r.record, "basket": basket_text} if basket_text else r.record for r in self.pending]
-            ids = append_records(self.where, rows)
+            ids = AuditLog(self.where).append_many(rows)
             self.ids.update({r.index: i for r, i in zip(self.pending, ids)})
             self.pending = []
         return self.ids
 
-
-def append_records(where: LogLocation, records: Sequence[dict[str, str]]) -> list[int]:
-    """Append entries (``audit.record_of`` columns) in one transaction; returns their ids.
-
-    The same chain as ``AuditLog.append`` (head read and inserts under one write lock, each
-    entry's hash over its columns and the previous hash), with one commit for all of them."""
-    with closing(_connect(where, create=True)) as conn:
-        _ensure_schema(where, conn)
-        _begin_immediate(conn)
-        try:
-            last = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
-            next_id, prev = ((last[0] + 1), last[1]) if last else (1, GENESIS)
-            now = _utc_now()
-            cols = (*FIELDS, "hash")
-            rows, ids = [], []
-            for record in records:
-                row = {"id": next_id, "time": now, **record, "prev_hash": prev}
-                row["hash"] = prev = entry_hash(row)
-                rows.append([row[c] for c in cols])
-                ids.append(next_id)
-                next_id += 1
-            conn.executemany(f"INSERT INTO entries ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return ids

@@ -365,3 +365,99 @@ def test_writers_killed_at_random_moments_leave_a_valid_log(tmp_path):
     result = AuditLog(path).verify()
     assert result.ok and result.entries >= 30
     assert fill(path, 1).verify().ok
+
+
+# --- many entries in one transaction (``append_many``, what a batch uses) ---------------------------
+def records(account: str, n: int, start: int = 0) -> list[dict]:
+    from rebalance_opt.audit import record_of
+    return [record_of(plan_dict(account, n=start + i), INPUTS) for i in range(n)]
+
+
+def test_append_many_interleaves_with_single_appends_in_one_verified_chain(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 2, account="single")
+    assert log.append_many(records("many", 3)) == [3, 4, 5]
+    log.append(plan_dict("single", n=9), INPUTS)
+    assert log.append_many(records("many", 2, start=3)) == [7, 8]
+    assert log.append_many([]) == []
+
+    entries = log.entries()
+    assert [e.id for e in entries] == list(range(1, 9))
+    assert [e.row["account"] for e in entries] == ["single"] * 2 + ["many"] * 3 + ["single"] + ["many"] * 2
+    for before, entry in zip(entries, entries[1:]):
+        assert entry.row["prev_hash"] == before.hash and entry.hash == entry_hash(entry.row)
+    assert [e.field("orders")[0]["quantity"] for e in entries[2:5]] == [3.0, 4.0, 5.0]  # in the order given
+    assert len({e.row["time"] for e in entries[2:5]}) == 1  # one transaction, one time stamp
+    assert log.verify().ok
+
+    cli = subprocess.run([sys.executable, str(ROOT / "cli.py"), "rebalance", "log", "--verify", "--log", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0 and "8 entries" in cli.stdout, cli.stdout + cli.stderr
+
+    tamper(path, "UPDATE entries SET reason = 'edited' WHERE id = 4")
+    result = AuditLog(path).verify()
+    assert not result.ok and result.first_bad == 4
+    cli = subprocess.run([sys.executable, str(ROOT / "cli.py"), "rebalance", "log", "--verify", "--log", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 4 and "entry 4" in (cli.stdout + cli.stderr)
+
+
+def test_append_many_is_all_or_nothing(tmp_path):
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 2)
+    before = rows(path)
+    good = records("acct-1", 2)
+    broken = {k: v for k, v in good[1].items() if k != "orders"}  # a record missing a stored column
+    with pytest.raises(KeyError):
+        log.append_many([good[0], broken])
+    assert rows(path) == before and log.verify().ok
+    assert log.append_many(good) == [3, 4] and log.verify().ok
+
+
+def test_append_many_on_a_new_log_creates_it_and_nothing_for_no_records(tmp_path):
+    empty = AuditLog(tmp_path / "none.sqlite")
+    assert empty.append_many([]) == [] and not empty.path.exists()
+    log = AuditLog(tmp_path / "new.sqlite")
+    assert log.append_many(records("acct-1", 3)) == [1, 2, 3]
+    assert log.entries()[0].row["prev_hash"] == GENESIS and log.verify().ok
+
+
+def test_batch_code_uses_no_private_part_of_the_audit_module():
+    import ast
+    tree = ast.parse((ROOT / "rebalance_opt" / "batch.py").read_text())
+    imported = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "audit"
+                for a in node.names]
+    assert "AuditLog" in imported and not [n for n in imported if n.startswith("_")], imported
+    attributes = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                  and isinstance(node.value, ast.Name) and node.value.id == "audit"]
+    assert not [a for a in attributes if a.startswith("_")]
+
+
+MANY_WRITER = """
+import json, os, sys
+from rebalance_opt.audit import AuditLog, record_of
+plan, inputs = json.loads(os.environ["PLAN"]), json.loads(os.environ["INPUTS"])
+records = []
+for i in range(int(sys.argv[2])):
+    plan["orders"][0]["quantity"] = i
+    records.append(record_of(plan, inputs))
+print(AuditLog(sys.argv[1]).append_many(records), flush=True)
+"""
+
+
+def test_sigkill_inside_append_many_leaves_the_log_as_it_was(tmp_path):
+    path = tmp_path / "log.sqlite"
+    fill(path, 2)
+    before = rows(path)
+    env = {**os.environ, "PLAN": json.dumps(plan_dict("many")), "INPUTS": json.dumps(INPUTS), "PYTHONPATH": str(ROOT),
+           ENV_CRASH: "after_insert"}
+    proc = subprocess.run([sys.executable, "-c", MANY_WRITER, str(path), "5"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert rows(path) == before and AuditLog(path).verify().ok  # none of the five entries landed
+
+    env.pop(ENV_CRASH)
+    proc = subprocess.run([sys.executable, "-c", MANY_WRITER, str(path), "5"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[3, 4, 5, 6, 7]", proc.stderr
+    assert AuditLog(path).verify().ok

@@ -1,4 +1,5 @@
-"""``rebalance batch``: plans for a folder of accounts, one basket, one audit entry per account."""
+"""``rebalance batch``: plans for a folder of accounts or one account set (a CSV or Parquet
+table of lots with a template), one basket, one audit entry per account."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +14,11 @@ PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were 
 
 @rebalance.command("batch")
 def batch(
-    accounts: Path = typer.Argument(..., help="Folder of account files (.toml or .json)."),
+    accounts: Path = typer.Argument(..., help="Folder of account files (.toml or .json), or one account set: "
+                                              "a .csv or .parquet table of lots with an account column."),
+    template: Path | None = typer.Option(None, "--template", help="For an account set: the account file "
+                                         "(.toml or .json) of what every account shares (targets, prices, "
+                                         "classes, tax, policy), without lots."),
     engine: str = typer.Option("local", "--engine", help="local (a process pool on this machine) or dask."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a "
                                                                        "LocalCluster of --workers processes)."),
@@ -29,12 +34,12 @@ def batch(
                                                             "~/.local/share/rebalance-opt/audit.sqlite)."),
     as_json: bool = JsonOpt,
 ):
-    """Plan every account in a folder: a summary, one combined basket, one log entry per account."""
+    """Plan every account in a folder or set: a summary, one combined basket, one log entry per account."""
     failed: list[int] = []
 
     def body():
         from ..audit import check_writable, resolve_log
-        from ..batch import account_files, run_batch
+        from ..batch import run_batch
         from ..exports import check_destination, resolve_format
         if reason is not None and not reason.strip():
             raise InputError("must not be empty", path="--reason", value=reason, has_value=True)
@@ -52,12 +57,12 @@ def batch(
         if not dry_run:
             where = resolve_log(log)
             check_writable(where)
-        files = account_files(accounts)
+        work = batch_input(accounts, template)
 
         from ..render import console
         err = console(stderr=True)
-        outcome = _with_progress(err, len(files), lambda progress: run_batch(
-            files, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
+        outcome = _with_progress(err, len(work), lambda progress: run_batch(
+            work, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
             basket_format=basket_format, reason=reason.strip() if reason else None, chunk=chunk,
             progress=progress))
         if as_json:
@@ -74,6 +79,22 @@ def batch(
     run(as_json, body)
     if failed:
         raise typer.Exit(PARTIAL_EXIT)
+
+
+def batch_input(accounts: Path, template: Path | None):
+    """The accounts to plan: a folder's files, or an account set read (once) with its template.
+    Whatever makes the whole input unusable is an ``InputError`` here, before anything is written."""
+    from ..account_set import is_account_set, read_account_set
+    from ..batch import account_files
+    if is_account_set(accounts):
+        return read_account_set(accounts, template)
+    if template is not None:
+        raise InputError("is for an account set (ACCOUNTS a .csv or .parquet file), not a folder",
+                         path="--template", value=str(template), has_value=True)
+    if accounts.is_file():
+        raise InputError("must be a folder of account files (.toml or .json) or an account set "
+                         "(.csv or .parquet)", path="ACCOUNTS", value=str(accounts), has_value=True)
+    return account_files(accounts)
 
 
 def _with_progress(err, total: int, work):
@@ -117,8 +138,14 @@ def _failures_table(outcome):
     t.add_column("kind", no_wrap=True)
     t.add_column("reason", overflow="fold")
     for r in outcome.failures:
-        t.add_row(Path(r.source).name, r.kind or "", r.error or "")
+        t.add_row(_short(r.source), r.kind or "", r.error or "")
     return t
+
+
+def _short(source: str) -> str:
+    """A source as the failures table shows it: the file's name, with ``#account=ID`` for a set."""
+    file, mark, account = source.partition("#account=")
+    return Path(file).name + (mark + account if mark else "")
 
 
 def _notes(outcome) -> list[str]:
