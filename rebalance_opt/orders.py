@@ -28,6 +28,7 @@ from .plan import LotSale, Order
 WHOLE_SHARE = 1.0
 FRACTIONAL_STEP = 1e-6      # fractional plans trade in millionths of a share
 EXHAUSTIVE_LIMIT = 50_000   # combinations scored at once before falling back to coordinate search
+ZERO_EXHAUSTIVE_LIMIT = 4_096  # up to this many, no trade is one of every symbol's options too
 POLISH_ROUNDS = 50          # one-share steps beyond floor/ceil, while they improve the objective
 NOISE = 1e-7                # continuous trades below this fraction of U are solver noise, not trades
 MONEY_TOLERANCE = 1e-6      # float noise allowed on cash and tax-budget checks, in money
@@ -223,12 +224,16 @@ class _Rounder:
         return _Candidates(i, self._klass[i], abs(x), shares, value, np.abs(value), taxes)
 
     def around(self, i: int, x: float, q: float) -> _Candidates:
-        """Polish candidates: no trade, ``q`` and one step either side (the same object for the
-        same symbol and count, so a polish round rebuilds only what moved)."""
+        """Polish candidates: no trade, ``q`` and the counts a step either side of it on the
+        share grid (the same object for the same symbol and count, so a polish round rebuilds
+        only what moved). ``q`` itself may be off the grid: all of a symbol's sellable shares,
+        a fractional holding; a step down from it is the whole count below, not q − 1."""
         key = (i, q)
         if key not in self._around:
-            size = abs(q)
-            c = self.options(i, x, {0.0, size, size + self.step, max(size - self.step, 0.0)})
+            size, step = abs(q), self.step
+            below = math.ceil(size / step - 1e-9) * step - step
+            above = math.floor(size / step + 1e-9) * step + step
+            c = self.options(i, x, {0.0, size, above, max(below, 0.0)})
             c.continuous = size
             self._around[key] = c
         return self._around[key]
@@ -279,14 +284,18 @@ def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
 
 def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray, scorer: Scorer,
            n_classes: int) -> tuple[list[_Candidates], list[int]]:
-    """The starting rounding: the best floor/ceil combination (dropping a trade is left to the
-    polish, which tries it symbol by symbol); when no floor/ceil combination meets the hard
-    constraints, or there are too many to score, a search that may also drop trades."""
+    """The starting rounding: the best combination of floor, ceiling and no trade when those are
+    few (up to ZERO_EXHAUSTIVE_LIMIT), else the best floor/ceil combination (dropping a trade is
+    left to the polish, which tries it symbol by symbol); when no floor/ceil combination meets
+    the hard constraints, or there are too many to score, a search that may also drop trades."""
     if not len(traded):
         objective, violation = scorer.score(np.zeros((1, n_classes)), np.zeros(1), np.zeros(1), np.zeros(1))
         if violation[0] > 0:
             raise Infeasible(_why_infeasible(scorer, violation[0]))
         return [], []
+    cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
+    if math.prod(len(c.shares) for c in cands) <= ZERO_EXHAUSTIVE_LIMIT:
+        return cands, _exhaustive(cands, scorer, n_classes)
     cands = [rounder.candidates(int(i), continuous_shares[i], zero=False) for i in traded]
     if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
         try:

@@ -14,7 +14,7 @@ Objective (SPEC section 2, divided through by nothing: its units are the SPEC's 
                                  factor rows G and specific risk σ kept apart so that a
                                  k-factor model over n classes stays k × n, not n × n)
     lot tax    Σ_j q_tax[j] s[j]          q_tax = tax_weight · (U/V) · rate_j · (1 − basis_j / price_j)
-    trading    q_cost · (Σ b + Σ s)       q_cost = trade_cost_bps · 10⁻⁴ · (U/V)
+    trading    q_cost · (Σ b + Σ s)       q_cost = trade_cost_bps · 10⁻⁴ · (U/V) + TIE_BREAK
 (the two linear terms, G d and σ ∘ d enter through auxiliary variables defined by constraints
 ``tax_cost``, ``trading_cost``, ``risk_factor``, ``risk_specific``; see ``RebalanceModel``)
 
@@ -89,6 +89,12 @@ LARGE_FIRST_RUNG = 2  # above TIGHT_MAX_VARIABLES: CLARABEL_RETRY first
 TIGHT_MAX_VARIABLES = 1_000
 OSQP_SETTINGS = dict(eps_abs=1e-9, eps_rel=1e-9, polishing=True, max_iter=200_000, verbose=False)
 DEFAULT_SOLVERS = ("CLARABEL", "OSQP")
+# Tie-break: a turnover cost this small (objective units per unit of U traded) picks, among plans
+# the SPEC objective cannot tell apart, the one that trades least. Without it, with no tax weight
+# and no trading cost, selling one fund to buy another of the same class is free, and the
+# interior point returns the middle of that face: large swaps that round badly. It moves the
+# SPEC objective by at most TIE_BREAK × turnover (< 1e-9); Solution.objective excludes it.
+TIE_BREAK = 1e-9
 
 # Size buckets of the parametric-incidence layout: each dimension rounds up to a power of 4,
 # from these minimums, up to these maximums (beyond them an account gets its own structure).
@@ -281,7 +287,7 @@ class RebalanceModel:
             self.s_max.id: _padded(np.maximum(data.s_max, 0.0), self.n_lots),
             self.lot_tax.id: _padded(data.lot_tax, self.n_lots),
             self.q_tax.id: _padded(data.tax_weight * data.u_over_v * data.lot_tax, self.n_lots),
-            self.q_cost.id: np.float64(data.cost_rate * data.u_over_v),
+            self.q_cost.id: np.float64(data.cost_rate * data.u_over_v + TIE_BREAK),
             self.kappa.id: np.float64(data.cost_rate),
             self.one_minus_kappa.id: np.float64(1.0 - data.cost_rate),
             self.cash_room.id: np.float64(data.cash_room),
@@ -344,6 +350,7 @@ class RebalanceModel:
                   seconds: float) -> Solution:
         buys = self.compiled.value(self.b, x)[:n_real]
         sells = self.compiled.value(self.s, x)[:m_real]
+        objective -= TIE_BREAK * float(buys.sum() + sells.sum())  # the SPEC objective, without it
         return Solution(np.maximum(buys, 0.0), np.maximum(sells, 0.0), objective, cp.OPTIMAL, solver, seconds)
 
 

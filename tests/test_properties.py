@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from rebalance_opt import Infeasible, account_from_dict, plan_rebalance
 
+# Whole lots mostly; fractional holdings (dividend reinvestment, a fractional broker) sometimes.
+QUANTITY = st.one_of(st.integers(1, 400), st.floats(0.1, 400.0).map(lambda x: round(x, 3)))
 AS_OF = date(2026, 11, 24)
 SETTINGS = settings(settings.default, max_examples=max(60, settings.default.max_examples), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -31,7 +33,7 @@ def accounts(draw, free_trading: bool = False):
             for n in range(draw(st.integers(0, 3))):
                 basis = round(price * draw(st.floats(0.3, 1.8)), 2)  # gains and losses
                 days = draw(st.sampled_from([5, 20, 200, 364, 365, 366, 900, 3000]))  # both terms
-                lots.append({"id": f"{sym}-{n}", "symbol": sym, "quantity": draw(st.integers(1, 400)),
+                lots.append({"id": f"{sym}-{n}", "symbol": sym, "quantity": draw(QUANTITY),
                              "cost_basis": basis, "acquired": (AS_OF - timedelta(days=days)).isoformat()})
     weights = [draw(st.floats(0.0, 1.0)) for _ in range(n_classes)]
     total = sum(weights) or 1.0

@@ -115,3 +115,15 @@ def test_a_plan_too_large_for_exhaustive_search_still_rounds_close_to_its_contin
     whole = plan_rebalance(account_from_dict(d))
     frac = plan_rebalance(account_from_dict({**d, "policy": {**d.get("policy", {}), "fractional": True}}))
     assert whole.objective.total - frac.objective.total < gap
+
+
+def test_polishing_a_sell_of_a_whole_fractional_holding_steps_down_to_whole_shares():
+    # One lot of 9.3 SCHE (a fractional holding). Rounding may sell all 9.3; the polish then
+    # tried 9.3 − 1 = 8.3, neither whole nor closing the lot, and the plan failed its check.
+    import json
+    from pathlib import Path
+    d = json.loads((Path(__file__).parent / "data" / "fractional_holding_polish.json").read_text())
+    plan = plan_rebalance(account_from_dict(d))  # raises if the independent check fails
+    for o in plan.sells:
+        held = sum(l["quantity"] for l in d["lots"] if l["symbol"] == o.symbol)
+        assert o.quantity == round(o.quantity) or abs(o.quantity - held) < 1e-9
