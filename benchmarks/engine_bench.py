@@ -210,9 +210,9 @@ def _osqp_form(qp):
 
 def _pattern_csc(values, rows, cols, shape):
     import scipy.sparse as sp
-    indptr = np.zeros(shape[1] + 1, dtype=np.int32)
-    np.cumsum(np.bincount(cols, minlength=shape[1]), out=indptr[1:])
-    return sp.csc_matrix((values, rows.astype(np.int32), indptr), shape=shape)
+
+    from rebalance_opt.problem import _indptr
+    return sp.csc_matrix((values, rows.astype(np.int32), _indptr(cols, shape[1])), shape=shape)
 
 
 def _naive(account, eps: float):

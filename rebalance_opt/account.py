@@ -159,7 +159,7 @@ class Account:
     def class_of(self, symbol: str) -> str:
         return self.classes.get(symbol, symbol)
 
-    @property
+    @cached_property
     def class_names(self) -> tuple[str, ...]:
         """Targeted classes in target order, then held classes without a target."""
         names: dict[str, None] = dict.fromkeys(self.targets)
@@ -195,7 +195,7 @@ class Account:
             out[lot.symbol] += lot.quantity
         return out
 
-    @property
+    @cached_property
     def invested_value(self) -> float:
         return math.fsum(self.prices[lot.symbol] * lot.quantity for lot in self.lots)
 

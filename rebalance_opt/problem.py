@@ -427,6 +427,20 @@ class CompiledQP:
         self.bound_entries = np.flatnonzero(single)
         self.row_is_eq = np.arange(rows) < self.n_eq
         self.offsets = {v.id: (prog.var_id_to_col[v.id], v.size) for v in prog.variables}
+        self._reductions: dict[bytes, Reduction] = {}
+
+    def reduction(self, keep_col: np.ndarray, a_nonzero: np.ndarray, p_nonzero: np.ndarray) -> "Reduction":
+        """The index arithmetic of removing the pinned columns (and the rows left empty) from
+        A and P, for this pattern of kept columns and nonzero values. Kept per pattern (the
+        most recent ones): re-plans of an account, and the stages of one plan, repeat them."""
+        key = keep_col.tobytes() + a_nonzero.tobytes() + p_nonzero.tobytes()
+        found = self._reductions.pop(key, None)
+        if found is None:
+            found = Reduction.of(self, keep_col, a_nonzero, p_nonzero)
+        self._reductions[key] = found  # most recently used last
+        while len(self._reductions) > REDUCTION_CACHE:
+            self._reductions.pop(next(iter(self._reductions)))
+        return found
 
     def parameter_vector(self, values: dict[int, np.ndarray]) -> np.ndarray:
         """θ: every parameter's value, column-major, at its column; 1 in the last (constant)."""
@@ -444,6 +458,53 @@ class CompiledQP:
     def value(self, variable: cp.Variable, x: np.ndarray) -> np.ndarray:
         col, size = self.offsets[variable.id]
         return x[col: col + size]
+
+
+REDUCTION_CACHE = 64  # reduction patterns kept per compiled program
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Which entries of A and P survive a reduction, and where they go (CSC index arrays)."""
+
+    a_entries: np.ndarray
+    a_indices: np.ndarray
+    a_indptr: np.ndarray
+    a_shape: tuple[int, int]
+    p_entries: np.ndarray
+    p_indices: np.ndarray
+    p_indptr: np.ndarray
+    p_shape: tuple[int, int]
+    keep_row: np.ndarray
+    dropped_eq: np.ndarray
+    dropped_ineq: np.ndarray
+    n_eq: int
+
+    @staticmethod
+    def of(c: "CompiledQP", keep_col: np.ndarray, a_nonzero: np.ndarray, p_nonzero: np.ndarray) -> "Reduction":
+        entry = keep_col[c.a_cols] & a_nonzero
+        n_rows = len(c.row_is_eq)
+        keep_row = np.bincount(c.a_rows[entry], minlength=n_rows) > 0
+        col_map = np.cumsum(keep_col) - 1
+        row_map = np.cumsum(keep_row) - 1
+        n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
+        a_entries = np.flatnonzero(entry)
+        p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & p_nonzero)
+        dropped = ~keep_row
+        return Reduction(
+            a_entries, row_map[c.a_rows[a_entries]].astype(np.int32),
+            _indptr(col_map[c.a_cols[a_entries]], n_kept), (m_kept, n_kept),
+            p_entries, col_map[c.p_rows[p_entries]].astype(np.int32),
+            _indptr(col_map[c.p_cols[p_entries]], n_kept), (n_kept, n_kept),
+            keep_row, np.flatnonzero(dropped & c.row_is_eq), np.flatnonzero(dropped & ~c.row_is_eq),
+            int((keep_row & c.row_is_eq).sum()))
+
+
+def _indptr(cols: np.ndarray, n_cols: int) -> np.ndarray:
+    """CSC column pointers of entries already in column-major order."""
+    indptr = np.zeros(n_cols + 1, dtype=np.int32)
+    np.cumsum(np.bincount(cols, minlength=n_cols), out=indptr[1:])
+    return indptr
 
 
 @dataclass
@@ -471,19 +532,12 @@ class QP:
         np.maximum.at(lower, col[coef > 0], bound[coef > 0])
         np.minimum.at(upper, col[coef < 0], bound[coef < 0])
         keep_col = ~((lower == 0.0) & (upper == 0.0))
-        entry = keep_col[c.a_cols] & (self.a != 0.0)
-        n_rows = len(self.b)
-        keep_row = np.bincount(c.a_rows[entry], minlength=n_rows) > 0
-        dropped = ~keep_row
-        if np.any(self.b[dropped & c.row_is_eq] != 0.0) or np.any(self.b[dropped & ~c.row_is_eq] < 0.0):
+        r = c.reduction(keep_col, self.a != 0.0, self.p != 0.0)
+        if np.any(self.b[r.dropped_eq] != 0.0) or np.any(self.b[r.dropped_ineq] < 0.0):
             return None
-        col_map = np.cumsum(keep_col) - 1
-        row_map = np.cumsum(keep_row) - 1
-        n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
-        A = _csc(self.a[entry], row_map[c.a_rows[entry]], col_map[c.a_cols[entry]], (m_kept, n_kept))
-        p_entry = keep_col[c.p_rows] & keep_col[c.p_cols] & (self.p != 0.0)
-        P = _csc(self.p[p_entry], col_map[c.p_rows[p_entry]], col_map[c.p_cols[p_entry]], (n_kept, n_kept))
-        return keep_col, P, self.q[keep_col], A, self.b[keep_row], int((keep_row & c.row_is_eq).sum())
+        A = sp.csc_matrix((self.a[r.a_entries], r.a_indices, r.a_indptr), shape=r.a_shape)
+        P = sp.csc_matrix((self.p[r.p_entries], r.p_indices, r.p_indptr), shape=r.p_shape)
+        return keep_col, P, self.q[keep_col], A, self.b[r.keep_row], r.n_eq
 
     def solve(self, solver: str) -> tuple[str, np.ndarray | None, float]:
         """(cvxpy status, full x or None, objective) from ``solver`` (CLARABEL or OSQP)."""
@@ -529,13 +583,6 @@ def _rows_of(tensor, select, keep_all: int | None = None) -> tuple[np.ndarray, s
         flat = np.unique(row)
     index = np.searchsorted(flat, row)
     return flat, sp.csr_matrix((val, (index, col)), shape=(len(flat), tensor.shape[1]))
-
-
-def _csc(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csc_matrix:
-    """A CSC matrix from entries already in column-major order (as the compiled pattern is)."""
-    indptr = np.zeros(shape[1] + 1, dtype=np.int32)
-    np.cumsum(np.bincount(cols, minlength=shape[1]), out=indptr[1:])
-    return sp.csc_matrix((values, rows.astype(np.int32), indptr), shape=shape)
 
 
 def _clarabel(P, q, A, b, n_eq, settings) -> tuple[str, np.ndarray | None]:
