@@ -293,10 +293,10 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
         if violation[0] > 0:
             raise Infeasible(_why_infeasible(scorer, violation[0]))
         return [], []
-    cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
-    if math.prod(len(c.shares) for c in cands) <= ZERO_EXHAUSTIVE_LIMIT:
-        return cands, _exhaustive(cands, scorer, n_classes)
     cands = [rounder.candidates(int(i), continuous_shares[i], zero=False) for i in traded]
+    if math.prod(len(c.shares) + (c.shares[0] != 0) for c in cands) <= ZERO_EXHAUSTIVE_LIMIT:
+        with_zero = [_with_zero(c) for c in cands]
+        return with_zero, _exhaustive(with_zero, scorer, n_classes)
     if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
         try:
             return cands, _exhaustive(cands, scorer, n_classes)
@@ -306,6 +306,15 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
     if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
         return cands, _exhaustive(cands, scorer, n_classes)
     return cands, _search_from_two_starts(cands, scorer, n_classes)
+
+
+def _with_zero(c: _Candidates) -> _Candidates:
+    """``c`` with no trade as its first option (options are sorted by size)."""
+    if c.shares[0] == 0:
+        return c
+    z = np.zeros(1)
+    return _Candidates(c.symbol, c.klass, c.continuous, np.concatenate([z, c.shares]), np.concatenate([z, c.value]),
+                       np.concatenate([z, c.notional]), np.concatenate([z, c.lot_tax]))
 
 
 def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
@@ -333,7 +342,7 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     totals[4] = float(np.sum(w[untouched] * np.square(s.base_dev[untouched])))
     for pos, j in enumerate(order):
         c = cands[j]
-        step = np.stack([c.value, c.notional, c.lot_tax, c.value, np.zeros(len(c.value))])
+        step = np.array([c.value, c.notional, c.lot_tax, c.value, 0.0 * c.value])
         totals = (totals[:, :, None] + step[:, None, :]).reshape(5, -1)
         if pos + 1 == len(order) or cands[order[pos + 1]].klass != c.klass:  # class complete
             totals[4] += w[c.klass] * np.square(s.base_dev[c.klass] + totals[3] / s.u)
