@@ -294,18 +294,24 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
             raise Infeasible(_why_infeasible(scorer, violation[0]))
         return [], []
     cands = [rounder.candidates(int(i), continuous_shares[i], zero=False) for i in traded]
-    if math.prod(len(c.shares) + (c.shares[0] != 0) for c in cands) <= ZERO_EXHAUSTIVE_LIMIT:
+    if combinations(cands, with_zero=True) <= ZERO_EXHAUSTIVE_LIMIT:
         with_zero = [_with_zero(c) for c in cands]
         return with_zero, _exhaustive(with_zero, scorer, n_classes)
-    if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
+    if combinations(cands) <= EXHAUSTIVE_LIMIT:
         try:
             return cands, _exhaustive(cands, scorer, n_classes)
         except Infeasible:
             pass
     cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
-    if math.prod(len(c.shares) for c in cands) <= EXHAUSTIVE_LIMIT:
+    if combinations(cands) <= EXHAUSTIVE_LIMIT:
         return cands, _exhaustive(cands, scorer, n_classes)
     return cands, _search_from_two_starts(cands, scorer, n_classes)
+
+
+def combinations(cands: list[_Candidates], with_zero: bool = False) -> int:
+    """How many combinations of the candidates there are (with no trade added to each, if asked).
+    Python integers: 500 traded symbols make a number far beyond any machine integer."""
+    return math.prod(len(c.shares) + int(with_zero and c.shares[0] != 0) for c in cands)
 
 
 def _with_zero(c: _Candidates) -> _Candidates:

@@ -127,3 +127,18 @@ def test_polishing_a_sell_of_a_whole_fractional_holding_steps_down_to_whole_shar
     for o in plan.sells:
         held = sum(l["quantity"] for l in d["lots"] if l["symbol"] == o.symbol)
         assert o.quantity == round(o.quantity) or abs(o.quantity - held) < 1e-9
+
+
+def test_the_count_of_combinations_is_exact_for_hundreds_of_traded_symbols():
+    # 500 traded symbols with 2 options each (3 with no trade): counted in numpy integers the
+    # product wrapped around to a small number, and the exhaustive search tried 3^500 plans.
+    import numpy as np
+
+    from rebalance_opt.orders import _Candidates, combinations
+    two = np.array([1.0, 2.0])
+    cands = [_Candidates(i, 0, 1.5, two, two, two, np.zeros(2)) for i in range(500)]
+    assert combinations(cands) == 2 ** 500
+    assert combinations(cands, with_zero=True) == 3 ** 500
+    zero_first = np.array([0.0, 1.0])
+    assert combinations([_Candidates(0, 0, 0.5, zero_first, zero_first, zero_first, np.zeros(2))],
+                        with_zero=True) == 2
