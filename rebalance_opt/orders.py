@@ -395,13 +395,13 @@ class _Moves:
 
     def __init__(self, cands: list[_Candidates], scorer: Scorer, n_classes: int):
         self.cands, self.scorer = cands, scorer
-        self.col = np.concatenate([np.full(len(c.shares), k) for k, c in enumerate(cands)])
-        self.alt = np.concatenate([np.arange(len(c.shares)) for c in cands])
+        sizes = np.array([len(c.shares) for c in cands])
+        self.col = np.repeat(np.arange(len(cands)), sizes)
+        self.start = np.cumsum(sizes) - sizes
+        self.alt = np.arange(len(self.col)) - self.start[self.col]
         self.klass = np.array([c.klass for c in cands], dtype=int)[self.col]
-        self.value = np.concatenate([c.value for c in cands])
-        self.notional = np.concatenate([c.notional for c in cands])
-        self.tax = np.concatenate([c.lot_tax for c in cands])
-        self.start = np.concatenate([[0], np.cumsum([len(c.shares) for c in cands])[:-1]]).astype(int)
+        self.value, self.notional, self.tax = np.concatenate(
+            [np.array([c.value, c.notional, c.lot_tax]) for c in cands], axis=1)
         self.cash_col = n_classes
         t = scorer.tracking
         self.g_cls = t.factor[:, self.klass] if t.factor is not None else None
