@@ -12,7 +12,7 @@ and ±2 points, and the optimizer with harvesting at ±1 point.
 Robustness: the same equal-drift comparison on equities only (no bonds) and on 60/40 runs
 starting in 2000 and in 2010, written to robustness.csv and summarized in summary.md.
 
-About 5 minutes on 2 cores (``--quick``: a two-year smoke run in seconds).
+About 70 seconds on 2 cores (``--quick``: a two-year smoke run in seconds).
 """
 from __future__ import annotations
 
