@@ -159,16 +159,7 @@ def household(seed: int, *, symbols: tuple[int, int] = (10, 30), max_lots: int =
     policy: dict[str, Any] = {"band": float(rng.choice([0.03, 0.05])),
                               "tax_weight": float(rng.choice([0.05, 0.1, 0.3, 1.0]))}
     roll = rng.random(6)
-    if roll[0] < 0.1:
-        policy["withdrawal"] = round(float(value * rng.uniform(0.01, 0.08)), 2)
-    if roll[1] < 0.15:
-        policy["max_tax"] = round(float(value * rng.uniform(0.0005, 0.005)), 2)
-    if roll[2] < 0.3:
-        policy["min_trade"] = float(rng.choice([50.0, 100.0, 250.0]))
-    if roll[3] < 0.3:
-        policy["trade_cost_bps"] = float(rng.choice([1.0, 2.0, 5.0]))
-    if roll[4] < 0.1 and legacy:
-        policy["no_sell"] = [legacy[0]]
+    policy.update(_policy_options(rng, value, roll[:5], withdrawal=True, no_sell=legacy[0] if legacy else None))
     trades = _recent_trades(rng, held, prices)
     tax = {"short_term_rate": float(rng.choice([0.24, 0.32, 0.35, 0.37])),
            "long_term_rate": float(rng.choice([0.15, 0.20, 0.238]))}
@@ -187,6 +178,25 @@ def household(seed: int, *, symbols: tuple[int, int] = (10, 30), max_lots: int =
         "bands": bands,
         "policy": policy,
     }
+
+
+def _policy_options(rng: np.random.Generator, value: float, roll: np.ndarray, *, withdrawal: bool,
+                    no_sell: str | None) -> dict[str, Any]:
+    """The optional policy keys of a synthetic account, each switched on by one of the five
+    uniform draws in ``roll``: a withdrawal (10%), a tax budget (15%), min_trade (30%), trading
+    costs (30%) and a symbol that may not be sold (10%)."""
+    policy: dict[str, Any] = {}
+    if roll[0] < 0.1 and withdrawal:
+        policy["withdrawal"] = round(float(value * rng.uniform(0.01, 0.08)), 2)
+    if roll[1] < 0.15:
+        policy["max_tax"] = round(float(value * rng.uniform(0.0005, 0.005)), 2)
+    if roll[2] < 0.3:
+        policy["min_trade"] = float(rng.choice([50.0, 100.0, 250.0]))
+    if roll[3] < 0.3:
+        policy["trade_cost_bps"] = float(rng.choice([1.0, 2.0, 5.0]))
+    if roll[4] < 0.1 and no_sell is not None:
+        policy["no_sell"] = [no_sell]
+    return policy
 
 
 def _recent_trades(rng: np.random.Generator, held: list[str], prices: dict[str, float]) -> list[dict[str, Any]]:
@@ -413,16 +423,8 @@ def _firm_account(template: dict[str, Any], paths: dict[str, PricePath], classes
         tax["carryforward_long_term"] = round(float(abs(rng.normal(0, value * 0.003))), 2)
     policy: dict[str, Any] = {"band": float(rng.choice([0.03, 0.05])),
                               "tax_weight": float(rng.choice([0.05, 0.1, 0.3, 1.0]))}
-    if roll[1] < 0.1 and lots:
-        policy["withdrawal"] = round(float(value * rng.uniform(0.01, 0.08)), 2)
-    if roll[2] < 0.15:
-        policy["max_tax"] = round(float(value * rng.uniform(0.0005, 0.005)), 2)
-    if roll[3] < 0.3:
-        policy["min_trade"] = float(rng.choice([50.0, 100.0, 250.0]))
-    if roll[4] < 0.3:
-        policy["trade_cost_bps"] = float(rng.choice([1.0, 2.0, 5.0]))
-    if roll[5] < 0.1 and legacy_held:
-        policy["no_sell"] = [legacy_held[0]]
+    policy.update(_policy_options(rng, value, roll[1:6], withdrawal=bool(lots),
+                                  no_sell=legacy_held[0] if legacy_held else None))
     return {**template,
             "account": {**template["account"], "id": f"acct-{seed}-{i:06d}", "cash": round(value - invested, 2)},
             "tax": {**template["tax"], **tax}, "policy": {**template["policy"], **policy}, "lots": lots}
