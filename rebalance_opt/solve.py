@@ -2,7 +2,8 @@
 
 1. **Cash first** (SPEC section 2). Solve with buys only (and, with a withdrawal, sells capped at
    what it needs). If the rounded result leaves every class and cash in band, or sells are not
-   allowed, that is the plan.
+   allowed, that is the plan. With an asset class already above its band and nothing to sell for,
+   buying cannot end in band, so this stage is skipped (and solved only if stage 2 finds nothing).
 2. **Full.** A symbol is bought or sold in one plan, never both, and a loss may not be realized on
    a symbol the plan buys (wash sale); that either/or is not convex. Following Moehle, Kochenderfer,
    Boyd & Ang (2021), a relaxation in which every lot may be sold and each class's first buyable
@@ -10,7 +11,8 @@
    solved with directions fixed: a symbol that sells is not bought, and its class's buys go to the
    next listed buyable symbol. Where the relaxation both bought and sold a symbol, the opposite
    choice is solved too, and the rounded plan with the lower objective wins (the cash-first plan
-   competes as well, being feasible for this stage).
+   competes as well, being feasible for this stage). Continuous optima bound their roundings from
+   below, so solves and roundings that cannot beat the best plan so far are skipped.
 """
 from __future__ import annotations
 
