@@ -190,13 +190,13 @@ class _Rounder:
             self._lots[i] = SymbolLots(self.book, i, self.lot_allowed)
         return self._lots[i]
 
-    def candidates(self, i: int, x: float, zero: bool = True) -> _Candidates:
+    def candidates(self, i: int, x: float) -> _Candidates:
         """The counts just below and above |x|, the smallest order meeting min_trade, and no
-        trade (always with ``zero``, else only when no smaller count is a valid order)."""
+        trade when no smaller count is a valid order (``_with_zero`` adds it otherwise)."""
         size, step = abs(x), self.step
         lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
         sizes = {lo, hi}
-        if zero or lo * self._price[i] < self.min_trade - MONEY_TOLERANCE:
+        if lo * self._price[i] < self.min_trade - MONEY_TOLERANCE:
             sizes.add(0.0)
         if self.min_trade > 0 and size > 0:
             sizes.add(math.ceil(self.min_trade / self._price[i] / step - 1e-9) * step)
@@ -296,17 +296,15 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
         if violation[0] > 0:
             raise Infeasible(_why_infeasible(scorer, violation[0]))
         return [], []
-    cands = [rounder.candidates(int(i), continuous_shares[i], zero=False) for i in traded]
-    if combinations(cands, with_zero=True) <= ZERO_EXHAUSTIVE_LIMIT:
-        with_zero = [_with_zero(c) for c in cands]
-        return with_zero, _exhaustive(with_zero, scorer, n_classes)
-    if combinations(cands) <= EXHAUSTIVE_LIMIT:
+    cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
+    with_zero = combinations(cands, with_zero=True)
+    if with_zero > ZERO_EXHAUSTIVE_LIMIT and combinations(cands) <= EXHAUSTIVE_LIMIT:
         try:
             return cands, _exhaustive(cands, scorer, n_classes)
         except Infeasible:
             pass
-    cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
-    if combinations(cands) <= EXHAUSTIVE_LIMIT:
+    cands = [_with_zero(c) for c in cands]
+    if with_zero <= EXHAUSTIVE_LIMIT:
         return cands, _exhaustive(cands, scorer, n_classes)
     return cands, _search_from_two_starts(cands, scorer, n_classes)
 
@@ -449,11 +447,11 @@ class _Moves:
 
 
 def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
-                       start: np.ndarray | None = None) -> list[int]:
+                       start: np.ndarray | None = None, moves: "_Moves | None" = None) -> list[int]:
     """Best-improvement search over single-symbol changes, from ``start`` (default: the rounding
     nearest the continuous solution); first towards feasibility, then down the objective."""
     current = _nearest(cands) if start is None else start
-    moves = _Moves(cands, scorer, n_classes)
+    moves = moves or _Moves(cands, scorer, n_classes)
     for _ in range(20 * len(cands) + 100):
         objective, violation, (now_obj, now_vio) = moves.evaluate(current)
         if now_vio > 0:
@@ -479,14 +477,16 @@ def _search_from_two_starts(cands: list[_Candidates], scorer: Scorer, n_classes:
     down, sells up: cash never below the continuous plan's), the better result kept. From the
     nearest rounding alone, a plan a few dollars short of cash can only reach feasibility by
     dropping whole trades, far from the optimum."""
+    moves = _Moves(cands, scorer, n_classes)
+    nearest, safe = _nearest(cands), _cash_safe(cands)
     results = []
-    for start in (_nearest(cands), _cash_safe(cands)):
+    for start in (nearest,) if np.array_equal(nearest, safe) else (nearest, safe):
         try:
-            choice = _coordinate_search(cands, scorer, n_classes, start)
+            choice = _coordinate_search(cands, scorer, n_classes, start, moves)
         except Infeasible as exc:
             error = exc
             continue
-        _, _, (objective, _) = _Moves(cands, scorer, n_classes).evaluate(np.array(choice))
+        _, _, (objective, _) = moves.evaluate(np.array(choice))
         results.append((objective, choice))
     if not results:
         raise error

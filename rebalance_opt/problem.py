@@ -82,7 +82,7 @@ CLARABEL_REGULARIZED = dict(CLARABEL_RETRY, static_regularization_enable=True)
 # next rung (with refinement) solves again.
 CLARABEL_FAST = dict(CLARABEL_SETTINGS, iterative_refinement_enable=False)
 CLARABEL_LADDER = (CLARABEL_FAST, CLARABEL_SETTINGS, CLARABEL_RETRY, CLARABEL_REGULARIZED)
-LARGE_FIRST_RUNG = 2  # above TIGHT_MAX_VARIABLES: CLARABEL_RETRY first
+LARGE_FIRST_RUNG = CLARABEL_LADDER.index(CLARABEL_RETRY)  # above TIGHT_MAX_VARIABLES: 1e-10 first
 # Above this many free variables 1e-12 is mostly out of reach in double precision (the benchmark's
 # direct-index problems stop at AlmostSolved), so those start at 1e-10: still a relative
 # objective error far below 1e-6 at those sizes.
@@ -434,13 +434,8 @@ class CompiledQP:
         A and P, for this pattern of kept columns and nonzero values. Kept per pattern (the
         most recent ones): re-plans of an account, and the stages of one plan, repeat them."""
         key = keep_col.tobytes() + a_nonzero.tobytes() + p_nonzero.tobytes()
-        found = self._reductions.pop(key, None)
-        if found is None:
-            found = Reduction.of(self, keep_col, a_nonzero, p_nonzero)
-        self._reductions[key] = found  # most recently used last
-        while len(self._reductions) > REDUCTION_CACHE:
-            self._reductions.pop(next(iter(self._reductions)))
-        return found
+        return _recently_used(self._reductions, key, REDUCTION_CACHE,
+                              lambda: Reduction.of(self, keep_col, a_nonzero, p_nonzero))
 
     def parameter_vector(self, values: dict[int, np.ndarray]) -> np.ndarray:
         """θ: every parameter's value, column-major, at its column; 1 in the last (constant)."""
@@ -631,11 +626,19 @@ class ModelCache:
         self._models: dict[Layout, RebalanceModel] = {}
 
     def get(self, layout: Layout) -> RebalanceModel:
-        model = self._models.pop(layout, None) or RebalanceModel(layout)
-        self._models[layout] = model  # most recently used last
-        while len(self._models) > self.maxsize:
-            self._models.pop(next(iter(self._models)))
-        return model
+        return _recently_used(self._models, layout, self.maxsize, lambda: RebalanceModel(layout))
 
     def __len__(self) -> int:
         return len(self._models)
+
+
+def _recently_used(store: dict, key, maxsize: int, make):
+    """``store[key]``, made by ``make()`` when missing; the store keeps the ``maxsize`` most
+    recently used entries (a dict in use order, most recent last)."""
+    value = store.pop(key, None)
+    if value is None:
+        value = make()
+    store[key] = value
+    while len(store) > maxsize:
+        store.pop(next(iter(store)))
+    return value

@@ -42,6 +42,7 @@ class _Candidate:
     objective: float
     stage: str
     solution: Solution
+    after: DriftReport | None = None  # drift after the trades, once computed
 
 
 class Planner:
@@ -107,7 +108,8 @@ class Planner:
         if not futile:
             first = cash_first()
             if first is not None:
-                if not p.allow_sells or _drift_after(book, first.trades).in_band:
+                first.after = _drift_after(book, first.trades)
+                if not p.allow_sells or first.after.in_band:
                     return self._finish(book, first, scorer, reason, stats, started, before)
                 candidates.append(first)
             elif not p.allow_sells:
@@ -152,7 +154,7 @@ class Planner:
         account = book.account
         trades = chosen.trades
         orders = to_orders(book, trades)
-        after = _drift_after(book, trades)
+        after = chosen.after or _drift_after(book, trades)
         gains = {"short": 0.0, "long": 0.0}
         for o in orders:
             for sale in o.lots:
