@@ -27,6 +27,7 @@ from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
 from .orders import NOISE, Scorer, Tracking, Trades, round_trades, to_orders
 from .plan import Objective, Plan, SolverInfo
+from .screen import LotScreen, screened
 from .problem import DEFAULT_SOLVERS, Bucket, Layout, ModelCache, ModelData, Solution, SolveFailure, Structure
 from .tax import estimate
 from .verify import verify_plan
@@ -48,9 +49,11 @@ class _Candidate:
 class Planner:
     """Plans rebalances, keeping compiled models so re-solves of a structure never recompile."""
 
-    def __init__(self, cache: ModelCache | None = None, solvers: tuple[str, ...] = DEFAULT_SOLVERS):
+    def __init__(self, cache: ModelCache | None = None, solvers: tuple[str, ...] = DEFAULT_SOLVERS,
+                 screen_lots: bool = True):
         self.cache = cache if cache is not None else DEFAULT_CACHE
         self.solvers = solvers
+        self.screen_lots = screen_lots  # solve over screened lots (``screen``); False: every lot
 
     def plan(self, account: Account, reason: str | None = None) -> Plan:
         started = time.perf_counter()
@@ -71,7 +74,9 @@ class Planner:
         lot_ok = book.lot_sellable
         stats = {"solves": 0, "seconds": 0.0}
 
-        def solve(b_max, s_max, sell_room) -> Solution | None:
+        screen = LotScreen.of(book, base) if self.screen_lots else None
+
+        def solve_once(b_max, s_max, sell_room) -> Solution | None:
             data = ModelData(**{**base.__dict__, "b_max": b_max, "s_max": s_max, "sell_room": sell_room})
             stats["solves"] += 1
             try:
@@ -82,6 +87,9 @@ class Planner:
                 raise SolverFailed(f"the solvers did not reach an accurate optimum ({exc})") from None
             stats["seconds"] += sol.solve_seconds
             return sol
+
+        def solve(b_max, s_max, sell_room) -> Solution | None:
+            return screened(lambda caps: solve_once(b_max, caps, sell_room), screen, s_max)
 
         def candidate(sol: Solution, lot_allowed: np.ndarray, stage: str) -> _Candidate | None:
             shares = _continuous_shares(book, sol)

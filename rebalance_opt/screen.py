@@ -1,0 +1,112 @@
+"""Lot screening: solve with the lots that can matter, then prove the others stay unsold.
+
+Within one symbol, the model's lots differ only in their tax per unit sold (``lot_tax``) and
+their caps: every lot of a symbol has the same column in the class, cash, trading-cost and
+sell-room rows. So, by an exchange argument on the KKT conditions, a lot is never worth selling
+while a cheaper lot of the same symbol is left unsold:
+
+    if an included lot j of symbol i ends below its cap, its reduced cost is ≥ 0; any excluded lot
+    j' of i with lot_tax[j'] ≥ lot_tax[j] has reduced cost
+        rc[j] + (lot_tax[j'] − lot_tax[j]) · (tax_weight · U/V + λ_tax_budget) ≥ rc[j] ≥ 0
+    (tax_weight ≥ 0, the budget's multiplier λ ≥ 0), so leaving j' at zero keeps the solution
+    optimal for the problem with every lot.
+
+``Book`` orders each symbol's lots by tax per share (the minimum-tax relief order, which is
+``lot_tax`` order since one symbol has one price), so the screened set is a prefix of each
+symbol's lots. It starts from what a plan can plausibly sell: per class, its cheapest lots
+covering ``COVER`` times its excess over target, every loss lot, and each symbol's cheapest lot.
+After a solve, a symbol whose included lots are all sold to their caps (within ``SATURATED``) may
+need more; its prefix doubles and the model is solved again. A solve of the screened problem
+that is infeasible or fails falls back to every lot. The result is the optimum of the full
+problem, while the solver sees a fraction of the lots of a direct-index or many-lot account.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .errors import SolverFailed
+from .problem import ModelData, Solution
+
+COVER = 1.5         # the initial set covers this multiple of each class's excess over target
+SATURATED = 1e-6    # a lot sold within this much of its cap (fraction of U) counts as sold out
+MIN_LOTS = 4        # a doubling adds at least this many lots to a symbol's prefix
+
+
+class LotScreen:
+    """The screening of one plan's lots (fixed data: which symbol and class each lot is in, and
+    its tax per unit sold; the caps change per solve)."""
+
+    def __init__(self, lot_symbol: np.ndarray, class_of_symbol: np.ndarray, lot_tax: np.ndarray,
+                 class_excess: np.ndarray):
+        m, n = len(lot_symbol), len(class_of_symbol)
+        self.lot_symbol = lot_symbol
+        self.n_symbols = n
+        starts = np.searchsorted(lot_symbol, np.arange(n), side="left")
+        self.position = np.arange(m) - starts[lot_symbol]  # rank within the symbol's lots
+        self.lot_class = class_of_symbol[lot_symbol] if m else np.zeros(0, int)
+        self.by_class = np.lexsort((np.arange(m), lot_tax, self.lot_class))
+        self.need = COVER * np.maximum(class_excess, 0.0)[self.lot_class[self.by_class]]
+        self.loss = lot_tax < 0
+        self.size = np.bincount(lot_symbol, minlength=n)
+
+    @staticmethod
+    def of(book, data: ModelData) -> LotScreen:
+        """The screen of a plan's ``Book`` and its base ``ModelData`` (class gaps, lot tax)."""
+        return LotScreen(book.lot_symbol, book.class_of_symbol, data.lot_tax, data.gap[:-1])
+
+    def initial(self, s_max: np.ndarray) -> np.ndarray:
+        """Lots to solve with first (a prefix of each symbol's lots), as a mask."""
+        if len(s_max) == 0:
+            return np.zeros(0, dtype=bool)
+        cls, cap = self.lot_class[self.by_class], s_max[self.by_class]
+        cum = np.cumsum(cap)
+        class_start = np.r_[0, np.flatnonzero(np.diff(cls)) + 1]
+        base = np.repeat(cum[class_start] - cap[class_start], np.diff(np.r_[class_start, len(cls)]))
+        covering = (cum - cap - base < self.need) & (cap > 0)
+        picked = self.by_class[covering]
+        count = np.zeros(self.n_symbols, dtype=int)
+        np.maximum.at(count, self.lot_symbol[picked], self.position[picked] + 1)
+        np.maximum.at(count, self.lot_symbol[self.loss], self.position[self.loss] + 1)
+        # Up to the first sellable lot past the covering set and the losses (whose sale may be
+        # all the plan needs): a lot expected to stay below its cap proves the rest unneeded.
+        beyond = np.flatnonzero((s_max > 0) & (self.position >= count[self.lot_symbol]))
+        end = np.full(self.n_symbols, len(s_max))
+        np.minimum.at(end, self.lot_symbol[beyond], self.position[beyond] + 1)
+        count = np.minimum(end, self.size)
+        return self.position < count[self.lot_symbol]
+
+    def widen(self, keep: np.ndarray, s_max: np.ndarray, sells: np.ndarray) -> np.ndarray | None:
+        """None when the solution ``sells`` (with lots ``keep``) is optimal for every lot; else a
+        wider mask: each symbol with sellable lots left out and every included lot sold out gets
+        its prefix doubled."""
+        room = (s_max - sells > SATURATED) & keep  # an included lot left below its cap
+        proven = np.bincount(self.lot_symbol, weights=room, minlength=self.n_symbols) > 0
+        left_out = np.bincount(self.lot_symbol, weights=~keep & (s_max > 0), minlength=self.n_symbols) > 0
+        grow = left_out & ~proven
+        if not grow.any():
+            return None
+        count = np.bincount(self.lot_symbol, weights=keep, minlength=self.n_symbols).astype(int)
+        count = np.where(grow, np.maximum(2 * count, count + MIN_LOTS), count)
+        return self.position < count[self.lot_symbol]
+
+
+def screened(solve: Callable[[np.ndarray], Solution | None], screen: LotScreen | None,
+             s_max: np.ndarray) -> Solution | None:
+    """``solve(caps)`` (a solve of the model with these lot caps; None when infeasible) at the
+    optimum over every lot, done over screened lots: widened until proven, and over every lot
+    when a screened solve is infeasible or fails (or ``screen`` is None)."""
+    keep = screen.initial(s_max) if screen is not None else np.ones(len(s_max), dtype=bool)
+    while not keep[s_max > 0].all():
+        try:
+            sol = solve(s_max * keep)
+        except SolverFailed:
+            sol = None
+        if sol is None:
+            break  # infeasible or failed with fewer lots: every lot decides
+        wider = screen.widen(keep, s_max, sol.sells)
+        if wider is None:
+            return sol
+        keep = wider
+    return solve(s_max)
