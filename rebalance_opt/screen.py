@@ -45,37 +45,45 @@ class LotScreen:
         self.n_symbols = n
         starts = np.searchsorted(lot_symbol, np.arange(n), side="left")
         self.position = np.arange(m) - starts[lot_symbol]  # rank within the symbol's lots
-        self.lot_class = class_of_symbol[lot_symbol] if m else np.zeros(0, int)
-        self.by_class = np.lexsort((np.arange(m), lot_tax, self.lot_class))
-        self.need = COVER * np.maximum(class_excess, 0.0)[self.lot_class[self.by_class]]
-        self.loss = lot_tax < 0
         self.size = np.bincount(lot_symbol, minlength=n)
+        self.held = self.size > 0
+        self.starts = starts[self.held]  # segment starts of the symbols with lots (for reduceat)
+        lot_class = class_of_symbol[lot_symbol] if m else np.zeros(0, int)
+        self.by_class = np.lexsort((np.arange(m), lot_tax, lot_class))
+        sorted_class = lot_class[self.by_class]
+        first_of_class = np.r_[True, sorted_class[1:] != sorted_class[:-1]] if m else np.zeros(0, bool)
+        self.class_start = np.flatnonzero(first_of_class)
+        self.segment = np.cumsum(first_of_class) - 1  # class segment of each sorted position
+        self.need = COVER * np.maximum(class_excess, 0.0)[sorted_class]
+        self.losses = self._per_symbol(np.maximum, np.where(lot_tax < 0, self.position + 1, 0), 0)
 
     @staticmethod
     def of(book, data: ModelData) -> LotScreen:
         """The screen of a plan's ``Book`` and its base ``ModelData`` (class gaps, lot tax)."""
         return LotScreen(book.lot_symbol, book.class_of_symbol, data.lot_tax, data.gap[:-1])
 
+    def _per_symbol(self, ufunc: np.ufunc, values: np.ndarray, empty: int) -> np.ndarray:
+        """``ufunc`` reduced over each symbol's lots (``empty`` for a symbol without lots)."""
+        out = np.full(self.n_symbols, empty)
+        if len(self.starts):
+            out[self.held] = ufunc.reduceat(values, self.starts)
+        return out
+
     def initial(self, s_max: np.ndarray) -> np.ndarray:
         """Lots to solve with first (a prefix of each symbol's lots), as a mask."""
         if len(s_max) == 0:
             return np.zeros(0, dtype=bool)
-        cls, cap = self.lot_class[self.by_class], s_max[self.by_class]
-        cum = np.cumsum(cap)
-        class_start = np.r_[0, np.flatnonzero(np.diff(cls)) + 1]
-        base = np.repeat(cum[class_start] - cap[class_start], np.diff(np.r_[class_start, len(cls)]))
-        covering = (cum - cap - base < self.need) & (cap > 0)
-        picked = self.by_class[covering]
-        count = np.zeros(self.n_symbols, dtype=int)
-        np.maximum.at(count, self.lot_symbol[picked], self.position[picked] + 1)
-        np.maximum.at(count, self.lot_symbol[self.loss], self.position[self.loss] + 1)
+        cap = s_max[self.by_class]
+        before = np.cumsum(cap) - cap               # sold before this lot, cheapest first ...
+        before -= before[self.class_start][self.segment]  # ... within its class
+        covering = np.zeros(len(s_max), dtype=bool)
+        covering[self.by_class] = (before < self.need) & (cap > 0)
+        count = np.maximum(self._per_symbol(np.maximum, np.where(covering, self.position + 1, 0), 0), self.losses)
         # Up to the first sellable lot past the covering set and the losses (whose sale may be
         # all the plan needs): a lot expected to stay below its cap proves the rest unneeded.
-        beyond = np.flatnonzero((s_max > 0) & (self.position >= count[self.lot_symbol]))
-        end = np.full(self.n_symbols, len(s_max))
-        np.minimum.at(end, self.lot_symbol[beyond], self.position[beyond] + 1)
-        count = np.minimum(end, self.size)
-        return self.position < count[self.lot_symbol]
+        beyond = (s_max > 0) & (self.position >= count[self.lot_symbol])
+        end = self._per_symbol(np.minimum, np.where(beyond, self.position + 1, len(s_max)), 0)
+        return self.position < np.minimum(end, self.size)[self.lot_symbol]
 
     def widen(self, keep: np.ndarray, s_max: np.ndarray, sells: np.ndarray) -> np.ndarray | None:
         """None when the solution ``sells`` (with lots ``keep``) is optimal for every lot; else a
