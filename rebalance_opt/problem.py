@@ -514,10 +514,10 @@ class QP:
     d: float
     p: np.ndarray   # upper triangle of P (pattern: compiled.p_rows, p_cols)
 
-    def reduced(self):
+    def reduced(self, sign: float = 1.0):
         """Remove variables fixed at zero by their bound rows and the rows left empty; returns
-        (kept columns, P, q, A, b, equality rows kept) or None when a removed row is violated
-        (the problem is infeasible)."""
+        (kept columns, P, q, sign × A, b, equality rows kept) or None when a removed row is
+        violated (the problem is infeasible). Clarabel takes −A (``sign=-1``)."""
         c = self.compiled
         e = c.bound_entries
         coef, col = self.a[e], c.a_cols[e]
@@ -530,16 +530,16 @@ class QP:
         r = c.reduction(keep_col, self.a != 0.0, self.p != 0.0)
         if np.any(self.b[r.dropped_eq] != 0.0) or np.any(self.b[r.dropped_ineq] < 0.0):
             return None
-        A = sp.csc_matrix((self.a[r.a_entries], r.a_indices, r.a_indptr), shape=r.a_shape)
+        A = sp.csc_matrix((sign * self.a[r.a_entries], r.a_indices, r.a_indptr), shape=r.a_shape)
         P = sp.csc_matrix((self.p[r.p_entries], r.p_indices, r.p_indptr), shape=r.p_shape)
         return keep_col, P, self.q[keep_col], A, self.b[r.keep_row], r.n_eq
 
     def solve(self, solver: str) -> tuple[str, np.ndarray | None, float]:
         """(cvxpy status, full x or None, objective) from ``solver`` (CLARABEL or OSQP)."""
-        reduced = self.reduced()
+        reduced = self.reduced(-1.0 if solver == "CLARABEL" else 1.0)
         if reduced is None:
             return cp.INFEASIBLE, None, np.inf
-        keep, P, q, A, b, n_eq = reduced
+        keep, P, q, A, b, n_eq = reduced  # A is −A for Clarabel (its own form)
         x = np.zeros(self.compiled.n)
         if not keep.any():
             return cp.OPTIMAL, x, self.d
@@ -580,10 +580,12 @@ def _rows_of(tensor, select, keep_all: int | None = None) -> tuple[np.ndarray, s
     return flat, sp.csr_matrix((val, (index, col)), shape=(len(flat), tensor.shape[1]))
 
 
-def _clarabel(P, q, A, b, n_eq, settings) -> tuple[str, np.ndarray | None]:
+def _clarabel(P, q, minus_A, b, n_eq, settings) -> tuple[str, np.ndarray | None]:
+    """Clarabel on ``minimize ½xᵀPx + qᵀx  s.t.  −(minus_A) x + b ∈ {0}ⁿᵉ × ℝ₊`` (its own form:
+    minus_A x + s = b, s in the cones)."""
     cones = ([clarabel.ZeroConeT(n_eq)] if n_eq else []) + \
-            ([clarabel.NonnegativeConeT(A.shape[0] - n_eq)] if A.shape[0] > n_eq else [])
-    result = clarabel.DefaultSolver(P, q, -A, b, cones, settings).solve()
+            ([clarabel.NonnegativeConeT(minus_A.shape[0] - n_eq)] if minus_A.shape[0] > n_eq else [])
+    result = clarabel.DefaultSolver(P, q, minus_A, b, cones, settings).solve()
     status = str(result.status)
     if status == "Solved":
         return cp.OPTIMAL, np.asarray(result.x)
