@@ -275,13 +275,18 @@ def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
     cands, choice = _start(rounder, traded, continuous_shares, scorer, n_classes)
     # Polish: a share more or less than floor/ceil can still pay (the continuous point is only a
     # guide once shares are whole), so walk one step at a time while the objective improves.
+    # Once single steps stop paying, two at a time are tried (``_coordinate_search(pairs=True)``).
+    pairs = False
     for _ in range(POLISH_ROUNDS if cands else 0):
         chosen = [float(c.shares[j]) for c, j in zip(cands, choice)]
         around = [rounder.around(c.symbol, continuous_shares[c.symbol], q) for c, q in zip(cands, chosen)]
-        new = _coordinate_search(around, scorer, n_classes)
+        new = _coordinate_search(around, scorer, n_classes, pairs=pairs)
         if [float(c.shares[j]) for c, j in zip(around, new)] == chosen:
-            break
-        cands, choice = around, new
+            if pairs:
+                break
+            pairs = True
+            continue
+        cands, choice, pairs = around, new, False
     return rounder.trades(cands, choice)
 
 
@@ -445,11 +450,59 @@ class _Moves:
         # every move, so a move that changes nothing never looks better by float noise.
         return objective, violation, np.array([objective[pos[0]], violation[pos[0]]])
 
+    def pairs(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Objective and violation of every change of two symbols at once (moves × moves; +inf
+        where both moves change the same symbol, and below the diagonal). Diagonal tracking only
+        (identity or specific risk): a pair then moves at most three deviations, its two classes
+        (one, if shared) and cash."""
+        s = self.scorer
+        pos = self.start + current
+        cur_value = self.value[pos]
+        class_dv = np.bincount(self.klass[pos], weights=cur_value, minlength=self.cash_col)
+        dv, notional, tax = cur_value.sum(), self.notional[pos].sum(), self.tax[pos].sum()
+        d_value = self.value - cur_value[self.col]
+        d_notional = self.notional - self.notional[pos][self.col]
+        d_tax = self.tax - self.tax[pos][self.col]
+        m_notional = notional + (d_notional[:, None] + d_notional[None, :])
+        m_tax = tax + (d_tax[:, None] + d_tax[None, :])
+        cash_delta = -(dv + (d_value[:, None] + d_value[None, :])) - s.kappa * m_notional
+        dev = s.base_dev + np.append(class_dv, -dv - s.kappa * notional) / s.u
+        a = d_value / s.u
+        w = np.broadcast_to(self.w_cls, a.shape)
+        own = w * (2.0 * dev[self.klass] + a) * a          # one move's change to its class term
+        shared = np.where(self.klass[:, None] == self.klass[None, :], 2.0 * w[:, None] * a[:, None] * a[None, :], 0.0)
+        new_cash = s.base_dev[self.cash_col] + cash_delta / s.u
+        weights = np.ones(len(dev)) if s.tracking.identity else s.tracking.specific ** 2
+        tracking = (float(np.sum(weights * dev ** 2)) + own[:, None] + own[None, :] + shared
+                    + self.w_cash * (new_cash ** 2 - dev[self.cash_col] ** 2))
+        objective = tracking + s.tax_weight * m_tax / s.v + s.kappa * m_notional / s.v
+        objective[self.col[:, None] >= self.col[None, :]] = np.inf
+        return objective, s.violation(cash_delta, m_tax)
+
+    def best_pair(self, current: np.ndarray, now_obj: float) -> tuple[int, int] | None:
+        """The feasible two-symbol move that improves ``now_obj`` most, or None (also when the
+        tracking has factor rows or there are more than PAIR_LIMIT moves)."""
+        if self.g_cls is not None or len(self.col) > PAIR_LIMIT:
+            return None
+        objective, violation = self.pairs(current)
+        objective[violation > 0] = np.inf
+        flat = int(np.argmin(objective))
+        if not objective.flat[flat] < now_obj - 1e-15:
+            return None
+        return divmod(flat, objective.shape[1])
+
+
+PAIR_LIMIT = 400  # moves (options over every symbol) up to which two-symbol moves are searched
+
 
 def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
-                       start: np.ndarray | None = None, moves: "_Moves | None" = None) -> list[int]:
+                       start: np.ndarray | None = None, moves: "_Moves | None" = None,
+                       pairs: bool = False) -> list[int]:
     """Best-improvement search over single-symbol changes, from ``start`` (default: the rounding
-    nearest the continuous solution); first towards feasibility, then down the objective."""
+    nearest the continuous solution); first towards feasibility, then down the objective. With
+    ``pairs``, where no single change improves, changes of two symbols at once are tried
+    (``_Moves.pairs``): a share more of one fund and less of another can pay where either alone
+    moves cash the wrong way."""
     current = _nearest(cands) if start is None else start
     moves = moves or _Moves(cands, scorer, n_classes)
     for _ in range(20 * len(cands) + 100):
@@ -462,7 +515,13 @@ def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
         else:
             pick = _best(objective, violation)
             if pick is None or objective[pick] >= now_obj - 1e-15:
-                break
+                pair = moves.best_pair(current, now_obj) if pairs else None
+                if pair is None:
+                    break
+                current = current.copy()
+                for m in pair:
+                    current[moves.col[m]] = moves.alt[m]
+                continue
         current = current.copy()
         current[moves.col[pick]] = moves.alt[pick]
     else:  # out of iterations: never hand back a choice that breaks a hard constraint

@@ -9,6 +9,7 @@ import itertools
 import math
 from datetime import date, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -152,3 +153,55 @@ def test_a_fractional_plan_spending_cash_to_the_floor_passes_the_independent_che
     d = json.loads((Path(__file__).parent / "data" / "cash_floor_fractional.json").read_text())
     plan = plan_rebalance(account_from_dict(d))  # raises if the independent check fails
     assert plan.cash_after >= -5e-7
+
+
+def _moves_of_a_household(specific: bool):
+    """Candidates and their moves for a synthetic household's first 12 symbols, each with a
+    made-up continuous trade of about 2% of the account (buys and sells alternating)."""
+    from benchmarks.synth import household
+    from rebalance_opt.book import Book
+    from rebalance_opt.orders import Scorer, Tracking, _Moves, _nearest, _Rounder, _with_zero
+
+    book = Book(account_from_dict(household(3)))
+    n_classes = len(book.classes)
+    tracking = Tracking(specific=np.linspace(0.5, 1.5, n_classes + 1)) if specific else Tracking()
+    scorer = Scorer(book, tracking)
+    rounder = _Rounder(book, book.lot_sellable, 1.0)
+    symbols = range(min(12, len(book.symbols)))
+    shares = [(1 if i % 2 else -1) * 0.02 * book.value / book.price[i] for i in symbols]
+    shares = [x if x > 0 else max(x, -0.9 * book.shares[i]) for i, x in zip(symbols, shares)]
+    cands = [_with_zero(rounder.candidates(i, x)) for i, x in zip(symbols, shares)]
+    return cands, scorer, _Moves(cands, scorer, n_classes), _nearest(cands), n_classes
+
+
+@pytest.mark.parametrize("specific", [False, True])
+def test_two_symbol_moves_are_scored_like_the_whole_plan(specific):
+    cands, scorer, moves, current, n_classes = _moves_of_a_household(specific)
+    objective, violation = moves.pairs(current)
+    checked = 0
+    for m1, m2 in itertools.combinations(range(len(moves.col)), 2):
+        if moves.col[m1] == moves.col[m2]:
+            assert objective[m1, m2] == math.inf
+            continue
+        choice = current.copy()
+        choice[moves.col[m1]], choice[moves.col[m2]] = moves.alt[m1], moves.alt[m2]
+        class_dv = np.zeros((1, n_classes))
+        dv = notional = tax = 0.0
+        for c, j in zip(cands, choice):  # the plan's totals, summed directly
+            class_dv[0, c.klass] += c.value[j]
+            dv, notional, tax = dv + c.value[j], notional + c.notional[j], tax + c.lot_tax[j]
+        want_obj, want_vio = scorer.score(class_dv, np.array([dv]), np.array([notional]), np.array([tax]))
+        assert objective[m1, m2] == pytest.approx(want_obj[0], rel=1e-9, abs=1e-15)
+        assert violation[m1, m2] == pytest.approx(want_vio[0], abs=1e-15)
+        checked += 1
+    assert checked > 100
+
+
+def test_two_symbol_moves_leave_no_single_or_pair_move_that_improves():
+    from rebalance_opt.orders import _coordinate_search
+    cands, scorer, moves, current, n_classes = _moves_of_a_household(False)
+    result = np.array(_coordinate_search(cands, scorer, n_classes, current, moves, pairs=True))
+    objective, violation, (now_obj, now_vio) = moves.evaluate(result)
+    assert now_vio == 0
+    assert np.all((objective >= now_obj - 1e-15) | (violation > 0))
+    assert moves.best_pair(result, now_obj) is None

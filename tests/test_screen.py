@@ -61,7 +61,9 @@ def _assert_same_optimum(raw: dict) -> list[int]:
 def test_screened_solve_reaches_the_optimum_over_every_lot(raw):
     if not raw["lots"]:
         return
-    _assert_same_optimum(raw)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(screen_module, "WORTH", 1.0)  # screen even where it would not pay
+        _assert_same_optimum(raw)
 
 
 @SETTINGS
@@ -73,12 +75,24 @@ def test_screening_from_the_smallest_start_widens_to_the_optimum(raw):
         return
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(screen_module, "COVER", 0.0)
+        mp.setattr(screen_module, "WORTH", 1.0)
         _assert_same_optimum(raw)
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_household_relaxation_is_unchanged_by_screening(seed):
+def test_household_relaxation_is_unchanged_by_screening(seed, monkeypatch):
+    monkeypatch.setattr(screen_module, "WORTH", 1.0)
     _assert_same_optimum(household(seed))
+
+
+def test_a_screen_that_leaves_out_little_solves_with_every_lot():
+    """A direct index with a class per stock: the first set would keep most lots, so the solve
+    takes them all at once rather than risk a widening re-solve."""
+    from benchmarks.synth import direct_index
+    seen = _assert_same_optimum(direct_index(0, n_symbols=60, lots_per_symbol=4, n_factors=3))
+    solve, screen, caps, _ = _relaxation(direct_index(0, n_symbols=60, lots_per_symbol=4, n_factors=3))
+    assert np.count_nonzero(screen.initial(caps) & (caps > 0)) > 0.5 * np.count_nonzero(caps)
+    assert seen == [np.count_nonzero(caps)]
 
 
 def test_many_lot_account_hands_the_solver_a_fraction_of_its_lots():
