@@ -275,18 +275,17 @@ def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
     cands, choice = _start(rounder, traded, continuous_shares, scorer, n_classes)
     # Polish: a share more or less than floor/ceil can still pay (the continuous point is only a
     # guide once shares are whole), so walk one step at a time while the objective improves.
-    # Once single steps stop paying, two at a time are tried (``_coordinate_search(pairs=True)``).
-    pairs = False
+    # Once single steps stop paying, two at a time are tried, from where the single steps ended.
     for _ in range(POLISH_ROUNDS if cands else 0):
         chosen = [float(c.shares[j]) for c, j in zip(cands, choice)]
         around = [rounder.around(c.symbol, continuous_shares[c.symbol], q) for c, q in zip(cands, chosen)]
-        new = _coordinate_search(around, scorer, n_classes, pairs=pairs)
+        moves = _Moves(around, scorer, n_classes)
+        new = _coordinate_search(around, scorer, n_classes, moves=moves)
         if [float(c.shares[j]) for c, j in zip(around, new)] == chosen:
-            if pairs:
+            new = _coordinate_search(around, scorer, n_classes, np.array(new), moves, pairs=True)
+            if [float(c.shares[j]) for c, j in zip(around, new)] == chosen:
                 break
-            pairs = True
-            continue
-        cands, choice, pairs = around, new, False
+        cands, choice = around, new
     return rounder.trades(cands, choice)
 
 
@@ -450,49 +449,56 @@ class _Moves:
         # every move, so a move that changes nothing never looks better by float noise.
         return objective, violation, np.array([objective[pos[0]], violation[pos[0]]])
 
-    def pairs(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Objective and violation of every change of two symbols at once (moves × moves; +inf
-        where both moves change the same symbol, and below the diagonal). Diagonal tracking only
-        (identity or specific risk): a pair then moves at most three deviations, its two classes
-        (one, if shared) and cash."""
+    def pairs(self, current: np.ndarray, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Objective and violation of every change of two symbols at once, over the moves
+        ``among`` (default: all) × the same (+inf where both moves change the same symbol, and
+        below the diagonal). Diagonal tracking only (identity or specific risk): a pair then
+        moves at most three deviations, its two classes (one, if shared) and cash."""
         s = self.scorer
         pos = self.start + current
         cur_value = self.value[pos]
         class_dv = np.bincount(self.klass[pos], weights=cur_value, minlength=self.cash_col)
         dv, notional, tax = cur_value.sum(), self.notional[pos].sum(), self.tax[pos].sum()
-        d_value = self.value - cur_value[self.col]
-        d_notional = self.notional - self.notional[pos][self.col]
-        d_tax = self.tax - self.tax[pos][self.col]
+        among = np.arange(len(self.col)) if among is None else among
+        col, klass = self.col[among], self.klass[among]
+        d_value = self.value[among] - cur_value[col]
+        d_notional = self.notional[among] - self.notional[pos][col]
+        d_tax = self.tax[among] - self.tax[pos][col]
         m_notional = notional + (d_notional[:, None] + d_notional[None, :])
         m_tax = tax + (d_tax[:, None] + d_tax[None, :])
         cash_delta = -(dv + (d_value[:, None] + d_value[None, :])) - s.kappa * m_notional
         dev = s.base_dev + np.append(class_dv, -dv - s.kappa * notional) / s.u
         a = d_value / s.u
-        w = np.broadcast_to(self.w_cls, a.shape)
-        own = w * (2.0 * dev[self.klass] + a) * a          # one move's change to its class term
-        shared = np.where(self.klass[:, None] == self.klass[None, :], 2.0 * w[:, None] * a[:, None] * a[None, :], 0.0)
+        w = np.broadcast_to(self.w_cls, self.col.shape)[among]
+        own = w * (2.0 * dev[klass] + a) * a          # one move's change to its class term
+        shared = np.where(klass[:, None] == klass[None, :], 2.0 * w[:, None] * a[:, None] * a[None, :], 0.0)
         new_cash = s.base_dev[self.cash_col] + cash_delta / s.u
         weights = np.ones(len(dev)) if s.tracking.identity else s.tracking.specific ** 2
         tracking = (float(np.sum(weights * dev ** 2)) + own[:, None] + own[None, :] + shared
                     + self.w_cash * (new_cash ** 2 - dev[self.cash_col] ** 2))
         objective = tracking + s.tax_weight * m_tax / s.v + s.kappa * m_notional / s.v
-        objective[self.col[:, None] >= self.col[None, :]] = np.inf
+        objective[col[:, None] >= col[None, :]] = np.inf
         return objective, s.violation(cash_delta, m_tax)
 
-    def best_pair(self, current: np.ndarray, now_obj: float) -> tuple[int, int] | None:
-        """The feasible two-symbol move that improves ``now_obj`` most, or None (also when the
-        tracking has factor rows or there are more than PAIR_LIMIT moves)."""
-        if self.g_cls is not None or len(self.col) > PAIR_LIMIT:
+    def best_pair(self, current: np.ndarray, now_obj: float, single: np.ndarray) -> tuple[int, int] | None:
+        """The feasible two-symbol move that improves ``now_obj`` most, among the PAIR_MOVES
+        moves whose own objective (``single``, feasible or not) is lowest; None if none does, or
+        when the tracking has factor rows."""
+        if self.g_cls is not None:
             return None
-        objective, violation = self.pairs(current)
+        among = np.argsort(single, kind="stable")[:PAIR_MOVES] if len(single) > PAIR_MOVES else None
+        objective, violation = self.pairs(current, among)
         objective[violation > 0] = np.inf
         flat = int(np.argmin(objective))
         if not objective.flat[flat] < now_obj - 1e-15:
             return None
-        return divmod(flat, objective.shape[1])
+        m1, m2 = divmod(flat, objective.shape[1])
+        return (m1, m2) if among is None else (int(among[m1]), int(among[m2]))
 
 
-PAIR_LIMIT = 400  # moves (options over every symbol) up to which two-symbol moves are searched
+# Two-symbol moves are searched among this many single moves, those scoring best alone: a pair
+# pays where two nearly-paying moves offset each other's cash (or class) deviation.
+PAIR_MOVES = 32
 
 
 def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
@@ -515,7 +521,7 @@ def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
         else:
             pick = _best(objective, violation)
             if pick is None or objective[pick] >= now_obj - 1e-15:
-                pair = moves.best_pair(current, now_obj) if pairs else None
+                pair = moves.best_pair(current, now_obj, objective) if pairs else None
                 if pair is None:
                     break
                 current = current.copy()

@@ -197,11 +197,22 @@ def test_two_symbol_moves_are_scored_like_the_whole_plan(specific):
     assert checked > 100
 
 
-def test_two_symbol_moves_leave_no_single_or_pair_move_that_improves():
-    from rebalance_opt.orders import _coordinate_search
+def test_two_symbol_moves_over_a_subset_are_those_of_the_whole():
+    cands, scorer, moves, current, n_classes = _moves_of_a_household(True)
+    among = np.arange(0, len(moves.col), 3)
+    objective, violation = moves.pairs(current, among)
+    all_objective, all_violation = moves.pairs(current)
+    assert np.array_equal(objective, all_objective[np.ix_(among, among)])
+    assert np.array_equal(violation, all_violation[np.ix_(among, among)])
+
+
+def test_two_symbol_search_leaves_no_single_or_pair_move_that_improves(monkeypatch):
+    from rebalance_opt import orders
+    monkeypatch.setattr(orders, "PAIR_MOVES", 10_000)  # every pair, not the best-scoring moves'
     cands, scorer, moves, current, n_classes = _moves_of_a_household(False)
-    result = np.array(_coordinate_search(cands, scorer, n_classes, current, moves, pairs=True))
+    result = np.array(orders._coordinate_search(cands, scorer, n_classes, current, moves, pairs=True))
     objective, violation, (now_obj, now_vio) = moves.evaluate(result)
     assert now_vio == 0
     assert np.all((objective >= now_obj - 1e-15) | (violation > 0))
-    assert moves.best_pair(result, now_obj) is None
+    pair_objective, pair_violation = moves.pairs(result)
+    assert np.all((pair_objective >= now_obj - 1e-15) | (pair_violation > 0))

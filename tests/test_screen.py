@@ -40,7 +40,8 @@ def _relaxation(raw: dict):
                 return None
             raise
 
-    return solve, LotScreen.of(book, base), base.s_max * book.lot_sellable, seen
+    screen = LotScreen(book.lot_symbol, book.class_of_symbol, base.lot_tax, base.gap[:-1])  # at any size
+    return solve, screen, base.s_max * book.lot_sellable, seen
 
 
 def _assert_same_optimum(raw: dict) -> list[int]:
@@ -148,3 +149,11 @@ def test_widen_doubles_only_a_sold_out_symbol():
     sells[5] = 0.05                     # symbol 1's one lot part-sold: proven
     wider = screen.widen(keep, caps, sells)
     assert wider.tolist() == [True] * 5 + [True, False, False]
+
+
+def test_an_account_with_few_lots_is_not_screened():
+    small = Book(account_from_dict(household(0)))
+    assert len(small.lots) < screen_module.MIN_LOTS_TO_SCREEN
+    assert LotScreen.of(small, _base_data(small, _tracking(small))) is None
+    large = Book(account_from_dict(lots_account(0, 1_000)))
+    assert LotScreen.of(large, _base_data(large, _tracking(large))) is not None
