@@ -14,11 +14,13 @@ while a cheaper lot of the same symbol is left unsold:
 ``Book`` orders each symbol's lots by tax per share (the minimum-tax relief order, which is
 ``lot_tax`` order since one symbol has one price), so the screened set is a prefix of each
 symbol's lots. It starts from what a plan can plausibly sell: per class, its cheapest lots
-covering ``COVER`` times its excess over target, every loss lot, and each symbol's cheapest lot.
-After a solve, a symbol whose included lots are all sold to their caps (within ``SATURATED``) may
-need more; its prefix doubles and the model is solved again. A solve of the screened problem
-that is infeasible or fails falls back to every lot. The result is the optimum of the full
-problem, while the solver sees a fraction of the lots of a direct-index or many-lot account.
+covering ``COVER`` times its excess over target, every loss lot, and then each symbol's next
+sellable lot (expected to stay below its cap, so that it proves the rest). After a solve, a
+symbol whose included lots are all sold to their caps (within ``SATURATED``) may need more; its
+prefix doubles and the model is solved again. A solve of the screened problem that is infeasible
+or fails falls back to every lot, and so does a first set that would leave out too little to pay
+(``WORTH``). The result is the optimum of the full problem, while the solver of a many-lot
+account sees the lots that matter.
 """
 from __future__ import annotations
 

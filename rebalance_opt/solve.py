@@ -13,6 +13,9 @@
    choice is solved too, and the rounded plan with the lower objective wins (the cash-first plan
    competes as well, being feasible for this stage). Continuous optima bound their roundings from
    below, so solves and roundings that cannot beat the best plan so far are skipped.
+
+Every solve of an account with many lots goes through lot screening (``screen``): the solver sees
+a prefix of each symbol's lots, and the optimum is proven to be that over every lot.
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
 from .orders import NOISE, Scorer, Tracking, Trades, round_trades, to_orders
 from .plan import Objective, Plan, SolverInfo
-from .screen import LotScreen, screened
 from .problem import DEFAULT_SOLVERS, Bucket, Layout, ModelCache, ModelData, Solution, SolveFailure, Structure
+from .screen import LotScreen, screened
 from .tax import estimate
 from .verify import verify_plan
 
