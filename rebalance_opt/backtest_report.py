@@ -311,6 +311,20 @@ def _harvest_note(result: BacktestResult) -> str | None:
     return text
 
 
+def _band_note(result: BacktestResult) -> str | None:
+    """The engine's band against no band (a plain monthly optimizer), both read at the quarterly
+    FIFO reset's drift."""
+    at = {e.sweep: e for e in result.equal_drift if e.reference == REFERENCES[0] and e.tax_paid is not None}
+    plain = at.get("optimizer ±0pt")
+    banded = [e for name, e in sorted(at.items()) if name.startswith("optimizer ±") and e is not plain]
+    if plain is None or not banded:
+        return None
+    parts = ", ".join(f"{e.sweep} {_money(e.tax_paid)} ({e.tax_paid / plain.tax_paid - 1:+.1%})" for e in banded)
+    return (f"- **The band.** At {REFERENCES[0]}'s drift the plain monthly optimizer (no band, minimum-tax lots) "
+            f"pays {_money(plain.tax_paid)}; with a band: {parts}. A band makes the engine trade less often, but the "
+            "tax here is the forced selling of appreciated equity, which a band delays and does not avoid.")
+
+
 def _verdict(result: BacktestResult) -> list[str]:
     lines = []
     for e in result.equal_drift:
@@ -360,9 +374,9 @@ def _caveats(result: BacktestResult) -> list[str]:
             "never cushion a crash by rising, and their interest is taxed only as a gain on sale (real bond interest "
             "is ordinary income every year). Every strategy pays to move money from equities into it; that forced "
             "selling of appreciated equity is most of the tax any strategy pays here.")
-    note = _harvest_note(result)
-    if note:
-        out.append(note)
+    for note in (_band_note(result), _harvest_note(result)):
+        if note:
+            out.append(note)
     pairs = pair_stats(result)
     if pairs:
         out.append("- **Replacement funds** are not free of tracking: " + "; ".join(pairs) + ". The harvesting "

@@ -333,3 +333,22 @@ def test_withdrawals_stop_deposits_and_are_raised_by_selling(doubling):
         assert x.tax_paid + x.liquidation_tax == pytest.approx(500 * 0.37)
     assert m["cash-flow"].tax_paid > 0          # cash flow sold to raise the withdrawals
     assert m["cash-flow"].turnover > 0
+
+
+def test_the_summary_sets_the_band_against_a_plain_monthly_optimizer_at_equal_drift():
+    from types import SimpleNamespace
+
+    from rebalance_opt.backtest import EqualDrift
+    from rebalance_opt.backtest_report import _band_note
+
+    def at(sweep, tax, reference="quarterly-fifo"):
+        return EqualDrift(sweep, reference, 0.0076, tax, tax + 1.0, 1.0, 1000.0, 1001.0, 1.0, ("a", "b"))
+
+    result = SimpleNamespace(equal_drift=[at("optimizer ±1pt", 462.0), at("optimizer ±0pt", 440.0),
+                                          at("optimizer ±0pt", 1.0, reference="quarterly-mintax"),
+                                          at("harvest ±1pt", 500.0)])
+    note = _band_note(result)
+    # 462 / 440 − 1 = +5.0%, computed by hand; the mintax reading and the harvest sweep stay out.
+    assert "plain monthly optimizer" in note and "pays 440" in note
+    assert "optimizer ±1pt 462 (+5.0%)" in note and "harvest" not in note
+    assert _band_note(SimpleNamespace(equal_drift=[at("optimizer ±1pt", 462.0)])) is None
