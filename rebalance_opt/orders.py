@@ -414,29 +414,42 @@ class _Moves:
         self.w_cls = (t.specific[self.klass] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
         self.w_cash = (t.specific[n_classes] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
 
-    def evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Objective and violation of every move, and of ``current`` unchanged."""
+    def _current(self, current: np.ndarray, among: np.ndarray | None):
+        """The current choice's totals and deviations, and what each move (of ``among``, default
+        all) changes: (flat index of each column's option, value bought, notional, tax, deviation
+        per class and cash, (Δvalue, Δnotional, Δtax) per move)."""
         s = self.scorer
         pos = self.start + current          # flat index of each column's current option
         cur_value = self.value[pos]
         class_dv = np.bincount(self.klass[pos], weights=cur_value, minlength=self.cash_col)
         dv, notional, tax = cur_value.sum(), self.notional[pos].sum(), self.tax[pos].sum()
-        d_value = self.value - cur_value[self.col]
-        d_notional = self.notional - self.notional[pos][self.col]
-        m_dv, m_notional = dv + d_value, notional + d_notional
-        m_tax = tax + (self.tax - self.tax[pos][self.col])  # differences first: a null move adds exactly 0
-        cash_delta = -m_dv - s.kappa * m_notional
         dev = s.base_dev + np.append(class_dv, -dv - s.kappa * notional) / s.u
+        moves = slice(None) if among is None else among
+        col = self.col[moves]
+        deltas = (self.value[moves] - cur_value[col], self.notional[moves] - self.notional[pos][col],
+                  self.tax[moves] - self.tax[pos][col])
+        return pos, dv, notional, tax, dev, deltas
+
+    def _diagonal(self, dev: np.ndarray) -> float:
+        """The diagonal tracking term (identity or specific risk) of deviations ``dev``."""
+        t = self.scorer.tracking
+        w = np.ones(len(dev)) if t.identity else t.specific ** 2
+        return float(np.sum(w * dev ** 2))
+
+    def evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Objective and violation of every move, and of ``current`` unchanged."""
+        s = self.scorer
+        pos, dv, notional, tax, dev, (d_value, d_notional, d_tax) = self._current(current, None)
+        m_dv, m_notional = dv + d_value, notional + d_notional
+        m_tax = tax + d_tax  # differences first: a null move adds exactly 0
+        cash_delta = -m_dv - s.kappa * m_notional
         d_cls = d_value / s.u
         new_cls = dev[self.klass] + d_cls
         new_cash = s.base_dev[self.cash_col] + cash_delta / s.u
         d_cash = new_cash - dev[self.cash_col]
         t = s.tracking
         # Diagonal part (identity or specific risk): only two coordinates change.
-        base = 0.0
-        if t.identity or t.specific is not None:
-            w = np.ones(len(dev)) if t.identity else t.specific ** 2
-            base = float(np.sum(w * dev ** 2))
+        base = self._diagonal(dev) if t.identity or t.specific is not None else 0.0
         tracking = (base + self.w_cls * (new_cls ** 2 - dev[self.klass] ** 2)
                     + self.w_cash * (new_cash ** 2 - dev[self.cash_col] ** 2))
         if t.factor is not None:
@@ -455,26 +468,18 @@ class _Moves:
         below the diagonal). Diagonal tracking only (identity or specific risk): a pair then
         moves at most three deviations, its two classes (one, if shared) and cash."""
         s = self.scorer
-        pos = self.start + current
-        cur_value = self.value[pos]
-        class_dv = np.bincount(self.klass[pos], weights=cur_value, minlength=self.cash_col)
-        dv, notional, tax = cur_value.sum(), self.notional[pos].sum(), self.tax[pos].sum()
         among = np.arange(len(self.col)) if among is None else among
         col, klass = self.col[among], self.klass[among]
-        d_value = self.value[among] - cur_value[col]
-        d_notional = self.notional[among] - self.notional[pos][col]
-        d_tax = self.tax[among] - self.tax[pos][col]
+        _, dv, notional, tax, dev, (d_value, d_notional, d_tax) = self._current(current, among)
         m_notional = notional + (d_notional[:, None] + d_notional[None, :])
         m_tax = tax + (d_tax[:, None] + d_tax[None, :])
         cash_delta = -(dv + (d_value[:, None] + d_value[None, :])) - s.kappa * m_notional
-        dev = s.base_dev + np.append(class_dv, -dv - s.kappa * notional) / s.u
         a = d_value / s.u
         w = np.broadcast_to(self.w_cls, self.col.shape)[among]
         own = w * (2.0 * dev[klass] + a) * a          # one move's change to its class term
         shared = np.where(klass[:, None] == klass[None, :], 2.0 * w[:, None] * a[:, None] * a[None, :], 0.0)
         new_cash = s.base_dev[self.cash_col] + cash_delta / s.u
-        weights = np.ones(len(dev)) if s.tracking.identity else s.tracking.specific ** 2
-        tracking = (float(np.sum(weights * dev ** 2)) + own[:, None] + own[None, :] + shared
+        tracking = (self._diagonal(dev) + own[:, None] + own[None, :] + shared
                     + self.w_cash * (new_cash ** 2 - dev[self.cash_col] ** 2))
         objective = tracking + s.tax_weight * m_tax / s.v + s.kappa * m_notional / s.v
         objective[col[:, None] >= col[None, :]] = np.inf
