@@ -37,6 +37,7 @@ from .account_file import account_to_dict, load_account
 from .account_set import AccountSet, SetChunk
 from .audit import AuditLog, LogLocation, canonical_json, record_of
 from .errors import InputError, RebalanceError
+from .exports import CsvRows, csv_rows, stage_basket
 from .plan import Plan
 
 FileTask = Sequence[tuple[int, str]]  # (batch index, account file) pairs
@@ -58,6 +59,7 @@ class AccountResult:
     account: str | None = None       # its id, when it could be read
     plan: Plan | None = None
     record: dict[str, str] | None = None  # audit columns (``audit.record_of``), when logging
+    basket_rows: CsvRows | None = None    # the plan's csv basket rows, when the basket is csv
     error: str | None = None
     kind: str | None = None          # "input error" | "no feasible plan" | "error"
     exit_code: int | None = None
@@ -95,8 +97,11 @@ def task_accounts(task: Task) -> Iterator[tuple[int, str, str | None, Callable[[
         yield index, source, None, partial(load_account, source)
 
 
-def plan_chunk(task: Task, reason: str | None = None, log: bool = True) -> list[AccountResult]:
-    """Read, validate and plan each account of a task; never raises for one account's fault."""
+def plan_chunk(task: Task, reason: str | None = None, log: bool = True,
+               basket: str | None = None) -> list[AccountResult]:
+    """Read, validate and plan each account of a task; never raises for one account's fault.
+    With ``basket="csv"`` each plan's basket rows are rendered here too (in parallel, where the
+    parent would render them all after the last chunk)."""
     planner = _planner()
     out = []
     for index, source, account_id, build in task_accounts(task):
@@ -106,7 +111,9 @@ def plan_chunk(task: Task, reason: str | None = None, log: bool = True) -> list[
             account_id = account.id
             plan = planner.plan(account, reason)
             record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
-            out.append(AccountResult(index, source, account_id, plan, record, seconds=time.perf_counter() - started))
+            rows = csv_rows(plan) if basket == "csv" else None
+            out.append(AccountResult(index, source, account_id, plan, record, rows,
+                                     seconds=time.perf_counter() - started))
         except RebalanceError as exc:
             kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
             path = exc.path if isinstance(exc, InputError) else None
@@ -209,8 +216,9 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
     results: list[AccountResult] = []
     runner = _run_local if engine == "local" else _run_dask
+    fmt = (basket_format or "csv") if out is not None else None
     with _collector_paused():
-        for batch in _in_order(runner(tasks, workers, scheduler, reason, log is not None)):
+        for batch in _in_order(runner(tasks, workers, scheduler, reason, log is not None, fmt)):
             results.extend(batch)
             if sink is not None:
                 sink.add(batch)
@@ -219,8 +227,8 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     outcome = BatchResult(results, engine, workers, 0.0, log=str(log.path) if log is not None else None)
     staged = None
     if out is not None:
-        from .exports import stage_basket
-        staged = stage_basket(outcome.plans, out, basket_format or "csv")
+        rows = [r.basket_rows for r in results if r.plan is not None] if fmt == "csv" else None
+        staged = stage_basket(outcome.plans, out, fmt, rows=rows)
         outcome.basket = staged.to_dict()
     try:
         if sink is not None:
@@ -270,23 +278,23 @@ def _in_order(chunks: Iterable[list[AccountResult]]) -> Iterator[list[AccountRes
         yield waiting[key]
 
 
-def _run_local(tasks, workers, scheduler, reason, log) -> Iterator[list[AccountResult]]:
+def _run_local(tasks, workers, scheduler, reason, log, basket) -> Iterator[list[AccountResult]]:
     if scheduler is not None:
         raise InputError("is for --engine dask", path="--scheduler", value=scheduler, has_value=True)
     if workers == 1:  # no pool: plan in this process (same code path, no pickling)
         for t in tasks:
-            yield plan_chunk(t, reason, log)
+            yield plan_chunk(t, reason, log, basket)
         return
     # The engine (cvxpy, Clarabel: 1.4 s of CPU to import) is imported here once, before the pool
     # forks, so forked workers start with it instead of each importing it again.
     from . import solve  # noqa: F401
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(plan_chunk, t, reason, log) for t in tasks]
+        futures = [pool.submit(plan_chunk, t, reason, log, basket) for t in tasks]
         for f in as_completed(futures):
             yield f.result()
 
 
-def _run_dask(tasks, workers, scheduler, reason, log) -> Iterator[list[AccountResult]]:
+def _run_dask(tasks, workers, scheduler, reason, log, basket) -> Iterator[list[AccountResult]]:
     try:
         from dask.distributed import Client, LocalCluster
         from dask.distributed import as_completed as dask_completed
@@ -308,7 +316,7 @@ def _run_dask(tasks, workers, scheduler, reason, log) -> Iterator[list[AccountRe
             raise InputError(f"cannot reach the Dask scheduler: {exc}", path="--scheduler", value=scheduler,
                              has_value=True) from None
     try:
-        futures = client.map(plan_chunk, tasks, reason=reason, log=log, pure=False)
+        futures = client.map(plan_chunk, tasks, reason=reason, log=log, basket=basket, pure=False)
         for f in dask_completed(futures):
             yield f.result()
             f.release()

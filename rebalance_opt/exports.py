@@ -130,15 +130,35 @@ def lots_text(order: Order) -> str:
 
 
 # --- the three formats ---------------------------------------------------------------------------
-def render_csv(plans: Sequence[Plan]) -> bytes:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(CSV_COLUMNS)
-    for plan, o in basket_orders(plans):
-        w.writerow([guard_cell(o.symbol), guard_cell(o.side), quantity_text(o.quantity), "market",
-                    str(cents(o.price)), str(cents(o.notional)), guard_cell(o.asset_class),
-                    guard_cell(lots_text(o)), guard_cell(plan.account), guard_cell(plan.currency)])
-    return buf.getvalue().encode("utf-8")
+@dataclass(frozen=True)
+class CsvRows:
+    """One plan's csv basket rows, sells and buys apart (a basket lists every account's sells
+    first): what ``render_csv`` concatenates, so a batch's workers can render them in parallel."""
+
+    sells: str
+    buys: str
+
+
+def csv_rows(plan: Plan) -> CsvRows:
+    """The csv rows of one plan's orders (no header), in plan order."""
+    out = {"sell": io.StringIO(), "buy": io.StringIO()}
+    writers = {side: csv.writer(buf, lineterminator="\r\n") for side, buf in out.items()}
+    for o in plan.orders:
+        writers["sell" if o.side == "sell" else "buy"].writerow(
+            [guard_cell(o.symbol), guard_cell(o.side), quantity_text(o.quantity), "market",
+             str(cents(o.price)), str(cents(o.notional)), guard_cell(o.asset_class),
+             guard_cell(lots_text(o)), guard_cell(plan.account), guard_cell(plan.currency)])
+    return CsvRows(out["sell"].getvalue(), out["buy"].getvalue())
+
+
+def render_csv(plans: Sequence[Plan], rows: Sequence[CsvRows] | None = None) -> bytes:
+    """The csv basket of ``plans``; ``rows`` (``csv_rows`` of each plan, in order) if already
+    rendered."""
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\r\n").writerow(CSV_COLUMNS)
+    rows = [csv_rows(p) for p in plans] if rows is None else rows
+    text = header.getvalue() + "".join(r.sells for r in rows) + "".join(r.buys for r in rows)
+    return text.encode("utf-8")
 
 
 def _order_json(o: Order) -> dict:
@@ -199,11 +219,13 @@ def render_fix(plans: Sequence[Plan], created: datetime, sender: str = FIX_SENDE
 
 
 def render_basket(plans: Sequence[Plan], fmt: str, created: datetime | None = None, *,
-                  fix_sender: str = FIX_SENDER, fix_target: str = FIX_TARGET) -> bytes:
-    """The basket of ``plans`` as bytes in ``fmt`` (csv, json or fix)."""
+                  fix_sender: str = FIX_SENDER, fix_target: str = FIX_TARGET,
+                  rows: Sequence[CsvRows] | None = None) -> bytes:
+    """The basket of ``plans`` as bytes in ``fmt`` (csv, json or fix); for csv, ``rows`` are the
+    plans' rows if already rendered (``csv_rows``)."""
     created = created or datetime.now(timezone.utc)
     if fmt == "csv":
-        return render_csv(plans)
+        return render_csv(plans, rows)
     if fmt == "json":
         return render_json(plans, created)
     if fmt == "fix":
@@ -261,9 +283,10 @@ class StagedBasket:
 
 
 def stage_basket(plans: Sequence[Plan], out: Path, fmt: str, created: datetime | None = None,
-                 **fix_ids: str) -> StagedBasket:
-    """Render the basket and write it to a temporary file beside ``out`` (see ``StagedBasket``)."""
-    data = render_basket(plans, fmt, created, **fix_ids)
+                 rows: Sequence[CsvRows] | None = None, **fix_ids: str) -> StagedBasket:
+    """Render the basket and write it to a temporary file beside ``out`` (see ``StagedBasket``);
+    ``rows`` as for ``render_basket``."""
+    data = render_basket(plans, fmt, created, rows=rows, **fix_ids)
     fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     tmp = Path(name)
     try:

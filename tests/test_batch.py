@@ -11,6 +11,7 @@ from benchmarks.synth import household, households, write_accounts
 from rebalance_opt import account_to_dict, load_account, plan_rebalance
 from rebalance_opt.audit import AuditLog, LogLocation
 from rebalance_opt.batch import account_files, run_batch
+from rebalance_opt.exports import render_basket
 
 from .conftest import run_cli
 
@@ -83,6 +84,8 @@ def test_local_batch_equals_one_account_at_a_time_and_isolates_failures(folder, 
         rows = list(csv.DictReader(fh))
     assert len(rows) == sum(len(p.orders) for p in outcome.plans) == outcome.summary()["orders"]
     assert {r["account"] for r in rows} <= {p.account for p in outcome.plans}
+    # The workers rendered the rows; the file is byte for byte the basket of the plans rendered whole.
+    assert out.read_bytes() == render_basket(outcome.plans, "csv")
 
 
 def test_dask_batch_on_a_local_cluster_gives_the_same_plans(folder, expected, tmp_path):

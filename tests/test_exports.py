@@ -263,6 +263,11 @@ def test_one_basket_for_many_accounts(plan):
     assert len(df) == len(plan.orders) + len(other.orders)
     n_sells = len(plan.sells) + len(other.sells)
     assert set(df["side"][:n_sells]) == {"sell"} and set(df["side"][n_sells:]) == {"buy"}
+    # Each side keeps account order, then plan order (what a batch's per-plan rows must rebuild).
+    assert list(df["account"]) == (["household-1"] * len(plan.sells) + ["household-2"] * len(other.sells)
+                                   + ["household-1"] * (len(plan.orders) - len(plan.sells))
+                                   + ["household-2"] * (len(other.orders) - len(other.sells)))
+    assert list(df["symbol"][:len(plan.sells)]) == [o.symbol for o in plan.sells]
     msg = parse_fix(render_basket(plans, "fix", CREATED))
     assert int(msg.get(68)) == len(df)
     assert sorted(o[1].decode() for o in fix_orders(msg)) == sorted(df["account"])
