@@ -7,8 +7,9 @@ once). A worker process keeps one ``Planner`` for its whole life, so its compile
 size bucket for households, see ``problem``) are reused by every chunk it plans: thousands of
 distinct accounts pay cvxpy's compilation a dozen times per worker, not once each. A worker
 reads, validates and plans each account, and also renders the account's audit columns (canonical
-inputs, their sha256, the plan's JSON columns), which is most of the log's cost; the parent only
-chains the hashes and appends them (``AuditLog.append_many``).
+inputs, their sha256, the plan's JSON columns), which is most of the log's cost, and, for a csv
+basket, the plan's basket rows; the parent only chains the hashes and appends them
+(``AuditLog.append_many``) and joins the rows.
 
 One bad account fails that account, with its error in the summary, never the batch: every
 exception a worker meets while planning an account is caught and returned with it.
