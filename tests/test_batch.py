@@ -102,6 +102,20 @@ def test_a_dry_run_logs_nothing_and_one_worker_plans_in_process(folder, expected
     assert outcome.log is None and not outcome.log_ids
 
 
+def test_the_garbage_collector_is_as_it_was_after_a_batch(folder, monkeypatch):
+    import gc
+    seen = []
+    monkeypatch.setattr("rebalance_opt.batch.plan_chunk", lambda *a: seen.append(gc.isenabled()) or [])
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            run_batch(good(folder)[:2], engine="local", workers=1, log=None)
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()
+    assert seen and not any(seen)  # paused while the results came in
+
+
 def good(folder: Path) -> list[Path]:
     return [f for f in account_files(folder) if f.name.startswith("hh-")]
 
