@@ -157,3 +157,17 @@ def test_an_account_with_few_lots_is_not_screened():
     assert LotScreen.of(small, _base_data(small, _tracking(small))) is None
     large = Book(account_from_dict(lots_account(0, 1_000)))
     assert LotScreen.of(large, _base_data(large, _tracking(large))) is not None
+
+
+def test_screening_with_a_risk_model_reaches_the_optimum_over_every_lot(monkeypatch):
+    """The exchange argument is about lots of one symbol, whatever the tracking term: with a full
+    covariance over the classes (the account's own structure, not a bucket) it holds too."""
+    monkeypatch.setattr(screen_module, "WORTH", 1.0)
+    raw = lots_account(2, 1_500)
+    classes = sorted(raw["targets"])
+    rng = np.random.default_rng(5)
+    loadings = rng.normal(size=(len(classes), 2))
+    covariance = loadings @ loadings.T * 0.01 + np.eye(len(classes)) * 0.02
+    raw["risk"] = {"classes": classes, "covariance": covariance.tolist()}
+    seen = _assert_same_optimum(raw)
+    assert min(seen) < 1_500  # it did screen
