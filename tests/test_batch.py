@@ -102,18 +102,14 @@ def test_a_dry_run_logs_nothing_and_one_worker_plans_in_process(folder, expected
     assert outcome.log is None and not outcome.log_ids
 
 
-def test_the_garbage_collector_is_as_it_was_after_a_batch(folder, monkeypatch):
+def test_results_are_kept_out_of_the_garbage_collectors_walks_and_let_back_after(folder):
     import gc
-    seen = []
-    monkeypatch.setattr("rebalance_opt.batch.plan_chunk", lambda *a: seen.append(gc.isenabled()) or [])
-    for enabled in (True, False):
-        (gc.enable if enabled else gc.disable)()
-        try:
-            run_batch(good(folder)[:2], engine="local", workers=1, log=None)
-            assert gc.isenabled() is enabled
-        finally:
-            gc.enable()
-    assert seen and not any(seen)  # paused while the results came in
+    frozen = []
+    outcome = run_batch(good(folder)[:3], engine="local", workers=1, chunk=1, log=None,
+                        progress=lambda n: frozen.append(gc.get_freeze_count()))
+    assert len(outcome.plans) == 3 and gc.isenabled()
+    assert frozen[0] == 0 and frozen[1] > 0  # the first chunk's results frozen before the second's
+    assert gc.get_freeze_count() == 0
 
 
 def good(folder: Path) -> list[Path]:
