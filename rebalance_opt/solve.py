@@ -133,6 +133,12 @@ class Planner:
         def beaten(lower_bound: float) -> bool:
             return bool(candidates) and lower_bound - BOUND_SLACK >= min(c.objective for c in candidates)
 
+        def consider(solutions: list[tuple[Solution, np.ndarray]]) -> None:
+            """Round each exact optimum, lowest first, unless it cannot beat the best plan so far."""
+            for exact, lot_allowed in sorted(solutions, key=lambda e: e[0].objective):
+                if not beaten(exact.objective) and (c := candidate(exact, lot_allowed, "full")) is not None:
+                    candidates.append(c)
+
         relaxed = solve(first_buys * BUY_CAP, s_cap, 1e6)
         if relaxed is not None and not beaten(relaxed.objective):
             sold = np.bincount(book.lot_symbol, weights=relaxed.sells, minlength=len(book.symbols))
@@ -140,19 +146,22 @@ class Planner:
             net_sell = (sold > bought) & (sold > NOISE)
             conflict = (sold > NOISE) & (bought > NOISE)
             choices = [net_sell] + ([net_sell ^ conflict] if conflict.any() else [])
-            exacts = []
+            free, to_solve = [], []
             for sells_symbol in choices:
                 buys = book.buy_targets(sold=sells_symbol)
                 lot_allowed = lot_ok & ~buys[book.lot_symbol]
                 if not conflict.any() and _relaxation_is_exact(relaxed, buys, first_buys, lot_allowed):
-                    exact = relaxed  # already optimal for the exact problem: no second solve
+                    free.append((relaxed, lot_allowed))  # already optimal for the exact problem
                 else:
-                    exact = solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)
-                if exact is not None:
-                    exacts.append((exact, lot_allowed))
-            for exact, lot_allowed in sorted(exacts, key=lambda e: e[0].objective):
-                if not beaten(exact.objective) and (c := candidate(exact, lot_allowed, "full")) is not None:
-                    candidates.append(c)
+                    to_solve.append((buys, lot_allowed))
+            # A choice the relaxation solves is rounded as it is; the others are solved in the order
+            # of their lower bounds, each only if its bound can still beat the best plan so far.
+            consider(free)
+            bounds = [max(relaxed.objective, _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed))
+                      for buys, lot_allowed in to_solve]
+            for bound, (buys, lot_allowed) in sorted(zip(bounds, to_solve), key=lambda e: e[0]):
+                if not beaten(bound) and (exact := solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)) is not None:
+                    consider([(exact, lot_allowed)])
         if not candidates and futile and (first := cash_first()) is not None:
             candidates.append(first)
         if not candidates:
@@ -224,6 +233,24 @@ def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.nda
     the targets are the same and the relaxation sold nothing from the lots it loses, the
     relaxation's optimum is feasible for the exact problem, hence optimal for it too."""
     return bool(np.array_equal(buys, first_buys) and float(relaxed.sells[~lot_allowed].sum()) <= NOISE)
+
+
+def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.ndarray, s_max: np.ndarray) -> float:
+    """A lower bound on the exact problem's optimum for these buy targets, without solving it.
+
+    A class with no buy target cannot gain weight (its deviation is its gap less what it sells),
+    so an underweight one keeps at least its gap, squared, in the tracking term; the other
+    classes and cash add at least zero; the tax term is at least every loss the allowed lots
+    could realize; trading costs at least nothing. With factor risk rows the tracking term does
+    not split by class, and the bound is minus infinity (not used)."""
+    if tracking.factor is not None:
+        return -np.inf
+    n = len(book.classes)
+    weight = np.ones(n) if tracking.specific is None else np.square(tracking.specific[:n])
+    targeted = np.bincount(book.class_of_symbol, weights=buys, minlength=n) > 0
+    stuck = np.minimum(base.gap[:n], 0.0) * ~targeted
+    q_tax = base.tax_weight * base.u_over_v * base.lot_tax
+    return float(weight @ np.square(stuck) + np.minimum(q_tax, 0.0) @ s_max)
 
 
 # --- data for the model -----------------------------------------------------------------------

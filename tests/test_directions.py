@@ -1,0 +1,141 @@
+"""Stage 2's direction choices: a choice whose lower bound (``_unbought_bound``: an underweight
+class with no buy target keeps its gap) cannot beat the best rounded plan so far is not solved,
+and skipping it never changes a plan.
+
+Expected values: exact optima from the same model solved directly, the bound by hand, and plans
+from the planner with the bound switched off (every choice solved).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+import rebalance_opt.solve as solve_module
+from benchmarks.synth import household, perturbed, sized_household
+from rebalance_opt import account_from_dict
+from rebalance_opt.book import Book
+from rebalance_opt.orders import NOISE
+from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
+from rebalance_opt.solve import BUY_CAP, Planner, _base_data, _layout, _tracking, _unbought_bound
+from tests.conftest import make
+from tests.test_properties import SETTINGS, accounts
+
+CACHE = ModelCache()
+
+
+def _stage_two(account):
+    """Every direction choice of an account's relaxation, as the planner forms them, with the exact
+    optimum of each solved directly: [(buys, lot_allowed, exact objective or None)], and the
+    pieces the bound needs."""
+    book = Book(account)
+    tracking = _tracking(book)
+    if book.invested <= 0:  # nothing to rebalance: the planner does not reach stage 2
+        return book, None, tracking, None, None, []
+    model = CACHE.get(_layout(book, tracking))
+    base = _base_data(book, tracking)
+    s_cap = base.s_max * book.lot_sellable
+
+    def solve(b_max, s_max):
+        data = ModelData(**{**base.__dict__, "b_max": b_max, "s_max": s_max, "sell_room": 1e6})
+        try:
+            return model.solve(data)
+        except SolveFailure as exc:
+            if exc.infeasible:
+                return None
+            raise
+
+    first = book.buy_targets(sold=np.zeros(len(book.symbols), dtype=bool))
+    relaxed = solve(first * BUY_CAP, s_cap)
+    if relaxed is None:
+        return book, base, tracking, s_cap, relaxed, []
+    sold = np.bincount(book.lot_symbol, weights=relaxed.sells, minlength=len(book.symbols))
+    net_sell = (sold > relaxed.buys) & (sold > NOISE)
+    conflict = (sold > NOISE) & (relaxed.buys > NOISE)
+    out = []
+    for sells_symbol in [net_sell, net_sell ^ conflict]:
+        buys = book.buy_targets(sold=sells_symbol)
+        lot_allowed = book.lot_sellable & ~buys[book.lot_symbol]
+        exact = solve(buys * BUY_CAP, s_cap * lot_allowed)
+        out.append((buys, lot_allowed, None if exact is None else exact.objective))
+    return book, base, tracking, s_cap, relaxed, out
+
+
+@SETTINGS
+@given(accounts())
+def test_the_unbought_bound_never_exceeds_the_exact_optimum(raw):
+    book, base, tracking, s_cap, relaxed, choices = _stage_two(account_from_dict(raw))
+    for buys, lot_allowed, exact in choices:
+        if exact is not None:
+            assert _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed) <= exact + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_unbought_bound_holds_on_synthetic_households(seed):
+    book, base, tracking, s_cap, relaxed, choices = _stage_two(account_from_dict(household(seed)))
+    for buys, lot_allowed, exact in choices:
+        if exact is not None:
+            assert _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed) <= exact + 1e-9
+
+
+def test_an_underweight_class_with_nothing_to_buy_keeps_its_gap_squared():
+    # Bonds 20,000 of 100,000 against 40%: 20 points under, and BND may not be bought. No loss lot
+    # anywhere, so the bound is exactly 0.2² (computed by hand).
+    d = {
+        "account": {"id": "b", "cash": 0.0, "as_of": "2026-11-24"},
+        "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
+        "targets": {"US_STOCK": 0.60, "US_BOND": 0.40},
+        "classes": {"VTI": "US_STOCK", "BND": "US_BOND"},
+        "prices": {"VTI": 100.0, "BND": 50.0},
+        "lots": [{"id": "s", "symbol": "VTI", "quantity": 800, "cost_basis": 60.0, "acquired": "2019-01-02"},
+                 {"id": "b", "symbol": "BND", "quantity": 400, "cost_basis": 40.0, "acquired": "2019-01-02"}],
+        "policy": {"tax_weight": 0.5},
+    }
+    book = Book(make(d))
+    tracking = _tracking(book)
+    base = _base_data(book, tracking)
+    no_bonds = np.array([True, False])  # VTI is a buy target, BND is not
+    assert _unbought_bound(book, base, tracking, no_bonds, base.s_max) == pytest.approx(0.2 ** 2, rel=1e-12)
+    # With a loss lot allowed, its whole (weighted) tax saving comes off the bound.
+    d["lots"][0]["cost_basis"] = 150.0  # VTI at 100: a loss of 50 a share, long term
+    book = Book(make(d))
+    base = _base_data(book, tracking)
+    saving = 0.5 * 0.20 * 800 * 50 / 100_000  # tax_weight × rate × loss / V
+    assert _unbought_bound(book, base, tracking, no_bonds, base.s_max) == pytest.approx(0.04 - saving, rel=1e-12)
+
+
+def _plans_without_shortcuts(accounts):
+    """Plans with every direction choice solved (no bound)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(solve_module, "_unbought_bound", lambda *a: -np.inf)
+        return [Planner(cache=ModelCache()).plan(a) for a in accounts]
+
+
+def _orders(plan):
+    return [(o.symbol, o.side, o.quantity) for o in plan.orders]
+
+
+def test_skipped_solves_leave_every_plan_as_solving_every_choice_makes_it():
+    accounts_ = [account_from_dict(household(s)) for s in range(40)]
+    accounts_ += [account_from_dict(perturbed(sized_household(0, 10, 5), s)) for s in range(10)]
+    fast = [Planner(cache=ModelCache()).plan(a) for a in accounts_]
+    slow = _plans_without_shortcuts(accounts_)
+    for f, s in zip(fast, slow):
+        assert _orders(f) == _orders(s)
+        assert f.objective.total == pytest.approx(s.objective.total, abs=1e-12)
+        assert f.solver.solves <= s.solver.solves
+    assert sum(f.solver.solves for f in fast) < sum(s.solver.solves for s in slow)
+
+
+@SETTINGS
+@given(accounts())
+def test_skipped_solves_never_change_a_plan(raw):
+    account = account_from_dict(raw)
+    try:
+        fast = Planner(cache=ModelCache()).plan(account)
+    except solve_module.Infeasible:
+        with pytest.raises(solve_module.Infeasible):
+            _plans_without_shortcuts([account])
+        return
+    slow, = _plans_without_shortcuts([account])
+    assert fast.objective.total == pytest.approx(slow.objective.total, abs=1e-9)
