@@ -238,19 +238,42 @@ def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.nda
 def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.ndarray, s_max: np.ndarray) -> float:
     """A lower bound on the exact problem's optimum for these buy targets, without solving it.
 
-    A class with no buy target cannot gain weight (its deviation is its gap less what it sells),
-    so an underweight one keeps at least its gap, squared, in the tracking term; the other
-    classes and cash add at least zero; the tax term is at least every loss the allowed lots
-    could realize; trading costs at least nothing. With factor risk rows the tracking term does
-    not split by class, and the bound is minus infinity (not used)."""
+    Drop the cash row's tracking and the trading cost (both ≥ 0) and the cash, tax-budget and
+    sell-room constraints: what is left splits by class. Class k's deviation is its gap plus its
+    buys less its sales σ, and its tax is c(σ), convex and piecewise linear (its allowed lots,
+    cheapest per unit first). A class with a buy target can buy back whatever it sells below
+    target, so it costs at least min_σ w·max(gap − σ, 0)² + c(σ); a class with none cannot gain
+    weight: min_σ w·(gap − σ)² + c(σ). Each minimum is over a few candidates (per lot segment the
+    stationary point gap − q/2w clipped to it, and its end; and σ = 0), all evaluated exactly.
+    With factor risk rows the tracking term does not split by class: the bound is −∞ (unused)."""
     if tracking.factor is not None:
         return -np.inf
     n = len(book.classes)
     weight = np.ones(n) if tracking.specific is None else np.square(tracking.specific[:n])
-    targeted = np.bincount(book.class_of_symbol, weights=buys, minlength=n) > 0
-    stuck = np.minimum(base.gap[:n], 0.0) * ~targeted
-    q_tax = base.tax_weight * base.u_over_v * base.lot_tax
-    return float(weight @ np.square(stuck) + np.minimum(q_tax, 0.0) @ s_max)
+    gap = base.gap[:n]
+    stuck = np.bincount(book.class_of_symbol, weights=buys, minlength=n) == 0
+
+    def cost(k: np.ndarray, sigma: np.ndarray, tax: np.ndarray) -> np.ndarray:
+        dev = gap[k] - sigma
+        return weight[k] * np.square(np.where(stuck[k], dev, np.maximum(dev, 0.0))) + tax
+
+    best = cost(np.arange(n), np.zeros(n), np.zeros(n))  # σ = 0
+    lots = np.flatnonzero(s_max > 0)
+    if len(lots):
+        q = (base.tax_weight * base.u_over_v * base.lot_tax)[lots]  # objective per unit of U sold
+        k = book.class_of_symbol[book.lot_symbol[lots]]
+        order = np.lexsort((q, k))
+        q, k, cap = q[order], k[order], s_max[lots][order]
+        first = np.flatnonzero(np.diff(k, prepend=-1))            # each class's first segment
+        cum_cap, cum_tax = np.cumsum(cap), np.cumsum(q * cap)
+        run = np.repeat(first, np.diff(np.append(first, len(k))))  # first segment of each one's class
+        lo = cum_cap - cap - (cum_cap[run] - cap[run])              # σ where the segment starts
+        tax_lo = cum_tax - q * cap - (cum_tax[run] - q[run] * cap[run])
+        w = weight[k]
+        step = np.divide(q, 2 * w, out=np.zeros_like(q), where=w > 0)
+        for sigma in (np.clip(gap[k] - step, lo, lo + cap), lo + cap):
+            np.minimum.at(best, k, cost(k, sigma, tax_lo + q * (sigma - lo)))
+    return float(best.sum())
 
 
 # --- data for the model -----------------------------------------------------------------------

@@ -78,9 +78,9 @@ def test_the_unbought_bound_holds_on_synthetic_households(seed):
             assert _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed) <= exact + 1e-9
 
 
-def test_an_underweight_class_with_nothing_to_buy_keeps_its_gap_squared():
-    # Bonds 20,000 of 100,000 against 40%: 20 points under, and BND may not be bought. No loss lot
-    # anywhere, so the bound is exactly 0.2² (computed by hand).
+def test_the_bound_by_hand_on_a_two_class_account():
+    # V = U = 100,000: stocks 80% against 60% (gap +0.2), bonds 20% against 40% (gap −0.2), and
+    # BND may not be bought here (the choice's buy targets: VTI only).
     d = {
         "account": {"id": "b", "cash": 0.0, "as_of": "2026-11-24"},
         "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
@@ -91,17 +91,25 @@ def test_an_underweight_class_with_nothing_to_buy_keeps_its_gap_squared():
                  {"id": "b", "symbol": "BND", "quantity": 400, "cost_basis": 40.0, "acquired": "2019-01-02"}],
         "policy": {"tax_weight": 0.5},
     }
-    book = Book(make(d))
-    tracking = _tracking(book)
-    base = _base_data(book, tracking)
-    no_bonds = np.array([True, False])  # VTI is a buy target, BND is not
-    assert _unbought_bound(book, base, tracking, no_bonds, base.s_max) == pytest.approx(0.2 ** 2, rel=1e-12)
-    # With a loss lot allowed, its whole (weighted) tax saving comes off the bound.
-    d["lots"][0]["cost_basis"] = 150.0  # VTI at 100: a loss of 50 a share, long term
-    book = Book(make(d))
-    base = _base_data(book, tracking)
-    saving = 0.5 * 0.20 * 800 * 50 / 100_000  # tax_weight × rate × loss / V
-    assert _unbought_bound(book, base, tracking, no_bonds, base.s_max) == pytest.approx(0.04 - saving, rel=1e-12)
+    vti_only = np.array([True, False])
+
+    def bound(d):
+        book = Book(make(d))
+        tracking = _tracking(book)
+        base = _base_data(book, tracking)
+        return _unbought_bound(book, base, tracking, vti_only, base.s_max)
+
+    # Bonds cannot rise and selling them (a gain) only costs: 0.2² = 0.04. Stocks: selling σ of U
+    # costs 0.5 × 0.20 × (1 − 60/100) = 0.04 per unit, so min (0.2 − σ)² + 0.04 σ is at
+    # σ = 0.2 − 0.04/2 = 0.18: 0.02² + 0.04 × 0.18 = 0.0076.
+    assert bound(d) == pytest.approx(0.04 + 0.0076, rel=1e-12)
+    # A loss lot instead (basis 150): each unit sold saves 0.5 × 0.20 × 0.5 = 0.05, so all 0.8 of
+    # it is sold (VTI buys back what falls below target): 0 − 0.05 × 0.8 = −0.04.
+    d["lots"][0]["cost_basis"] = 150.0
+    assert bound(d) == pytest.approx(0.04 - 0.04, abs=1e-15)
+    # Bonds may be bought too: nothing is stuck, and the bonds' gap costs nothing.
+    vti_only[1] = True
+    assert bound(d) == pytest.approx(-0.04, rel=1e-12)
 
 
 def _plans_without_shortcuts(accounts):
