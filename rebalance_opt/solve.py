@@ -154,13 +154,15 @@ class Planner:
                     free.append((relaxed, lot_allowed))  # already optimal for the exact problem
                 else:
                     to_solve.append((buys, lot_allowed))
-            # A choice the relaxation solves is rounded as it is; the others are solved in the order
-            # of their lower bounds, each only if its bound can still beat the best plan so far.
+            # A choice the relaxation solves is rounded as it is; any other is solved only if a lower
+            # bound on its optimum (the relaxation's, or ``_unbought_bound``) can beat the best plan
+            # so far (the bound is worked out only once there is a plan to beat).
             consider(free)
-            bounds = [max(relaxed.objective, _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed))
-                      for buys, lot_allowed in to_solve]
-            for bound, (buys, lot_allowed) in sorted(zip(bounds, to_solve), key=lambda e: e[0]):
-                if not beaten(bound) and (exact := solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)) is not None:
+            for buys, lot_allowed in to_solve:
+                if candidates and beaten(max(relaxed.objective,
+                                             _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed))):
+                    continue
+                if (exact := solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)) is not None:
                     consider([(exact, lot_allowed)])
         if not candidates and futile and (first := cash_first()) is not None:
             candidates.append(first)
@@ -271,8 +273,11 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
         tax_lo = cum_tax - q * cap - (cum_tax[run] - q[run] * cap[run])
         w = weight[k]
         step = np.divide(q, 2 * w, out=np.zeros_like(q), where=w > 0)
-        for sigma in (np.clip(gap[k] - step, lo, lo + cap), lo + cap):
-            np.minimum.at(best, k, cost(k, sigma, tax_lo + q * (sigma - lo)))
+        stationary = np.clip(gap[k] - step, lo, lo + cap)
+        end = lo + cap
+        per_lot = np.minimum(cost(k, stationary, tax_lo + q * (stationary - lo)), cost(k, end, tax_lo + q * cap))
+        classes = k[first]
+        best[classes] = np.minimum(best[classes], np.minimum.reduceat(per_lot, first))
     return float(best.sum())
 
 
