@@ -16,6 +16,7 @@ traded symbols and lots, not with their product.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -217,14 +218,11 @@ class _Rounder:
         if self.min_trade > 0:
             least = self.min_trade - MONEY_TOLERANCE
             options = [q for q in options if q == 0 or q * price >= least]
-        if sell:
-            shares = np.array([-q for q in options])
-            taxes = np.array([lots.tax_of(q) for q in options])
-        else:
-            shares = np.array(options, dtype=float)
-            taxes = np.zeros(len(options))
-        value = shares * price
-        return _Candidates(i, self._klass[i], abs(x), shares, value, np.abs(value), taxes)
+        shares = [-q for q in options] if sell else [float(q) for q in options]
+        value = [q * price for q in shares]
+        taxes = [lots.tax_of(q) for q in options] if sell else [0.0] * len(options)
+        rows = np.array([shares, value, [abs(v) for v in value], taxes], dtype=float).reshape(4, len(options))
+        return _Candidates(i, self._klass[i], abs(x), rows[0], rows[1], rows[2], rows[3])
 
     def around(self, i: int, x: float, q: float) -> _Candidates:
         """Polish candidates: no trade, ``q`` and the counts a step either side of it on the
@@ -336,11 +334,11 @@ def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
 
 
 def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
-    """The best feasible combination of every symbol's candidates. The combinations' totals are
-    built by outer sums, one symbol at a time, so no combination × symbol index matrix is ever
-    formed; with a diagonal tracking term (no factor rows) each class's squared deviation is
-    added once its symbols are all placed, so a combination carries five numbers, not one per
-    class."""
+    """The best feasible combination of every symbol's candidates. With a diagonal tracking term
+    (no factor rows) the objective splits by class but for cash: each class's combinations are
+    built first (outer sums over its symbols) and reduced to three numbers (cash moved, lot tax,
+    and the class's own tracking plus tax and trading cost), and only those are combined across
+    classes, so the full product carries three rows and no combination × symbol index is formed."""
     if scorer.tracking.factor is not None:
         return _exhaustive_factor(cands, scorer, n_classes)
     s, t = scorer, scorer.tracking
@@ -348,21 +346,22 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     order = sorted(range(len(cands)), key=lambda j: cands[j].klass)  # symbols grouped by class
     traded_classes = {c.klass for c in cands}
     untouched = [k for k in range(n_classes) if k not in traded_classes]
-    # Rows: net value bought, notional, lot tax, value into the current class, tracking so far.
-    totals = np.zeros((5, 1))
-    totals[4] = float(np.sum(w[untouched] * np.square(s.base_dev[untouched])))
-    for pos, j in enumerate(order):
-        c = cands[j]
-        step = np.array([c.value, c.notional, c.lot_tax, c.value, 0.0 * c.value])
-        totals = (totals[:, :, None] + step[:, None, :]).reshape(5, -1)
-        if pos + 1 == len(order) or cands[order[pos + 1]].klass != c.klass:  # class complete
-            totals[4] += w[c.klass] * np.square(s.base_dev[c.klass] + totals[3] / s.u)
-            totals[3] = 0.0
-    dv, notional, tax, _, tracking = totals
-    cash_delta = -dv - s.kappa * notional
-    tracking = tracking + w[n_classes] * np.square(s.base_dev[n_classes] + cash_delta / s.u)
-    objective = tracking + (s.tax_weight * tax + s.kappa * notional) / s.v
-    violation = s.violation(cash_delta, tax)
+    cash, tax = np.zeros(1), np.zeros(1)
+    cost = np.full(1, float(np.sum(w[untouched] * np.square(s.base_dev[untouched]))))
+    for klass, group in itertools.groupby(order, key=lambda j: cands[j].klass):
+        value, notional, lot_tax = np.zeros(1), np.zeros(1), np.zeros(1)
+        for j in group:
+            c = cands[j]
+            value = (value[:, None] + c.value).ravel()
+            notional = (notional[:, None] + c.notional).ravel()
+            lot_tax = (lot_tax[:, None] + c.lot_tax).ravel()
+        own = w[klass] * np.square(s.base_dev[klass] + value / s.u) + \
+            (s.tax_weight * lot_tax + s.kappa * notional) / s.v
+        cash = (cash[:, None] + (-value - s.kappa * notional)).ravel()
+        tax = (tax[:, None] + lot_tax).ravel()
+        cost = (cost[:, None] + own).ravel()
+    objective = cost + w[n_classes] * np.square(s.base_dev[n_classes] + cash / s.u)
+    violation = s.violation(cash, tax)
     best = _best(objective, violation)
     if best is None:
         raise Infeasible(_why_infeasible(scorer, violation.min()))
