@@ -460,16 +460,13 @@ REDUCTION_CACHE = 64  # reduction patterns kept per compiled program
 
 @dataclass(frozen=True)
 class Reduction:
-    """Which entries of A and P survive a reduction, and where they go (CSC index arrays)."""
+    """Which entries of A and P survive a reduction, and where they go: the reduced A and P in
+    CSC form, whose values each solve of this pattern writes in place (``QP.reduced``)."""
 
     a_entries: np.ndarray
-    a_indices: np.ndarray
-    a_indptr: np.ndarray
-    a_shape: tuple[int, int]
+    A: sp.csc_matrix
     p_entries: np.ndarray
-    p_indices: np.ndarray
-    p_indptr: np.ndarray
-    p_shape: tuple[int, int]
+    P: sp.csc_matrix
     keep_row: np.ndarray
     dropped_eq: np.ndarray
     dropped_ineq: np.ndarray
@@ -485,14 +482,13 @@ class Reduction:
         n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
         a_entries = np.flatnonzero(entry)
         p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & p_nonzero)
+        A = sp.csc_matrix((np.zeros(len(a_entries)), row_map[c.a_rows[a_entries]].astype(np.int32),
+                           _indptr(col_map[c.a_cols[a_entries]], n_kept)), shape=(m_kept, n_kept))
+        P = sp.csc_matrix((np.zeros(len(p_entries)), col_map[c.p_rows[p_entries]].astype(np.int32),
+                           _indptr(col_map[c.p_cols[p_entries]], n_kept)), shape=(n_kept, n_kept))
         dropped = ~keep_row
-        return Reduction(
-            a_entries, row_map[c.a_rows[a_entries]].astype(np.int32),
-            _indptr(col_map[c.a_cols[a_entries]], n_kept), (m_kept, n_kept),
-            p_entries, col_map[c.p_rows[p_entries]].astype(np.int32),
-            _indptr(col_map[c.p_cols[p_entries]], n_kept), (n_kept, n_kept),
-            keep_row, np.flatnonzero(dropped & c.row_is_eq), np.flatnonzero(dropped & ~c.row_is_eq),
-            int((keep_row & c.row_is_eq).sum()))
+        return Reduction(a_entries, A, p_entries, P, keep_row, np.flatnonzero(dropped & c.row_is_eq),
+                         np.flatnonzero(dropped & ~c.row_is_eq), int((keep_row & c.row_is_eq).sum()))
 
 
 def _indptr(cols: np.ndarray, n_cols: int) -> np.ndarray:
@@ -517,7 +513,9 @@ class QP:
     def reduced(self, sign: float = 1.0):
         """Remove variables fixed at zero by their bound rows and the rows left empty; returns
         (kept columns, P, q, sign × A, b, equality rows kept) or None when a removed row is
-        violated (the problem is infeasible). Clarabel takes −A (``sign=-1``)."""
+        violated (the problem is infeasible). Clarabel takes −A (``sign=-1``). P and A are the
+        reduction's own matrices, their values overwritten by the next solve of the same pattern
+        (the solvers copy them when they are set up)."""
         c = self.compiled
         e = c.bound_entries
         coef, col = self.a[e], c.a_cols[e]
@@ -530,9 +528,9 @@ class QP:
         r = c.reduction(keep_col, self.a != 0.0, self.p != 0.0)
         if np.any(self.b[r.dropped_eq] != 0.0) or np.any(self.b[r.dropped_ineq] < 0.0):
             return None
-        A = sp.csc_matrix((sign * self.a[r.a_entries], r.a_indices, r.a_indptr), shape=r.a_shape)
-        P = sp.csc_matrix((self.p[r.p_entries], r.p_indices, r.p_indptr), shape=r.p_shape)
-        return keep_col, P, self.q[keep_col], A, self.b[r.keep_row], r.n_eq
+        np.multiply(self.a[r.a_entries], sign, out=r.A.data)
+        np.take(self.p, r.p_entries, out=r.P.data)
+        return keep_col, r.P, self.q[keep_col], r.A, self.b[r.keep_row], r.n_eq
 
     def solve(self, solver: str) -> tuple[str, np.ndarray | None, float]:
         """(cvxpy status, full x or None, objective) from ``solver`` (CLARABEL or OSQP)."""

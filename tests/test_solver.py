@@ -65,3 +65,20 @@ def test_an_account_where_unregularized_clarabel_stalls_still_gets_a_plan():
     d = json.loads((ROOT / "tests" / "data" / "almost_solved_backtest_account.json").read_text())
     plan = Planner(cache=ModelCache()).plan(account_from_dict(d))
     assert plan.solver.name == "CLARABEL" and plan.status == "optimal"
+
+
+def test_solves_that_share_a_reduction_pattern_do_not_leak_into_each_other():
+    # Re-plans of one account with new prices reuse the reduced matrices (their values are written
+    # in place): alternating two price sets must give each the plan a fresh planner gives it.
+    from benchmarks.synth import perturbed, sized_household
+    from rebalance_opt import account_from_dict
+    book = sized_household(0, 10, 5)
+    a, b = account_from_dict(perturbed(book, 1)), account_from_dict(perturbed(book, 2))
+    shared = Planner(cache=ModelCache())
+    plans = [shared.plan(x) for x in (a, b, a, b)]
+    fresh = [Planner(cache=ModelCache()).plan(x) for x in (a, b)]
+
+    def orders(p):
+        return [(o.symbol, o.side, o.quantity) for o in p.orders]
+    assert [orders(p) for p in plans] == [orders(p) for p in fresh * 2]
+    assert [p.objective.total for p in plans] == [p.objective.total for p in fresh * 2]
