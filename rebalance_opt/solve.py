@@ -12,7 +12,9 @@
    next listed buyable symbol. Where the relaxation both bought and sold a symbol, the opposite
    choice is solved too, and the rounded plan with the lower objective wins (the cash-first plan
    competes as well, being feasible for this stage). Continuous optima bound their roundings from
-   below, so solves and roundings that cannot beat the best plan so far are skipped.
+   below, so solves and roundings that cannot beat the best plan so far are skipped; a choice not
+   yet solved is bounded below by the relaxation and by ``_unbought_bound`` (per class, without
+   solving), so the opposite choice is solved only where it could still win.
 
 Every solve of an account with many lots goes through lot screening (``screen``): the solver sees
 a prefix of each symbol's lots, and the optimum is proven to be that over every lot.
