@@ -36,6 +36,7 @@ NOISE = 1e-7                # continuous trades below this fraction of U are sol
 # check's 1e-6 (verify.py), so the two computing the same cash in a different order can never
 # disagree on a plan planned right at the floor (found with fractional shares: -0.0000010).
 MONEY_TOLERANCE = 5e-7
+FEW_LOTS = 64               # a symbol with at most this many lots has its cumulative sums built in Python
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,24 @@ class SymbolLots:
     costs more than the arithmetic (the results are the same IEEE operations)."""
 
     def __init__(self, book: Book, symbol: int, lot_allowed: np.ndarray):
-        start, end = book.lot_range[symbol]
-        self.lots = start + np.flatnonzero(lot_allowed[start:end])
-        qty = book.lot_quantity[self.lots]
-        tax_per_share = book.lot_tax_per_share[self.lots]
-        self.cum_qty = np.cumsum(qty).tolist()
-        self.cum_tax = np.cumsum(qty * tax_per_share).tolist()
-        self.tax_per_share = tax_per_share.tolist()
-        self.capacity = float(self.cum_qty[-1]) if len(self.lots) else 0.0
+        start, end = book.lot_range[symbol].tolist()
+        if end - start <= FEW_LOTS:  # plain Python: the same sums, in the same order, as cumsum
+            allowed = lot_allowed[start:end].tolist()
+            qty_all = book.lot_quantity[start:end].tolist()
+            tax_all = book.lot_tax_per_share[start:end].tolist()
+            self.lots = [start + j for j, ok in enumerate(allowed) if ok]
+            qty = [qty_all[j - start] for j in self.lots]
+            self.tax_per_share = [tax_all[j - start] for j in self.lots]
+            self.cum_qty = list(itertools.accumulate(qty))
+            self.cum_tax = list(itertools.accumulate(q * t for q, t in zip(qty, self.tax_per_share)))
+        else:
+            self.lots = (start + np.flatnonzero(lot_allowed[start:end])).tolist()
+            qty = book.lot_quantity[self.lots]
+            tax_per_share = book.lot_tax_per_share[self.lots]
+            self.cum_qty = np.cumsum(qty).tolist()
+            self.cum_tax = np.cumsum(qty * tax_per_share).tolist()
+            self.tax_per_share = tax_per_share.tolist()
+        self.capacity = float(self.cum_qty[-1]) if self.lots else 0.0
 
     def tax(self, quantity: np.ndarray) -> np.ndarray:
         """Lot-level tax of selling each of ``quantity`` shares."""
@@ -111,7 +122,7 @@ class SymbolLots:
     def relieve(self, quantity: float, n_lots: int) -> np.ndarray:
         """Per-lot shares relieved (all lots of the book) when selling ``quantity`` shares."""
         out = np.zeros(n_lots)
-        if quantity <= 0 or not len(self.lots):
+        if quantity <= 0 or not self.lots:
             return out
         previous = 0.0
         for j, cum in enumerate(self.cum_qty):
