@@ -161,9 +161,11 @@ class Planner:
             # so far (the bound is worked out only once there is a plan to beat).
             consider(free)
             for buys, lot_allowed in to_solve:
-                if candidates and beaten(max(relaxed.objective,
-                                             _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed))):
-                    continue
+                if candidates:
+                    enough = min(c.objective for c in candidates) + BOUND_SLACK  # what ``beaten`` needs
+                    bound = _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed, enough)
+                    if beaten(max(relaxed.objective, bound)):
+                        continue
                 if (exact := solve(buys * BUY_CAP, s_cap * lot_allowed, 1e6)) is not None:
                     consider([(exact, lot_allowed)])
         if not candidates and futile and (first := cash_first()) is not None:
@@ -239,7 +241,8 @@ def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.nda
     return bool(np.array_equal(buys, first_buys) and float(relaxed.sells[~lot_allowed].sum()) <= NOISE)
 
 
-def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.ndarray, s_max: np.ndarray) -> float:
+def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.ndarray, s_max: np.ndarray,
+                    enough: float = np.inf) -> float:
     """A lower bound on the exact problem's optimum for these buy targets, without solving it.
 
     Drop the cash row's tracking and the trading cost (both ≥ 0) and the cash, tax-budget and
@@ -249,13 +252,20 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
     target, so it costs at least min_σ w·max(gap − σ, 0)² + c(σ); a class with none cannot gain
     weight: min_σ w·(gap − σ)² + c(σ). Each minimum is over a few candidates (per lot segment the
     stationary point gap − q/2w clipped to it, and its end; and σ = 0), all evaluated exactly.
-    With factor risk rows the tracking term does not split by class: the bound is −∞ (unused)."""
+    With factor risk rows the tracking term does not split by class: the bound is −∞ (unused).
+    A bound of at least ``enough`` is returned as soon as one is found."""
     if tracking.factor is not None:
         return -np.inf
     n = len(book.classes)
     weight = np.ones(n) if tracking.specific is None else np.square(tracking.specific[:n])
     gap = base.gap[:n]
     stuck = np.bincount(book.class_of_symbol, weights=buys, minlength=n) == 0
+    q_all = base.tax_weight * base.u_over_v * base.lot_tax  # objective per unit of U sold
+    # First the looser bound of the same relaxation (σ chosen separately for the two terms: a
+    # stuck class's gap below target, and every allowed loss realized): it often suffices.
+    loose = float(weight @ np.square(np.minimum(gap, 0.0) * stuck) + np.minimum(q_all, 0.0) @ s_max)
+    if loose >= enough:
+        return loose
 
     def cost(k: np.ndarray, sigma: np.ndarray, tax: np.ndarray) -> np.ndarray:
         dev = gap[k] - sigma
@@ -264,7 +274,7 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
     best = cost(np.arange(n), np.zeros(n), np.zeros(n))  # σ = 0
     lots = np.flatnonzero(s_max > 0)
     if len(lots):
-        q = (base.tax_weight * base.u_over_v * base.lot_tax)[lots]  # objective per unit of U sold
+        q = q_all[lots]
         k = book.class_of_symbol[book.lot_symbol[lots]]
         order = np.lexsort((q, k))
         q, k, cap = q[order], k[order], s_max[lots][order]
