@@ -158,10 +158,11 @@ class Book:
         may be bought and is not sold in this plan (SPEC section 2)."""
         chosen = np.zeros(len(self.symbols), dtype=bool)
         taken: set[int] = set()
-        for i, k in enumerate(self.class_of_symbol):
-            if k not in taken and self.buy_eligible[i] and not sold[i]:
+        for i, (k, eligible, is_sold) in enumerate(zip(self.class_of_symbol.tolist(), self.buy_eligible.tolist(),
+                                                      np.asarray(sold).tolist())):
+            if k not in taken and eligible and not is_sold:
                 chosen[i] = True
-                taken.add(int(k))
+                taken.add(k)
         return chosen
 
     # --- values ---------------------------------------------------------------------------
