@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping
 
 import numpy as np
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       StrictInt, StrictStr, ValidationError)
 
 from .account import Account, Lot, Policy, RiskModel, TaxSettings, Trade, validate
@@ -39,22 +39,11 @@ def _iso_date(v: Any) -> date:
     raise ValueError("must be a date written YYYY-MM-DD")
 
 
-def _number(v: Any) -> float:
-    """A real number: int or float, never bool or string (so "100" is caught as a mistake)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError("must be a number")
-    return float(v)
-
-
-def _finite(v: float) -> float:
-    if not math.isfinite(v):
-        raise ValueError("must be a finite number")
-    return v
-
-
 Date = Annotated[date, BeforeValidator(_iso_date)]
-AnyNum = Annotated[float, BeforeValidator(_number)]  # inf allowed (max_tax)
-Num = Annotated[float, BeforeValidator(_number), AfterValidator(_finite)]
+# Numbers are checked by pydantic-core itself (no Python call per value: an account's lots are
+# most of its numbers): strict, so an int or float passes and a bool or string is an error.
+AnyNum = Annotated[float, Field(strict=True)]  # inf allowed (max_tax)
+Num = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 NonNeg = Annotated[Num, Field(ge=0)]
 Positive = Annotated[Num, Field(gt=0)]
 Fraction = Annotated[Num, Field(ge=0, le=1)]
@@ -293,12 +282,17 @@ def _path(loc: tuple) -> str:
     return out
 
 
+_MESSAGES = {"float_type": "must be a number", "finite_number": "must be a finite number"}
+
+
 def _message(e: dict) -> str:
     kind = e["type"]
     if kind == "extra_forbidden":
         return "unknown key (see the README for the keys an account file accepts)"
     if kind == "missing":
         return "required key is missing"
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
     msg = e["msg"]
     return msg.removeprefix("Value error, ")[0].lower() + msg.removeprefix("Value error, ")[1:]
 
