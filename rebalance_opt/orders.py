@@ -410,6 +410,7 @@ class _Moves:
 
     def __init__(self, cands: list[_Candidates], scorer: Scorer, n_classes: int):
         self.cands, self.scorer = cands, scorer
+        self._last: tuple[bytes, tuple] | None = None  # (choice, its ``evaluate`` result)
         sizes = np.array([len(c.shares) for c in cands])
         self.col = np.repeat(np.arange(len(cands)), sizes)
         self.start = np.cumsum(sizes) - sizes
@@ -447,7 +448,16 @@ class _Moves:
         return float(np.sum(w * dev ** 2))
 
     def evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Objective and violation of every move, and of ``current`` unchanged."""
+        """Objective and violation of every move, and of ``current`` unchanged. The last result
+        is kept: the pair search starts where the single-move search stopped, at that choice."""
+        key = np.asarray(current).tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        result = self._evaluate(current)
+        self._last = (key, result)
+        return result
+
+    def _evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.scorer
         pos, dv, notional, tax, dev, (d_value, d_notional, d_tax) = self._current(current, None)
         m_dv, m_notional = dv + d_value, notional + d_notional
