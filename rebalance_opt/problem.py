@@ -390,7 +390,8 @@ class CompiledQP:
     tensors and handed to the solver without ``Problem.solve``'s per-call machinery.
 
     cvxpy compiles ``minimize ½xᵀPx + qᵀx + d  s.t.  A x + b ∈ {0}ᵉ × ℝ₊ⁱ`` with P, q, d, A, b
-    affine in the parameter vector θ: ``vec([A b]) = T_A θ``, ``[q; d] = T_q θ``, ``vec(P) = T_P θ``.
+    affine in the parameter vector θ: ``vec([A b]) = T_A θ``, ``[q; d] = T_q θ``, ``vec(P) = T_P θ``
+    (kept stacked as one matrix ``T``).
     ``apply`` evaluates those products (on the structurally nonzero rows only) and returns a
     ``QP`` in CSC form with a fixed sparsity pattern.
     """
@@ -412,12 +413,14 @@ class CompiledQP:
         # The tensors are tall (one row per entry of vec([A b]): rows × (n + 1) of them), so they
         # are only ever handled by their stored entries, never by row (a CSR index would be a
         # rows × n array).
-        flat, self.T_A = _rows_of(prog.A, lambda i: i < rows * n)      # → A's values, CSC order
+        flat, t_a = _rows_of(prog.A, lambda i: i < rows * n)            # → A's values, CSC order
         self.a_rows, self.a_cols = flat % rows, flat // rows
-        _, t_b = _rows_of(prog.A, lambda i: i >= rows * n, keep_all=rows * n)
-        self.T_b = t_b                                                   # → b (dense, every row)
-        self.T_q = sp.csr_matrix(prog.q)
-        flat_p, self.T_P = _rows_of(prog.P, lambda i: (i % n) <= (i // n))  # upper triangle of P
+        _, t_b = _rows_of(prog.A, lambda i: i >= rows * n, keep_all=rows * n)  # → b (dense, every row)
+        t_q = sp.csr_matrix(prog.q)                                        # → q, then the constant d
+        flat_p, t_p = _rows_of(prog.P, lambda i: (i % n) <= (i // n))      # → upper triangle of P
+        # Stacked: one product per solve (each row's sum is the same as on its own).
+        self.T = sp.vstack([t_a, t_b, t_q, t_p], format="csr")
+        self.splits = np.cumsum([t_a.shape[0], t_b.shape[0], t_q.shape[0]])
         self.p_rows, self.p_cols = flat_p % n, flat_p // n
 
         # Rows that bound one variable (x ≥ l or x ≤ u): where a solve's bounds pin a variable at
@@ -447,8 +450,8 @@ class CompiledQP:
 
     def apply(self, values: dict[int, np.ndarray]) -> QP:
         theta = self.parameter_vector(values)
-        qd = self.T_q @ theta
-        return QP(self, self.T_A @ theta, self.T_b @ theta, qd[:-1], float(qd[-1]), self.T_P @ theta)
+        a, b, qd, p = np.split(self.T @ theta, self.splits)
+        return QP(self, a, b, qd[:-1], float(qd[-1]), p)
 
     def value(self, variable: cp.Variable, x: np.ndarray) -> np.ndarray:
         col, size = self.offsets[variable.id]
