@@ -612,18 +612,18 @@ def _why_infeasible(scorer: Scorer, violation: float) -> str:
 def to_orders(book: Book, trades: Trades) -> tuple[Order, ...]:
     """Orders from share counts: sells (with the lots they relieve) first, then buys."""
     sells, buys = [], []
-    for i in np.flatnonzero(trades.shares):
-        sym, q = book.symbols[i], trades.shares[i]
-        cls = book.classes[book.class_of_symbol[i]]
+    shares, price, klass = trades.shares.tolist(), book.price.tolist(), book.class_of_symbol.tolist()
+    for i in np.flatnonzero(trades.shares).tolist():
+        sym, q, cls = book.symbols[i], shares[i], book.classes[klass[i]]
         if q > 0:
-            buys.append(Order(sym, "buy", float(q), float(book.price[i]), cls))
+            buys.append(Order(sym, "buy", q, price[i], cls))
             continue
-        start, end = book.lot_range[i]
+        start, end = book.lot_range[i].tolist()
         sales = []
-        for j in start + np.flatnonzero(trades.lot_shares[start:end] > 0):
+        for j in (start + np.flatnonzero(trades.lot_shares[start:end] > 0)).tolist():
             lot, qty = book.lots[j], float(trades.lot_shares[j])
             gain = qty * float(book.lot_gain_per_share[j])
             sales.append(LotSale(lot.id, qty, gain, book.lot_term[j], float(book.lot_rate[j]) * gain,
                                  lot.cost_basis, lot.acquired.isoformat()))
-        sells.append(Order(sym, "sell", float(-q), float(book.price[i]), cls, tuple(sales)))
+        sells.append(Order(sym, "sell", -q, price[i], cls, tuple(sales)))
     return tuple(sells + buys)
