@@ -216,3 +216,41 @@ def test_two_symbol_search_leaves_no_single_or_pair_move_that_improves(monkeypat
     assert np.all((objective >= now_obj - 1e-15) | (violation > 0))
     pair_objective, pair_violation = moves.pairs(result)
     assert np.all((pair_objective >= now_obj - 1e-15) | (pair_violation > 0))
+
+
+def test_a_repeated_evaluation_is_the_same_and_a_new_choice_is_evaluated_afresh():
+    from rebalance_opt.orders import _Moves
+    cands, scorer, moves, current, n_classes = _moves_of_a_household(False)
+    first = moves.evaluate(current)
+    again = moves.evaluate(current.copy())  # the same choice: the kept result
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    other = current.copy()
+    other[0] = (other[0] + 1) % len(cands[0].shares)
+    fresh = _Moves(cands, scorer, n_classes).evaluate(other)
+    assert all(np.array_equal(a, b) for a, b in zip(moves.evaluate(other), fresh))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 500), st.floats(0.0, 300.0), st.booleans()), min_size=1, max_size=90))
+def test_a_symbols_lot_sums_are_the_same_in_python_and_numpy(rows):
+    # SymbolLots builds a symbol's cumulative quantity and tax in plain Python up to FEW_LOTS lots
+    # and with numpy above: both must give the very same floats (and so the same plans).
+    from rebalance_opt import orders
+    from rebalance_opt.book import Book
+    lots = [{"id": f"L{j}", "symbol": "AAA", "quantity": q, "cost_basis": b, "acquired": "2024-01-02"}
+            for j, (q, b, _) in enumerate(rows)]
+    d = {"account": {"id": "s", "cash": 0.0, "as_of": "2026-11-24"},
+         "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
+         "targets": {"EQ": 1.0}, "classes": {"AAA": "EQ"}, "prices": {"AAA": 100.0}, "lots": lots}
+    book = Book(account_from_dict(d))
+    allowed = np.array([rows[int(lot.id[1:])][2] for lot in book.lots])  # in the book's lot order
+    python = orders.SymbolLots(book, 0, allowed)
+    few = orders.FEW_LOTS
+    try:
+        orders.FEW_LOTS = -1
+        numpy = orders.SymbolLots(book, 0, allowed)
+    finally:
+        orders.FEW_LOTS = few
+    assert python.lots == numpy.lots
+    assert python.cum_qty == numpy.cum_qty and python.cum_tax == numpy.cum_tax
+    assert python.tax_per_share == numpy.tax_per_share and python.capacity == numpy.capacity
