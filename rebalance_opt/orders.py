@@ -357,20 +357,12 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     order = sorted(range(len(cands)), key=lambda j: cands[j].klass)  # symbols grouped by class
     traded_classes = {c.klass for c in cands}
     untouched = [k for k in range(n_classes) if k not in traded_classes]
-    cash, tax = np.zeros(1), np.zeros(1)
-    cost = np.full(1, float(np.sum(w[untouched] * np.square(s.base_dev[untouched]))))
+    totals = np.array([[0.0], [0.0], [float(np.sum(w[untouched] * np.square(s.base_dev[untouched])))]])
     for klass, group in itertools.groupby(order, key=lambda j: cands[j].klass):
-        value, notional, lot_tax = np.zeros(1), np.zeros(1), np.zeros(1)
-        for j in group:
-            c = cands[j]
-            value = (value[:, None] + c.value).ravel()
-            notional = (notional[:, None] + c.notional).ravel()
-            lot_tax = (lot_tax[:, None] + c.lot_tax).ravel()
-        own = w[klass] * np.square(s.base_dev[klass] + value / s.u) + \
-            (s.tax_weight * lot_tax + s.kappa * notional) / s.v
-        cash = (cash[:, None] + (-value - s.kappa * notional)).ravel()
-        tax = (tax[:, None] + lot_tax).ravel()
-        cost = (cost[:, None] + own).ravel()
+        group = [cands[j] for j in group]
+        own = _class_combinations(group, float(w[klass]), float(s.base_dev[klass]), s)  # cash, tax, cost
+        totals = (totals[:, :, None] + own[:, None, :]).reshape(3, -1)
+    cash, tax, cost = totals
     objective = cost + w[n_classes] * np.square(s.base_dev[n_classes] + cash / s.u)
     violation = s.violation(cash, tax)
     best = _best(objective, violation)
@@ -381,6 +373,33 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     for j, i in zip(order, picked):
         choice[j] = int(i)
     return choice
+
+
+def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scorer) -> np.ndarray:
+    """Every combination of one class's symbols' options (the last symbol's varying fastest), as
+    rows: cash moved, lot tax, and the class's own cost (its tracking, tax and trading cost).
+    A few combinations are summed in plain Python, more with numpy outer sums: the same
+    operations in the same order either way, so the same floats."""
+    if math.prod(len(c.shares) for c in group) <= FEW_COMBINATIONS:
+        value, notional, lot_tax = [0.0], [0.0], [0.0]
+        for c in group:
+            value = [a + b for a in value for b in c.value.tolist()]
+            notional = [a + b for a in notional for b in c.notional.tolist()]
+            lot_tax = [a + b for a in lot_tax for b in c.lot_tax.tolist()]
+        rows = [[-v - s.kappa * n for v, n in zip(value, notional)], lot_tax,
+                [w * ((base + v / s.u) * (base + v / s.u)) + (s.tax_weight * t + s.kappa * n) / s.v
+                 for v, n, t in zip(value, notional, lot_tax)]]
+        return np.array(rows)
+    value, notional, lot_tax = np.zeros(1), np.zeros(1), np.zeros(1)
+    for c in group:
+        value = (value[:, None] + c.value).ravel()
+        notional = (notional[:, None] + c.notional).ravel()
+        lot_tax = (lot_tax[:, None] + c.lot_tax).ravel()
+    own = w * np.square(base + value / s.u) + (s.tax_weight * lot_tax + s.kappa * notional) / s.v
+    return np.array([-value - s.kappa * notional, lot_tax, own])
+
+
+FEW_COMBINATIONS = 64
 
 
 def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
