@@ -254,3 +254,27 @@ def test_a_symbols_lot_sums_are_the_same_in_python_and_numpy(rows):
     assert python.lots == numpy.lots
     assert python.cum_qty == numpy.cum_qty and python.cum_tax == numpy.cum_tax
     assert python.tax_per_share == numpy.tax_per_share and python.capacity == numpy.capacity
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.floats(-1e5, 1e5), st.floats(0, 1e3)), min_size=1, max_size=4),
+                min_size=1, max_size=3),
+       st.floats(0.0, 2.0), st.floats(-0.5, 0.5))
+def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w, base):
+    from rebalance_opt import orders
+    from rebalance_opt.book import Book
+    from rebalance_opt.orders import Scorer, Tracking, _Candidates, _class_combinations
+    from tests.conftest import base_dict, make
+    scorer = Scorer(Book(make(base_dict(tax_weight=0.3, trade_cost_bps=5.0))), Tracking())
+    group = [_Candidates(i, 0, 1.0, np.array([v for v, _ in opts]), np.array([v for v, _ in opts]),
+                         np.abs([v for v, _ in opts]), np.array([t for _, t in opts]))
+             for i, opts in enumerate(symbols)]
+    python = _class_combinations(group, w, base, scorer)
+    few = orders.FEW_COMBINATIONS
+    try:
+        orders.FEW_COMBINATIONS = 0
+        numpy = _class_combinations(group, w, base, scorer)
+    finally:
+        orders.FEW_COMBINATIONS = few
+    assert python.shape == numpy.shape == (3, math.prod(len(o) for o in symbols))
+    assert np.array_equal(python, numpy)
