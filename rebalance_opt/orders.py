@@ -37,6 +37,7 @@ NOISE = 1e-7                # continuous trades below this fraction of U are sol
 # disagree on a plan planned right at the floor (found with fractional shares: -0.0000010).
 MONEY_TOLERANCE = 5e-7
 FEW_LOTS = 64               # a symbol with at most this many lots has its cumulative sums built in Python
+FEW_COMBINATIONS = 64       # a class with at most this many combinations is summed in Python (``_exhaustive``)
 
 
 @dataclass(frozen=True)
@@ -398,8 +399,6 @@ def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scor
     own = w * np.square(base + value / s.u) + (s.tax_weight * lot_tax + s.kappa * notional) / s.v
     return np.array([-value - s.kappa * notional, lot_tax, own])
 
-
-FEW_COMBINATIONS = 64
 
 
 def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
