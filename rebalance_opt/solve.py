@@ -45,10 +45,14 @@ DEFAULT_CACHE = ModelCache()
 @dataclass
 class _Candidate:
     trades: Trades
-    objective: float
+    terms: Objective       # the rounded plan's objective, term by term
     stage: str
     solution: Solution
     after: DriftReport | None = None  # drift after the trades, once computed
+
+    @property
+    def objective(self) -> float:
+        return self.terms.total
 
 
 class Planner:
@@ -68,8 +72,9 @@ class Planner:
             none = Solution(np.zeros(len(book.symbols)), np.zeros(len(book.lots)), 0.0, "optimal", "none", 0.0)
             empty = Trades(np.zeros(len(book.symbols)), np.zeros(len(book.lots)))
             scorer = Scorer(book, _tracking(book))
-            return self._finish(book, _Candidate(empty, 0.0, "cash_first", none), scorer, reason,
-                                {"solves": 0, "seconds": 0.0}, started, drift_report(account))
+            nothing = _Candidate(empty, _objective(scorer, book, empty), "cash_first", none)
+            return self._finish(book, nothing, scorer, reason, {"solves": 0, "seconds": 0.0}, started,
+                                drift_report(account))
         _check_feasible_at_all(book)
         before = drift_report(account)
         tracking = _tracking(book)
@@ -102,7 +107,7 @@ class Planner:
                 trades = round_trades(book, shares, lot_allowed, scorer)
             except Infeasible:
                 return None
-            return _Candidate(trades, _objective(scorer, book, trades).total, stage, sol)
+            return _Candidate(trades, _objective(scorer, book, trades), stage, sol)
 
         no_sells = np.zeros(len(book.symbols), dtype=bool)
         first_buys = book.buy_targets(sold=no_sells)
@@ -195,7 +200,7 @@ class Planner:
             cash_before=account.cash, cash_after=_cash_after(book, trades, scorer.kappa),
             withdrawal=account.policy.withdrawal, trading_cost=cost,
             lot_tax=sum(s.tax for o in orders for s in o.lots),
-            objective=_objective(scorer, book, trades),
+            objective=chosen.terms,
             solver=SolverInfo(chosen.solution.solver, chosen.solution.status, stats["solves"], stats["seconds"],
                               time.perf_counter() - started),
             notes=tuple(_notes(book)),
