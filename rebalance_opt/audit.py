@@ -143,9 +143,13 @@ def canonical_json(obj: Any) -> str:
     which yields the same text for everything the direct path accepts.
     """
     try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _CANONICAL.encode(obj)
     except (TypeError, ValueError):
-        return json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _CANONICAL.encode(_finite(obj))
+
+
+# One encoder for every call (``json.dumps`` with these options builds a new one each time).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _finite(x: Any) -> Any:
