@@ -48,9 +48,10 @@ not be bought, lots that may not be sold, padding) and calls the solver on what 
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 import clarabel
@@ -463,17 +464,24 @@ REDUCTION_CACHE = 64  # reduction patterns kept per compiled program
 
 @dataclass(frozen=True)
 class Reduction:
-    """Which entries of A and P survive a reduction, and where they go: the reduced A and P in
-    CSC form, whose values each solve of this pattern writes in place (``QP.reduced``)."""
+    """Which entries of A and P survive a reduction, and where they go (CSC index arrays), with
+    the reduced A and P themselves: built once per thread that solves this pattern, their values
+    refilled by each solve (``QP.reduced``), so concurrent plans (the web server's threads) never
+    share them."""
 
     a_entries: np.ndarray
-    A: sp.csc_matrix
+    a_indices: np.ndarray
+    a_indptr: np.ndarray
+    a_shape: tuple[int, int]
     p_entries: np.ndarray
-    P: sp.csc_matrix
+    p_indices: np.ndarray
+    p_indptr: np.ndarray
+    p_shape: tuple[int, int]
     keep_row: np.ndarray
     dropped_eq: np.ndarray
     dropped_ineq: np.ndarray
     n_eq: int
+    per_thread: threading.local = field(default_factory=threading.local, compare=False, repr=False)
 
     @staticmethod
     def of(c: "CompiledQP", keep_col: np.ndarray, a_nonzero: np.ndarray, p_nonzero: np.ndarray) -> "Reduction":
@@ -485,13 +493,23 @@ class Reduction:
         n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
         a_entries = np.flatnonzero(entry)
         p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & p_nonzero)
-        A = sp.csc_matrix((np.zeros(len(a_entries)), row_map[c.a_rows[a_entries]].astype(np.int32),
-                           _indptr(col_map[c.a_cols[a_entries]], n_kept)), shape=(m_kept, n_kept))
-        P = sp.csc_matrix((np.zeros(len(p_entries)), col_map[c.p_rows[p_entries]].astype(np.int32),
-                           _indptr(col_map[c.p_cols[p_entries]], n_kept)), shape=(n_kept, n_kept))
         dropped = ~keep_row
-        return Reduction(a_entries, A, p_entries, P, keep_row, np.flatnonzero(dropped & c.row_is_eq),
-                         np.flatnonzero(dropped & ~c.row_is_eq), int((keep_row & c.row_is_eq).sum()))
+        return Reduction(
+            a_entries, row_map[c.a_rows[a_entries]].astype(np.int32),
+            _indptr(col_map[c.a_cols[a_entries]], n_kept), (m_kept, n_kept),
+            p_entries, col_map[c.p_rows[p_entries]].astype(np.int32),
+            _indptr(col_map[c.p_cols[p_entries]], n_kept), (n_kept, n_kept),
+            keep_row, np.flatnonzero(dropped & c.row_is_eq), np.flatnonzero(dropped & ~c.row_is_eq),
+            int((keep_row & c.row_is_eq).sum()))
+
+    def matrices(self) -> tuple[sp.csc_matrix, sp.csc_matrix]:
+        """This thread's reduced A and P (values to be filled in)."""
+        mine = getattr(self.per_thread, "matrices", None)
+        if mine is None:
+            mine = self.per_thread.matrices = (
+                sp.csc_matrix((np.zeros(len(self.a_entries)), self.a_indices, self.a_indptr), shape=self.a_shape),
+                sp.csc_matrix((np.zeros(len(self.p_entries)), self.p_indices, self.p_indptr), shape=self.p_shape))
+        return mine
 
 
 def _indptr(cols: np.ndarray, n_cols: int) -> np.ndarray:
@@ -517,8 +535,8 @@ class QP:
         """Remove variables fixed at zero by their bound rows and the rows left empty; returns
         (kept columns, P, q, sign × A, b, equality rows kept) or None when a removed row is
         violated (the problem is infeasible). Clarabel takes −A (``sign=-1``). P and A are the
-        reduction's own matrices, their values overwritten by the next solve of the same pattern
-        (the solvers copy them when they are set up)."""
+        reduction's own for this thread, their values overwritten by the thread's next solve of
+        the same pattern (the solvers copy them when they are set up)."""
         c = self.compiled
         e = c.bound_entries
         coef, col = self.a[e], c.a_cols[e]
@@ -531,9 +549,10 @@ class QP:
         r = c.reduction(keep_col, self.a != 0.0, self.p != 0.0)
         if np.any(self.b[r.dropped_eq] != 0.0) or np.any(self.b[r.dropped_ineq] < 0.0):
             return None
-        np.multiply(self.a[r.a_entries], sign, out=r.A.data)
-        np.take(self.p, r.p_entries, out=r.P.data)
-        return keep_col, r.P, self.q[keep_col], r.A, self.b[r.keep_row], r.n_eq
+        A, P = r.matrices()
+        np.multiply(self.a[r.a_entries], sign, out=A.data)
+        np.take(self.p, r.p_entries, out=P.data)
+        return keep_col, P, self.q[keep_col], A, self.b[r.keep_row], r.n_eq
 
     def solve(self, solver: str) -> tuple[str, np.ndarray | None, float]:
         """(cvxpy status, full x or None, objective) from ``solver`` (CLARABEL or OSQP)."""

@@ -82,3 +82,23 @@ def test_solves_that_share_a_reduction_pattern_do_not_leak_into_each_other():
         return [(o.symbol, o.side, o.quantity) for o in p.orders]
     assert [orders(p) for p in plans] == [orders(p) for p in fresh * 2]
     assert [p.objective.total for p in plans] == [p.objective.total for p in fresh * 2]
+
+
+def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
+    # The web server plans in a thread pool with one shared planner: the reduced matrices each
+    # solve refills are per thread, so concurrent plans never read each other's numbers.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from benchmarks.synth import perturbed, sized_household
+    from rebalance_opt import account_from_dict
+    book = sized_household(0, 10, 5)
+    accounts = [account_from_dict(perturbed(book, s)) for s in range(40)]
+    alone = [Planner(cache=ModelCache()).plan(a) for a in accounts]
+    shared = Planner(cache=ModelCache())
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(shared.plan, accounts * 3))
+
+    def orders(p):
+        return [(o.symbol, o.side, o.quantity) for o in p.orders]
+    assert [orders(p) for p in together] == [orders(p) for p in alone * 3]
+    assert [p.objective.total for p in together] == [p.objective.total for p in alone * 3]
