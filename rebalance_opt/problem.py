@@ -656,11 +656,21 @@ class ModelCache:
 
 def _recently_used(store: dict, key, maxsize: int, make):
     """``store[key]``, made by ``make()`` when missing; the store keeps the ``maxsize`` most
-    recently used entries (a dict in use order, most recent last)."""
-    value = store.pop(key, None)
-    if value is None:
-        value = make()
-    store[key] = value
-    while len(store) > maxsize:
-        store.pop(next(iter(store)))
-    return value
+    recently used entries (a dict in use order, most recent last). Safe to share between threads:
+    the dict is only touched under a lock (``make`` runs outside it; if two threads make the same
+    entry at once, the first one stored is kept)."""
+    with _STORE_LOCK:
+        value = store.pop(key, None)
+        if value is not None:
+            store[key] = value
+            return value
+    made = make()
+    with _STORE_LOCK:
+        value = store.pop(key, made)
+        store[key] = value
+        while len(store) > maxsize:
+            store.pop(next(iter(store)))
+        return value
+
+
+_STORE_LOCK = threading.Lock()

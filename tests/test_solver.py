@@ -102,3 +102,12 @@ def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
         return [(o.symbol, o.side, o.quantity) for o in p.orders]
     assert [orders(p) for p in together] == [orders(p) for p in alone * 3]
     assert [p.objective.total for p in together] == [p.objective.total for p in alone * 3]
+
+    # Accounts of several size buckets through a cache of two models: evictions race too.
+    from benchmarks.synth import household
+    mixed = [account_from_dict(household(s)) for s in range(24)]
+    alone = [Planner(cache=ModelCache()).plan(a) for a in mixed]
+    small = Planner(cache=ModelCache(maxsize=2))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(small.plan, mixed * 2))
+    assert [orders(p) for p in together] == [orders(p) for p in alone * 2]
