@@ -44,6 +44,18 @@ WORTH = 0.5
 MIN_LOTS_TO_SCREEN = 256
 
 
+def class_runs(sorted_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For lots sorted by class: where each class's run starts, and each lot's run number."""
+    first = np.r_[True, sorted_class[1:] != sorted_class[:-1]] if len(sorted_class) else np.zeros(0, bool)
+    return np.flatnonzero(first), np.cumsum(first) - 1
+
+
+def before_in_class(values: np.ndarray, class_start: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """For lots sorted by class, the sum of ``values`` over the lots before each one in its class."""
+    before = np.cumsum(values) - values
+    return before - before[class_start][segment]
+
+
 class LotScreen:
     """The screening of one plan's lots (fixed data: which symbol and class each lot is in, and
     its tax per unit sold; the caps change per solve)."""
@@ -61,9 +73,7 @@ class LotScreen:
         lot_class = class_of_symbol[lot_symbol] if m else np.zeros(0, int)
         self.by_class = np.lexsort((np.arange(m), lot_tax, lot_class))
         sorted_class = lot_class[self.by_class]
-        first_of_class = np.r_[True, sorted_class[1:] != sorted_class[:-1]] if m else np.zeros(0, bool)
-        self.class_start = np.flatnonzero(first_of_class)
-        self.segment = np.cumsum(first_of_class) - 1  # class segment of each sorted position
+        self.class_start, self.segment = class_runs(sorted_class)
         self.need = COVER * np.maximum(class_excess, 0.0)[sorted_class]
         self.losses = self._per_symbol(np.maximum, np.where(lot_tax < 0, self.position + 1, 0), 0)
 
@@ -87,8 +97,7 @@ class LotScreen:
         if len(s_max) == 0:
             return np.zeros(0, dtype=bool)
         cap = s_max[self.by_class]
-        before = np.cumsum(cap) - cap               # sold before this lot, cheapest first ...
-        before -= before[self.class_start][self.segment]  # ... within its class
+        before = before_in_class(cap, self.class_start, self.segment)  # sold before it, cheapest first
         covering = np.zeros(len(s_max), dtype=bool)
         covering[self.by_class] = (before < self.need) & (cap > 0)
         count = np.maximum(self._per_symbol(np.maximum, np.where(covering, self.position + 1, 0), 0), self.losses)

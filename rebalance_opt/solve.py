@@ -33,7 +33,7 @@ from .errors import Infeasible, InputError, SolverFailed
 from .orders import NOISE, Scorer, Tracking, Trades, round_trades, to_orders
 from .plan import Objective, Plan, SolverInfo
 from .problem import DEFAULT_SOLVERS, Bucket, Layout, ModelCache, ModelData, Solution, SolveFailure, Structure
-from .screen import LotScreen, screened
+from .screen import LotScreen, before_in_class, class_runs, screened
 from .tax import estimate
 from .verify import verify_plan
 
@@ -283,11 +283,9 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
         k = book.class_of_symbol[book.lot_symbol[lots]]
         order = np.lexsort((q, k))
         q, k, cap = q[order], k[order], s_max[lots][order]
-        first = np.flatnonzero(np.diff(k, prepend=-1))            # each class's first segment
-        cum_cap, cum_tax = np.cumsum(cap), np.cumsum(q * cap)
-        run = np.repeat(first, np.diff(np.append(first, len(k))))  # first segment of each one's class
-        lo = cum_cap - cap - (cum_cap[run] - cap[run])              # σ where the segment starts
-        tax_lo = cum_tax - q * cap - (cum_tax[run] - q[run] * cap[run])
+        first, segment = class_runs(k)
+        lo = before_in_class(cap, first, segment)           # σ where each lot's segment starts
+        tax_lo = before_in_class(q * cap, first, segment)   # c(σ) there
         w = weight[k]
         step = np.divide(q, 2 * w, out=np.zeros_like(q), where=w > 0)
         stationary = np.clip(gap[k] - step, lo, lo + cap)
