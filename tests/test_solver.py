@@ -68,8 +68,8 @@ def test_an_account_where_unregularized_clarabel_stalls_still_gets_a_plan():
 
 
 def test_solves_that_share_a_reduction_pattern_do_not_leak_into_each_other():
-    # Re-plans of one account with new prices reuse the reduced matrices (their values are written
-    # in place): alternating two price sets must give each the plan a fresh planner gives it.
+    # Re-plans of one account with new prices reuse the reduction of the matrices (cached by
+    # pattern): alternating two price sets must give each the plan a fresh planner gives it.
     from benchmarks.synth import perturbed, sized_household
     from rebalance_opt import account_from_dict
     book = sized_household(0, 10, 5)
@@ -85,8 +85,9 @@ def test_solves_that_share_a_reduction_pattern_do_not_leak_into_each_other():
 
 
 def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
-    # The web server plans in a thread pool with one shared planner: the reduced matrices each
-    # solve refills are per thread, so concurrent plans never read each other's numbers.
+    # The web server plans in a thread pool with one shared planner: the cached models and
+    # reductions are shared, each solve's values are its own, so concurrent plans never read
+    # each other's numbers.
     from concurrent.futures import ThreadPoolExecutor
 
     from benchmarks.synth import perturbed, sized_household
@@ -111,3 +112,30 @@ def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
     with ThreadPoolExecutor(max_workers=4) as pool:
         together = list(pool.map(small.plan, mixed * 2))
     assert [orders(p) for p in together] == [orders(p) for p in alone * 2]
+
+
+def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
+    # The engine hands Clarabel its matrices as lists (``problem.Csc``: faster to set up); the
+    # solution must be the one the scipy matrices give, to the bit, and ``Csc.scipy`` that matrix.
+    import numpy as np
+
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.solve import _base_data, _layout, _tracking
+    from rebalance_opt.book import Book
+    from rebalance_opt.problem import _clarabel, _clarabel_settings
+
+    for seed in range(5):
+        book = Book(account_from_dict(household(seed)))
+        tracking = _tracking(book)
+        model = Planner(cache=ModelCache()).cache.get(_layout(book, tracking))
+        qp = model.compiled.apply(model.values(_base_data(book, tracking)))
+        keep, P, q, minus_A, b, n_eq = qp.reduced(-1.0)
+        assert isinstance(P, problem.Csc) and isinstance(minus_A, problem.Csc)
+        for m in (P, minus_A):
+            s = m.scipy()
+            assert s.shape == m.shape and s.data.tolist() == m.data and s.indices.tolist() == m.indices
+        with_lists = _clarabel(P, q, minus_A, b, n_eq, _clarabel_settings(1))
+        with_scipy = _clarabel(P.scipy(), q, minus_A.scipy(), b, n_eq, _clarabel_settings(1))
+        assert with_lists[0] == with_scipy[0] == "optimal"
+        assert np.array_equal(with_lists[1], with_scipy[1])
