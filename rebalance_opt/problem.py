@@ -504,16 +504,22 @@ class Reduction:
 @dataclass(frozen=True)
 class Csc:
     """A CSC matrix as plain Python lists: the attributes Clarabel's binding reads from a scipy
-    matrix (data, indices, indptr, shape, has_canonical_format). Its extractor walks each array
-    element by element; from a numpy array that makes a numpy scalar per element, from a list
-    it does not: measured on household QPs, a solver set up a fifth faster (the same values,
-    the same solution to the bit). ``scipy()`` for everything else."""
+    matrix (data, indices, indptr, shape, nnz; has_canonical_format since 0.11). Its extractor
+    walks each array element by element; from a numpy array that makes a numpy scalar per
+    element, from a list it does not: measured on household QPs, a solver set up a fifth faster
+    (the same values, the same solution to the bit). ``scipy()`` for everything else, and for a
+    binding that wants more of a scipy matrix than this (``_clarabel`` falls back to it)."""
 
     data: list[float]
     indices: list[int]
     indptr: list[int]
     shape: tuple[int, int]
     has_canonical_format: bool = True
+    has_sorted_indices: bool = True
+
+    @property
+    def nnz(self) -> int:
+        return len(self.data)
 
     def scipy(self) -> sp.csc_matrix:
         return sp.csc_matrix((np.array(self.data, dtype=float), np.array(self.indices, dtype=np.int32),
@@ -611,7 +617,14 @@ def _clarabel(P, q, minus_A, b, n_eq, settings) -> tuple[str, np.ndarray | None]
     minus_A x + s = b, s in the cones); P and minus_A as ``Csc`` (or scipy CSC) matrices."""
     cones = ([clarabel.ZeroConeT(n_eq)] if n_eq else []) + \
             ([clarabel.NonnegativeConeT(minus_A.shape[0] - n_eq)] if minus_A.shape[0] > n_eq else [])
-    result = clarabel.DefaultSolver(P, q.tolist(), minus_A, b.tolist(), cones, settings).solve()
+    try:
+        solver = clarabel.DefaultSolver(P, q.tolist(), minus_A, b.tolist(), cones, settings)
+    except (AttributeError, TypeError):
+        if not isinstance(P, Csc):
+            raise
+        # a Clarabel binding that reads more of a scipy matrix than ``Csc`` carries: give it one
+        solver = clarabel.DefaultSolver(P.scipy(), q, minus_A.scipy(), b, cones, settings)
+    result = solver.solve()
     status = str(result.status)
     if status == "Solved":
         return cp.OPTIMAL, np.asarray(result.x)

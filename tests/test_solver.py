@@ -139,3 +139,28 @@ def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
         with_scipy = _clarabel(P.scipy(), q, minus_A.scipy(), b, n_eq, _clarabel_settings(1))
         assert with_lists[0] == with_scipy[0] == "optimal"
         assert np.array_equal(with_lists[1], with_scipy[1])
+
+
+def test_a_clarabel_binding_that_rejects_plain_lists_gets_scipy_matrices(monkeypatch):
+    # Clarabel's binding reads a matrix by attribute; one that wants more than ``Csc`` carries
+    # (another version) must still get the same plan, from scipy matrices.
+    import clarabel
+
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    account = account_from_dict(household(3))
+    expected = Planner(cache=ModelCache()).plan(account)
+    real = clarabel.DefaultSolver
+    refused = []
+
+    def strict(P, q, A, b, cones, settings):
+        if isinstance(P, problem.Csc) or isinstance(A, problem.Csc):
+            refused.append(1)
+            raise AttributeError("'Csc' object has no attribute 'format'")
+        return real(P, q, A, b, cones, settings)
+    monkeypatch.setattr(clarabel, "DefaultSolver", strict)
+    plan = Planner(cache=ModelCache()).plan(account)
+    assert refused and plan.solver.name == "CLARABEL"
+    assert [(o.symbol, o.side, o.quantity) for o in plan.orders] == \
+        [(o.symbol, o.side, o.quantity) for o in expected.orders]
+    assert plan.objective.total == expected.objective.total
