@@ -400,7 +400,6 @@ def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scor
     return np.array([-value - s.kappa * notional, lot_tax, own])
 
 
-
 def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
     """``_exhaustive`` for a risk model with factor rows: every class's total per combination."""
     class_dv = np.zeros((1, n_classes))

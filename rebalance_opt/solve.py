@@ -288,8 +288,8 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
         tax_lo = before_in_class(q * cap, first, segment)   # c(σ) there
         w = weight[k]
         step = np.divide(q, 2 * w, out=np.zeros_like(q), where=w > 0)
-        stationary = np.clip(gap[k] - step, lo, lo + cap)
         end = lo + cap
+        stationary = np.clip(gap[k] - step, lo, end)
         per_lot = np.minimum(cost(k, stationary, tax_lo + q * (stationary - lo)), cost(k, end, tax_lo + q * cap))
         classes = k[first]
         best[classes] = np.minimum(best[classes], np.minimum.reduceat(per_lot, first))
