@@ -233,7 +233,7 @@ class _Rounder:
         shares = [-q for q in options] if sell else [float(q) for q in options]
         value = [q * price for q in shares]
         taxes = [lots.tax_of(q) for q in options] if sell else [0.0] * len(options)
-        rows = np.array([shares, value, [abs(v) for v in value], taxes], dtype=float).reshape(4, len(options))
+        rows = np.array(shares + value + [abs(v) for v in value] + taxes, dtype=float).reshape(4, len(options))
         return _Candidates(i, self._klass[i], abs(x), rows[0], rows[1], rows[2], rows[3])
 
     def around(self, i: int, x: float, q: float) -> _Candidates:
@@ -441,6 +441,7 @@ class _Moves:
         self.g_cash = t.factor[:, n_classes] if t.factor is not None else None
         self.w_cls = (t.specific[self.klass] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
         self.w_cash = (t.specific[n_classes] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
+        self.w_diagonal = np.ones(n_classes + 1) if t.identity else (t.specific ** 2 if t.specific is not None else None)
 
     def _current(self, current: np.ndarray, among: np.ndarray | None):
         """The current choice's totals and deviations, and what each move (of ``among``, default
@@ -448,23 +449,23 @@ class _Moves:
         per class and cash, (Δvalue, Δnotional, Δtax) per move)."""
         s = self.scorer
         pos = self.start + current          # flat index of each column's current option
-        cur_value = self.value[pos]
-        class_dv = np.bincount(self.klass[pos], weights=cur_value, minlength=self.cash_col)
-        dv, notional, tax = cur_value.sum(), self.notional[pos].sum(), self.tax[pos].sum()
-        dev = s.base_dev + np.append(class_dv, -dv - s.kappa * notional) / s.u
+        cur_value, cur_notional, cur_tax = self.value[pos], self.notional[pos], self.tax[pos]
+        dv, notional, tax = cur_value.sum(), cur_notional.sum(), cur_tax.sum()
+        # Traded value per class, then cash moved, in one array (bincount leaves the cash slot 0).
+        moved = np.bincount(self.klass[pos], weights=cur_value, minlength=self.cash_col + 1)
+        moved[self.cash_col] = -dv - s.kappa * notional
+        dev = s.base_dev + moved / s.u
         moves = slice(None) if among is None else among
         col = self.col[moves]
-        deltas = (self.value[moves] - cur_value[col], self.notional[moves] - self.notional[pos][col],
-                  self.tax[moves] - self.tax[pos][col])
+        deltas = (self.value[moves] - cur_value[col], self.notional[moves] - cur_notional[col],
+                  self.tax[moves] - cur_tax[col])
         return pos, dv, notional, tax, dev, deltas
 
     def _diagonal(self, dev: np.ndarray) -> float:
         """The diagonal tracking term (identity or specific risk) of deviations ``dev``."""
-        t = self.scorer.tracking
-        w = np.ones(len(dev)) if t.identity else t.specific ** 2
-        return float(np.sum(w * dev ** 2))
+        return float(np.sum(self.w_diagonal * dev ** 2))
 
-    def evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         """Objective and violation of every move, and of ``current`` unchanged. The last result
         is kept: the pair search starts where the single-move search stopped, at that choice."""
         key = np.asarray(current).tobytes()
@@ -474,7 +475,7 @@ class _Moves:
         self._last = (key, result)
         return result
 
-    def _evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _evaluate(self, current: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
         s = self.scorer
         pos, dv, notional, tax, dev, (d_value, d_notional, d_tax) = self._current(current, None)
         m_dv, m_notional = dv + d_value, notional + d_notional
@@ -497,7 +498,7 @@ class _Moves:
         violation = s.violation(cash_delta, m_tax)
         # "Unchanged" is the null move of the first symbol, scored by the same arithmetic as
         # every move, so a move that changes nothing never looks better by float noise.
-        return objective, violation, np.array([objective[pos[0]], violation[pos[0]]])
+        return objective, violation, (objective[pos[0]], violation[pos[0]])
 
     def pairs(self, current: np.ndarray, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Objective and violation of every change of two symbols at once, over the moves
@@ -601,7 +602,12 @@ def _search_from_two_starts(cands: list[_Candidates], scorer: Scorer, n_classes:
 
 
 def _nearest(cands: list[_Candidates]) -> np.ndarray:
-    return np.array([int(np.argmin(np.abs(np.abs(c.shares) - c.continuous))) for c in cands])
+    """Per symbol, the option closest in size to the continuous count (the first, on a tie)."""
+    out = []
+    for c in cands:
+        gaps = [abs(abs(q) - c.continuous) for q in c.shares.tolist()]
+        out.append(gaps.index(min(gaps)))
+    return np.array(out, dtype=int)
 
 
 def _cash_safe(cands: list[_Candidates]) -> np.ndarray:
