@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from .account import CASH, Account, Lot
-from .tax import buy_blocked_symbols, one_year_after
+from .tax import buy_blocked_symbols, last_long_term_ordinal
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +69,7 @@ class Book:
         quantity = np.fromiter((l.quantity for l in held), dtype=float, count=n)
         basis = np.fromiter((l.cost_basis for l in held), dtype=float, count=n)
         acquired = np.fromiter((l.acquired.toordinal() for l in held), dtype=int, count=n)
-        anniversary = np.fromiter((_anniversary(l.acquired) for l in held), dtype=int, count=n)
-        long = a.as_of.toordinal() > anniversary  # tax.is_long_term: sold after the anniversary
+        long = acquired <= last_long_term_ordinal(a.as_of)  # tax.is_long_term, for every lot at once
         rates = np.where(long, a.tax.long_term_rate, a.tax.short_term_rate)
         tax_per_share = rates * (self.price[symbol] - basis)
         ids = np.array([l.id for l in held], dtype=str) if n else np.zeros(0, dtype=str)
@@ -190,9 +189,3 @@ class Book:
 def _recent_buys(account: Account, start: date) -> frozenset[str]:
     """Symbols with a ``trades`` buy dated in [start, as_of]."""
     return frozenset(t.symbol for t in account.trades if t.side == "buy" and start <= t.date <= account.as_of)
-
-
-@lru_cache(maxsize=65536)
-def _anniversary(acquired: date) -> int:
-    """``tax.one_year_after`` as an ordinal (lots share dates, so it is cached)."""
-    return one_year_after(acquired).toordinal()

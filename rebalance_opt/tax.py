@@ -25,6 +25,19 @@ def is_long_term(acquired: date, sold: date) -> bool:
     return sold > one_year_after(acquired)
 
 
+def last_long_term_ordinal(sold: date) -> int:
+    """The latest acquisition date (as an ordinal) of a lot that is long-term when sold on
+    ``sold``; 0 when none is. The anniversary never moves back as the acquisition date moves
+    forward, so a lot is long-term exactly when acquired on or before it: one comparison per lot
+    instead of an anniversary each."""
+    n = sold.toordinal() - 366
+    while n + 1 >= 1 and is_long_term(date.fromordinal(n + 1), sold):
+        n += 1
+    while n >= 1 and not is_long_term(date.fromordinal(n), sold):
+        n -= 1
+    return max(n, 0)
+
+
 def term(acquired: date, sold: date) -> str:
     return "long" if is_long_term(acquired, sold) else "short"
 

@@ -6,7 +6,8 @@ import pytest
 from rebalance_opt import TaxSettings
 from rebalance_opt.book import Book
 from rebalance_opt.orders import relieve
-from rebalance_opt.tax import estimate, is_long_term, min_tax_order, one_year_after, year_tax
+from rebalance_opt.tax import (estimate, is_long_term, last_long_term_ordinal, min_tax_order, one_year_after,
+                               year_tax)
 from tests.conftest import base_dict, make
 
 RATES = TaxSettings(short_term_rate=0.37, long_term_rate=0.20)
@@ -26,6 +27,21 @@ def test_holding_period_is_long_only_after_the_anniversary(acquired, sold, long)
 
 def test_leap_day_anniversary_is_28_february():
     assert one_year_after(date(2024, 2, 29)) == date(2025, 2, 28)
+
+
+@pytest.mark.parametrize("sold", ["2024-02-28", "2024-02-29", "2024-03-01", "2025-02-28", "2025-03-01",
+                                  "2026-11-24", "2028-02-29", "2027-12-31", "2028-01-01", "0002-01-02"])
+def test_the_long_term_cutoff_splits_acquisition_dates_exactly_as_the_per_lot_rule(sold):
+    # The book classifies every lot by one comparison with this cutoff; it must agree with
+    # is_long_term on every acquisition date around it (leap days included).
+    d = date.fromisoformat(sold)
+    cutoff = last_long_term_ordinal(d)
+    for n in range(max(d.toordinal() - 800, 1), d.toordinal() + 1):
+        assert is_long_term(date.fromordinal(n), d) is (n <= cutoff), date.fromordinal(n)
+
+
+def test_nothing_is_long_term_when_sold_in_the_first_year_of_the_calendar():
+    assert last_long_term_ordinal(date(1, 6, 1)) == 0
 
 
 @pytest.mark.parametrize("st, lt, tax, carried", [
