@@ -421,7 +421,7 @@ class CompiledQP:
         flat_p, t_p = _rows_of(prog.P, lambda i: (i % n) <= (i // n))      # → upper triangle of P
         # Stacked: one product per solve (each row's sum is the same as on its own).
         self.T = sp.vstack([t_a, t_b, t_q, t_p], format="csr")
-        self.splits = np.cumsum([t_a.shape[0], t_b.shape[0], t_q.shape[0]])
+        self.splits = tuple(int(x) for x in np.cumsum([t_a.shape[0], t_b.shape[0], t_q.shape[0]]))
         self.p_rows, self.p_cols = flat_p % n, flat_p // n
 
         # Rows that bound one variable (x ≥ l or x ≤ u): where a solve's bounds pin a variable at
@@ -451,7 +451,9 @@ class CompiledQP:
 
     def apply(self, values: dict[int, np.ndarray]) -> QP:
         theta = self.parameter_vector(values)
-        a, b, qd, p = np.split(self.T @ theta, self.splits)
+        y = self.T @ theta
+        s_a, s_b, s_q = self.splits
+        a, b, qd, p = y[:s_a], y[s_a:s_b], y[s_b:s_q], y[s_q:]
         return QP(self, a, b, qd[:-1], float(qd[-1]), p)
 
     def value(self, variable: cp.Variable, x: np.ndarray) -> np.ndarray:
