@@ -112,6 +112,27 @@ def test_results_are_kept_out_of_the_garbage_collectors_walks_and_let_back_after
     assert gc.get_freeze_count() == 0
 
 
+def test_a_worker_freezes_its_settled_heap_once_and_still_collects_new_garbage(folder, monkeypatch):
+    import gc
+
+    from rebalance_opt import batch
+    monkeypatch.setattr(batch, "_HEAP_SETTLED", False)
+    task = [(i, str(f)) for i, f in enumerate(good(folder)[:2])]
+    try:
+        assert gc.get_freeze_count() == 0
+        first = batch.plan_chunk_in_worker(task, log=False)
+        frozen = gc.get_freeze_count()
+        assert frozen > 0 and all(r.ok for r in first)
+        batch.plan_chunk_in_worker(task, log=False)
+        assert gc.get_freeze_count() <= frozen  # once per process: the first results are not frozen
+        cycle = [None]
+        cycle[0] = cycle
+        del cycle
+        assert gc.collect() >= 1  # what is made after the freeze is collected as usual
+    finally:
+        gc.unfreeze()
+
+
 def good(folder: Path) -> list[Path]:
     return [f for f in account_files(folder) if f.name.startswith("hh-")]
 
