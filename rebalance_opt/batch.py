@@ -77,6 +77,7 @@ class AccountResult:
 
 
 _PLANNER = None  # one per worker process, kept across chunks
+WORKER_GEN0_THRESHOLD = 10_000  # a settled worker's youngest-generation threshold (``_settle_heap``)
 _HEAP_SETTLED = False
 
 
@@ -85,12 +86,16 @@ def _settle_heap() -> None:
     modules, the first compiled models) out of the cyclic garbage collector's reach. Those live as
     long as the process, and each full collection re-walked them: in one worker the collector's
     time per account fell from 0.30-0.44 ms to 0.12-0.13 ms. What is made later is collected as
-    usual, and reference counting still frees a frozen object nothing refers to."""
+    usual, and reference counting still frees a frozen object nothing refers to. The youngest
+    generation is then collected every WORKER_GEN0_THRESHOLD net allocations instead of 700: a
+    plan frees almost all it makes by reference counting, so that is a handful of collections per
+    thousand accounts instead of ~400 (0.09 -> 0.01 ms per account)."""
     global _HEAP_SETTLED
     if not _HEAP_SETTLED:
         _HEAP_SETTLED = True
         gc.collect()
         gc.freeze()
+        gc.set_threshold(WORKER_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _planner():

@@ -118,11 +118,13 @@ def test_a_worker_freezes_its_settled_heap_once_and_still_collects_new_garbage(f
     from rebalance_opt import batch
     monkeypatch.setattr(batch, "_HEAP_SETTLED", False)
     task = [(i, str(f)) for i, f in enumerate(good(folder)[:2])]
+    threshold = gc.get_threshold()
     try:
         assert gc.get_freeze_count() == 0
         first = batch.plan_chunk_in_worker(task, log=False)
         frozen = gc.get_freeze_count()
         assert frozen > 0 and all(r.ok for r in first)
+        assert gc.get_threshold() == (batch.WORKER_GEN0_THRESHOLD, *threshold[1:])
         batch.plan_chunk_in_worker(task, log=False)
         assert gc.get_freeze_count() <= frozen  # once per process: the first results are not frozen
         cycle = [None]
@@ -131,6 +133,7 @@ def test_a_worker_freezes_its_settled_heap_once_and_still_collects_new_garbage(f
         assert gc.collect() >= 1  # what is made after the freeze is collected as usual
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def good(folder: Path) -> list[Path]:
