@@ -441,7 +441,8 @@ class _Moves:
         self.g_cash = t.factor[:, n_classes] if t.factor is not None else None
         self.w_cls = (t.specific[self.klass] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
         self.w_cash = (t.specific[n_classes] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
-        self.w_diagonal = np.ones(n_classes + 1) if t.identity else (t.specific ** 2 if t.specific is not None else None)
+        self.w_diagonal = (np.ones(n_classes + 1) if t.identity
+                           else t.specific ** 2 if t.specific is not None else None)  # ``_diagonal``'s weights
 
     def _current(self, current: np.ndarray, among: np.ndarray | None):
         """The current choice's totals and deviations, and what each move (of ``among``, default
