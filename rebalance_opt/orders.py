@@ -643,11 +643,14 @@ def to_orders(book: Book, trades: Trades) -> tuple[Order, ...]:
             buys.append(Order(sym, "buy", q, price[i], cls))
             continue
         start, end = book.lot_range[i].tolist()
+        sold = trades.lot_shares[start:end].tolist()
+        gain_per_share = book.lot_gain_per_share[start:end].tolist()
+        rate = book.lot_rate[start:end].tolist()
         sales = []
-        for j in (start + np.flatnonzero(trades.lot_shares[start:end] > 0)).tolist():
-            lot, qty = book.lots[j], float(trades.lot_shares[j])
-            gain = qty * float(book.lot_gain_per_share[j])
-            sales.append(LotSale(lot.id, qty, gain, book.lot_term[j], float(book.lot_rate[j]) * gain,
-                                 lot.cost_basis, lot.acquired.isoformat()))
+        for k, qty in enumerate(sold):
+            if qty > 0:
+                lot, gain = book.lots[start + k], qty * gain_per_share[k]
+                sales.append(LotSale(lot.id, qty, gain, book.lot_term[start + k], rate[k] * gain,
+                                     lot.cost_basis, lot.acquired.isoformat()))
         sells.append(Order(sym, "sell", -q, price[i], cls, tuple(sales)))
     return tuple(sells + buys)
