@@ -561,7 +561,7 @@ class QP:
         np.minimum.at(upper, col[coef < 0], bound[coef < 0])
         keep_col = ~((lower == 0.0) & (upper == 0.0))
         r = c.reduction(keep_col, self.a != 0.0, self.p != 0.0)
-        if np.any(self.b[r.dropped_eq] != 0.0) or np.any(self.b[r.dropped_ineq] < 0.0):
+        if (self.b[r.dropped_eq] != 0.0).any() or (self.b[r.dropped_ineq] < 0.0).any():
             return None
         a = self.a[r.a_entries]
         A = Csc((a if sign == 1.0 else sign * a).tolist(), r.a_indices, r.a_indptr, r.a_shape)
