@@ -146,10 +146,13 @@ def plan_chunk(task: Task, reason: str | None = None, log: bool = True,
 
 
 def plan_chunk_in_worker(task: Task, reason: str | None = None, log: bool = True,
-                         basket: str | None = None) -> list[AccountResult]:
-    """``plan_chunk`` in a worker process (local pool or Dask), which then settles its heap."""
+                         basket: str | None = None, settle: bool = True) -> list[AccountResult]:
+    """``plan_chunk`` in a worker process, which then settles its heap (``_settle_heap``) when
+    ``settle``: in the local pool and a LocalCluster the batch starts, never in the workers of an
+    existing Dask cluster, which outlive the batch and run others' work too."""
     out = plan_chunk(task, reason, log, basket)
-    _settle_heap()
+    if settle:
+        _settle_heap()
     return out
 
 
@@ -344,7 +347,8 @@ def _run_dask(tasks, workers, scheduler, reason, log, basket) -> Iterator[list[A
             raise InputError(f"cannot reach the Dask scheduler: {exc}", path="--scheduler", value=scheduler,
                              has_value=True) from None
     try:
-        futures = client.map(plan_chunk_in_worker, tasks, reason=reason, log=log, basket=basket, pure=False)
+        futures = client.map(plan_chunk_in_worker, tasks, reason=reason, log=log, basket=basket,
+                             settle=cluster is not None, pure=False)
         for f in dask_completed(futures):
             yield f.result()
             f.release()

@@ -121,6 +121,8 @@ def test_a_worker_freezes_its_settled_heap_once_and_still_collects_new_garbage(f
     threshold = gc.get_threshold()
     try:
         assert gc.get_freeze_count() == 0
+        batch.plan_chunk_in_worker(task, log=False, settle=False)  # a worker of someone else's cluster
+        assert gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
         first = batch.plan_chunk_in_worker(task, log=False)
         frozen = gc.get_freeze_count()
         assert frozen > 0 and all(r.ok for r in first)
