@@ -269,6 +269,7 @@ class RebalanceModel:
         assert self.problem.is_dpp()
         self._set_placeholder_values()
         self.compiled = CompiledQP(self.problem)
+        self._last_incidence: tuple | None = None  # (structure, dense incidence), see ``_incidence``
 
     # --- parameters -----------------------------------------------------------------------------
     def _set_placeholder_values(self) -> None:
@@ -280,7 +281,7 @@ class RebalanceModel:
         """One solve's numbers by parameter id (padded with inert zeros for a bucket). They go
         straight into the compiled program's parameter vector: assigning ``Parameter.value``
         re-validates every array, which costs more than the solve at household sizes."""
-        k_real, m_real = len(data.gap), len(data.s_max)
+        k_real = len(data.gap)
         rows = self._rows(k_real)
         out = {
             self.gap.id: _padded(data.gap, self.n_rows, rows),
@@ -300,11 +301,25 @@ class RebalanceModel:
         if self.sigma is not None:
             out[self.sigma.id] = np.asarray(data.risk_diagonal, dtype=float)
         if self.A_b is not None:
-            cls = rows[np.asarray(data.class_of_symbol, int)]
-            lot_cls = cls[np.asarray(data.symbol_of_lot, int)] if m_real else np.zeros(0, int)
-            out[self.A_b.id], out[self.A_s.id] = _incidence_dense(cls, lot_cls, self.n_rows, self.n_symbols,
-                                                                  self.n_lots)
+            out[self.A_b.id], out[self.A_s.id] = self._incidence(rows, data)
         return out
+
+    def _incidence(self, rows: np.ndarray, data: ModelData) -> tuple[np.ndarray, np.ndarray]:
+        """``_incidence_dense`` of an account's structure, kept for the last structure seen (the
+        stages of a plan and re-plans of an account repeat it). Read-only arrays, swapped in as
+        one tuple, so threads sharing the model never see half an entry."""
+        class_of_symbol = np.asarray(data.class_of_symbol, int)
+        symbol_of_lot = np.asarray(data.symbol_of_lot, int)
+        key = (len(rows), class_of_symbol.tobytes(), symbol_of_lot.tobytes())
+        last = self._last_incidence
+        if last is None or last[0] != key:
+            cls = rows[class_of_symbol]
+            lot_cls = cls[symbol_of_lot] if len(symbol_of_lot) else np.zeros(0, int)
+            a_b, a_s = _incidence_dense(cls, lot_cls, self.n_rows, self.n_symbols, self.n_lots)
+            a_b.flags.writeable = a_s.flags.writeable = False
+            last = (key, (a_b, a_s))
+            self._last_incidence = last
+        return last[1]
 
     def set(self, data: ModelData) -> None:
         """Assign one solve's numbers to the cvxpy parameters (for ``Problem.solve``)."""
@@ -423,6 +438,7 @@ class CompiledQP:
         self.T = sp.vstack([t_a, t_b, t_q, t_p], format="csr")
         self.splits = tuple(int(x) for x in np.cumsum([t_a.shape[0], t_b.shape[0], t_q.shape[0]]))
         self.p_rows, self.p_cols = flat_p % n, flat_p // n
+        self.p_half = np.where(self.p_rows == self.p_cols, 0.5, 1.0)  # ½ on P's diagonal (``QP.objective``)
 
         # Rows that bound one variable (x ≥ l or x ≤ u): where a solve's bounds pin a variable at
         # zero (not buyable, not sellable, padding) the variable and those rows are removed.
@@ -595,7 +611,7 @@ class QP:
     def objective(self, x: np.ndarray) -> float:
         """½xᵀPx + qᵀx + d, P given by its upper triangle."""
         r, c = self.compiled.p_rows, self.compiled.p_cols
-        quad = float(np.sum(np.where(r == c, 0.5, 1.0) * self.p * x[r] * x[c]))
+        quad = float(np.sum(self.compiled.p_half * self.p * x[r] * x[c]))
         return quad + float(self.q @ x) + self.d
 
 

@@ -84,6 +84,33 @@ def test_solves_that_share_a_reduction_pattern_do_not_leak_into_each_other():
     assert [p.objective.total for p in plans] == [p.objective.total for p in fresh * 2]
 
 
+def test_a_bucket_model_gives_each_structure_its_own_incidence_however_they_alternate():
+    # The bucket model keeps the dense incidence of the last structure it saw: two households of
+    # one bucket, alternated, must each get their own (as built from scratch), read-only.
+    import numpy as np
+
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.book import Book
+    from rebalance_opt.problem import _incidence_dense
+    from rebalance_opt.solve import _base_data, _layout, _tracking
+    books = [Book(account_from_dict(household(s))) for s in range(40)]
+    layout = _layout(books[0], _tracking(books[0]))
+    pair = [b for b in books if _layout(b, _tracking(b)) == layout][:2]
+    assert len(pair) == 2
+    assert not (np.array_equal(pair[0].class_of_symbol, pair[1].class_of_symbol)
+                and np.array_equal(pair[0].lot_symbol, pair[1].lot_symbol))  # two structures
+    model = ModelCache().get(layout)
+    for book in pair + pair:
+        data = _base_data(book, _tracking(book))
+        values = model.values(data)
+        rows = model._rows(len(data.gap))
+        cls = rows[book.class_of_symbol]
+        expected = _incidence_dense(cls, cls[book.lot_symbol], model.n_rows, model.n_symbols, model.n_lots)
+        for got, want in zip((values[model.A_b.id], values[model.A_s.id]), expected):
+            assert np.array_equal(got, want) and not got.flags.writeable
+
+
 def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
     # The web server plans in a thread pool with one shared planner: the cached models and
     # reductions are shared, each solve's values are its own, so concurrent plans never read
