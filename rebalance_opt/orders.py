@@ -72,6 +72,13 @@ class Tracking:
             out += np.square(dev * self.specific).sum(axis=1)
         return out
 
+    def diagonal(self, size: int) -> np.ndarray:
+        """The weights of the diagonal part over ``size`` deviations (classes, then cash): 1 for
+        the identity, σ² for specific risk, 0 for factor rows alone."""
+        if self.identity:
+            return np.ones(size)
+        return np.square(self.specific) if self.specific is not None else np.zeros(size)
+
     def matrix(self) -> np.ndarray | None:
         """The full factor (rows of G, then diag σ) or None for the identity."""
         if self.identity:
@@ -354,7 +361,7 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     if scorer.tracking.factor is not None:
         return _exhaustive_factor(cands, scorer, n_classes)
     s, t = scorer, scorer.tracking
-    w = np.ones(n_classes + 1) if t.identity else np.square(t.specific)
+    w = t.diagonal(n_classes + 1)
     order = sorted(range(len(cands)), key=lambda j: cands[j].klass)  # symbols grouped by class
     traded_classes = {c.klass for c in cands}
     untouched = [k for k in range(n_classes) if k not in traded_classes]
@@ -439,10 +446,8 @@ class _Moves:
         t = scorer.tracking
         self.g_cls = t.factor[:, self.klass] if t.factor is not None else None
         self.g_cash = t.factor[:, n_classes] if t.factor is not None else None
-        self.w_cls = (t.specific[self.klass] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
-        self.w_cash = (t.specific[n_classes] ** 2 if t.specific is not None else 0.0) + (1.0 if t.identity else 0.0)
-        self.w_diagonal = (np.ones(n_classes + 1) if t.identity
-                           else t.specific ** 2 if t.specific is not None else None)  # ``_diagonal``'s weights
+        self.w_diagonal = t.diagonal(n_classes + 1)
+        self.w_cls, self.w_cash = self.w_diagonal[self.klass], self.w_diagonal[n_classes]
 
     def _current(self, current: np.ndarray, among: np.ndarray | None):
         """The current choice's totals and deviations, and what each move (of ``among``, default
@@ -488,7 +493,7 @@ class _Moves:
         d_cash = new_cash - dev[self.cash_col]
         t = s.tracking
         # Diagonal part (identity or specific risk): only two coordinates change.
-        base = self._diagonal(dev) if t.identity or t.specific is not None else 0.0
+        base = self._diagonal(dev)
         tracking = (base + self.w_cls * (new_cls ** 2 - dev[self.klass] ** 2)
                     + self.w_cash * (new_cash ** 2 - dev[self.cash_col] ** 2))
         if t.factor is not None:
@@ -514,7 +519,7 @@ class _Moves:
         m_tax = tax + (d_tax[:, None] + d_tax[None, :])
         cash_delta = -(dv + (d_value[:, None] + d_value[None, :])) - s.kappa * m_notional
         a = d_value / s.u
-        w = np.broadcast_to(self.w_cls, self.col.shape)[among]
+        w = self.w_cls[among]
         own = w * (2.0 * dev[klass] + a) * a          # one move's change to its class term
         shared = np.where(klass[:, None] == klass[None, :], 2.0 * w[:, None] * a[:, None] * a[None, :], 0.0)
         new_cash = s.base_dev[self.cash_col] + cash_delta / s.u

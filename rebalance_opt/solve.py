@@ -262,7 +262,7 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
     if tracking.factor is not None:
         return -np.inf
     n = len(book.classes)
-    weight = np.ones(n) if tracking.specific is None else np.square(tracking.specific[:n])
+    weight = tracking.diagonal(n + 1)[:n]
     gap = base.gap[:n]
     stuck = np.bincount(book.class_of_symbol, weights=buys, minlength=n) == 0
     q_all = base.tax_weight * base.u_over_v * base.lot_tax  # objective per unit of U sold
