@@ -446,16 +446,20 @@ class CompiledQP:
         single = (count == 1)[self.a_rows] & (self.a_rows >= self.n_eq)
         self.bound_entries = np.flatnonzero(single)
         self.row_is_eq = np.arange(rows) < self.n_eq
+        # Entries of equality rows: a row left with one nonzero entry and b = 0 pins its variable
+        # at zero (a bucket's padding classes: deviation = 0), see ``QP.reduced``.
+        self.eq_entries = np.flatnonzero(self.a_rows < self.n_eq)
         self.offsets = {v.id: (prog.var_id_to_col[v.id], v.size) for v in prog.variables}
         self._reductions: dict[bytes, Reduction] = {}
 
-    def reduction(self, keep_col: np.ndarray, a_nonzero: np.ndarray, p_nonzero: np.ndarray) -> "Reduction":
-        """The index arithmetic of removing the pinned columns (and the rows left empty) from
-        A and P, for this pattern of kept columns and nonzero values. Kept per pattern (the
-        most recent ones): re-plans of an account, and the stages of one plan, repeat them."""
-        key = keep_col.tobytes() + a_nonzero.tobytes() + p_nonzero.tobytes()
-        return _recently_used(self._reductions, key, REDUCTION_CACHE,
-                              lambda: Reduction.of(self, keep_col, a_nonzero, p_nonzero))
+    def reduction(self, a: np.ndarray, b: np.ndarray, p: np.ndarray) -> "Reduction":
+        """What ``QP.reduced`` removes for these values of A, b and P, and where the rest goes.
+        It depends on their signs alone (which entries are nonzero, and which bounds are zero),
+        so it is kept per sign pattern (the most recent ones): re-plans of an account, and the
+        stages of one plan, repeat them."""
+        key = (a > 0.0).tobytes() + (a < 0.0).tobytes() + (b > 0.0).tobytes() + (b < 0.0).tobytes() \
+            + (p != 0.0).tobytes()
+        return _recently_used(self._reductions, key, REDUCTION_CACHE, lambda: Reduction.of(self, a, b, p))
 
     def parameter_vector(self, values: dict[int, np.ndarray]) -> np.ndarray:
         """θ: every parameter's value, column-major, at its column; 1 in the last (constant)."""
@@ -482,10 +486,13 @@ REDUCTION_CACHE = 64  # reduction patterns kept per compiled program
 
 @dataclass(frozen=True)
 class Reduction:
-    """Which entries of A and P survive a reduction, and where they go: the reduced matrices'
-    CSC structure, kept per pattern (a solve fills in the values, ``QP.reduced``). Immutable,
-    so concurrent plans (the web server's threads) share it safely."""
+    """The variables fixed at zero, the rows left empty once they are removed, and the CSC
+    structure of the rest of A and P, for one sign pattern of A, b and P (a solve fills in
+    the values, ``QP.reduced``). Immutable (``keep_col`` read-only), so concurrent plans (the
+    web server's threads) share it safely."""
 
+    keep_col: np.ndarray
+    infeasible: bool      # a removed row is violated
     a_entries: np.ndarray
     a_indices: list[int]
     a_indptr: list[int]
@@ -495,12 +502,30 @@ class Reduction:
     p_indptr: list[int]
     p_shape: tuple[int, int]
     keep_row: np.ndarray
-    dropped_eq: np.ndarray
-    dropped_ineq: np.ndarray
     n_eq: int
 
     @staticmethod
-    def of(c: "CompiledQP", keep_col: np.ndarray, a_nonzero: np.ndarray, p_nonzero: np.ndarray) -> "Reduction":
+    def of(c: "CompiledQP", a: np.ndarray, b: np.ndarray, p: np.ndarray) -> "Reduction":
+        """A variable is fixed at zero by its bound rows (x ≥ −b/coef where coef > 0, x ≤ −b/coef
+        where coef < 0), when its greatest lower bound and least upper bound are both 0: read
+        off the signs of −b/coef, which are those of −b and b. Or by an equality row in which it
+        is the only nonzero entry, with b = 0 (a bucket's padding classes: deviation 0).
+        Removing those changes no other variable's value: on the household benchmark Clarabel
+        takes the same iterations to the same floats, 10% faster (tests/test_solver.py)."""
+        e = c.bound_entries
+        coef, col, sign_b = a[e], c.a_cols[e], np.sign(b[c.a_rows[e]])
+        lower = np.full(c.n, -np.inf)
+        upper = np.full(c.n, np.inf)
+        np.maximum.at(lower, col[coef > 0], -sign_b[coef > 0])
+        np.minimum.at(upper, col[coef < 0], sign_b[coef < 0])
+        keep_col = ~((lower == 0.0) & (upper == 0.0))
+        a_nonzero = a != 0.0
+        eq = c.eq_entries[a_nonzero[c.eq_entries]]
+        eq_rows = c.a_rows[eq]
+        alone = (np.bincount(eq_rows, minlength=c.n_eq)[eq_rows] == 1) & (b[eq_rows] == 0.0)
+        keep_col[c.a_cols[eq[alone]]] = False
+        keep_col.flags.writeable = False
+
         entry = keep_col[c.a_cols] & a_nonzero
         n_rows = len(c.row_is_eq)
         keep_row = np.bincount(c.a_rows[entry], minlength=n_rows) > 0
@@ -508,15 +533,16 @@ class Reduction:
         row_map = np.cumsum(keep_row) - 1
         n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
         a_entries = np.flatnonzero(entry)
-        p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & p_nonzero)
+        p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & (p != 0.0))
         dropped = ~keep_row
+        infeasible = bool((b[dropped & c.row_is_eq] != 0.0).any() or (b[dropped & ~c.row_is_eq] < 0.0).any())
         return Reduction(
+            keep_col, infeasible,
             a_entries, row_map[c.a_rows[a_entries]].tolist(),
             _indptr(col_map[c.a_cols[a_entries]], n_kept).tolist(), (m_kept, n_kept),
             p_entries, col_map[c.p_rows[p_entries]].tolist(),
             _indptr(col_map[c.p_cols[p_entries]], n_kept).tolist(), (n_kept, n_kept),
-            keep_row, np.flatnonzero(dropped & c.row_is_eq), np.flatnonzero(dropped & ~c.row_is_eq),
-            int((keep_row & c.row_is_eq).sum()))
+            keep_row, int((keep_row & c.row_is_eq).sum()))
 
 
 @dataclass(frozen=True)
@@ -564,25 +590,16 @@ class QP:
     p: np.ndarray   # upper triangle of P (pattern: compiled.p_rows, p_cols)
 
     def reduced(self, sign: float = 1.0):
-        """Remove variables fixed at zero by their bound rows and the rows left empty; returns
+        """Remove the variables fixed at zero and the rows left empty (``Reduction``); returns
         (kept columns, P, q, sign × A, b, equality rows kept), P and A as ``Csc``, or None when a
         removed row is violated (the problem is infeasible). Clarabel takes −A (``sign=-1``)."""
-        c = self.compiled
-        e = c.bound_entries
-        coef, col = self.a[e], c.a_cols[e]
-        bound = -self.b[c.a_rows[e]] / np.where(coef == 0, 1.0, coef)
-        lower = np.full(c.n, -np.inf)
-        upper = np.full(c.n, np.inf)
-        np.maximum.at(lower, col[coef > 0], bound[coef > 0])
-        np.minimum.at(upper, col[coef < 0], bound[coef < 0])
-        keep_col = ~((lower == 0.0) & (upper == 0.0))
-        r = c.reduction(keep_col, self.a != 0.0, self.p != 0.0)
-        if (self.b[r.dropped_eq] != 0.0).any() or (self.b[r.dropped_ineq] < 0.0).any():
+        r = self.compiled.reduction(self.a, self.b, self.p)
+        if r.infeasible:
             return None
         a = self.a[r.a_entries]
         A = Csc((a if sign == 1.0 else sign * a).tolist(), r.a_indices, r.a_indptr, r.a_shape)
         P = Csc(self.p[r.p_entries].tolist(), r.p_indices, r.p_indptr, r.p_shape)
-        return keep_col, P, self.q[keep_col], A, self.b[r.keep_row], r.n_eq
+        return r.keep_col, P, self.q[r.keep_col], A, self.b[r.keep_row], r.n_eq
 
     def solve(self, solver: str) -> tuple[str, np.ndarray | None, float]:
         """(cvxpy status, full x or None, objective) from ``solver`` (CLARABEL or OSQP)."""

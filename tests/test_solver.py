@@ -9,7 +9,7 @@ import pytest
 from rebalance_opt import SolverFailed, plan_rebalance
 from rebalance_opt import problem
 from rebalance_opt.cli import main
-from rebalance_opt.problem import ModelCache
+from rebalance_opt.problem import ModelCache, ModelData
 from rebalance_opt.solve import Planner
 from tests.conftest import ROOT, make
 
@@ -109,6 +109,81 @@ def test_a_bucket_model_gives_each_structure_its_own_incidence_however_they_alte
         expected = _incidence_dense(cls, cls[book.lot_symbol], model.n_rows, model.n_symbols, model.n_lots)
         for got, want in zip((values[model.A_b.id], values[model.A_s.id]), expected):
             assert np.array_equal(got, want) and not got.flags.writeable
+
+
+def test_a_buckets_padding_classes_leave_the_solvers_problem_and_change_no_value():
+    # A bucket model pads the classes: a padding class's deviation is pinned at 0 by its own
+    # equality row (alone there, b = 0). ``Reduction.of`` removes it with its row; the solve must
+    # be the one with them kept (``eq_entries`` emptied turns the rule off), to the bit.
+    import numpy as np
+
+    from benchmarks.naive import relaxation_data
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.problem import Bucket
+    from rebalance_opt.solve import _layout, _tracking
+    padded = 0
+    for seed in range(12):
+        book, data = relaxation_data(account_from_dict(household(seed)))  # the plan's relaxation
+        layout = _layout(book, _tracking(book))
+        model = ModelCache().get(layout)
+        qp = model.compiled.apply(model.values(data))
+        keep = qp.reduced(-1.0)[0]
+        col, size = model.compiled.offsets[model.d.id]
+        assert keep[col: col + size].sum() == len(data.gap)  # real classes and cash only
+        padded += isinstance(layout, Bucket) and size > len(data.gap)
+        status, x, objective = qp.solve("CLARABEL")
+        model.compiled.eq_entries = np.zeros(0, dtype=int)  # the rule off: padding kept
+        model.compiled._reductions.clear()
+        kept = qp.reduced(-1.0)[0]
+        assert kept[col: col + size].all()
+        status_all, x_all, objective_all = qp.solve("CLARABEL")
+        assert status == status_all == "optimal"
+        assert np.array_equal(x, x_all) and objective == objective_all
+    assert padded >= 6
+
+
+def test_the_variables_removed_are_those_whose_bounds_or_a_lone_equality_fix_them_at_zero():
+    # ``Reduction.of`` reads the fixed variables off signs (and keeps the result per sign
+    # pattern); checked here against the bounds themselves, worked out row by row, on the
+    # relaxation and buy-only solves of households (many lots unsellable, padding classes).
+    import numpy as np
+
+    from benchmarks.naive import relaxation_data
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.solve import _layout, _tracking
+    cache, checked = ModelCache(), 0
+    for seed in range(10):
+        book, relaxed = relaxation_data(account_from_dict(household(seed)))
+        model = cache.get(_layout(book, _tracking(book)))
+        c = model.compiled
+        for data in (relaxed, ModelData(**{**relaxed.__dict__, "s_max": 0 * relaxed.s_max, "sell_room": 0.0})):
+            qp = c.apply(model.values(data))
+            lower, upper = [-np.inf] * c.n, [np.inf] * c.n
+            rows: dict[int, list[int]] = {}  # equality rows: nonzero entries; others: every entry
+            for k, (row, col, value) in enumerate(zip(c.a_rows, c.a_cols, qp.a)):
+                if value != 0.0 or row >= c.n_eq:
+                    rows.setdefault(int(row), []).append(k)
+            fixed = set()
+            for row, entries in rows.items():
+                if len(entries) != 1 or qp.a[entries[0]] == 0.0:
+                    continue
+                k = entries[0]
+                col, coef, b = int(c.a_cols[k]), qp.a[k], qp.b[row]
+                if row < c.n_eq:
+                    if b == 0.0:
+                        fixed.add(col)      # coef·x = 0
+                elif coef > 0:
+                    lower[col] = max(lower[col], -b / coef)
+                else:
+                    upper[col] = min(upper[col], -b / coef)
+            fixed |= {j for j in range(c.n) if lower[j] == 0.0 and upper[j] == 0.0}
+            keep = qp.reduced(-1.0)[0]
+            assert {int(j) for j in np.flatnonzero(~keep)} == fixed
+            assert not keep.flags.writeable
+            checked += len(fixed)
+    assert checked > 0
 
 
 def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
