@@ -181,15 +181,16 @@ class Scorer:
 
 @dataclass
 class _Candidates:
-    """Candidate share counts for one traded symbol and what each does."""
+    """Candidate share counts for one traded symbol and what each does (plain floats: a
+    handful per symbol; ``_Moves`` and the numpy paths of ``_exhaustive`` make arrays of them)."""
 
     symbol: int
     klass: int
     continuous: float      # the continuous solution's share count (absolute)
-    shares: np.ndarray     # signed
-    value: np.ndarray      # signed money into the symbol
-    notional: np.ndarray
-    lot_tax: np.ndarray
+    shares: list[float]    # signed
+    value: list[float]     # signed money into the symbol
+    notional: list[float]
+    lot_tax: list[float]
 
 
 class _Rounder:
@@ -240,8 +241,7 @@ class _Rounder:
         shares = [-q for q in options] if sell else [float(q) for q in options]
         value = [q * price for q in shares]
         taxes = [lots.tax_of(q) for q in options] if sell else [0.0] * len(options)
-        rows = np.array(shares + value + [abs(v) for v in value] + taxes, dtype=float).reshape(4, len(options))
-        return _Candidates(i, self._klass[i], abs(x), rows[0], rows[1], rows[2], rows[3])
+        return _Candidates(i, self._klass[i], abs(x), shares, value, [abs(v) for v in value], taxes)
 
     def around(self, i: int, x: float, q: float) -> _Candidates:
         """Polish candidates: no trade, ``q`` and the counts a step either side of it on the
@@ -264,7 +264,7 @@ class _Rounder:
         for c, j in zip(cands, choice):
             shares[c.symbol] = c.shares[j]
             if c.shares[j] < 0:
-                lot_shares += self.lots(c.symbol).relieve(-float(c.shares[j]), len(self.book.lots))
+                lot_shares += self.lots(c.symbol).relieve(-c.shares[j], len(self.book.lots))
         return Trades(shares, lot_shares)
 
 
@@ -340,16 +340,17 @@ def _with_zero(c: _Candidates) -> _Candidates:
     """``c`` with no trade as its first option (options are sorted by size)."""
     if c.shares[0] == 0:
         return c
-    z = np.zeros(1)
-    return _Candidates(c.symbol, c.klass, c.continuous, np.concatenate([z, c.shares]), np.concatenate([z, c.value]),
-                       np.concatenate([z, c.notional]), np.concatenate([z, c.lot_tax]))
+    return _Candidates(c.symbol, c.klass, c.continuous, [0.0] + c.shares, [0.0] + c.value, [0.0] + c.notional,
+                       [0.0] + c.lot_tax)
 
 
 def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
-    feasible = np.flatnonzero(violation <= 0)
-    if feasible.size == 0:
-        return None
-    return int(feasible[np.argmin(objective[feasible])])
+    """The first feasible entry of least objective, None if none is feasible."""
+    i = int(np.argmin(np.where(violation <= 0, objective, np.inf)))
+    if violation[i] <= 0:
+        return i
+    feasible = np.flatnonzero(violation <= 0)  # none, or every feasible objective is +inf
+    return int(feasible[0]) if feasible.size else None
 
 
 def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
@@ -365,7 +366,8 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     order = sorted(range(len(cands)), key=lambda j: cands[j].klass)  # symbols grouped by class
     traded_classes = {c.klass for c in cands}
     untouched = [k for k in range(n_classes) if k not in traded_classes]
-    totals = np.array([[0.0], [0.0], [float(np.sum(w[untouched] * np.square(s.base_dev[untouched])))]])
+    rest = float(np.sum(w[untouched] * np.square(s.base_dev[untouched]))) if untouched else 0.0
+    totals = np.array([[0.0], [0.0], [rest]])
     for klass, group in itertools.groupby(order, key=lambda j: cands[j].klass):
         group = [cands[j] for j in group]
         own = _class_combinations(group, float(w[klass]), float(s.base_dev[klass]), s)  # cash, tax, cost
@@ -391,18 +393,18 @@ def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scor
     if math.prod(len(c.shares) for c in group) <= FEW_COMBINATIONS:
         value, notional, lot_tax = [0.0], [0.0], [0.0]
         for c in group:
-            value = [a + b for a in value for b in c.value.tolist()]
-            notional = [a + b for a in notional for b in c.notional.tolist()]
-            lot_tax = [a + b for a in lot_tax for b in c.lot_tax.tolist()]
+            value = [a + b for a in value for b in c.value]
+            notional = [a + b for a in notional for b in c.notional]
+            lot_tax = [a + b for a in lot_tax for b in c.lot_tax]
         rows = [[-v - s.kappa * n for v, n in zip(value, notional)], lot_tax,
                 [w * ((base + v / s.u) * (base + v / s.u)) + (s.tax_weight * t + s.kappa * n) / s.v
                  for v, n, t in zip(value, notional, lot_tax)]]
         return np.array(rows)
     value, notional, lot_tax = np.zeros(1), np.zeros(1), np.zeros(1)
     for c in group:
-        value = (value[:, None] + c.value).ravel()
-        notional = (notional[:, None] + c.notional).ravel()
-        lot_tax = (lot_tax[:, None] + c.lot_tax).ravel()
+        value = (value[:, None] + np.array(c.value)).ravel()
+        notional = (notional[:, None] + np.array(c.notional)).ravel()
+        lot_tax = (lot_tax[:, None] + np.array(c.lot_tax)).ravel()
     own = w * np.square(base + value / s.u) + (s.tax_weight * lot_tax + s.kappa * notional) / s.v
     return np.array([-value - s.kappa * notional, lot_tax, own])
 
@@ -413,11 +415,12 @@ def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int)
     dv, notional, tax = np.zeros(1), np.zeros(1), np.zeros(1)
     for c in cands:
         L = len(c.shares)
+        value = np.array(c.value)
         class_dv = np.repeat(class_dv, L, axis=0)
-        class_dv[:, c.klass] += np.tile(c.value, len(dv))
-        dv = (dv[:, None] + c.value).ravel()
-        notional = (notional[:, None] + c.notional).ravel()
-        tax = (tax[:, None] + c.lot_tax).ravel()
+        class_dv[:, c.klass] += np.tile(value, len(dv))
+        dv = (dv[:, None] + value).ravel()
+        notional = (notional[:, None] + np.array(c.notional)).ravel()
+        tax = (tax[:, None] + np.array(c.lot_tax)).ravel()
     objective, violation = scorer.score(class_dv, dv, notional, tax)
     best = _best(objective, violation)
     if best is None:
@@ -440,8 +443,9 @@ class _Moves:
         self.start = np.cumsum(sizes) - sizes
         self.alt = np.arange(len(self.col)) - self.start[self.col]
         self.klass = np.array([c.klass for c in cands], dtype=int)[self.col]
-        self.value, self.notional, self.tax = np.concatenate(
-            [np.array([c.value, c.notional, c.lot_tax]) for c in cands], axis=1)
+        self.value = np.array([v for c in cands for v in c.value])
+        self.notional = np.array([v for c in cands for v in c.notional])
+        self.tax = np.array([v for c in cands for v in c.lot_tax])
         self.cash_col = n_classes
         t = scorer.tracking
         self.g_cls = t.factor[:, self.klass] if t.factor is not None else None
@@ -611,7 +615,7 @@ def _nearest(cands: list[_Candidates]) -> np.ndarray:
     """Per symbol, the option closest in size to the continuous count (the first, on a tie)."""
     out = []
     for c in cands:
-        gaps = [abs(abs(q) - c.continuous) for q in c.shares.tolist()]
+        gaps = [abs(abs(q) - c.continuous) for q in c.shares]
         out.append(gaps.index(min(gaps)))
     return np.array(out, dtype=int)
 
@@ -621,11 +625,12 @@ def _cash_safe(cands: list[_Candidates]) -> np.ndarray:
     (the nearest other option where there is none)."""
     out = []
     for c in cands:
+        buy = max(c.shares, default=0) > 0
         size = np.abs(c.shares)
-        ok = (size <= c.continuous + 1e-9) if c.shares.max(initial=0) > 0 else (size >= c.continuous - 1e-9)
+        ok = (size <= c.continuous + 1e-9) if buy else (size >= c.continuous - 1e-9)
         if not ok.any():
             out.append(int(np.argmin(np.abs(size - c.continuous))))
-        elif c.shares.max(initial=0) > 0:
+        elif buy:
             out.append(int(np.flatnonzero(ok)[np.argmax(size[ok])]))
         else:
             out.append(int(np.flatnonzero(ok)[np.argmin(size[ok])]))

@@ -133,15 +133,13 @@ def test_polishing_a_sell_of_a_whole_fractional_holding_steps_down_to_whole_shar
 def test_the_count_of_combinations_is_exact_for_hundreds_of_traded_symbols():
     # 500 traded symbols with 2 options each (3 with no trade): counted in numpy integers the
     # product wrapped around to a small number, and the exhaustive search tried 3^500 plans.
-    import numpy as np
-
     from rebalance_opt.orders import _Candidates, combinations
-    two = np.array([1.0, 2.0])
-    cands = [_Candidates(i, 0, 1.5, two, two, two, np.zeros(2)) for i in range(500)]
+    two = [1.0, 2.0]
+    cands = [_Candidates(i, 0, 1.5, two, two, two, [0.0, 0.0]) for i in range(500)]
     assert combinations(cands) == 2 ** 500
     assert combinations(cands, with_zero=True) == 3 ** 500
-    zero_first = np.array([0.0, 1.0])
-    assert combinations([_Candidates(0, 0, 0.5, zero_first, zero_first, zero_first, np.zeros(2))],
+    zero_first = [0.0, 1.0]
+    assert combinations([_Candidates(0, 0, 0.5, zero_first, zero_first, zero_first, [0.0, 0.0])],
                         with_zero=True) == 2
 
 
@@ -266,8 +264,8 @@ def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w
     from rebalance_opt.orders import Scorer, Tracking, _Candidates, _class_combinations
     from tests.conftest import base_dict, make
     scorer = Scorer(Book(make(base_dict(tax_weight=0.3, trade_cost_bps=5.0))), Tracking())
-    group = [_Candidates(i, 0, 1.0, np.array([v for v, _ in opts]), np.array([v for v, _ in opts]),
-                         np.abs([v for v, _ in opts]), np.array([t for _, t in opts]))
+    group = [_Candidates(i, 0, 1.0, [v for v, _ in opts], [v for v, _ in opts], [abs(v) for v, _ in opts],
+                         [t for _, t in opts])
              for i, opts in enumerate(symbols)]
     python = _class_combinations(group, w, base, scorer)
     few = orders.FEW_COMBINATIONS
@@ -278,3 +276,15 @@ def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w
         orders.FEW_COMBINATIONS = few
     assert python.shape == numpy.shape == (3, math.prod(len(o) for o in symbols))
     assert np.array_equal(python, numpy)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.0, 0.5, math.inf]), st.sampled_from([0.0, -1.0, 1e-9, 3.0])),
+                min_size=1, max_size=12))
+def test_the_best_choice_is_the_first_feasible_one_of_least_objective(rows):
+    from rebalance_opt.orders import _best
+    objective = np.array([o for o, _ in rows])
+    violation = np.array([v for _, v in rows])
+    feasible = [i for i, (_, v) in enumerate(rows) if v <= 0]
+    expected = min(feasible, key=lambda i: (rows[i][0], i)) if feasible else None
+    assert _best(objective, violation) == expected
