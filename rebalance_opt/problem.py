@@ -270,6 +270,7 @@ class RebalanceModel:
         self._set_placeholder_values()
         self.compiled = CompiledQP(self.problem)
         self._last_incidence: tuple | None = None  # (structure, dense incidence), see ``_incidence``
+        self._row_maps: dict[int, np.ndarray] = {}  # ``_rows`` per class count
 
     # --- parameters -----------------------------------------------------------------------------
     def _set_placeholder_values(self) -> None:
@@ -328,8 +329,14 @@ class RebalanceModel:
             p.value = values[p.id]
 
     def _rows(self, k_real: int) -> np.ndarray:
-        """Row of each real class (and cash, last) in the model: padding sits before cash."""
-        return np.append(np.arange(k_real - 1), self.n_rows - 1)
+        """Row of each real class (and cash, last) in the model: padding sits before cash
+        (read-only, kept per class count)."""
+        rows = self._row_maps.get(k_real)
+        if rows is None:
+            rows = np.append(np.arange(k_real - 1), self.n_rows - 1)
+            rows.flags.writeable = False
+            self._row_maps[k_real] = rows
+        return rows
 
     # --- solving --------------------------------------------------------------------------------
     def solve(self, data: ModelData, solvers: tuple[str, ...] = DEFAULT_SOLVERS) -> Solution:
@@ -423,7 +430,8 @@ class CompiledQP:
         rows = self.n_eq + self.n_ineq
         if not {p.id for p in prog.parameters} <= {p.id for p in problem.parameters()}:  # pragma: no cover
             raise RuntimeError("cvxpy transformed the parameters; the compiled program cannot be applied directly")
-        self.parameters = [(p, prog.param_id_to_col[p.id], p.size) for p in prog.parameters]
+        # (id, column in θ, size, a matrix: column-major into θ)
+        self.parameters = [(p.id, prog.param_id_to_col[p.id], p.size, len(p.shape) > 1) for p in prog.parameters]
         self.param_size = prog.total_param_size
 
         # The tensors are tall (one row per entry of vec([A b]): rows × (n + 1) of them), so they
@@ -464,8 +472,8 @@ class CompiledQP:
     def parameter_vector(self, values: dict[int, np.ndarray]) -> np.ndarray:
         """θ: every parameter's value, column-major, at its column; 1 in the last (constant)."""
         theta = np.empty(self.param_size + 1)
-        for p, col, size in self.parameters:
-            theta[col: col + size] = np.ravel(values[p.id], order="F")
+        for pid, col, size, matrix in self.parameters:
+            theta[col: col + size] = values[pid].ravel(order="F") if matrix else values[pid]
         theta[-1] = 1.0
         return theta
 
