@@ -23,7 +23,7 @@ import numpy as np
 from rebalance_opt import Account
 from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelData, Solution, SolveFailure
-from rebalance_opt.solve import BUY_CAP, _base_data, _tracking
+from rebalance_opt.solve import BUY_CAP, _base_data, _tracking, no_sell_limit
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ def relaxation_data(account: Account) -> tuple[Book, ModelData]:
     book = Book(account)
     base = _base_data(book, _tracking(book))
     buys = book.buy_targets(sold=np.zeros(len(book.symbols), dtype=bool))
-    data = ModelData(**{**base.__dict__, "b_max": buys * BUY_CAP, "s_max": base.s_max * book.lot_sellable,
-                        "sell_room": 1e6})
+    s_max = base.s_max * book.lot_sellable
+    data = ModelData(**{**base.__dict__, "b_max": buys * BUY_CAP, "s_max": s_max, "sell_room": no_sell_limit(s_max)})
     return book, data
 
 

@@ -25,7 +25,8 @@ Constraints
     cash        Σ b − Σ s + κ (Σ b + Σ s) ≤ cash_room    (cash after ≥ min_cash + withdrawal)
     tax budget  Σ_j t[j] s[j] ≤ tax_room                 (lot-level tax ≤ max_tax)
     sell room   (1 − κ) Σ s ≤ sell_room                   (cash-first stage: sell only what a
-                                                          withdrawal needs)
+                                                          withdrawal needs; later stages: Σ s_max,
+                                                          which never binds)
 
 Only parameters change between solves, so the problem is DPP and cvxpy compiles it once.
 The incidence matrices A_b, A_s (which symbol is in which class, which lot belongs to which
