@@ -15,9 +15,9 @@ import rebalance_opt.solve as solve_module
 from benchmarks.synth import household, perturbed, sized_household
 from rebalance_opt import account_from_dict
 from rebalance_opt.book import Book
-from rebalance_opt.orders import NOISE
 from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
-from rebalance_opt.solve import BUY_CAP, Planner, _base_data, _layout, _tracking, _unbought_bound
+from rebalance_opt.solve import (BUY_CAP, SALE_NOISE, Planner, _base_data, _directions, _layout, _tracking,
+                                 _unbought_bound, no_sell_limit)
 from tests.conftest import make
 from tests.test_properties import SETTINGS, accounts
 
@@ -37,7 +37,7 @@ def _stage_two(account):
     s_cap = base.s_max * book.lot_sellable
 
     def solve(b_max, s_max):
-        data = ModelData(**{**base.__dict__, "b_max": b_max, "s_max": s_max, "sell_room": 1e6})
+        data = ModelData(**{**base.__dict__, "b_max": b_max, "s_max": s_max, "sell_room": no_sell_limit(s_cap)})
         try:
             return model.solve(data)
         except SolveFailure as exc:
@@ -49,9 +49,7 @@ def _stage_two(account):
     relaxed = solve(first * BUY_CAP, s_cap)
     if relaxed is None:
         return book, base, tracking, s_cap, relaxed, []
-    sold = np.bincount(book.lot_symbol, weights=relaxed.sells, minlength=len(book.symbols))
-    net_sell = (sold > relaxed.buys) & (sold > NOISE)
-    conflict = (sold > NOISE) & (relaxed.buys > NOISE)
+    net_sell, conflict = _directions(book, relaxed)
     out = []
     for sells_symbol in [net_sell, net_sell ^ conflict]:
         buys = book.buy_targets(sold=sells_symbol)
@@ -150,3 +148,59 @@ def test_skipped_solves_never_change_a_plan(raw):
         return
     slow, = _plans_without_shortcuts([account])
     assert fast.objective.total == pytest.approx(slow.objective.total, abs=1e-9)
+
+
+def test_a_noise_level_sale_does_not_take_a_symbol_off_its_class_buy_list():
+    # A batch household (US_SMALL: VB first, IJR second): the relaxation sells VB and, at one of
+    # its many optima, 5e-7 of U of IJR. Counted as a sale, that left US_SMALL with no buy
+    # target and the plan 0.005 worse in objective; a sale counts above SALE_NOISE of U (or
+    # half a share, where that is less).
+    from rebalance_opt.problem import Solution
+    account = account_from_dict(household(2026001783))
+    book = Book(account)
+    vb, ijr = book.symbol_index["VB"], book.symbol_index["IJR"]
+    (ijr_lot,) = np.flatnonzero(book.lot_symbol == ijr)[:1]
+    vb_lot = np.flatnonzero(book.lot_symbol == vb)[0]
+
+    def directions(ijr_sold: float):
+        sells = np.zeros(len(book.lots))
+        sells[vb_lot], sells[ijr_lot] = 0.01, ijr_sold
+        buys = np.zeros(len(book.symbols))
+        return _directions(book, Solution(buys, sells, 0.0, "optimal", "CLARABEL", 0.0))
+
+    half_share = 0.5 * book.price[ijr] / book.invested
+    assert half_share > SALE_NOISE
+    for noise in (2e-7, 5e-7, 0.9 * SALE_NOISE):
+        net_sell, conflict = directions(noise)
+        assert net_sell[vb] and not net_sell[ijr] and not conflict.any()
+    assert directions(1.1 * SALE_NOISE)[0][ijr]
+
+    plan = Planner(cache=ModelCache()).plan(account)
+    assert any(o.symbol == "IJR" and o.side == "buy" for o in plan.orders)
+    assert not any(o.symbol == "VB" and o.side == "buy" for o in plan.orders)
+
+
+def test_a_sale_that_could_round_to_one_share_counts_however_small_a_share_is():
+    # The noise floor is SALE_NOISE of U, or half a share where that is less. A small account:
+    # 0.4 share of S1 (3.5% of it) counts. A large one holding a $5 fund: one share is 5e-7 of
+    # U, far below SALE_NOISE, and still a sale; 0.4 share (above NOISE) is not.
+    from rebalance_opt.problem import Solution
+
+    def book_of(cash: float, price: float, quantity: float) -> Book:
+        return Book(make({"account": {"id": "t", "cash": cash, "as_of": "2026-11-24"},
+                          "tax": {"short_term_rate": 0.37, "long_term_rate": 0.2},
+                          "targets": {"C0": 0.5, "C1": 0.5}, "classes": {"S0": "C0", "S1": "C1"},
+                          "prices": {"S0": 10.0, "S1": price},
+                          "lots": [{"id": "a", "symbol": "S1", "quantity": quantity, "cost_basis": 1.0,
+                                    "acquired": "2026-08-16"}]}))
+
+    def sells_s1(book: Book, shares: float) -> bool:
+        sells = np.array([shares * book.price[1] / book.invested])
+        return bool(_directions(book, Solution(np.zeros(2), sells, 0.0, "optimal", "CLARABEL", 0.0))[0][1])
+
+    small = book_of(3000.0, 400.0, 4)
+    assert 0.5 * 400.0 / small.invested > SALE_NOISE
+    assert sells_s1(small, 0.4) and not sells_s1(small, 1e-4)
+    large = book_of(10_000_000.0, 5.0, 100_000)
+    assert 0.5 * 5.0 / large.invested < SALE_NOISE
+    assert sells_s1(large, 1.0) and not sells_s1(large, 0.4)
