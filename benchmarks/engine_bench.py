@@ -171,15 +171,12 @@ def measure_baselines(book: dict[str, Any], repeats: int, naive: bool = True,
 
     clar_s, clar_obj = [], []
     for qp in qps:
-        keep, P, q, minus_A, b, n_eq = qp.reduced(-1.0)  # Clarabel's own form
+        reduction, P, q, minus_A, b = qp.reduced(-1.0)  # Clarabel's own form
         tight = P.shape[0] <= TIGHT_MAX_VARIABLES
         t = time.perf_counter()
-        _, x = _clarabel(P, q, minus_A, b, n_eq, _clarabel_settings(0 if tight else LARGE_FIRST_RUNG))
+        _, x = _clarabel(P, q, minus_A, b, reduction.n_eq, _clarabel_settings(0 if tight else LARGE_FIRST_RUNG))
         clar_s.append(time.perf_counter() - t)
-        full = np.zeros(qp.compiled.n)
-        if x is not None:
-            full[keep] = x
-        clar_obj.append(qp.objective(full))
+        clar_obj.append(qp.objective(reduction.expand(qp, x)) if x is not None else np.inf)
     row["raw_clarabel_s"] = statistics.median(clar_s)
     row["raw_clarabel_acc"] = max(rel_error(o, r) for o, r in zip(clar_obj, references))
     row["qp_variables"] = qp_first.compiled.n

@@ -23,7 +23,7 @@ import numpy as np
 from rebalance_opt import Account
 from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelData, Solution, SolveFailure
-from rebalance_opt.solve import BUY_CAP, _base_data, _tracking, no_sell_limit
+from rebalance_opt.solve import BUY_CAP, NO_SELL_LIMIT, _base_data, _tracking
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ def relaxation_data(account: Account) -> tuple[Book, ModelData]:
     book = Book(account)
     base = _base_data(book, _tracking(book))
     buys = book.buy_targets(sold=np.zeros(len(book.symbols), dtype=bool))
-    s_max = base.s_max * book.lot_sellable
-    data = ModelData(**{**base.__dict__, "b_max": buys * BUY_CAP, "s_max": s_max, "sell_room": no_sell_limit(s_max)})
+    data = ModelData(**{**base.__dict__, "b_max": buys * BUY_CAP, "s_max": base.s_max * book.lot_sellable,
+                        "sell_room": NO_SELL_LIMIT})
     return book, data
 
 
@@ -75,9 +75,11 @@ def build(data: ModelData) -> cp.Problem:
     q_tax = data.tax_weight * data.u_over_v * data.lot_tax
     objective = tracking + q_tax @ s + kappa * data.u_over_v * turnover
     constraints = [b >= 0, b <= np.maximum(data.b_max, 0), s >= 0, s <= np.maximum(data.s_max, 0),
-                   cp.sum(b) - cp.sum(s) + kappa * turnover <= data.cash_room,
-                   data.lot_tax @ s <= data.tax_room,
-                   (1 - kappa) * cp.sum(s) <= max(data.sell_room, 0.0)]
+                   cp.sum(b) - cp.sum(s) + kappa * turnover <= data.cash_room]
+    if np.isfinite(data.tax_room):  # +inf: no tax budget
+        constraints.append(data.lot_tax @ s <= data.tax_room)
+    if np.isfinite(data.sell_room):  # +inf: no sell room
+        constraints.append((1 - kappa) * cp.sum(s) <= max(data.sell_room, 0.0))
     return cp.Problem(cp.Minimize(objective), constraints)
 
 

@@ -38,6 +38,10 @@ from .tax import estimate
 from .verify import verify_plan
 
 BUY_CAP = 2.0  # a buy never exceeds the account (cash constraint); any bound >= 1 is inactive
+# Stage 2 may sell anything: no sell-room row at all (``Reduction`` drops a row whose bound is
+# +inf). A room of 1e6 meant the same but, six orders of magnitude off the problem's scale, cost
+# Clarabel half as many iterations again (household solves 20 -> 13, the 500x10 direct index 30 -> 22).
+NO_SELL_LIMIT = np.inf
 BOUND_SLACK = 1e-9  # objective units: how far a solver's optimum may sit above the true one
 # Fraction of U: a relaxed sale below this (and below half a share) does not make its symbol a
 # seller. Measured on 6,900 batch accounts: solver returns of up to 5e-7 took a class's only buy
@@ -166,7 +170,7 @@ class Planner:
             return not beaten(max(relaxed.objective, bound))
 
         def solve_choice(buys: np.ndarray, lot_allowed: np.ndarray) -> Solution | None:
-            return solve(buys * BUY_CAP, s_cap * lot_allowed, no_sell_limit(s_cap))
+            return solve(buys * BUY_CAP, s_cap * lot_allowed, NO_SELL_LIMIT)
 
         def follow_targets(c: _Candidate) -> _Candidate | None:
             """SPEC section 2: a class's buys go to its first listed buyable symbol not sold in the
@@ -193,7 +197,7 @@ class Planner:
             astray.append(c)
             return None
 
-        relaxed = solve(first_buys * BUY_CAP, s_cap, no_sell_limit(s_cap))
+        relaxed = solve(first_buys * BUY_CAP, s_cap, NO_SELL_LIMIT)
         if relaxed is not None and not beaten(relaxed.objective):
             net_sell, conflict = _directions(book, relaxed)
             choices = [net_sell] + ([net_sell ^ conflict] if conflict.any() else [])
@@ -248,14 +252,6 @@ class Planner:
         return plan
 
 
-def no_sell_limit(s_max: np.ndarray) -> float:
-    """The sell room of a stage that may sell anything: what selling every lot would raise at
-    most (Σ s_max, above (1 − κ) Σ s for any allowed sales), so the row never binds. A room of
-    1e6 meant the same but, six orders of magnitude off the problem's scale, cost Clarabel a
-    third more iterations (13 instead of 20 on the household benchmark's solves)."""
-    return float(np.sum(s_max))
-
-
 def plan_rebalance(account: Account, reason: str | None = None, planner: Planner | None = None) -> Plan:
     """Plan a tax-aware rebalance of ``account`` (see the module docstring for how)."""
     return (planner or Planner()).plan(account, reason)
@@ -290,14 +286,16 @@ def _directions(book: Book, relaxed: Solution) -> tuple[np.ndarray, np.ndarray]:
 
     Where lots or symbols of a class tie, the relaxation has many optima, and the solver may
     return one selling a few millionths of U of a symbol: that must not take the symbol off
-    its class's buy list (a plan that does not sell it buys it, SPEC section 2). So a sale
-    counts above SALE_NOISE, or above half a share where that is less (a sale that could round
-    to a share sold); fractional accounts alike (below both, a sale is dust)."""
+    its class's buy list (a plan that does not sell it buys it, SPEC section 2). So a trade
+    counts above SALE_NOISE, or above half a share where that is less (a trade that could round
+    to a share); fractional accounts alike (below both, a trade is dust). A sale and a buy of
+    one symbol conflict only if both count: a dust buy of a fund sold in full made its flip
+    (keep the fund, stop selling it) stand in for the real alternative."""
     sold = np.bincount(book.lot_symbol, weights=relaxed.sells, minlength=len(book.symbols))
     bought = relaxed.buys
     half_share = 0.5 * WHOLE_SHARE * book.price / book.invested
-    material = sold > np.maximum(NOISE, np.minimum(SALE_NOISE, half_share))
-    return (sold > bought) & material, material & (bought > NOISE)
+    floor = np.maximum(NOISE, np.minimum(SALE_NOISE, half_share))
+    return (sold > bought) & (sold > floor), (sold > floor) & (bought > floor)
 
 
 def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.ndarray,
@@ -395,11 +393,13 @@ def _base_data(book: Book, tracking: Tracking) -> ModelData:
     price_of_lot = book.price[book.lot_symbol]
     lot_tax = book.lot_rate * (1.0 - book.lot_basis / price_of_lot)
     s_cap = book.lot_value / u
+    # A tax budget no set of sales can reach is no row at all (+inf: ``Reduction`` drops it; a
+    # dense row of every lot, a sixth of a household solve's time)
     most_tax = float(np.maximum(lot_tax * s_cap, 0).sum())
-    tax_room = p.max_tax / u if np.isfinite(p.max_tax) else most_tax + 1.0
+    tax_room = p.max_tax / u if np.isfinite(p.max_tax) and p.max_tax / u < most_tax else np.inf
     return ModelData(gap=gap, b_max=np.zeros(len(book.symbols)), s_max=s_cap, lot_tax=lot_tax,
                      tax_weight=p.tax_weight, u_over_v=u / v, cost_rate=p.trade_cost_bps * 1e-4,
-                     cash_room=(a.cash - p.withdrawal - p.min_cash) / u, tax_room=min(tax_room, most_tax + 1.0),
+                     cash_room=(a.cash - p.withdrawal - p.min_cash) / u, tax_room=tax_room,
                      sell_room=0.0, risk=tracking.factor, risk_diagonal=tracking.specific,
                      class_of_symbol=book.class_of_symbol, symbol_of_lot=book.lot_symbol)
 

@@ -17,7 +17,7 @@ from rebalance_opt import account_from_dict
 from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
 from rebalance_opt.solve import (BUY_CAP, SALE_NOISE, Planner, _base_data, _directions, _layout, _tracking,
-                                 _unbought_bound, no_sell_limit)
+                                 _unbought_bound, NO_SELL_LIMIT)
 from tests.conftest import make
 from tests.test_properties import SETTINGS, accounts
 
@@ -37,7 +37,7 @@ def _stage_two(account):
     s_cap = base.s_max * book.lot_sellable
 
     def solve(b_max, s_max):
-        data = ModelData(**{**base.__dict__, "b_max": b_max, "s_max": s_max, "sell_room": no_sell_limit(s_cap)})
+        data = ModelData(**{**base.__dict__, "b_max": b_max, "s_max": s_max, "sell_room": NO_SELL_LIMIT})
         try:
             return model.solve(data)
         except SolveFailure as exc:

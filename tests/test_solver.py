@@ -114,7 +114,7 @@ def test_a_bucket_model_gives_each_structure_its_own_incidence_however_they_alte
 def test_a_buckets_padding_classes_leave_the_solvers_problem_and_change_no_value():
     # A bucket model pads the classes: a padding class's deviation is pinned at 0 by its own
     # equality row (alone there, b = 0). ``Reduction.of`` removes it with its row; the solve must
-    # be the one with them kept (``eq_entries`` emptied turns the rule off), to the bit.
+    # be the one with them kept (``eq_entries`` emptied turns the rule off), to 1e-9.
     import numpy as np
 
     from benchmarks.naive import relaxation_data
@@ -128,18 +128,18 @@ def test_a_buckets_padding_classes_leave_the_solvers_problem_and_change_no_value
         layout = _layout(book, _tracking(book))
         model = ModelCache().get(layout)
         qp = model.compiled.apply(model.values(data))
-        keep = qp.reduced(-1.0)[0]
+        keep = qp.reduced(-1.0)[0].keep_col
         col, size = model.compiled.offsets[model.d.id]
         assert keep[col: col + size].sum() == len(data.gap)  # real classes and cash only
         padded += isinstance(layout, Bucket) and size > len(data.gap)
         status, x, objective = qp.solve("CLARABEL")
         model.compiled.eq_entries = np.zeros(0, dtype=int)  # the rule off: padding kept
         model.compiled._reductions.clear()
-        kept = qp.reduced(-1.0)[0]
+        kept = qp.reduced(-1.0)[0].keep_col
         assert kept[col: col + size].all()
         status_all, x_all, objective_all = qp.solve("CLARABEL")
         assert status == status_all == "optimal"
-        assert np.array_equal(x, x_all) and objective == objective_all
+        assert np.allclose(x, x_all, rtol=0.0, atol=1e-9) and abs(objective - objective_all) <= 1e-12
     assert padded >= 6
 
 
@@ -179,8 +179,10 @@ def test_the_variables_removed_are_those_whose_bounds_or_a_lone_equality_fix_the
                 else:
                     upper[col] = min(upper[col], -b / coef)
             fixed |= {j for j in range(c.n) if lower[j] == 0.0 and upper[j] == 0.0}
-            keep = qp.reduced(-1.0)[0]
-            assert {int(j) for j in np.flatnonzero(~keep)} == fixed
+            reduction = qp.reduced(-1.0)[0]
+            keep = reduction.keep_col
+            substituted = {int(j) for j in reduction.sub_cols}
+            assert {int(j) for j in np.flatnonzero(~keep)} == fixed | substituted and not fixed & substituted
             assert not keep.flags.writeable
             checked += len(fixed)
     assert checked > 0
@@ -232,7 +234,8 @@ def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
         tracking = _tracking(book)
         model = Planner(cache=ModelCache()).cache.get(_layout(book, tracking))
         qp = model.compiled.apply(model.values(_base_data(book, tracking)))
-        keep, P, q, minus_A, b, n_eq = qp.reduced(-1.0)
+        reduction, P, q, minus_A, b = qp.reduced(-1.0)
+        n_eq = reduction.n_eq
         assert isinstance(P, problem.Csc) and isinstance(minus_A, problem.Csc)
         for m in (P, minus_A):
             s = m.scipy()
@@ -268,18 +271,59 @@ def test_a_clarabel_binding_that_rejects_plain_lists_gets_scipy_matrices(monkeyp
     assert plan.objective.total == expected.objective.total
 
 
-def test_a_stage_free_to_sell_has_a_sell_room_that_never_binds():
-    # Stage 2 may sell anything: its sell room is Σ s_max (what every lot would raise at most),
-    # not a 1e6 sentinel (which cost Clarabel a third more iterations). The optimum is the same
-    # as with the room unbounded, on households with and without trading costs.
-    from benchmarks.naive import relaxation_data
+def test_a_stage_free_to_sell_has_no_sell_room_row():
+    # Stage 2 may sell anything: its sell room is +inf and the row leaves the solver's problem
+    # (a 1e6 sentinel cost Clarabel half as many iterations again). The optimum is the one with
+    # the row at 1e6, on households with and without trading costs, and the naive baseline's.
+    import numpy as np
+
+    from benchmarks import naive
     from benchmarks.synth import household
     from rebalance_opt import account_from_dict
-    from rebalance_opt.solve import _layout, _tracking, no_sell_limit
+    from rebalance_opt.solve import NO_SELL_LIMIT, _layout, _tracking
     for seed in range(12):
-        book, data = relaxation_data(account_from_dict(household(seed)))
-        assert data.sell_room == no_sell_limit(data.s_max) >= (1 - data.cost_rate) * data.s_max.sum()
+        book, data = naive.relaxation_data(account_from_dict(household(seed)))
+        assert data.sell_room == NO_SELL_LIMIT == np.inf
         model = ModelCache().get(_layout(book, _tracking(book)))
-        tight = model.solve(data)
-        loose = model.solve(ModelData(**{**data.__dict__, "sell_room": 1e6}))
-        assert abs(tight.objective - loose.objective) <= 1e-10 * max(1.0, abs(loose.objective))
+        sentinel = ModelData(**{**data.__dict__, "sell_room": 1e6})
+        rows = [model.compiled.apply(model.values(d)).reduced(-1.0)[3].shape[0] for d in (data, sentinel)]
+        assert rows[0] == rows[1] - 1
+        free, loose = model.solve(data), model.solve(sentinel)
+        assert abs(free.objective - loose.objective) <= 1e-10 * max(1.0, abs(loose.objective))
+        plain, _ = naive.solve_data(data, "CLARABEL")
+        assert abs(plain.objective - loose.objective) <= 1e-7 * max(1.0, abs(loose.objective))
+
+
+def test_cost_variables_are_substituted_out_and_the_optimum_is_the_full_problems():
+    # tax_cost and trading_cost are their equality rows solved for them: the solver never sees
+    # them (nor those two dense rows), and ``expand`` puts them back. The solution must be an
+    # optimum of the problem as cvxpy states it (solved through ``Problem.solve``), and the two
+    # variables must equal the terms they stand for.
+    import numpy as np
+
+    from benchmarks.naive import relaxation_data
+    from benchmarks.synth import direct_index, household
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.solve import _layout, _tracking
+    accounts = [account_from_dict(household(seed)) for seed in range(8)]
+    accounts.append(account_from_dict(direct_index(1, 40, 3, 3)))  # a factor-risk structure
+    for account in accounts:
+        book, data = relaxation_data(account)
+        model = ModelCache().get(_layout(book, _tracking(book)))
+        c = model.compiled
+        qp = c.apply(model.values(data))
+        reduction = qp.reduced(-1.0)[0]
+        (tax_col, _), (cost_col, _) = c.offsets[model.tax_cost.id], c.offsets[model.trading_cost.id]
+        # (with a factor model the cash deviation goes too: no risk on cash, in one row only)
+        assert {tax_col, cost_col} <= set(reduction.sub_cols.tolist())
+        status, x, objective = qp.solve("CLARABEL")
+        assert status == "optimal"
+        b, s = c.value(model.b, x), c.value(model.s, x)
+        q_tax = data.tax_weight * data.u_over_v * data.lot_tax
+        assert x[tax_col] == pytest.approx(float(q_tax @ s[: len(q_tax)]), abs=1e-12)
+        assert x[cost_col] == pytest.approx(
+            (data.cost_rate * data.u_over_v + problem.TIE_BREAK) * float(b.sum() + s.sum()), abs=1e-12)
+        reference = model.solve_with_cvxpy(data, "CLARABEL", tol_gap_abs=1e-12, tol_gap_rel=1e-12,
+                                           tol_feas=1e-12)  # its objective keeps the tie-break
+        spec = reference.objective - problem.TIE_BREAK * float(reference.buys.sum() + reference.sells.sum())
+        assert model.solve(data).objective == pytest.approx(spec, rel=1e-8, abs=1e-10)
