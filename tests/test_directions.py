@@ -242,3 +242,26 @@ def test_plans_of_many_households_buy_each_class_through_its_first_unsold_symbol
         account = account_from_dict(household(2026000000 + seed))
         plan = planner.plan(account)
         assert _buys_past_an_unsold_first_symbol(account, plan) == [], seed
+
+
+def test_a_dust_buy_of_a_fund_sold_in_full_is_no_conflict():
+    # household 2026004652: the relaxation sold all 987 SCHP and bought 0.0008 of a share back.
+    # As a conflict, its flip (keep SCHP, stop selling it) took the place of the alternative
+    # that paid (a plan 0.0015 worse). A buy counts above the same floor as a sale.
+    from rebalance_opt.problem import Solution
+    account = account_from_dict(household(2026004652))
+    book = Book(account)
+    schp = book.symbol_index["SCHP"]
+    lots = np.flatnonzero(book.lot_symbol == schp)
+    sells = np.zeros(len(book.lots))
+    sells[lots] = book.lot_value[lots] / book.invested
+
+    def directions(bought_shares: float):
+        buys = np.zeros(len(book.symbols))
+        buys[schp] = bought_shares * book.price[schp] / book.invested
+        return _directions(book, Solution(buys, sells, 0.0, "optimal", "CLARABEL", 0.0))
+
+    net_sell, conflict = directions(0.0008)
+    assert net_sell[schp] and not conflict[schp]
+    net_sell, conflict = directions(3.0)
+    assert net_sell[schp] and conflict[schp]
