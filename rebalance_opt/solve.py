@@ -178,8 +178,8 @@ class Planner:
             all (its optimum or the rounding kept it) and buys a later symbol of the class, the
             choice the plan itself makes is solved instead, until the two agree. A plan that
             never does (its follower cannot be rounded, or TARGET_ROUNDS run out) is kept aside,
-            used only if stage 2 has no other plan (1 account in 6,500 measured: a tax budget
-            too tight to round the follower to whole shares)."""
+            used only if stage 2 has no other plan (none of 6,000 synthetic households; one did
+            before dust trades stopped counting, its follower too tight a tax budget to round)."""
             for _ in range(TARGET_ROUNDS):
                 buys = book.buy_targets(sold=c.trades.shares < 0)
                 if not (c.trades.shares > 0)[~buys].any():
@@ -393,8 +393,8 @@ def _base_data(book: Book, tracking: Tracking) -> ModelData:
     price_of_lot = book.price[book.lot_symbol]
     lot_tax = book.lot_rate * (1.0 - book.lot_basis / price_of_lot)
     s_cap = book.lot_value / u
-    # A tax budget no set of sales can reach is no row at all (+inf: ``Reduction`` drops it; a
-    # dense row of every lot, a sixth of a household solve's time)
+    # A tax budget no set of sales can reach is no row at all (+inf: ``Reduction`` drops it),
+    # rather than a dense row over every lot that never binds
     most_tax = float(np.maximum(lot_tax * s_cap, 0).sum())
     tax_room = p.max_tax / u if np.isfinite(p.max_tax) and p.max_tax / u < most_tax else np.inf
     return ModelData(gap=gap, b_max=np.zeros(len(book.symbols)), s_max=s_cap, lot_tax=lot_tax,
