@@ -559,8 +559,8 @@ class Reduction:
         n_rows = len(c.row_is_eq)
 
         in_p = np.zeros(c.n, dtype=bool)
-        nonzero_p = p != 0.0
-        in_p[c.p_rows[nonzero_p]] = in_p[c.p_cols[nonzero_p]] = True
+        p_nonzero = p != 0.0
+        in_p[c.p_rows[p_nonzero]] = in_p[c.p_cols[p_nonzero]] = True
         single = (np.bincount(c.a_cols[live], minlength=c.n) == 1) & ~in_p
         candidates = np.flatnonzero(live & single[c.a_cols] & c.row_is_eq[c.a_rows])
         _, first = np.unique(c.a_rows[candidates], return_index=True)  # one per row
@@ -579,13 +579,13 @@ class Reduction:
         row_map = np.cumsum(keep_row) - 1
         n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
         a_entries = np.flatnonzero(entry)
-        p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & (p != 0.0))
+        p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & p_nonzero)
         dropped = ~keep_row
         dropped[sub_rows] = False  # solved for their variables, not dropped
         infeasible = bool((b[dropped & c.row_is_eq] != 0.0).any() or (b[dropped & ~c.row_is_eq] < 0.0).any())
         arrays = (sub_cols, sub_entries, sub_rows, row_entries, owner[c.a_rows[row_entries]], row_cols,
                   col_map[row_cols])
-        for x in arrays:
+        for x in (*arrays, a_entries, p_entries, keep_row):
             x.flags.writeable = False
         return Reduction(
             keep_col, infeasible, *arrays,

@@ -215,7 +215,8 @@ class Planner:
             for buys, lot_allowed in to_solve:
                 if can_win(buys, lot_allowed) and (exact := solve_choice(buys, lot_allowed)) is not None:
                     consider([(exact, lot_allowed)])
-        candidates = candidates or astray
+        if not candidates:
+            candidates.extend(astray)
         if not candidates and futile and (first := cash_first()) is not None:
             candidates.append(first)
         if not candidates:
@@ -295,7 +296,8 @@ def _directions(book: Book, relaxed: Solution) -> tuple[np.ndarray, np.ndarray]:
     bought = relaxed.buys
     half_share = 0.5 * WHOLE_SHARE * book.price / book.invested
     floor = np.maximum(NOISE, np.minimum(SALE_NOISE, half_share))
-    return (sold > bought) & (sold > floor), (sold > floor) & (bought > floor)
+    sells = sold > floor
+    return (sold > bought) & sells, sells & (bought > floor)
 
 
 def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.ndarray,

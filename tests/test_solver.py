@@ -14,6 +14,14 @@ from rebalance_opt.solve import Planner
 from tests.conftest import ROOT, make
 
 
+def _relaxation_model(account, cache: ModelCache | None = None):
+    """(book, the planner's relaxation data, the compiled model of its layout) for ``account``."""
+    from benchmarks.naive import relaxation_data
+    from rebalance_opt.solve import _layout, _tracking
+    book, data = relaxation_data(account)
+    return book, data, (cache or ModelCache()).get(_layout(book, _tracking(book)))
+
+
 def failing(status):
     def solve(*args, **kwargs):
         return status, None
@@ -117,16 +125,13 @@ def test_a_buckets_padding_classes_leave_the_solvers_problem_and_change_no_value
     # be the one with them kept (``eq_entries`` emptied turns the rule off), to 1e-9.
     import numpy as np
 
-    from benchmarks.naive import relaxation_data
     from benchmarks.synth import household
     from rebalance_opt import account_from_dict
     from rebalance_opt.problem import Bucket
-    from rebalance_opt.solve import _layout, _tracking
     padded = 0
     for seed in range(12):
-        book, data = relaxation_data(account_from_dict(household(seed)))  # the plan's relaxation
-        layout = _layout(book, _tracking(book))
-        model = ModelCache().get(layout)
+        book, data, model = _relaxation_model(account_from_dict(household(seed)))
+        layout = model.layout
         qp = model.compiled.apply(model.values(data))
         keep = qp.reduced(-1.0)[0].keep_col
         col, size = model.compiled.offsets[model.d.id]
@@ -149,14 +154,11 @@ def test_the_variables_removed_are_those_whose_bounds_or_a_lone_equality_fix_the
     # relaxation and buy-only solves of households (many lots unsellable, padding classes).
     import numpy as np
 
-    from benchmarks.naive import relaxation_data
     from benchmarks.synth import household
     from rebalance_opt import account_from_dict
-    from rebalance_opt.solve import _layout, _tracking
     cache, checked = ModelCache(), 0
     for seed in range(10):
-        book, relaxed = relaxation_data(account_from_dict(household(seed)))
-        model = cache.get(_layout(book, _tracking(book)))
+        book, relaxed, model = _relaxation_model(account_from_dict(household(seed)), cache)
         c = model.compiled
         for data in (relaxed, ModelData(**{**relaxed.__dict__, "s_max": 0 * relaxed.s_max, "sell_room": 0.0})):
             qp = c.apply(model.values(data))
@@ -280,11 +282,10 @@ def test_a_stage_free_to_sell_has_no_sell_room_row():
     from benchmarks import naive
     from benchmarks.synth import household
     from rebalance_opt import account_from_dict
-    from rebalance_opt.solve import NO_SELL_LIMIT, _layout, _tracking
+    from rebalance_opt.solve import NO_SELL_LIMIT
     for seed in range(12):
-        book, data = naive.relaxation_data(account_from_dict(household(seed)))
+        book, data, model = _relaxation_model(account_from_dict(household(seed)))
         assert data.sell_room == NO_SELL_LIMIT == np.inf
-        model = ModelCache().get(_layout(book, _tracking(book)))
         sentinel = ModelData(**{**data.__dict__, "sell_room": 1e6})
         rows = [model.compiled.apply(model.values(d)).reduced(-1.0)[3].shape[0] for d in (data, sentinel)]
         assert rows[0] == rows[1] - 1
@@ -299,17 +300,12 @@ def test_cost_variables_are_substituted_out_and_the_optimum_is_the_full_problems
     # them (nor those two dense rows), and ``expand`` puts them back. The solution must be an
     # optimum of the problem as cvxpy states it (solved through ``Problem.solve``), and the two
     # variables must equal the terms they stand for.
-    import numpy as np
-
-    from benchmarks.naive import relaxation_data
     from benchmarks.synth import direct_index, household
     from rebalance_opt import account_from_dict
-    from rebalance_opt.solve import _layout, _tracking
     accounts = [account_from_dict(household(seed)) for seed in range(8)]
     accounts.append(account_from_dict(direct_index(1, 40, 3, 3)))  # a factor-risk structure
     for account in accounts:
-        book, data = relaxation_data(account)
-        model = ModelCache().get(_layout(book, _tracking(book)))
+        book, data, model = _relaxation_model(account)
         c = model.compiled
         qp = c.apply(model.values(data))
         reduction = qp.reduced(-1.0)[0]
