@@ -122,6 +122,12 @@ class Book:
     def lot_value(self) -> np.ndarray:
         return self.lot_quantity * self.price[self.lot_symbol]
 
+    @cached_property
+    def lot_lists(self) -> tuple[list[list[int]], list[float], list[float]]:
+        """``lot_range``, ``lot_quantity`` and ``lot_tax_per_share`` as Python lists, converted
+        once per plan: the rounding reads a few lots of a symbol at a time, many times."""
+        return self.lot_range.tolist(), self.lot_quantity.tolist(), self.lot_tax_per_share.tolist()
+
     # --- what may trade ---------------------------------------------------------------------
     @cached_property
     def lot_sellable(self) -> np.ndarray:
@@ -156,13 +162,18 @@ class Book:
         """Per symbol, True for the one symbol of its class that buys go to: the first listed that
         may be bought and is not sold in this plan (SPEC section 2)."""
         chosen = np.zeros(len(self.symbols), dtype=bool)
+        is_sold = np.asarray(sold).tolist()
         taken: set[int] = set()
-        for i, (k, eligible, is_sold) in enumerate(zip(self.class_of_symbol.tolist(), self.buy_eligible.tolist(),
-                                                      np.asarray(sold).tolist())):
-            if k not in taken and eligible and not is_sold:
+        for i, k in self._buyable:
+            if k not in taken and not is_sold[i]:
                 chosen[i] = True
                 taken.add(k)
         return chosen
+
+    @cached_property
+    def _buyable(self) -> list[tuple[int, int]]:
+        """(symbol, class) of each symbol that may be bought, in listed order."""
+        return [(i, k) for i, (k, ok) in enumerate(zip(self.class_of_symbol.tolist(), self.buy_eligible.tolist())) if ok]
 
     # --- values ---------------------------------------------------------------------------
     @cached_property

@@ -95,14 +95,13 @@ class SymbolLots:
     costs more than the arithmetic (the results are the same IEEE operations)."""
 
     def __init__(self, book: Book, symbol: int, lot_allowed: np.ndarray):
-        start, end = book.lot_range[symbol].tolist()
+        ranges, qty_all, tax_all = book.lot_lists
+        start, end = ranges[symbol]
         if end - start <= FEW_LOTS:  # plain Python: the same sums, in the same order, as cumsum
             allowed = lot_allowed[start:end].tolist()
-            qty_all = book.lot_quantity[start:end].tolist()
-            tax_all = book.lot_tax_per_share[start:end].tolist()
             self.lots = [start + j for j, ok in enumerate(allowed) if ok]
-            qty = [qty_all[j - start] for j in self.lots]
-            self.tax_per_share = [tax_all[j - start] for j in self.lots]
+            qty = [qty_all[j] for j in self.lots]
+            self.tax_per_share = [tax_all[j] for j in self.lots]
             self.cum_qty = list(itertools.accumulate(qty))
             self.cum_tax = list(itertools.accumulate(q * t for q, t in zip(qty, self.tax_per_share)))
         else:

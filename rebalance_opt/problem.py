@@ -377,8 +377,8 @@ class RebalanceModel:
         buys = self.compiled.value(self.b, x)[: len(data.b_max)]
         sells = self.compiled.value(self.s, x)[: len(data.s_max)]
         objective -= TIE_BREAK * float(buys.sum() + sells.sum())  # the SPEC objective, without it
-        buys = np.clip(buys, 0.0, np.maximum(data.b_max, 0.0))
-        sells = np.clip(sells, 0.0, np.maximum(data.s_max, 0.0))
+        buys = np.minimum(np.maximum(buys, 0.0), np.maximum(data.b_max, 0.0))  # np.clip, at a third of its overhead
+        sells = np.minimum(np.maximum(sells, 0.0), np.maximum(data.s_max, 0.0))
         return Solution(buys, sells, objective, cp.OPTIMAL, solver, seconds)
 
 

@@ -22,7 +22,7 @@ a prefix of each symbol's lots, and the optimum is proven to be that over every 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -205,12 +205,12 @@ class Planner:
             for sells_symbol in choices:
                 buys = book.buy_targets(sold=sells_symbol)
                 lot_allowed = lot_ok & ~buys[book.lot_symbol]
-                if not conflict.any() and _relaxation_is_exact(relaxed, buys, first_buys, lot_allowed):
-                    free.append((relaxed, lot_allowed))  # already optimal for the exact problem
+                if (exact := _exact_from_relaxation(book, relaxed, buys, lot_allowed)) is not None:
+                    free.append((exact, lot_allowed))
                 else:
                     to_solve.append((buys, lot_allowed))
-            # A choice the relaxation solves is rounded as it is; any other is solved only if it can
-            # still beat the best plan so far (``solve_choice``).
+            # A choice the relaxation solves is rounded as the relaxation gives it; any other is
+            # solved only if it can still beat the best plan so far (``solve_choice``).
             consider(free)
             for buys, lot_allowed in to_solve:
                 if can_win(buys, lot_allowed) and (exact := solve_choice(buys, lot_allowed)) is not None:
@@ -300,12 +300,30 @@ def _directions(book: Book, relaxed: Solution) -> tuple[np.ndarray, np.ndarray]:
     return (sold > bought) & sells, sells & (bought > floor)
 
 
-def _relaxation_is_exact(relaxed: Solution, buys: np.ndarray, first_buys: np.ndarray,
-                         lot_allowed: np.ndarray) -> bool:
-    """The exact problem differs from the relaxation only by fewer lots and the buy targets; when
-    the targets are the same and the relaxation sold nothing from the lots it loses, the
-    relaxation's optimum is feasible for the exact problem, hence optimal for it too."""
-    return bool(np.array_equal(buys, first_buys) and float(relaxed.sells[~lot_allowed].sum()) <= NOISE)
+def _exact_from_relaxation(book: Book, relaxed: Solution, buys: np.ndarray,
+                           lot_allowed: np.ndarray) -> Solution | None:
+    """The optimum of a direction choice's exact problem read off the relaxation's, when it can
+    be; None when the choice must be solved.
+
+    The two problems differ only in which symbols may be bought and which lots sold. A buy of
+    any symbol of a class does the same to every term and row of the model (its class's weight,
+    cash, the trading cost and tie-break; risk is per class), so moving a plan's buys from one
+    symbol of a class to another keeps its objective. Hence the relaxation's optimum is a lower
+    bound on the exact one, and where it sells nothing of the lots the choice keeps, it is an
+    exact plan once each class's buys go to the choice's target: optimal for the exact problem.
+    (A relaxation that sells a loss lot of its class's target and buys the target back, the
+    usual conflict, becomes: sell the lot, buy the next listed symbol.)"""
+    if float(relaxed.sells[~lot_allowed].sum()) > NOISE:
+        return None
+    moved = np.bincount(book.class_of_symbol[~buys], weights=relaxed.buys[~buys], minlength=len(book.classes))
+    if not moved.any():
+        return relaxed
+    target_class = book.class_of_symbol[buys]
+    if (moved > 0).sum() > np.count_nonzero(moved[target_class] > 0):
+        return None  # a class that bought in the relaxation has no target in this choice
+    exact_buys = np.where(buys, relaxed.buys, 0.0)
+    exact_buys[buys] += moved[target_class]
+    return replace(relaxed, buys=exact_buys)
 
 
 def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.ndarray, s_max: np.ndarray,

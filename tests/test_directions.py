@@ -1,6 +1,7 @@
 """Stage 2's direction choices: a choice whose lower bound (``_unbought_bound``: an underweight
 class with no buy target keeps its gap) cannot beat the best rounded plan so far is not solved,
-and skipping it never changes a plan.
+and skipping it never changes a plan; a choice the relaxation's optimum already answers
+(``_exact_from_relaxation``) is read off it, at the exact optimum.
 
 Expected values: exact optima from the same model solved directly, the bound by hand, and plans
 from the planner with the bound switched off (every choice solved).
@@ -16,8 +17,9 @@ from benchmarks.synth import household, perturbed, sized_household
 from rebalance_opt import account_from_dict
 from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
-from rebalance_opt.solve import (BUY_CAP, SALE_NOISE, Planner, _base_data, _directions, _layout, _tracking,
-                                 _unbought_bound, NO_SELL_LIMIT)
+from rebalance_opt.orders import NOISE
+from rebalance_opt.solve import (BUY_CAP, SALE_NOISE, Planner, _base_data, _directions, _exact_from_relaxation,
+                                 _layout, _tracking, _unbought_bound, NO_SELL_LIMIT)
 from tests.conftest import make
 from tests.test_properties import SETTINGS, accounts
 
@@ -265,3 +267,49 @@ def test_a_dust_buy_of_a_fund_sold_in_full_is_no_conflict():
     assert net_sell[schp] and not conflict[schp]
     net_sell, conflict = directions(3.0)
     assert net_sell[schp] and conflict[schp]
+
+
+def _check_read_off(account) -> int:
+    """For every direction choice the relaxation answers (``_exact_from_relaxation``), the answer
+    is an exact plan (buys only the choice's targets, sells none of the lots it keeps, each
+    class buying what the relaxation bought) whose objective is the exact optimum solved
+    directly. Returns how many choices were answered by moving buys to a new target."""
+    book, base, tracking, s_cap, relaxed, choices = _stage_two(account)
+    moved = 0
+    for buys, lot_allowed, exact in choices:
+        read = _exact_from_relaxation(book, relaxed, buys, lot_allowed)
+        if read is None:
+            continue
+        assert exact is not None
+        assert read.objective == pytest.approx(exact, abs=1e-9)
+        assert not read.buys[~buys].any()
+        assert read.sells[~lot_allowed].sum() <= NOISE
+        per_class = lambda b: np.bincount(book.class_of_symbol, weights=b, minlength=len(book.classes))
+        assert per_class(read.buys) == pytest.approx(per_class(relaxed.buys), abs=1e-15)
+        moved += read is not relaxed
+    return moved
+
+
+@SETTINGS
+@given(accounts())
+def test_a_choice_read_off_the_relaxation_is_its_exact_optimum(raw):
+    _check_read_off(account_from_dict(raw))
+
+
+@pytest.mark.parametrize("seed", [2026000029, 2026000047, 2026000106, 2026000219])
+def test_a_relaxation_that_sells_and_rebuys_a_fund_answers_the_choice_that_buys_the_next(seed):
+    # Batch households where the relaxation sells lots of a class's first fund and buys it back;
+    # the choice that sells it buys the class's next fund instead, at the same objective.
+    assert _check_read_off(account_from_dict(household(seed))) >= 1
+
+
+def test_reading_a_choice_off_the_relaxation_changes_no_plan():
+    accounts_ = [account_from_dict(household(s)) for s in (2026000029, 2026000047, 2026000106, 2026000112,
+                                                           2026000219, 2026000279, 2026000282, 2026000316)]
+    fast = [Planner(cache=ModelCache()).plan(a) for a in accounts_]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(solve_module, "_exact_from_relaxation", lambda *a: None)
+        slow = [Planner(cache=ModelCache()).plan(a) for a in accounts_]
+    for f, s in zip(fast, slow):
+        assert f.objective.total == pytest.approx(s.objective.total, abs=1e-9)
+    assert sum(f.solver.solves for f in fast) < sum(s.solver.solves for s in slow)
