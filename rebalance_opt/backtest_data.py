@@ -17,7 +17,8 @@ bounded ratio of each other (their weights differ by at most 25%), unlike a reba
 which would drift away from the primary by years of rebalancing returns. Bonds are a proxy: a
 price growing at a constant ``BOND_YIELD`` a year (interest folded into the price, as an adjusted
 close folds dividends). It never falls, so it never has a loss to harvest; say so when reading
-results.
+results. ``single_stocks``: each of the 20 stocks is its own class instead, at an equal weight
+(single-stock targets, as a direct index holds them), with no replacement to harvest into.
 
 Limits: the 20 names are survivors that are large today (survivorship bias: large gains, few
 permanent losses); adjusted closes fold dividends into prices, so the tax a real account pays on
@@ -106,9 +107,11 @@ class PriceData:
 
 
 # --- the bundled universe ------------------------------------------------------------------------
-def bundled(bond_weight: float = BOND_WEIGHT, bond_yield: float = BOND_YIELD) -> tuple[PriceData, Universe]:
-    """The skfolio S&P 500 sample as three sector classes with two funds each, plus the bond
-    proxy at ``bond_weight`` (0: equities only); the equity classes share the rest equally."""
+def bundled(bond_weight: float = BOND_WEIGHT, bond_yield: float = BOND_YIELD,
+            single_stocks: bool = False) -> tuple[PriceData, Universe]:
+    """The skfolio S&P 500 sample as three sector classes with two funds each (or, with
+    ``single_stocks``, each stock its own class), plus the bond proxy at ``bond_weight`` (0:
+    equities only); the equity classes share the rest equally."""
     if not (0 <= bond_weight < 1):
         raise InputError("must be a weight in 0..1 (below 1: some equity)", path="--bonds", value=bond_weight,
                          has_value=True)
@@ -119,19 +122,30 @@ def bundled(bond_weight: float = BOND_WEIGHT, bond_yield: float = BOND_YIELD) ->
                          "or pass your own prices with --prices CSV", path="--prices") from None
     stocks = load_sp500_dataset().sort_index()
     stocks.index = pd.DatetimeIndex(stocks.index).normalize()
-    return _bundled_from(stocks, bond_weight, bond_yield)
+    return _bundled_from(stocks, bond_weight, bond_yield, single_stocks)
 
 
-def _bundled_from(stocks: pd.DataFrame, bond_weight: float, bond_yield: float) -> tuple[PriceData, Universe]:
+def _bundled_from(stocks: pd.DataFrame, bond_weight: float, bond_yield: float,
+                  single_stocks: bool = False) -> tuple[PriceData, Universe]:
     columns: dict[str, pd.Series] = {}
     funds: dict[str, tuple[str, ...]] = {}
-    for cls, prefix, names in BUNDLED_GROUPS:
-        members = stocks[list(names)]
-        columns[prefix] = buy_and_hold_index(members)
-        columns[f"{prefix}_ALT"] = buy_and_hold_index(members, tilted_weights(len(names), REPLACEMENT_TILT))
-        funds[cls] = (prefix, f"{prefix}_ALT")
+    if single_stocks:  # each stock its own class, named after it; no replacement to harvest into
+        for name in (n for _, _, names in BUNDLED_GROUPS for n in names):
+            columns[name] = stocks[name]
+            funds[name] = (name,)
+        grouping = [f"single-stock targets: each of the {len(funds)} stocks its own class at an equal weight, "
+                    "no replacement (harvesting has nothing to buy instead: harvest@W trades as optimizer@W)"]
+    else:
+        for cls, prefix, names in BUNDLED_GROUPS:
+            members = stocks[list(names)]
+            columns[prefix] = buy_and_hold_index(members)
+            columns[f"{prefix}_ALT"] = buy_and_hold_index(members, tilted_weights(len(names), REPLACEMENT_TILT))
+            funds[cls] = (prefix, f"{prefix}_ALT")
+        grouping = ["; ".join(f"{cls} = {prefix}: {', '.join(names)}" for cls, prefix, names in BUNDLED_GROUPS),
+                    "funds: equal dollars in each stock on the first day, then buy and hold; replacements (_ALT): "
+                    f"the same stocks, weights tilted ±{REPLACEMENT_TILT:.0%} alternately (first stock underweighted)"]
+    targets = {cls: (1.0 - bond_weight) / len(funds) for cls in funds}
     columns[BOND_SYMBOL] = constant_yield_index(stocks.index, bond_yield)
-    targets = {cls: (1.0 - bond_weight) / len(BUNDLED_GROUPS) for cls, _, _ in BUNDLED_GROUPS}
     if bond_weight > 0:
         funds["BONDS"] = (BOND_SYMBOL,)
         targets["BONDS"] = bond_weight
@@ -139,9 +153,7 @@ def _bundled_from(stocks: pd.DataFrame, bond_weight: float, bond_yield: float) -
     notes = (
         "skfolio load_sp500_dataset(): daily adjusted closes of 20 S&P 500 stocks, "
         f"{stocks.index[0].date()} to {stocks.index[-1].date()}, shipped inside the skfolio wheel",
-        "; ".join(f"{cls} = {prefix}: {', '.join(names)}" for cls, prefix, names in BUNDLED_GROUPS),
-        "funds: equal dollars in each stock on the first day, then buy and hold; replacements (_ALT): the same "
-        f"stocks, weights tilted ±{REPLACEMENT_TILT:.0%} alternately (first stock underweighted)",
+        *grouping,
         f"{BOND_SYMBOL}: a constant {bond_yield:.1%} a year, never a loss (a proxy, not market data)",
         "survivors (today's large caps), dividends folded into adjusted closes, closes rounded to 0.001",
     )

@@ -13,7 +13,7 @@ import pytest
 from rebalance_opt import Account, InputError, Lot, Policy, TaxSettings
 from rebalance_opt.backtest import (BacktestConfig, EqualDrift, Metrics, StrategyRun, equal_drift, run_backtest,
                                     step_positions)
-from rebalance_opt.backtest_data import (Universe, buy_and_hold_index, constant_yield_index, load_prices_csv,
+from rebalance_opt.backtest_data import (BUNDLED_GROUPS, Universe, _bundled_from, buy_and_hold_index, constant_yield_index, load_prices_csv,
                                          load_universe, tilted_weights)
 from rebalance_opt.backtest_report import write_report
 from rebalance_opt.strategies import (CalendarReset, ClassView, EnginePolicy, ToleranceBand, band_values,
@@ -243,6 +243,32 @@ def test_fund_and_bond_proxy_constructions():
     assert buy_and_hold_index(stocks, w).iloc[-1] == pytest.approx(100 * (0.375 * 4 + 0.625 * 0.5))
     bond = constant_yield_index(idx, 0.04)
     assert bond.iloc[-1] == pytest.approx(100 * 1.04 ** (366 / 365.25))
+
+
+def test_single_stock_targets_make_each_stock_its_own_class():
+    names = [n for _, _, group in BUNDLED_GROUPS for n in group]
+    idx = pd.to_datetime(["2020-01-01", "2021-01-01"])
+    stocks = pd.DataFrame({n: [10.0 + i, 20.0 + i] for i, n in enumerate(names)}, index=idx)
+    data, universe = _bundled_from(stocks, 0.4, 0.04, single_stocks=True)
+    assert len(names) == 20 and universe.classes == (*names, "BONDS")
+    assert all(universe.funds[n] == (n,) for n in names)                    # no replacement
+    assert universe.targets["XOM"] == pytest.approx(0.6 / 20) and sum(universe.targets.values()) == pytest.approx(1.0)
+    assert list(data.prices["XOM"]) == list(stocks["XOM"])                  # the stock itself, not an index
+    assert any("single-stock" in n for n in data.notes)
+    grouped = _bundled_from(stocks, 0.0, 0.04)[1]
+    assert grouped.classes == ("GROWTH", "VALUE", "DEFENSIVE") and grouped.funds["VALUE"] == ("VAL", "VAL_ALT")
+
+
+def test_cli_backtests_single_stock_targets_on_the_bundled_prices(tmp_path):
+    pytest.importorskip("skfolio", reason="the bundled prices ship in skfolio (the backtest extra)")
+    r = run_cli("backtest", "--single-stocks", "--start", "2008-01-01", "--years", "1", "--strategies",
+                "quarterly-mintax,optimizer@0.3", "--out", str(tmp_path / "o"), "--no-plots", "--json")
+    assert r.returncode == 0, r.stderr
+    runs = {s["strategy"]: s for s in json.loads(r.stdout)["strategies"]}
+    assert runs["optimizer@0.3"]["engine_failures"] == 0 and runs["optimizer@0.3"]["trades"] > 20
+    assert "XOM" in (tmp_path / "o" / "summary.md").read_text()
+    mixed = run_cli("backtest", "--single-stocks", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "m"))
+    assert mixed.returncode == 2 and "--single-stocks" in mixed.stderr and "Traceback" not in mixed.stderr
 
 
 def test_steps_are_the_first_trading_day_of_each_month():

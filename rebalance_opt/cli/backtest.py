@@ -28,6 +28,8 @@ def backtest(
     universe: Optional[Path] = typer.Option(None, "--universe", help="TOML with \\[targets] and \\[classes] for "
                                             "--prices (default: every column its own class, equal weights)."),
     bonds: float = typer.Option(0.4, "--bonds", help="Bundled data: weight of the bond proxy (0: equities only)."),
+    single_stocks: bool = typer.Option(False, "--single-stocks", help="Bundled data: each of the 20 stocks its own "
+                                       "class at an equal weight, instead of three sector funds."),
     initial: float = typer.Option(100_000.0, "--initial", help="Cash invested on the first day."),
     deposit: float = typer.Option(1_000.0, "--deposit", help="Deposited every month."),
     withdrawal: float = typer.Option(0.0, "--withdrawal", help="Withdrawn every month (deposits stop then)."),
@@ -48,6 +50,9 @@ def backtest(
 
         if out.exists() and not out.is_dir():
             raise InputError("is a file; --out takes a folder", path="--out", value=str(out), has_value=True)
+        if single_stocks and prices is not None:
+            raise InputError("is for the bundled data; with --prices, say the classes in --universe",
+                             path="--single-stocks")
         if universe is not None and prices is None:
             raise InputError("describes your own prices; give them with --prices", path="--universe",
                              value=str(universe), has_value=True)
@@ -62,7 +67,7 @@ def backtest(
             data = load_prices_csv(prices)
             uni = load_universe(universe, data) if universe is not None else default_universe(data)
         else:
-            data, uni = bundled(bond_weight=bonds)
+            data, uni = bundled(bond_weight=bonds, single_stocks=single_stocks)
 
         from ..render import console
         err = console(stderr=True)
