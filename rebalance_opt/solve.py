@@ -205,7 +205,7 @@ class Planner:
             for sells_symbol in choices:
                 buys = book.buy_targets(sold=sells_symbol)
                 lot_allowed = lot_ok & ~buys[book.lot_symbol]
-                if (exact := _exact_from_relaxation(book, relaxed, buys, lot_allowed)) is not None:
+                if (exact := _exact_from_relaxation(book, base, relaxed, buys, lot_allowed)) is not None:
                     free.append((exact, lot_allowed))
                 else:
                     to_solve.append((buys, lot_allowed))
@@ -300,7 +300,7 @@ def _directions(book: Book, relaxed: Solution) -> tuple[np.ndarray, np.ndarray]:
     return (sold > bought) & sells, sells & (bought > floor)
 
 
-def _exact_from_relaxation(book: Book, relaxed: Solution, buys: np.ndarray,
+def _exact_from_relaxation(book: Book, base: ModelData, relaxed: Solution, buys: np.ndarray,
                            lot_allowed: np.ndarray) -> Solution | None:
     """The optimum of a direction choice's exact problem read off the relaxation's, when it can
     be; None when the choice must be solved.
@@ -311,19 +311,31 @@ def _exact_from_relaxation(book: Book, relaxed: Solution, buys: np.ndarray,
     symbol of a class to another keeps its objective. Hence the relaxation's optimum is a lower
     bound on the exact one, and where it sells nothing of the lots the choice keeps, it is an
     exact plan once each class's buys go to the choice's target: optimal for the exact problem.
-    (A relaxation that sells a loss lot of its class's target and buys the target back, the
-    usual conflict, becomes: sell the lot, buy the next listed symbol.)"""
-    if float(relaxed.sells[~lot_allowed].sum()) > NOISE:
-        return None
+
+    Without trading costs, a sale of a lot the choice keeps together with a buy of as much of the
+    same symbol (a harvest bought straight back, the usual conflict) moves no class and no cash.
+    Dropping the pair leaves every row as it was and takes only the lot's tax off the objective;
+    and an exact plan better than that one, with the pair put back, would beat the relaxation
+    (put back, the pair's tax only loosens a tax budget if it is a loss; without a budget it
+    meets no row at all). So that relaxation answers the choice that keeps the fund: the same
+    plan, with the fund's lots unsold and as much less of it bought."""
     moved = np.bincount(book.class_of_symbol[~buys], weights=relaxed.buys[~buys], minlength=len(book.classes))
-    if not moved.any():
-        return relaxed
     target_class = book.class_of_symbol[buys]
-    if (moved > 0).sum() > np.count_nonzero(moved[target_class] > 0):
-        return None  # a class that bought in the relaxation has no target in this choice
+    if np.count_nonzero(moved > NOISE) > np.count_nonzero(moved[target_class] > NOISE):
+        return None  # a class that bought in the relaxation has no target in this choice (dust aside)
     exact_buys = np.where(buys, relaxed.buys, 0.0)
     exact_buys[buys] += moved[target_class]
-    return replace(relaxed, buys=exact_buys)
+    kept = np.where(lot_allowed, 0.0, relaxed.sells)  # sales of lots the choice keeps
+    if float(kept.sum()) <= NOISE:
+        return replace(relaxed, buys=exact_buys) if moved.any() else relaxed
+    if base.cost_rate != 0 or (np.isfinite(base.tax_room) and (base.lot_tax[kept > 0] > 0).any()):
+        return None
+    bought_back = np.bincount(book.lot_symbol, weights=kept, minlength=len(book.symbols))
+    if (bought_back > exact_buys + NOISE).any():
+        return None  # a sale not matched by a buy of its symbol: it moves its class
+    objective = relaxed.objective - base.tax_weight * base.u_over_v * float(base.lot_tax @ kept)
+    return replace(relaxed, buys=np.maximum(exact_buys - bought_back, 0.0),
+                   sells=np.where(lot_allowed, relaxed.sells, 0.0), objective=objective)
 
 
 def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.ndarray, s_max: np.ndarray,
