@@ -173,7 +173,8 @@ class Book:
     @cached_property
     def _buyable(self) -> list[tuple[int, int]]:
         """(symbol, class) of each symbol that may be bought, in listed order."""
-        return [(i, k) for i, (k, ok) in enumerate(zip(self.class_of_symbol.tolist(), self.buy_eligible.tolist())) if ok]
+        eligible = self.buy_eligible.tolist()
+        return [(i, k) for i, k in enumerate(self.class_of_symbol.tolist()) if eligible[i]]
 
     # --- values ---------------------------------------------------------------------------
     @cached_property

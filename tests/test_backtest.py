@@ -13,8 +13,8 @@ import pytest
 from rebalance_opt import Account, InputError, Lot, Policy, TaxSettings
 from rebalance_opt.backtest import (BacktestConfig, EqualDrift, Metrics, StrategyRun, equal_drift, run_backtest,
                                     step_positions)
-from rebalance_opt.backtest_data import (BUNDLED_GROUPS, Universe, _bundled_from, buy_and_hold_index, constant_yield_index, load_prices_csv,
-                                         load_universe, tilted_weights)
+from rebalance_opt.backtest_data import (BUNDLED_GROUPS, Universe, _bundled_from, buy_and_hold_index,
+                                         constant_yield_index, load_prices_csv, load_universe, tilted_weights)
 from rebalance_opt.backtest_report import write_report
 from rebalance_opt.strategies import (CalendarReset, ClassView, EnginePolicy, ToleranceBand, band_values,
                                       make_strategies, make_strategy, trade_to, water_fill)
