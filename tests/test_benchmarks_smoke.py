@@ -59,3 +59,13 @@ def test_the_engines_compiled_path_solves_the_same_problem_as_cvxpy():
                                                tol_feas=1e-10)
             # (the optimal point is not unique where lots tie in tax, so compare objectives)
             assert abs(fast.objective - reference.objective) <= 1e-9 + 1e-6 * abs(reference.objective)
+
+
+def test_osqp_tolerance_is_matched_on_every_timed_account_not_just_the_first():
+    # A fake solver whose error at tolerance e is e on the first account, 100·e on the second.
+    refs = [1.0, 1.0]
+    run_all = lambda e: [1.0 + e, 1.0 + 100 * e]
+    eps, runs = engine_bench._matched(lambda e: 1.0 + e, 1.0, run_all, lambda rs: rs, refs)
+    assert eps == 1e-8 and runs == run_all(1e-8)   # 1e-6 is enough for the first account alone
+    never = engine_bench._matched(lambda e: 2.0, 1.0, run_all, lambda rs: rs, refs)
+    assert never[0] == engine_bench.EPS_LADDER[-1]  # nothing matches: the tightest, error reported
