@@ -318,7 +318,9 @@ class RebalanceModel:
         if last is None or last[0] != key:
             cls = rows[class_of_symbol]
             lot_cls = cls[symbol_of_lot] if len(symbol_of_lot) else np.zeros(0, int)
-            a_b, a_s = _incidence_dense(cls, lot_cls, self.n_rows, self.n_symbols, self.n_lots)
+            # column-major, as θ holds them: ``parameter_vector`` then copies them in one piece
+            a_b, a_s = (np.asfortranarray(x) for x in _incidence_dense(cls, lot_cls, self.n_rows,
+                                                                          self.n_symbols, self.n_lots))
             a_b.flags.writeable = a_s.flags.writeable = False
             last = (key, (a_b, a_s))
             self._last_incidence = last
@@ -470,8 +472,9 @@ class CompiledQP:
         It depends on their signs alone (which entries are nonzero, which bounds are zero or
         infinite), so it is kept per sign pattern (the most recent ones): re-plans of an account, and the
         stages of one plan, repeat them."""
-        key = (a > 0.0).tobytes() + (a < 0.0).tobytes() + (b > 0.0).tobytes() + (b < 0.0).tobytes() \
-            + (b == np.inf).tobytes() + (p != 0.0).tobytes()
+        # One bit per entry and test (packed: a bucket's A has ~75,000 entries, and hashing and
+        # comparing a key of a byte per entry cost more than the tests themselves).
+        key = b"".join(np.packbits(m).tobytes() for m in (a > 0.0, a < 0.0, b > 0.0, b < 0.0, b == np.inf, p != 0.0))
         return _recently_used(self._reductions, key, REDUCTION_CACHE, lambda: Reduction.of(self, a, b, p))
 
     def parameter_vector(self, values: dict[int, np.ndarray]) -> np.ndarray:
@@ -548,37 +551,42 @@ class Reduction:
         np.maximum.at(lower, col[coef > 0], -sign_b[coef > 0])
         np.minimum.at(upper, col[coef < 0], sign_b[coef < 0])
         keep_col = ~((lower == 0.0) & (upper == 0.0))
-        a_nonzero = a != 0.0
-        eq = c.eq_entries[a_nonzero[c.eq_entries]]
-        eq_rows = c.a_rows[eq]
+        # Only A's nonzero entries matter below, and a bucket's are few (its incidence is dense
+        # parameters, mostly 0): every entry-wise step works on them, as entry numbers in order.
+        nz = np.flatnonzero(a != 0.0)
+        rows, cols = c.a_rows[nz], c.a_cols[nz]
+        is_eq = c.row_is_eq[rows]
+        eq_rows = rows[is_eq]
         alone = (np.bincount(eq_rows, minlength=c.n_eq)[eq_rows] == 1) & (b[eq_rows] == 0.0)
-        keep_col[c.a_cols[eq[alone]]] = False
+        keep_col[cols[is_eq][alone]] = False
 
         never_binds = (b == np.inf) & ~c.row_is_eq
-        live = keep_col[c.a_cols] & a_nonzero & ~never_binds[c.a_rows]
+        live = keep_col[cols] & ~never_binds[rows]
         n_rows = len(c.row_is_eq)
 
         in_p = np.zeros(c.n, dtype=bool)
         p_nonzero = p != 0.0
         in_p[c.p_rows[p_nonzero]] = in_p[c.p_cols[p_nonzero]] = True
-        single = (np.bincount(c.a_cols[live], minlength=c.n) == 1) & ~in_p
-        candidates = np.flatnonzero(live & single[c.a_cols] & c.row_is_eq[c.a_rows])
-        _, first = np.unique(c.a_rows[candidates], return_index=True)  # one per row
-        sub_entries = candidates[np.sort(first)]
+        single = (np.bincount(cols[live], minlength=c.n) == 1) & ~in_p
+        candidates = np.flatnonzero(live & single[cols] & is_eq)  # positions in nz
+        _, first = np.unique(rows[candidates], return_index=True)  # one per row
+        sub_entries = nz[candidates[np.sort(first)]]
         sub_cols, sub_rows = c.a_cols[sub_entries], c.a_rows[sub_entries]
         keep_col[sub_cols] = False
         keep_col.flags.writeable = False
         col_map = np.cumsum(keep_col) - 1
         owner = np.full(n_rows, -1)
         owner[sub_rows] = np.arange(len(sub_rows))
-        row_entries = np.flatnonzero(live & (owner[c.a_rows] >= 0) & keep_col[c.a_cols])
+        live &= keep_col[cols]
+        owned = owner[rows] >= 0
+        row_entries = nz[live & owned]
         row_cols = c.a_cols[row_entries]
 
-        entry = live & keep_col[c.a_cols] & (owner[c.a_rows] < 0)
-        keep_row = np.bincount(c.a_rows[entry], minlength=n_rows) > 0
+        entry = live & ~owned
+        keep_row = np.bincount(rows[entry], minlength=n_rows) > 0
         row_map = np.cumsum(keep_row) - 1
         n_kept, m_kept = int(keep_col.sum()), int(keep_row.sum())
-        a_entries = np.flatnonzero(entry)
+        a_entries = nz[entry]
         p_entries = np.flatnonzero(keep_col[c.p_rows] & keep_col[c.p_cols] & p_nonzero)
         dropped = ~keep_row
         dropped[sub_rows] = False  # solved for their variables, not dropped
