@@ -312,13 +312,13 @@ def _exact_from_relaxation(book: Book, base: ModelData, relaxed: Solution, buys:
     bound on the exact one, and where it sells nothing of the lots the choice keeps, it is an
     exact plan once each class's buys go to the choice's target: optimal for the exact problem.
 
-    Without trading costs, a sale of a lot the choice keeps together with a buy of as much of the
-    same symbol (a harvest bought straight back, the usual conflict) moves no class and no cash.
-    Dropping the pair leaves every row as it was and takes only the lot's tax off the objective;
-    and an exact plan better than that one, with the pair put back, would beat the relaxation
-    (put back, the pair's tax only loosens a tax budget if it is a loss; without a budget it
-    meets no row at all). So that relaxation answers the choice that keeps the fund: the same
-    plan, with the fund's lots unsold and as much less of it bought."""
+    Without trading costs or a tax budget, a sale of a lot the choice keeps together with a buy of
+    as much of the same symbol (a harvest bought straight back, the usual conflict) moves no
+    class and no cash and meets no other row. Dropping the pair leaves every row as it was and
+    takes only the lot's tax off the objective; and an exact plan better than that one, with
+    the pair put back, would beat the relaxation. So that relaxation answers the choice that
+    keeps the fund: the same plan, with the fund's lots unsold and as much less of it bought.
+    (Under a budget, the harvested loss may be what let a gain be sold: that choice is solved.)"""
     moved = np.bincount(book.class_of_symbol[~buys], weights=relaxed.buys[~buys], minlength=len(book.classes))
     target_class = book.class_of_symbol[buys]
     if np.count_nonzero(moved > NOISE) > np.count_nonzero(moved[target_class] > NOISE):
@@ -328,8 +328,8 @@ def _exact_from_relaxation(book: Book, base: ModelData, relaxed: Solution, buys:
     kept = np.where(lot_allowed, 0.0, relaxed.sells)  # sales of lots the choice keeps
     if float(kept.sum()) <= NOISE:
         return replace(relaxed, buys=exact_buys) if moved.any() else relaxed
-    if base.cost_rate != 0 or (np.isfinite(base.tax_room) and (base.lot_tax[kept > 0] > 0).any()):
-        return None
+    if base.cost_rate != 0 or np.isfinite(base.tax_room):
+        return None  # the pair costs cash, or its tax counts against a budget (either way, solve)
     bought_back = np.bincount(book.lot_symbol, weights=kept, minlength=len(book.symbols))
     if (bought_back > exact_buys + NOISE).any():
         return None  # a sale not matched by a buy of its symbol: it moves its class
