@@ -463,7 +463,6 @@ class CompiledQP:
         self.row_is_eq = np.arange(rows) < self.n_eq
         # Entries of equality rows: a row left with one nonzero entry and b = 0 pins its variable
         # at zero (a bucket's padding classes: deviation = 0), see ``Reduction.of``.
-        self.eq_entries = np.flatnonzero(self.a_rows < self.n_eq)
         self.offsets = {v.id: (prog.var_id_to_col[v.id], v.size) for v in prog.variables}
         self._reductions: dict[bytes, Reduction] = {}
 
@@ -498,6 +497,7 @@ class CompiledQP:
 
 
 REDUCTION_CACHE = 64  # reduction patterns kept per compiled program
+DROP_PINNED = True    # a variable alone in an equality row with b = 0 goes with its row (tests turn it off)
 
 
 @dataclass(frozen=True)
@@ -556,9 +556,10 @@ class Reduction:
         nz = np.flatnonzero(a != 0.0)
         rows, cols = c.a_rows[nz], c.a_cols[nz]
         is_eq = c.row_is_eq[rows]
-        eq_rows = rows[is_eq]
-        alone = (np.bincount(eq_rows, minlength=c.n_eq)[eq_rows] == 1) & (b[eq_rows] == 0.0)
-        keep_col[cols[is_eq][alone]] = False
+        if DROP_PINNED:
+            eq_rows = rows[is_eq]
+            alone = (np.bincount(eq_rows, minlength=c.n_eq)[eq_rows] == 1) & (b[eq_rows] == 0.0)
+            keep_col[cols[is_eq][alone]] = False
 
         never_binds = (b == np.inf) & ~c.row_is_eq
         live = keep_col[cols] & ~never_binds[rows]

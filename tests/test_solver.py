@@ -122,7 +122,7 @@ def test_a_bucket_model_gives_each_structure_its_own_incidence_however_they_alte
 def test_a_buckets_padding_classes_leave_the_solvers_problem_and_change_no_value():
     # A bucket model pads the classes: a padding class's deviation is pinned at 0 by its own
     # equality row (alone there, b = 0). ``Reduction.of`` removes it with its row; the solve must
-    # be the one with them kept (``eq_entries`` emptied turns the rule off), to 1e-9.
+    # be the one with them kept (``DROP_PINNED`` off), to 1e-9.
     import numpy as np
 
     from benchmarks.synth import household
@@ -138,11 +138,13 @@ def test_a_buckets_padding_classes_leave_the_solvers_problem_and_change_no_value
         assert keep[col: col + size].sum() == len(data.gap)  # real classes and cash only
         padded += isinstance(layout, Bucket) and size > len(data.gap)
         status, x, objective = qp.solve("CLARABEL")
-        model.compiled.eq_entries = np.zeros(0, dtype=int)  # the rule off: padding kept
         model.compiled._reductions.clear()
-        kept = qp.reduced(-1.0)[0].keep_col
-        assert kept[col: col + size].all()
-        status_all, x_all, objective_all = qp.solve("CLARABEL")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(problem, "DROP_PINNED", False)  # the rule off: padding kept
+            kept = qp.reduced(-1.0)[0].keep_col
+            assert kept[col: col + size].all()
+            status_all, x_all, objective_all = qp.solve("CLARABEL")
+        model.compiled._reductions.clear()
         assert status == status_all == "optimal"
         assert np.allclose(x, x_all, rtol=0.0, atol=1e-9) and abs(objective - objective_all) <= 1e-12
     assert padded >= 6
