@@ -468,13 +468,21 @@ class CompiledQP:
 
     def reduction(self, a: np.ndarray, b: np.ndarray, p: np.ndarray) -> "Reduction":
         """What ``QP.reduced`` removes for these values of A, b and P, and where the rest goes.
-        It depends on their signs alone (which entries are nonzero, which bounds are zero or
-        infinite), so it is kept per sign pattern (the most recent ones): re-plans of an account, and the
-        stages of one plan, repeat them."""
-        # One bit per entry and test (packed: a bucket's A has ~75,000 entries, and hashing and
-        # comparing a key of a byte per entry cost more than the tests themselves).
-        key = b"".join(np.packbits(m).tobytes() for m in (a > 0.0, a < 0.0, b > 0.0, b < 0.0, b == np.inf, p != 0.0))
-        return _recently_used(self._reductions, key, REDUCTION_CACHE, lambda: Reduction.of(self, a, b, p))
+        It depends on signs alone, and only on those ``Reduction.of`` reads: which entries of A
+        and P are nonzero, the sign of a bound row's entry, which equality rows have b = 0, and
+        the sign (or +inf) of each inequality row's b. So it is kept per such pattern (the most
+        recent ones): re-plans of an account, the stages of one plan, and accounts of one shape
+        whose gaps or gains differ in sign repeat them."""
+        return _recently_used(self._reductions, self.pattern(a, b, p), REDUCTION_CACHE,
+                              lambda: Reduction.of(self, a, b, p))
+
+    def pattern(self, a: np.ndarray, b: np.ndarray, p: np.ndarray) -> bytes:
+        """The key of ``reduction``: one bit per entry and test (packed: a bucket's A has ~78,000
+        entries, and hashing and comparing a byte per entry cost more than the tests)."""
+        e = self.n_eq
+        return b"".join(np.packbits(m).tobytes() for m in (
+            a != 0.0, a[self.bound_entries] > 0.0, p != 0.0,
+            b[:e] == 0.0, b[e:] > 0.0, b[e:] < 0.0, b[e:] == np.inf))
 
     def parameter_vector(self, values: dict[int, np.ndarray]) -> np.ndarray:
         """θ: every parameter's value, column-major, at its column; 1 in the last (constant)."""

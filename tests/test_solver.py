@@ -325,3 +325,37 @@ def test_cost_variables_are_substituted_out_and_the_optimum_is_the_full_problems
                                            tol_feas=1e-12)  # its objective keeps the tie-break
         spec = reference.objective - problem.TIE_BREAK * float(reference.buys.sum() + reference.sells.sum())
         assert model.solve(data).objective == pytest.approx(spec, rel=1e-8, abs=1e-10)
+
+
+def test_qps_with_one_reduction_pattern_reduce_alike():
+    # ``CompiledQP.reduction`` keeps one Reduction per pattern of the signs ``Reduction.of``
+    # reads. Flip what it does not read (a class's gap, a lot's gain or loss, the tax budget's
+    # size) and what it does (caps at zero, a budget at all): QPs of one pattern must reduce to
+    # the very same arrays, and the pattern must not split QPs that only differ in the former.
+    import dataclasses
+
+    import numpy as np
+
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.problem import Reduction
+    cache = ModelCache()
+    groups: dict[tuple, list] = {}
+    for seed in range(6):
+        book, data, model = _relaxation_model(account_from_dict(household(seed)), cache)
+        variants = [data,
+                    dataclasses.replace(data, gap=-data.gap),
+                    dataclasses.replace(data, lot_tax=-data.lot_tax),
+                    dataclasses.replace(data, s_max=data.s_max * (np.arange(len(data.s_max)) % 2 == 0)),
+                    dataclasses.replace(data, tax_room=0.01), dataclasses.replace(data, tax_room=0.02)]
+        for variant in variants:
+            qp = model.compiled.apply(model.values(variant))
+            key = (id(model), model.compiled.pattern(qp.a, qp.b, qp.p))
+            groups.setdefault(key, []).append(Reduction.of(model.compiled, qp.a, qp.b, qp.p))
+    shared = [g for g in groups.values() if len(g) > 1]
+    assert len(shared) >= 6  # gap and gain signs, and a budget's size, share a pattern
+    for group in shared:
+        for r in group[1:]:
+            for f in dataclasses.fields(Reduction):
+                x, y = getattr(r, f.name), getattr(group[0], f.name)
+                assert (np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y), f.name
