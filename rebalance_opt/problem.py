@@ -461,8 +461,6 @@ class CompiledQP:
         single = (count == 1)[self.a_rows] & (self.a_rows >= self.n_eq)
         self.bound_entries = np.flatnonzero(single)
         self.row_is_eq = np.arange(rows) < self.n_eq
-        # Entries of equality rows: a row left with one nonzero entry and b = 0 pins its variable
-        # at zero (a bucket's padding classes: deviation = 0), see ``Reduction.of``.
         self.offsets = {v.id: (prog.var_id_to_col[v.id], v.size) for v in prog.variables}
         self._reductions: dict[bytes, Reduction] = {}
 
