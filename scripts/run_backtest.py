@@ -66,8 +66,8 @@ def robustness(results: list[tuple[str, BacktestResult]]) -> tuple[pd.DataFrame,
             rows.append({"setting": setting, **e.to_dict()})
     frame = pd.DataFrame(rows)
     lines = ["## Robustness: the same comparison elsewhere", "",
-             "Each tax_weight sweep (±1-point band unless marked ±0pt: the plain monthly optimizer) read at the quarterly resets' drift, on other portfolios and "
-             "periods (``robustness.csv``).", "",
+             "Each tax_weight sweep (±1-point band unless marked ±0pt: the plain monthly optimizer) read at "
+             "the quarterly resets' drift, on other portfolios and periods (``robustness.csv``).", "",
              "| setting | sweep | reference | drift (pts) | tax paid, ratio | tax incl. liquidation, ratio "
              "| wealth after liquidation − reference's |", "|---|---|---|---|---|---|---|"]
     for r in rows:
