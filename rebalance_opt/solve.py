@@ -14,7 +14,8 @@
    competes as well, being feasible for this stage). Continuous optima bound their roundings from
    below, so solves and roundings that cannot beat the best plan so far are skipped; a choice not
    yet solved is bounded below by the relaxation and by ``_unbought_bound`` (per class, without
-   solving), so the opposite choice is solved only where it could still win.
+   solving), so the opposite choice is solved only where it could still win. Most choices need
+   no solve at all: their optimum is read off the relaxation's (``_exact_from_relaxation``).
 
 Every solve of an account with many lots goes through lot screening (``screen``): the solver sees
 a prefix of each symbol's lots, and the optimum is proven to be that over every lot.
