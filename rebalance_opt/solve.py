@@ -170,6 +170,10 @@ class Planner:
             bound = _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed, enough)
             return not beaten(max(relaxed.objective, bound))
 
+        def choice_lots(buys: np.ndarray) -> np.ndarray:
+            """The lots a direction choice may sell: sellable, and not of a symbol it buys."""
+            return lot_ok & ~buys[book.lot_symbol]
+
         def solve_choice(buys: np.ndarray, lot_allowed: np.ndarray) -> Solution | None:
             return solve(buys * BUY_CAP, s_cap * lot_allowed, NO_SELL_LIMIT)
 
@@ -185,7 +189,7 @@ class Planner:
                 buys = book.buy_targets(sold=c.trades.shares < 0)
                 if not (c.trades.shares > 0)[~buys].any():
                     return c
-                lot_allowed = lot_ok & ~buys[book.lot_symbol]
+                lot_allowed = choice_lots(buys)
                 if not can_win(buys, lot_allowed):
                     return None
                 if (exact := solve_choice(buys, lot_allowed)) is None:
@@ -205,7 +209,7 @@ class Planner:
             free, to_solve = [], []
             for sells_symbol in choices:
                 buys = book.buy_targets(sold=sells_symbol)
-                lot_allowed = lot_ok & ~buys[book.lot_symbol]
+                lot_allowed = choice_lots(buys)
                 if (exact := _exact_from_relaxation(book, base, relaxed, buys, lot_allowed)) is not None:
                     free.append((exact, lot_allowed))
                 else:

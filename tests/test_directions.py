@@ -115,10 +115,14 @@ def test_the_bound_by_hand_on_a_two_class_account():
     assert bound(d) == pytest.approx(-0.04, rel=1e-12)
 
 
-def _plans_without_shortcuts(accounts):
-    """Plans with every direction choice solved (no bound)."""
+def _plans_without_shortcuts(accounts, bound: bool = True, read_off: bool = False):
+    """Plans with the chosen shortcuts off: the bound (every choice not pruned by it is solved)
+    and/or the read-off (every choice not pruned is solved, none read off the relaxation)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(solve_module, "_unbought_bound", lambda *a: -np.inf)
+        if bound:
+            patch.setattr(solve_module, "_unbought_bound", lambda *a: -np.inf)
+        if read_off:
+            patch.setattr(solve_module, "_exact_from_relaxation", lambda *a: None)
         return [Planner(cache=ModelCache()).plan(a) for a in accounts]
 
 
@@ -332,9 +336,7 @@ def test_reading_choices_off_the_relaxation_keeps_each_plans_objective_with_fewe
     accounts_ = [account_from_dict(household(s)) for s in (2026000029, 2026000047, 2026000106, 2026000112,
                                                            2026000219, 2026000279, 2026000282, 2026000316)]
     fast = [Planner(cache=ModelCache()).plan(a) for a in accounts_]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(solve_module, "_exact_from_relaxation", lambda *a: None)
-        slow = [Planner(cache=ModelCache()).plan(a) for a in accounts_]
+    slow = _plans_without_shortcuts(accounts_, bound=False, read_off=True)
     for f, s in zip(fast, slow):
         assert f.objective.total == pytest.approx(s.objective.total, abs=1e-9)
     assert sum(f.solver.solves for f in fast) < sum(s.solver.solves for s in slow)
