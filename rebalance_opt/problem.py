@@ -498,6 +498,10 @@ class CompiledQP:
         return QP(self, a, b, qd[:-1], float(qd[-1]), p)
 
     def value(self, variable: cp.Variable, x: np.ndarray) -> np.ndarray:
+        """``variable``'s entries of x. A variable of size 0 (the lots of an account that holds
+        none) is not in cvxpy's compiled program at all: its value is empty."""
+        if variable.id not in self.offsets and variable.size == 0:
+            return np.zeros(0)
         col, size = self.offsets[variable.id]
         return x[col: col + size]
 

@@ -210,6 +210,17 @@ def test_the_compiled_problem_is_dpp_and_resolving_new_data_does_not_recompile()
     assert model.problem._cache.param_prog is compiled  # the same compiled program, re-used
 
 
+def test_a_new_client_with_a_risk_model_and_no_lots_is_planned_from_cash():
+    """Its own structure has a sell variable of size 0, which cvxpy leaves out of the program
+    (this was a KeyError). By hand: $12,000 at 60/40 is $7,200 of VTI at $100 and $4,800 of BND
+    at $50."""
+    d = seed_dict()
+    d["lots"] = []
+    d["risk"] = {"classes": ["US_STOCK", "US_BOND"], "covariance": [[0.04, 0.006], [0.006, 0.0025]]}
+    plan = Planner(cache=ModelCache()).plan(make(d))
+    assert [(o.symbol, o.side, o.quantity) for o in plan.orders] == [("VTI", "buy", 72.0), ("BND", "buy", 96.0)]
+
+
 def test_covariance_replaces_squared_deviation_by_tracking_variance():
     d = seed_dict()
     d["account"]["cash"] = 0.0
