@@ -74,7 +74,7 @@ def measure_engine(name: str, book: dict[str, Any], repeats: int) -> dict[str, A
     from benchmarks import naive as baseline
     from rebalance_opt import Planner
     from rebalance_opt.problem import ModelCache
-    from rebalance_opt.solve import _layout, _tracking
+    from rebalance_opt.solve import _bucket, _structure, _tracking
 
     first, timed = _runs(book, repeats)
     row: dict[str, Any] = {"size": name, "symbols": len(first.prices), "lots": len(first.lots)}
@@ -93,7 +93,8 @@ def measure_engine(name: str, book: dict[str, Any], repeats: int) -> dict[str, A
     row["solver"] = plan.solver.name
 
     book0, _ = baseline.relaxation_data(first)
-    model = planner.cache.get(_layout(book0, _tracking(book0)))
+    tracking = _tracking(book0)
+    model = planner.cache.for_account(_structure(book0, tracking), _bucket(book0, tracking))  # the re-plans' model
     qp_s, objectives = [], []
     for account in timed:
         data = baseline.relaxation_data(account)[1]
@@ -115,6 +116,7 @@ def measure_baselines(book: dict[str, Any], repeats: int, naive: bool = True,
     from benchmarks import naive as baseline
     from rebalance_opt import Planner
     from rebalance_opt.problem import LARGE_FIRST_RUNG, RebalanceModel, _clarabel, _clarabel_settings
+    from rebalance_opt.solve import _structure, _tracking
 
     first, timed = _runs(book, repeats)
     naive_plans = repeats if naive_plans is None else naive_plans
@@ -143,7 +145,7 @@ def measure_baselines(book: dict[str, Any], repeats: int, naive: bool = True,
 
     # --- raw solvers on the same QP ------------------------------------------------------------------
     book0, data0 = baseline.relaxation_data(first)
-    exact = RebalanceModel(_layout_exact(book0))
+    exact = RebalanceModel(_structure(book0, _tracking(book0)))
     qps = [exact.compiled.apply(exact.values(baseline.relaxation_data(a)[1])) for a in timed]
     qp_first = exact.compiled.apply(exact.values(data0))
 
@@ -195,15 +197,6 @@ def _matched(first_objective, ref_first, run_all, objectives, references):
         if max(rel_error(o, r) for o, r in zip(objectives(runs), references)) <= REL_ACCURACY:
             return eps, runs
     return EPS_LADDER[-1], run_all(EPS_LADDER[-1])  # the tightest, its error printed in the table
-
-
-def _layout_exact(book):
-    from rebalance_opt.problem import Structure
-    from rebalance_opt.solve import _tracking
-    tracking = _tracking(book)
-    return Structure(tuple(int(k) for k in book.class_of_symbol), tuple(int(i) for i in book.lot_symbol),
-                     len(book.classes), 0 if tracking.factor is None else tracking.factor.shape[0],
-                     tracking.specific is not None)
 
 
 def _osqp_form(qp):

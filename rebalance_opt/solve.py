@@ -88,7 +88,7 @@ class Planner:
         _check_feasible_at_all(book)
         before = drift_report(account)
         tracking = _tracking(book)
-        model = self.cache.get(_layout(book, tracking))
+        model = self.cache.for_account(_structure(book, tracking), _bucket(book, tracking))
         scorer = Scorer(book, tracking)
         base = _base_data(book, tracking)
         lot_ok = book.lot_sellable
@@ -395,13 +395,21 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
 
 # --- data for the model -----------------------------------------------------------------------
 def _layout(book: Book, tracking: Tracking) -> Layout:
-    """A shared size bucket for accounts without a risk model that fit one, else the account's
-    own structure (see ``problem``)."""
-    if tracking.identity:
-        bucket = Bucket.fitting(len(book.classes), len(book.symbols), len(book.lots))
-        if bucket is not None:
-            return bucket
-    return Structure(tuple(int(k) for k in book.class_of_symbol), tuple(int(i) for i in book.lot_symbol),
+    """The model a first plan of the account uses: a shared size bucket for accounts without a
+    risk model that fit one, else the account's own structure (``ModelCache.for_account``)."""
+    return _bucket(book, tracking) or _structure(book, tracking)
+
+
+def _bucket(book: Book, tracking: Tracking) -> Bucket | None:
+    """The size bucket of an account without a risk model, None when it has one or fits none."""
+    if not tracking.identity:
+        return None
+    return Bucket.fitting(len(book.classes), len(book.symbols), len(book.lots))
+
+
+def _structure(book: Book, tracking: Tracking) -> Structure:
+    """The account's own structure: its incidence and the shape of its risk model."""
+    return Structure(tuple(book.class_of_symbol.tolist()), tuple(book.lot_symbol.tolist()),
                      len(book.classes), 0 if tracking.factor is None else tracking.factor.shape[0],
                      tracking.specific is not None)
 

@@ -43,14 +43,13 @@ def test_batch_benchmark_runs_end_to_end():
 def test_the_engines_compiled_path_solves_the_same_problem_as_cvxpy():
     """The engine hands the solver cvxpy's own compiled data (bucket-padded or not, with the
     variables fixed at zero removed): its optimum is cvxpy's ``Problem.solve`` optimum."""
-    from benchmarks.engine_bench import _layout_exact
     from benchmarks.naive import relaxation_data
     from rebalance_opt.problem import Bucket, RebalanceModel
-    from rebalance_opt.solve import _layout, _tracking
+    from rebalance_opt.solve import _layout, _structure, _tracking
     for book in (synth.household(1), synth.household(2), synth.direct_index(0, 25, 3, 3)):
         account = account_from_dict(book)
         b, data = relaxation_data(account)
-        layouts = {_layout(b, _tracking(b)), _layout_exact(b)}
+        layouts = {_layout(b, _tracking(b)), _structure(b, _tracking(b))}
         assert any(isinstance(x, Bucket) for x in layouts) == (account.risk is None)
         for layout in layouts:
             model = RebalanceModel(layout)

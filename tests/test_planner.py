@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rebalance_opt import Infeasible, Planner, drift_report, plan_rebalance
-from rebalance_opt.problem import ModelCache
+from rebalance_opt.problem import Bucket, ModelCache, Structure
 from tests.conftest import base_dict, make
 
 
@@ -208,6 +208,41 @@ def test_the_compiled_problem_is_dpp_and_resolving_new_data_does_not_recompile()
         planner.plan(make(d2))
     assert len(planner.cache) == 1
     assert model.problem._cache.param_prog is compiled  # the same compiled program, re-used
+
+
+def _reshaped(d: dict, lots: int) -> dict:
+    """``d`` with its stock position split into ``lots`` lots: the same account, another
+    structure (over 256 lots: the largest bucket, where a re-plan gets its own model)."""
+    d = copy.deepcopy(d)
+    d["lots"] = [{**d["lots"][0], "id": f"g{k}", "quantity": 400 / lots} for k in range(lots)] + d["lots"][1:]
+    return d
+
+
+def test_distinct_accounts_share_the_bucket_and_a_re_plan_gets_its_own_model_with_the_same_plan():
+    planner = Planner(cache=ModelCache())
+    sizes = (300, 301, 302, 303)
+    firsts = [planner.plan(make(_reshaped(seed_dict(), k))) for k in sizes]
+    assert list(planner.cache._models) == [Bucket(4, 16, 1024)]  # four structures, one model
+    again = [planner.plan(make(_reshaped(seed_dict(), k))) for k in sizes]
+    assert sum(isinstance(k, Structure) for k in planner.cache._models) == 4
+    assert [p.orders for p in again] == [p.orders for p in firsts]
+    assert [p.objective for p in again] == [p.objective for p in firsts]
+
+
+def test_re_plans_in_a_small_bucket_keep_the_bucket():
+    planner = Planner(cache=ModelCache())
+    for _ in range(3):
+        planner.plan(make(_reshaped(seed_dict(), 4)))
+    assert list(planner.cache._models) == [Bucket(4, 16, 64)]
+
+
+def test_the_cache_remembers_only_so_many_structures_planned_through_a_bucket():
+    planner = Planner(cache=ModelCache(remembered=2))
+    for k in (300, 301, 302, 300):  # 300 is forgotten by the time it comes back
+        planner.plan(make(_reshaped(seed_dict(), k)))
+    assert [type(k) for k in planner.cache._models] == [Bucket]
+    planner.plan(make(_reshaped(seed_dict(), 300)))  # remembered now: its own model
+    assert sum(isinstance(k, Structure) for k in planner.cache._models) == 1
 
 
 def test_a_new_client_with_a_risk_model_and_no_lots_is_planned_from_cash():
