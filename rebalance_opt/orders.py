@@ -377,11 +377,22 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     best = _best(objective, violation)
     if best is None:
         raise Infeasible(_why_infeasible(scorer, violation.min()))
-    picked = np.unravel_index(best, tuple(len(cands[j].shares) for j in order))
+    picked = _unravel(best, [len(cands[j].shares) for j in order])
     choice = [0] * len(cands)
     for j, i in zip(order, picked):
-        choice[j] = int(i)
+        choice[j] = i
     return choice
+
+
+def _unravel(flat: int, sizes: list[int]) -> list[int]:
+    """``np.unravel_index`` (C order) for any number of symbols: numpy's stops at 64 dimensions,
+    and symbols with a single option (a whole holding sold, an order below min_trade dropped)
+    let far more than 64 traded symbols fit EXHAUSTIVE_LIMIT combinations."""
+    out = []
+    for size in reversed(sizes):
+        flat, i = divmod(int(flat), size)
+        out.append(i)
+    return out[::-1]
 
 
 def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scorer) -> np.ndarray:
@@ -424,7 +435,7 @@ def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int)
     best = _best(objective, violation)
     if best is None:
         raise Infeasible(_why_infeasible(scorer, violation.min()))
-    return [int(i) for i in np.unravel_index(best, tuple(len(c.shares) for c in cands))]
+    return _unravel(best, [len(c.shares) for c in cands])
 
 
 class _Moves:

@@ -288,3 +288,28 @@ def test_the_best_choice_is_the_first_feasible_one_of_least_objective(rows):
     feasible = [i for i, (_, v) in enumerate(rows) if v <= 0]
     expected = min(feasible, key=lambda i: (rows[i][0], i)) if feasible else None
     assert _best(objective, violation) == expected
+
+
+def test_more_than_64_traded_symbols_round_by_exhaustive_search():
+    # 64 unclassified holdings of one $10 share each, min_trade $100, no cash: the relaxation sells
+    # them all to buy the bond fund, but no sale can meet min_trade, so each symbol's one option
+    # is no trade, and 65 symbols fit the exhaustive search (numpy's unravel_index stops at 64
+    # dimensions: this was a ValueError). By hand: nothing can be sold, nothing bought.
+    d = {"account": {"id": "a", "cash": 0.0, "as_of": "2026-11-24"},
+         "tax": {"short_term_rate": 0.37, "long_term_rate": 0.2}, "targets": {"BOND": 1.0},
+         "classes": {"BND": "BOND"}, "prices": {"BND": 10.0, **{f"S{i}": 10.0 for i in range(64)}},
+         "lots": [{"id": f"L{i}", "symbol": f"S{i}", "quantity": 1.0, "cost_basis": 10.0, "acquired": "2020-01-01"}
+                  for i in range(64)],
+         "policy": {"min_trade": 100.0}}
+    plan = plan_rebalance(account_from_dict(d))
+    assert plan.orders == () and plan.cash_after == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=30).flatmap(
+    lambda sizes: st.tuples(st.just(sizes), st.integers(0, math.prod(sizes) - 1))))
+def test_unravel_is_numpys_unravel_index_for_any_number_of_symbols(case):
+    from rebalance_opt.orders import _unravel
+    sizes, flat = case
+    assert _unravel(flat, sizes) == [int(i) for i in np.unravel_index(flat, sizes)]
+    assert _unravel(flat, sizes + [1] * 70) == _unravel(flat, sizes) + [0] * 70
