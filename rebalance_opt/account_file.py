@@ -26,17 +26,28 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# Dates the engine's date arithmetic (wash-sale windows of up to 3,660 days back, one-year
+# anniversaries forward) can work with, and far beyond any real lot: 0001-01-05 or the database
+# sentinel 9999-12-31 is a mistake in the file, not a trade date.
+FIRST_DATE, LAST_DATE = date(1800, 1, 1), date(2999, 12, 31)
+
+
 def _iso_date(v: Any) -> date:
-    """Dates are ISO ``YYYY-MM-DD``: a TOML date or a JSON string, never a datetime or number."""
+    """Dates are ISO ``YYYY-MM-DD``: a TOML date or a JSON string, never a datetime or number;
+    from FIRST_DATE to LAST_DATE."""
+    parsed = None
     if isinstance(v, date) and not hasattr(v, "hour"):
-        return v
-    if isinstance(v, str):
+        parsed = v
+    elif isinstance(v, str) and len(v) == 10:
         try:
-            if len(v) == 10:
-                return date.fromisoformat(v)
+            parsed = date.fromisoformat(v)
         except ValueError:
             pass
-    raise ValueError("must be a date written YYYY-MM-DD")
+    if parsed is None:
+        raise ValueError("must be a date written YYYY-MM-DD")
+    if not FIRST_DATE <= parsed <= LAST_DATE:
+        raise ValueError(f"must be a date from {FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}")
+    return parsed
 
 
 Date = Annotated[date, BeforeValidator(_iso_date)]

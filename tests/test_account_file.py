@@ -48,6 +48,9 @@ CASES = [
     (("account", "cash", -1.0), "account.cash"),
     (("account", "cash", "100"), "account.cash"),
     (("account", "as_of", "24/11/2026"), "account.as_of"),
+    (("account", "as_of", "0001-01-05"), "account.as_of"),   # its wash-sale window overflowed
+    (("account", "as_of", "9999-12-31"), "account.as_of"),   # a database sentinel
+    (("lots", 0, "acquired", "1799-12-31"), "lots[0].acquired"),
     (("account", "idd", "x"), "account.idd"),
     (("account", "id", DELETE), "account.id"),
     (("prices", "VTI", 0), "prices.VTI"),
