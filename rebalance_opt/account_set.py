@@ -35,7 +35,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .account import Account
-from .account_file import PolicySection, TaxSection, account_from_dict, read_account_data
+from .account_file import LAST_DATE, PolicySection, TaxSection, account_from_dict, read_account_data
 from .errors import InputError
 
 SET_SUFFIXES = (".csv", ".parquet")
@@ -361,7 +361,7 @@ def load_template(path: Path, has_as_of_column: bool = False) -> dict[str, Any]:
     shared["account"] = {k: v for k, v in account.items() if k not in ("id", "cash")}
     check = {**shared, "account": {**shared["account"], "id": TEMPLATE_PLACEHOLDER_ID, "cash": 0.0}}
     if has_as_of_column and "as_of" not in account:
-        check["account"]["as_of"] = date.max
+        check["account"]["as_of"] = LAST_DATE  # a placeholder: each row's own as_of is checked later
     account_from_dict(check, source=name)
     return shared
 

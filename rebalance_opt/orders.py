@@ -100,16 +100,17 @@ class SymbolLots:
         if end - start <= FEW_LOTS:  # plain Python: the same sums, in the same order, as cumsum
             allowed = lot_allowed[start:end].tolist()
             self.lots = [start + j for j, ok in enumerate(allowed) if ok]
-            qty = [qty_all[j] for j in self.lots]
+            self.quantity = [qty_all[j] for j in self.lots]
             self.tax_per_share = [tax_all[j] for j in self.lots]
-            self.cum_qty = list(itertools.accumulate(qty))
-            self.cum_tax = list(itertools.accumulate(q * t for q, t in zip(qty, self.tax_per_share)))
+            self.cum_qty = list(itertools.accumulate(self.quantity))
+            self.cum_tax = list(itertools.accumulate(q * t for q, t in zip(self.quantity, self.tax_per_share)))
         else:
             self.lots = (start + np.flatnonzero(lot_allowed[start:end])).tolist()
             qty = book.lot_quantity[self.lots]
             tax_per_share = book.lot_tax_per_share[self.lots]
             self.cum_qty = np.cumsum(qty).tolist()
             self.cum_tax = np.cumsum(qty * tax_per_share).tolist()
+            self.quantity = qty.tolist()
             self.tax_per_share = tax_per_share.tolist()
         self.capacity = float(self.cum_qty[-1]) if self.lots else 0.0
 
@@ -127,18 +128,21 @@ class SymbolLots:
         return before_tax + (min(q, self.cum_qty[k]) - before_qty) * self.tax_per_share[k]
 
     def relieve(self, quantity: float, n_lots: int) -> np.ndarray:
-        """Per-lot shares relieved (all lots of the book) when selling ``quantity`` shares."""
+        """Per-lot shares relieved (all lots of the book) when selling ``quantity`` shares: every
+        lot sold whole is relieved by exactly its quantity (rebuilt from cumulative sums, a 54-share
+        lot after lots of 0.1 and 0.2 came out as 54.000000000000014), the last one by the rest."""
         out = np.zeros(n_lots)
         if quantity <= 0 or not self.lots:
             return out
-        previous = 0.0
-        for j, cum in enumerate(self.cum_qty):
-            qty = cum - previous
-            before = cum - qty
-            previous = cum
+        if quantity >= self.capacity:  # all of it
+            out[self.lots] = self.quantity
+            return out
+        before = 0.0  # shares of the lots before this one (as ``tax_of`` counts them)
+        for lot, qty, cum in zip(self.lots, self.quantity, self.cum_qty):
             if before >= quantity - 1e-12:
                 break
-            out[self.lots[j]] = min(max(quantity - before, 0.0), qty)
+            out[lot] = qty if cum <= quantity + 1e-12 else quantity - before
+            before = cum
         return out
 
 

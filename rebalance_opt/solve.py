@@ -428,6 +428,8 @@ def _tracking(book: Book) -> Tracking:
     nonzeros = np.count_nonzero(full, axis=1)
     dense, single = full[nonzeros > 1], full[nonzeros == 1]
     specific = np.sqrt(np.square(single).sum(axis=0)) if len(single) else None
+    if not len(dense) and specific is None:  # a model of zero risk: no tracking term, not ‖d‖²
+        specific = np.zeros(full.shape[1])
     return Tracking(dense if len(dense) else None, specific)
 
 
@@ -480,12 +482,29 @@ def _objective(scorer: Scorer, book: Book, trades: Trades) -> Objective:
 
 
 # --- explanations -------------------------------------------------------------------------------
+EXACT_SHARES = 2.0 ** 53  # whole shares a float counts exactly
+
+
 def _check_feasible_at_all(book: Book) -> None:
     """Catch the plainly impossible before solving, with a reason a person can act on."""
     a, p = book.account, book.account.policy
     if not np.isfinite(book.value) or not np.all(np.isfinite(book.lot_value)):
         raise InputError("amounts overflow: prices × quantities exceed floating point; check prices and lots",
                          path="prices", file=a.source, value=book.value, has_value=True)
+    # Beyond 2⁵³ shares a float no longer holds every whole count (and at a price of 1e-300 the
+    # count overflows): rounding could not place an order. Fractional plans past 2⁵³ millionths
+    # (9e9 shares) count in the float's own spacing, still under a share (tests/test_fuzz.py).
+    if len(book.symbols):
+        reach = np.maximum(book.shares, book.value / book.price)  # held, or bought with everything
+        worst = int(np.argmax(reach))
+        if reach[worst] > EXACT_SHARES:
+            raise InputError(f"{reach[worst]:.3g} shares (held, or what the account's value buys at this price) "
+                             f"are more than a plan counts exactly (at most {EXACT_SHARES:.3g})",
+                             path=f"prices.{book.symbols[worst]}", file=a.source,
+                             value=float(book.price[worst]), has_value=True)
+    if book.invested <= 0 and p.withdrawal == 0:  # an empty account asked to hold min_cash
+        raise Infeasible(f"the account holds nothing (value {book.value:,.2f}), so min_cash "
+                         f"{p.min_cash:,.2f} cannot be met")
     if book.invested <= 0:
         raise Infeasible(f"withdrawal {p.withdrawal:,.2f} is not less than the account value "
                          f"{book.value:,.2f}: nothing would stay invested")
