@@ -45,6 +45,9 @@ SWEEPS = [f"optimizer@{w:g}" for w in TAX_WEIGHTS] + [f"harvest@{w:g}" for w in 
 PLAIN = [f"optimizer@{w:g}/0" for w in TAX_WEIGHTS]  # the plain monthly optimizer (no band)
 ROBUSTNESS = [  # (setting, bond weight, start, single-stock targets, sweeps besides SWEEPS)
     ("equities only, 1990-2022", 0.0, date(1990, 1, 1), False, PLAIN),
+    # The same a month or two later: how far the ratios move when nothing but the start does.
+    ("equities only, from 1990-02", 0.0, date(1990, 2, 1), False, []),
+    ("equities only, from 1990-03", 0.0, date(1990, 3, 1), False, []),
     ("60/40, 2000-2022", 0.4, date(2000, 1, 1), False, []),
     ("60/40, 2010-2022", 0.4, date(2010, 1, 1), False, []),
     # Each stock its own class: no replacements, so harvesting would repeat the optimizer.
