@@ -135,9 +135,6 @@ class NaiveCache:
     def __init__(self, eps: float):
         self.eps = eps
 
-    def get(self, layout) -> NaiveModel:
-        return NaiveModel(self.eps)
-
     def for_account(self, structure, bucket) -> NaiveModel:
         return NaiveModel(self.eps)
 
