@@ -516,6 +516,32 @@ def _check_feasible_at_all(book: Book) -> None:
         extra = f" (not sellable: {', '.join(blocked)})" if blocked else ""
         raise Infeasible(f"withdrawal {p.withdrawal:,.2f} plus min_cash {p.min_cash:,.2f} needs {need:,.2f}, "
                          f"but cash and sellable holdings come to {raisable:,.2f}{extra}")
+    if need > a.cash and np.isfinite(p.max_tax):
+        # Without this the solvers are left to prove it: on a 1,000-lot book with max_tax = 0 they
+        # stopped short of an accurate answer (SolverFailed, exit 1) instead of "infeasible".
+        within = a.cash + _most_raised_within(book, p.max_tax) * (1 - kappa)
+        if within < need - 1e-9:
+            raise Infeasible(f"withdrawal {p.withdrawal:,.2f} plus min_cash {p.min_cash:,.2f} needs {need:,.2f}, "
+                             f"but cash and what sales can raise within max_tax {p.max_tax:,.2f} come to "
+                             f"{within:,.2f}")
+
+
+def _most_raised_within(book: Book, budget: float) -> float:
+    """The most that sales can raise with their lot-level tax at most ``budget``: a fractional
+    knapsack (lots by tax per dollar raised, losses first, then a fraction of the first lot the
+    budget cannot take whole), exact for the LP's one row."""
+    ok = book.lot_sellable
+    value = book.lot_value[ok]
+    tax = (book.lot_tax_per_share * book.lot_quantity)[ok]
+    order = np.argsort(tax / value, kind="stable")
+    value, tax = value[order], tax[order]
+    spent = np.cumsum(tax)  # falls over the losses, then rises: the lots within budget are a prefix
+    whole = int(np.searchsorted(np.maximum.accumulate(spent > budget), True))
+    raised = float(value[:whole].sum())
+    if whole < len(value):
+        left = budget - (spent[whole - 1] if whole else 0.0)
+        raised += value[whole] * max(left, 0.0) / tax[whole]  # tax[whole] > left ≥ 0
+    return raised
 
 
 def _why(book: Book, what: str) -> str:

@@ -5,6 +5,8 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rebalance_opt import Infeasible, Planner, drift_report, plan_rebalance
 from rebalance_opt.problem import Bucket, ModelCache, Structure
@@ -319,3 +321,42 @@ def test_a_risk_model_missing_a_class_is_an_input_error():
     with pytest.raises(InputError) as e:
         make(d)
     assert e.value.path == "risk.classes"
+
+
+def _budget_dict(min_cash: float) -> dict:
+    """$100 cash; a gain lot ($1,000, long-term tax $100: $0.10 per dollar raised) and a loss lot
+    ($150, tax -$6); max_tax 0."""
+    return {"account": {"id": "budget", "cash": 100.0, "as_of": "2026-11-24"},
+            "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
+            "targets": {"STOCK": 1.0}, "classes": {"A": "STOCK"}, "prices": {"A": 10.0},
+            "lots": [{"id": "g", "symbol": "A", "quantity": 100, "cost_basis": 5.0, "acquired": "2020-01-02"},
+                     {"id": "l", "symbol": "A", "quantity": 15, "cost_basis": 12.0, "acquired": "2020-01-02"}],
+            "policy": {"max_tax": 0.0, "min_cash": min_cash}}
+
+
+def test_a_cash_need_no_sales_within_the_tax_budget_can_raise_is_infeasible_with_the_reason():
+    # By hand: the loss lot raises $150 and frees $6 of budget, which sells $60 of the gain lot:
+    # at most 100 + 150 + 60 = $310 of cash. (On a 1,000-lot book the solvers stopped short of
+    # proving it: SolverFailed, exit 1, instead of this.)
+    with pytest.raises(Infeasible, match=r"needs 500\.00.*within max_tax 0\.00 come to 310\.00"):
+        plan_rebalance(make(_budget_dict(500.0)))
+    plan = plan_rebalance(make(_budget_dict(300.0)))  # within reach: planned, within the budget
+    assert plan.cash_after >= 300.0 - 1e-6 and plan.lot_tax <= 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 300), st.floats(0.0, 30.0)), min_size=1, max_size=12),
+       st.floats(0.0, 2_000.0))
+def test_the_most_sales_can_raise_within_a_tax_budget_is_the_lps_optimum(lots, budget):
+    from scipy.optimize import linprog
+
+    from rebalance_opt.book import Book
+    from rebalance_opt.solve import _most_raised_within
+    d = _budget_dict(0.0)  # price $10: bases of 0 to 30 make gains and losses
+    d["lots"] = [{"id": f"x{k}", "symbol": "A", "quantity": q, "cost_basis": basis, "acquired": "2020-01-02"}
+                 for k, (q, basis) in enumerate(lots)]
+    book = Book(make(d))
+    value = book.lot_value * book.lot_sellable
+    tax = book.lot_tax_per_share * book.lot_quantity * book.lot_sellable
+    lp = linprog(-value, A_ub=[tax], b_ub=[budget], bounds=[(0, 1)] * len(value), method="highs")
+    assert _most_raised_within(book, budget) == pytest.approx(-lp.fun, rel=1e-9, abs=1e-6)
