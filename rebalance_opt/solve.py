@@ -48,6 +48,7 @@ BOUND_SLACK = 1e-9  # objective units: how far a solver's optimum may sit above 
 # seller. Measured on 6,900 batch accounts: solver returns of up to 5e-7 took a class's only buy
 # target away; no material sale (a tenth of a basis point of the account) is near it.
 SALE_NOISE = 1e-5
+DUST_LOT = 1e-9  # fraction of U: lots worth less are left out of the solve (``_base_data``)
 TARGET_ROUNDS = 3  # re-solves of a plan whose buys do not follow its sales (``follow_targets``)
 DEFAULT_CACHE = ModelCache()
 
@@ -439,7 +440,11 @@ def _base_data(book: Book, tracking: Tracking) -> ModelData:
     gap = np.append(book.class_value, a.cash - p.withdrawal) / u - book.targets
     price_of_lot = book.price[book.lot_symbol]
     lot_tax = book.lot_rate * (1.0 - book.lot_basis / price_of_lot)
-    s_cap = book.lot_value / u
+    # A lot worth under DUST_LOT of U is no variable of the solve (cap 0): at 1e-12 of U an
+    # interior point cannot resolve its bound, and it stopped short (SolverFailed) on a lot of a
+    # millionth of a share; no sale that small is a trade anyway (``orders.NOISE``, 1e-7 of U).
+    # The rounding still relieves it when its symbol is sold.
+    s_cap = np.where(book.lot_value >= DUST_LOT * u, book.lot_value / u, 0.0)
     # A tax budget no set of sales can reach is no row at all (+inf: ``Reduction`` drops it),
     # rather than a dense row over every lot that never binds
     most_tax = float(np.maximum(lot_tax * s_cap, 0).sum())
