@@ -38,8 +38,9 @@ symbol) come in two layouts:
   serves every account that fits the bucket, so thousands of distinct households pay cvxpy's
   compilation a dozen times, not once each. Padding is inert: padded symbols and lots have
   caps of 0 and padded classes a gap and target of 0.
-* ``Structure`` (direct indexing, risk models, anything larger): A_b and A_s are constants, so
-  the compiled program is as sparse as the account; re-plans of the same account reuse it.
+* ``Structure`` (direct indexing, risk models, anything larger, and re-plans of an account in
+  the largest bucket, whose padding costs every solve: ``ModelCache.for_account``): A_b and A_s
+  are constants, so the compiled program is as sparse as the account; re-plans reuse it.
 
 Solving does not go through ``Problem.solve`` (whose per-call overhead is several times the
 solve itself at household sizes): ``CompiledQP`` takes cvxpy's own compiled parametric program
