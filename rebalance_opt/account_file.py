@@ -165,11 +165,15 @@ def read_account_data(path: str | Path) -> Any:
         except json.JSONDecodeError as exc:
             raise InputError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                              file=name) from None
+        except RecursionError:
+            raise InputError("invalid JSON: nested too deeply", file=name) from None
     elif path.suffix.lower() == ".toml":
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"invalid TOML: {exc}", file=name) from None
+        except RecursionError:
+            raise InputError("invalid TOML: nested too deeply", file=name) from None
     else:
         raise InputError("account files end in .toml or .json", file=name, value=path.suffix, has_value=True)
     return data
@@ -219,26 +223,36 @@ def read_lots_csv(path: Path) -> list[Lot]:
         handle = path.open(newline="", encoding="utf-8")
     except OSError:
         raise InputError("lots_file not found or unreadable", file=name, path="lots_file") from None
+    try:
+        with handle:
+            return _lots_from_csv(handle, name)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", file=name, path="lots_file") from None
+    except csv.Error as exc:
+        raise InputError(f"not a readable CSV: {exc}", file=name, path="lots_file") from None
+
+
+def _lots_from_csv(handle, name: str) -> list[Lot]:
+    """The rows of an open lots CSV as lots (``read_lots_csv``)."""
     lots = []
-    with handle:
-        reader = csv.DictReader(handle)
-        expected = ["id", "symbol", "quantity", "cost_basis", "acquired"]
-        if reader.fieldnames is None or sorted(reader.fieldnames) != sorted(expected):
-            raise InputError(f"columns must be {','.join(expected)}", file=name, path="line 1",
-                             value=reader.fieldnames, has_value=True)
-        for row in reader:
-            line = reader.line_num
-            try:
-                values = {k: row[k] for k in expected}
-                for k in ("quantity", "cost_basis"):
-                    values[k] = _csv_number(values[k])
-                r = LotRow.model_validate(values)
-            except ValidationError as exc:
-                e = exc.errors()[0]
-                col = e["loc"][0] if e["loc"] else ""
-                raise InputError(f"{col}: {_message(e)}", file=name, path=f"line {line}",
-                                 value=row.get(col), has_value=True) from None
-            lots.append(Lot(r.id, r.symbol, r.quantity, r.cost_basis, r.acquired))
+    reader = csv.DictReader(handle)
+    expected = ["id", "symbol", "quantity", "cost_basis", "acquired"]
+    if reader.fieldnames is None or sorted(reader.fieldnames) != sorted(expected):
+        raise InputError(f"columns must be {','.join(expected)}", file=name, path="line 1",
+                         value=reader.fieldnames, has_value=True)
+    for row in reader:
+        line = reader.line_num
+        try:
+            values = {k: row[k] for k in expected}
+            for k in ("quantity", "cost_basis"):
+                values[k] = _csv_number(values[k])
+            r = LotRow.model_validate(values)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            col = e["loc"][0] if e["loc"] else ""
+            raise InputError(f"{col}: {_message(e)}", file=name, path=f"line {line}",
+                             value=row.get(col), has_value=True) from None
+        lots.append(Lot(r.id, r.symbol, r.quantity, r.cost_basis, r.acquired))
     return lots
 
 
@@ -255,11 +269,10 @@ def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:
     n = len(r.classes)
 
     def matrix(name: str, rows: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
-        m = np.asarray(rows, dtype=float)
-        if m.shape != shape:
+        if len(rows) != shape[0] or any(len(row) != shape[1] for row in rows):  # ragged rows too
             raise InputError(f"must be a {shape[0]}x{shape[1]} matrix", path=f"risk.{name}", file=source,
-                             value=list(m.shape), has_value=True)
-        return m
+                             value=[len(row) for row in rows], has_value=True)
+        return np.asarray(rows, dtype=float)
 
     def psd(name: str, m: np.ndarray) -> np.ndarray:
         if not np.allclose(m, m.T, atol=1e-12) or np.linalg.eigvalsh(m).min() < -1e-10 * max(1.0, abs(m).max()):

@@ -345,6 +345,8 @@ class AuditLog:
         return [Entry(r) for r in self._query(sql + " ORDER BY id", args)]
 
     def get(self, entry_id: int) -> Entry | None:
+        if not -2 ** 63 <= entry_id < 2 ** 63:  # past SQLite's integers: no such entry (was OverflowError)
+            return None
         rows = self._query("SELECT * FROM entries WHERE id = ?", (entry_id,))
         return Entry(rows[0]) if rows else None
 

@@ -38,7 +38,7 @@ from .account_file import account_to_dict, load_account
 from .account_set import AccountSet, SetChunk
 from .audit import AuditLog, LogLocation, canonical_json, record_of
 from .errors import InputError, RebalanceError
-from .exports import CsvRows, csv_rows, stage_basket
+from .exports import CsvRows, check_account_exportable, csv_rows, stage_basket
 from .plan import Plan
 
 FileTask = Sequence[tuple[int, str]]  # (batch index, account file) pairs
@@ -129,6 +129,8 @@ def plan_chunk(task: Task, reason: str | None = None, log: bool = True,
         try:
             account = build()
             account_id = account.id
+            if basket is not None:
+                check_account_exportable(basket, account, file=source)
             plan = planner.plan(account, reason)
             record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
             rows = csv_rows(plan) if basket == "csv" else None
@@ -241,7 +243,7 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     plan to ``out``. ``progress`` is called with the number of accounts each finished chunk held."""
     if engine not in ENGINES:
         raise InputError(f"must be one of {', '.join(ENGINES)}", path="--engine", value=engine, has_value=True)
-    workers = workers or default_workers()
+    workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
     started = time.perf_counter()
     tasks = make_tasks(accounts, workers, chunk)
     sink = _LogSink(log, deferred=out is not None) if log is not None else None

@@ -96,6 +96,19 @@ def check_exportable(fmt: str, texts: Iterable[tuple[str, str]], file: str | Non
                              file=file, value=text, has_value=True)
 
 
+def check_account_exportable(fmt: str, account, file: str | None = None) -> None:
+    """Fail before solving if a name of ``account`` cannot be written in a ``fmt`` basket: a FIX
+    basket's account id, currency and symbols (``check_exportable``); a csv basket's lot ids,
+    whose ``lots`` column separates lots with ';' (``lots_text``: a ';' in an id would split it)."""
+    names = [("account.id", account.id), ("account.currency", account.currency)]
+    check_exportable(fmt, names + [(f"prices.{s}", s) for s in account.prices], file=file)
+    if fmt == "csv":
+        for i, lot in enumerate(account.lots):
+            if ";" in lot.id:
+                raise InputError("cannot be written in a csv basket: ';' separates the lots of an order",
+                                 path=f"lots[{i}].id", file=file, value=lot.id, has_value=True)
+
+
 # --- formatting ----------------------------------------------------------------------------------
 def cents(x: float) -> Decimal:
     """Money rounded to the cent, half away from zero on its shortest decimal form (2.675 -> 2.68)."""

@@ -141,7 +141,14 @@ class _Source:
         return str(self.path)
 
     def load(self) -> Account:
-        return load_account(self.path)
+        """The account, read afresh. Whatever stops it from being read is that file's error
+        (``InputError``), so one unreadable file never breaks the listing or the other accounts."""
+        try:
+            return load_account(self.path)
+        except RebalanceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a reader's bug on this file is still this file's fault
+            raise InputError(f"cannot be read ({type(exc).__name__}: {exc})", file=self.file) from None
 
 
 class _UnknownAccount(Exception):

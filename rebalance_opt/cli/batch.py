@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, rebalance, run, to_json
+from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json
 
 PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
 
@@ -58,6 +58,10 @@ def batch(
             where = resolve_log(log)
             check_writable(where)
         work = batch_input(accounts, template)
+        if out is not None:
+            inputs = [(accounts, "the account set")] + ([(template, "the template")] if template else []) \
+                + ([(where.path, "the audit log")] if where is not None else [])
+            refuse_overwrite(out, inputs, folder=accounts if accounts.is_dir() else None)
 
         from ..render import console
         err = console(stderr=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import typer
@@ -13,7 +14,7 @@ try:  # recent typer vendors click; older releases use click itself
 except ImportError:  # pragma: no cover
     from click.exceptions import UsageError  # noqa: F401
 
-from ..errors import RebalanceError
+from ..errors import InputError, RebalanceError
 
 app = typer.Typer(help="rebalance-opt: tax-aware portfolio rebalancing.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -59,3 +60,20 @@ def fail(exc: RebalanceError, as_json: bool) -> None:
         typer.echo(to_json({"error": exc.to_dict()}))
     raise typer.Exit(exc.exit_code)
 
+
+
+def refuse_overwrite(out: Path, inputs: list[tuple[Path, str]], folder: Path | None = None) -> None:
+    """Fail before any work if the basket ``out`` would replace a file the command reads or logs
+    to (``(path, what it is)``), or land inside the account folder it plans (where it would be
+    read as an account, or replace a lots file, next time)."""
+    try:
+        target = out.resolve()
+        if folder is not None and folder.resolve() in target.parents:
+            raise InputError(f"is inside the account folder {folder}; write the basket elsewhere", path="--out",
+                             value=str(out), has_value=True)
+        for path, what in inputs:
+            if path.resolve() == target:
+                raise InputError(f"is {what}; the basket would overwrite it", path="--out", value=str(out),
+                                 has_value=True)
+    except OSError:  # pragma: no cover - an unresolvable path is checked by check_destination
+        return

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, rebalance, run, to_json
+from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json
 
 @rebalance.command("check")
 def check(account: Path = typer.Argument(..., help="Account file (.toml or .json)."), as_json: bool = JsonOpt):
@@ -40,7 +40,7 @@ def generate(
     def body():
         from ..account_file import account_to_dict, load_account
         from ..audit import AuditLog, check_writable, resolve_log
-        from ..exports import check_destination, check_exportable, resolve_format, stage_basket
+        from ..exports import check_account_exportable, check_destination, resolve_format, stage_basket
         from ..solve import plan_rebalance
         # Every option is checked before solving, so an input error writes nothing anywhere.
         if reason is not None and not reason.strip():
@@ -51,20 +51,16 @@ def generate(
         if out is not None:
             check_destination(out)
             basket_format = resolve_format(out, fmt)
-            if _same_file(out, account):
-                raise InputError("is the account file; the basket would overwrite it", path="--out",
-                                 value=str(out), has_value=True)
         where = None
         if not dry_run:
             where = resolve_log(log)
             check_writable(where)
-            if out is not None and _same_file(out, where.path):
-                raise InputError("is the audit log; the basket would overwrite it", path="--out",
-                                 value=str(out), has_value=True)
+        if out is not None:
+            refuse_overwrite(out, [(account, "the account file")] + _lots_file(account)
+                             + ([(where.path, "the audit log")] if where is not None else []))
         acct = load_account(account)
         if basket_format is not None:
-            names = [("account.id", acct.id), ("account.currency", acct.currency)]
-            check_exportable(basket_format, names + [(f"prices.{s}", s) for s in acct.prices], file=str(account))
+            check_account_exportable(basket_format, acct, file=str(account))
         plan = plan_rebalance(acct, reason=reason.strip() if reason else None)
 
         # Stage the basket, commit the log entry, then put the basket in place: no half states.
@@ -112,11 +108,15 @@ def _log_table(rows: list[dict]):
     return t
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _lots_file(account: Path) -> list[tuple[Path, str]]:
+    """The account's own lots CSV (``lots_file``), if it names one: the basket must not replace it."""
+    from ..account_file import read_account_data
     try:
-        return a.resolve() == b.resolve()
-    except OSError:  # pragma: no cover
-        return False
+        data = read_account_data(account)
+    except InputError:
+        return []  # reported as the account is loaded
+    name = data.get("lots_file") if isinstance(data, dict) else None
+    return [(account.parent / name, "the account's lots_file")] if isinstance(name, str) else []
 
 
 @rebalance.command("log")

@@ -1,0 +1,160 @@
+"""Entry points run as a user runs them, on inputs a fuzzing pass over the CLI found mishandled:
+a basket that would overwrite the audit log, an account or its lots file; a batch FIX basket with
+names FIX cannot carry; lot ids a csv basket cannot separate; files that ended in "unexpected
+error" (exit 1) instead of an input error (exit 2) naming the file."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from rebalance_opt.cli import main
+from tests.conftest import ROOT, base_dict
+
+
+def cli(capsys, *args):
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+@pytest.fixture
+def folder(tmp_path):
+    f = tmp_path / "accounts"
+    f.mkdir()
+    shutil.copy(ROOT / "examples" / "household.toml", f / "household.toml")
+    return f
+
+
+def test_a_batch_basket_never_replaces_the_audit_log(capsys, folder, tmp_path):
+    log = tmp_path / "log.sqlite"
+    assert cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log))[0] == 0
+    before = log.read_bytes()
+    code, _, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log),
+                       "--out", str(log), "--format", "csv")
+    assert code == 2 and "is the audit log" in err
+    assert log.read_bytes() == before
+    assert cli(capsys, "rebalance", "log", "--verify", "--log", str(log))[0] == 0
+
+
+def test_a_batch_basket_is_never_written_into_the_account_folder(capsys, folder):
+    account = folder / "household.toml"
+    before = account.read_bytes()
+    code, _, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run",
+                       "--out", str(account), "--format", "csv")
+    assert code == 2 and "inside the account folder" in err
+    assert account.read_bytes() == before
+
+
+def test_generate_never_replaces_the_accounts_own_lots_file(capsys, tmp_path):
+    d = base_dict()
+    lots = tmp_path / "lots.csv"
+    lots.write_text("id,symbol,quantity,cost_basis,acquired\n"
+                    + "".join(f"{l['id']},{l['symbol']},{l['quantity']},{l['cost_basis']},{l['acquired']}\n"
+                              for l in d.pop("lots")))
+    d["lots_file"] = "lots.csv"
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    before = lots.read_bytes()
+    code, _, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--out", str(lots))
+    assert code == 2 and "lots_file" in err
+    assert lots.read_bytes() == before
+
+
+def test_a_batch_fix_basket_fails_the_account_whose_names_fix_cannot_carry(capsys, folder, tmp_path):
+    d = base_dict()
+    d["account"]["id"] = "Kontø"
+    (folder / "odd.json").write_text(json.dumps(d))
+    out = tmp_path / "basket.fix"
+    code, output, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run",
+                          "--out", str(out), "--json")
+    summary = json.loads(output)
+    assert code == 5 and summary["failed"] == 1
+    (failure,) = summary["failures"]
+    assert failure["kind"] == "input error" and failure["path"] == "account.id"
+    assert out.read_bytes().isascii()  # the other account's orders, in printable ASCII
+
+
+def test_a_lot_id_with_a_semicolon_cannot_go_in_a_csv_basket(capsys, tmp_path):
+    d = base_dict()
+    d["lots"][0]["id"] = "L;1"
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, _, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--out", str(tmp_path / "b.csv"))
+    assert code == 2 and "lots[0].id" in err
+    assert not (tmp_path / "b.csv").exists()
+    code, _, _ = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--out", str(tmp_path / "b.json"))
+    assert code == 0  # JSON keeps every lot id apart
+
+
+@pytest.mark.parametrize("lots_bytes, message", [
+    ("id,symbol,quantity,cost_basis,acquired\nLé1,VTI,100,60.0,2020-01-02\n".encode("latin-1"), "not UTF-8"),
+    (("id,symbol,quantity,cost_basis,acquired\n" + "x" * 200_000 + ",VTI,1,1,2020-01-02\n").encode(),
+     "not a readable CSV"),
+])
+def test_an_unreadable_lots_file_is_an_input_error_naming_it(capsys, tmp_path, lots_bytes, message):
+    d = base_dict()
+    d.pop("lots")
+    d["lots_file"] = "lots.csv"
+    (tmp_path / "lots.csv").write_bytes(lots_bytes)
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, _, err = cli(capsys, "rebalance", "check", str(account))
+    assert code == 2 and message in err and "lots.csv" in err and "Traceback" not in err
+
+
+def test_a_ragged_covariance_is_an_input_error(capsys, tmp_path):
+    d = base_dict()
+    d["risk"] = {"classes": ["US_STOCK", "INTL_STOCK", "US_BOND"], "covariance": [[0.04], [0.0, 0.01], [0, 0, 1]]}
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, _, err = cli(capsys, "rebalance", "check", str(account))
+    assert code == 2 and "risk.covariance" in err
+
+
+@pytest.mark.parametrize("suffix, text", [(".json", "[" * 100_000), (".toml", "a = " + "[" * 100_000)])
+def test_a_file_nested_too_deeply_is_an_input_error(capsys, tmp_path, suffix, text):
+    account = tmp_path / f"acct{suffix}"
+    account.write_text(text)
+    code, _, err = cli(capsys, "rebalance", "check", str(account))
+    assert code == 2 and "nested too deeply" in err
+
+
+def test_one_file_the_reader_fails_on_does_not_break_the_web_app(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    import rebalance_opt.server as server
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(base_dict()))
+    bad.write_text(json.dumps(base_dict()))
+    load = server.load_account
+
+    def flaky(path):  # a reader bug on one file (a ragged covariance raised ValueError)
+        if str(path).endswith("bad.json"):
+            raise ValueError("setting an array element with a sequence")
+        return load(path)
+    monkeypatch.setattr(server, "load_account", flaky)
+    client = TestClient(server.create_app([good, bad]), base_url="http://127.0.0.1:8765",
+                        raise_server_exceptions=False)
+    listing = client.get("/api/accounts")
+    assert listing.status_code == 200
+    entries = listing.json()
+    assert entries[0]["error"] is None and "cannot be read" in entries[1]["error"]["message"]
+    assert client.get("/api/accounts/1/drift").status_code == 422
+    assert client.get("/api/accounts/unknown-id/drift").status_code == 404
+
+
+def test_an_entry_number_past_sqlites_integers_is_no_such_entry(capsys, folder, tmp_path):
+    log = tmp_path / "log.sqlite"
+    assert cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log))[0] == 0
+    missing = cli(capsys, "rebalance", "log", "--show", "5", "--log", str(log))
+    huge = cli(capsys, "rebalance", "log", "--show", "99999999999999999999", "--log", str(log))
+    assert huge[0] == missing[0] != 1 and "Traceback" not in huge[2]  # was OverflowError, exit 1
+
+
+def test_a_batch_starts_no_more_workers_than_it_has_accounts(folder):
+    from rebalance_opt.batch import account_files, run_batch
+    outcome = run_batch(account_files(folder), workers=1000, log=None)
+    assert outcome.workers == 1 and not outcome.failures
