@@ -234,6 +234,8 @@ def _reason(body: dict[str, Any]) -> str | None:
         return None
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise InputError(f"reason must be text of at most {MAX_REASON_CHARS} characters", path="body.reason")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in reason):  # a lone "\ud800": no UTF-8 for it (was a 500)
+        raise InputError("reason must be text without lone surrogates", path="body.reason")
     return reason.strip() or None
 
 

@@ -158,3 +158,17 @@ def test_a_batch_starts_no_more_workers_than_it_has_accounts(folder):
     from rebalance_opt.batch import account_files, run_batch
     outcome = run_batch(account_files(folder), workers=1000, log=None)
     assert outcome.workers == 1 and not outcome.failures
+
+
+def test_the_web_app_refuses_a_lone_surrogate_reason_and_unknown_huge_entry_numbers(tmp_path):
+    from fastapi.testclient import TestClient
+
+    import rebalance_opt.server as server
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(base_dict()))
+    client = TestClient(server.create_app([account]), base_url="http://127.0.0.1:8765",
+                        raise_server_exceptions=False)
+    response = client.post("/api/accounts/0/plan", content=b'{"reason": "\\ud800"}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "surrogate" in response.json()["error"]["message"]
+    assert client.get("/api/log/99999999999999999999999").status_code == 404
