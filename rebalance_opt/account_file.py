@@ -156,7 +156,7 @@ def read_account_data(path: str | Path) -> Any:
     except OSError as exc:
         raise InputError(f"cannot read account file: {exc.strerror}", file=name) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a leading byte-order mark (Excel, Notepad) is not content
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", file=name) from None
     if path.suffix.lower() == ".json":
@@ -220,7 +220,7 @@ def read_lots_csv(path: Path) -> list[Lot]:
     """Lots from a CSV with columns id,symbol,quantity,cost_basis,acquired; errors name the line."""
     name = str(path)
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # as account sets: a BOM is not a column name
     except OSError:
         raise InputError("lots_file not found or unreadable", file=name, path="lots_file") from None
     try:

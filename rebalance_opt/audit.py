@@ -418,6 +418,13 @@ def parse_since(text: str) -> datetime:
 
 # --- internals ----------------------------------------------------------------------------------
 def _row_problem(row: Mapping[str, Any], expected_id: int, prev_hash: str) -> str | None:
+    try:
+        return _row_fields_problem(row, expected_id, prev_hash)
+    except (KeyError, IndexError) as exc:  # a column dropped from the table (was a KeyError, exit 1)
+        return f"altered: the log has no column {exc}"
+
+
+def _row_fields_problem(row: Mapping[str, Any], expected_id: int, prev_hash: str) -> str | None:
     rid = row["id"]
     if rid != expected_id:
         return (f"missing: entry {expected_id} was removed (the next entry is {rid})" if isinstance(rid, int)

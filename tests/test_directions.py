@@ -285,7 +285,10 @@ def _check_read_off(account) -> int:
         if read is None:
             continue
         assert exact is not None
-        assert read.objective == pytest.approx(exact, abs=1e-9)
+        # Both sides are Clarabel optima (relaxation and direct solve, 1e-12 gap or the 1e-10 retry),
+        # so they agree to the solver's relative accuracy: an account with every target 0 (objective
+        # 1.8) gave 1.8174693251 against 1.8174693282, 3e-9 apart (hypothesis, 2026-12-01).
+        assert read.objective == pytest.approx(exact, rel=1e-8, abs=1e-9)
         assert read.buys[~buys].sum() <= NOISE and read.sells[~lot_allowed].sum() <= NOISE  # dust at most
         assert (read.buys >= 0).all() and (read.sells >= 0).all()
 
