@@ -410,8 +410,9 @@ def parse_since(text: str) -> datetime:
             d = date.fromisoformat(text)
             return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-    except ValueError:
+        t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        return t.astimezone(timezone.utc)  # in range in UTC too (9999-12-31T23:59-14:00 is not)
+    except (ValueError, OverflowError):
         raise InputError("must be a date YYYY-MM-DD or an ISO date-time", path="--since", value=text,
                          has_value=True) from None
 

@@ -200,3 +200,17 @@ def test_a_byte_order_mark_is_not_content(capsys, tmp_path):
     toml = tmp_path / "household.toml"
     toml.write_bytes(b"\xef\xbb\xbf" + (ROOT / "examples" / "household.toml").read_bytes())
     assert cli(capsys, "rebalance", "check", str(toml))[0] == 0
+
+
+def test_a_json_key_given_twice_is_an_input_error_as_in_toml(capsys, tmp_path):
+    text = json.dumps(base_dict())
+    account = tmp_path / "acct.json"
+    account.write_text(text.replace('"id": "t-1"', '"id": "t-1", "id": "t-2"', 1))
+    code, _, err = cli(capsys, "rebalance", "check", str(account))
+    assert code == 2 and "given twice" in err and "'id'" in err  # JSON kept "t-2" silently
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_since_outside_the_calendar_in_utc_is_an_input_error(capsys, tmp_path, since):
+    code, _, err = cli(capsys, "rebalance", "log", "--since", since, "--log", str(tmp_path / "log.sqlite"))
+    assert code == 2 and "--since" in err  # was OverflowError, exit 1
