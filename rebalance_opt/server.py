@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException
 
 from .account import Account
 from .account_file import load_account
-from .audit import AuditLog, resolve_log
+from .audit import MAX_REASON_CHARS, AuditLog, check_reason, resolve_log
 from .drift import drift_report
 from .errors import InputError, RebalanceError
 from .impact import tax_impact
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"   # `npm run build` in frontend2/ writes here
 DEFAULT_PORT = 8765
 MAX_BODY_BYTES = 16 * 1024        # the only body we accept is {"reason": ...}
-MAX_REASON_CHARS = 500
 MIN_REMOTE_TOKEN_CHARS = 16
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -232,11 +231,11 @@ def _reason(body: dict[str, Any]) -> str | None:
     reason = body.get("reason")
     if reason is None:
         return None
-    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+    if not isinstance(reason, str):
         raise InputError(f"reason must be text of at most {MAX_REASON_CHARS} characters", path="body.reason")
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in reason):  # a lone "\ud800": no UTF-8 for it (was a 500)
-        raise InputError("reason must be text without lone surrogates", path="body.reason")
-    return reason.strip() or None
+    if not reason.strip():
+        return None
+    return check_reason(reason, "body.reason")  # a lone "\ud800" has no UTF-8 (was a 500)
 
 
 # --- the app ----------------------------------------------------------------------------------

@@ -214,3 +214,12 @@ def test_a_json_key_given_twice_is_an_input_error_as_in_toml(capsys, tmp_path):
 def test_a_since_outside_the_calendar_in_utc_is_an_input_error(capsys, tmp_path, since):
     code, _, err = cli(capsys, "rebalance", "log", "--since", since, "--log", str(tmp_path / "log.sqlite"))
     assert code == 2 and "--since" in err  # was OverflowError, exit 1
+
+
+@pytest.mark.parametrize("reason, message", [("x" * 501, "at most 500"), ("Quarterly\x00Reset", "NUL")])
+def test_the_cli_takes_a_reason_as_the_web_app_does(capsys, tmp_path, reason, message):
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(base_dict()))
+    code, _, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--reason", reason)
+    assert code == 2 and "--reason" in err and message in err  # 100,000 characters and NUL were logged
+    assert cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--reason", "x" * 500)[0] == 0

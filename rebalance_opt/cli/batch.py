@@ -41,8 +41,9 @@ def batch(
         from ..audit import check_writable, resolve_log
         from ..batch import run_batch
         from ..exports import check_destination, resolve_format
-        if reason is not None and not reason.strip():
-            raise InputError("must not be empty", path="--reason", value=reason, has_value=True)
+        if reason is not None:
+            from ..audit import check_reason
+            check_reason(reason, "--reason")
         if out is None and fmt is not None:
             raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
         if engine not in ("local", "dask"):

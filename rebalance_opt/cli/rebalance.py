@@ -43,8 +43,9 @@ def generate(
         from ..exports import check_account_exportable, check_destination, resolve_format, stage_basket
         from ..solve import plan_rebalance
         # Every option is checked before solving, so an input error writes nothing anywhere.
-        if reason is not None and not reason.strip():
-            raise InputError("must not be empty", path="--reason", value=reason, has_value=True)
+        if reason is not None:
+            from ..audit import check_reason
+            check_reason(reason, "--reason")
         basket_format = None
         if out is None and fmt is not None:
             raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
