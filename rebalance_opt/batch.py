@@ -189,8 +189,17 @@ class BatchResult:
             "turnover": math.fsum(p.turnover for p in plans),
             "engine": self.engine, "workers": self.workers, "seconds": self.seconds,
             "accounts_per_second": len(self.results) / self.seconds if self.seconds > 0 else None,
-            "log": self.log, "basket": self.basket,
+            "log": self.log, "basket": self.basket, "duplicate_accounts": self.duplicate_accounts(),
         }
+
+    def duplicate_accounts(self) -> dict[str, list[str]]:
+        """Account ids planned from more than one source, with those sources: each is planned and
+        logged, and its orders all go in the one basket, so the summary says so."""
+        sources: dict[str, list[str]] = {}
+        for r in self.results:
+            if r.plan is not None:
+                sources.setdefault(r.plan.account, []).append(r.source)
+        return {account: found for account, found in sources.items() if len(found) > 1}
 
     def to_dict(self) -> dict:
         return {**self.summary(),

@@ -223,3 +223,12 @@ def test_the_cli_takes_a_reason_as_the_web_app_does(capsys, tmp_path, reason, me
     code, _, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--reason", reason)
     assert code == 2 and "--reason" in err and message in err  # 100,000 characters and NUL were logged
     assert cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--reason", "x" * 500)[0] == 0
+
+
+def test_a_batch_says_when_one_account_id_comes_from_several_files(capsys, folder, tmp_path):
+    shutil.copy(folder / "household.toml", folder / "household-copy.toml")
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run")
+    assert code == 0 and "warning: account household-1 is in 2 files" in out + err  # was silent
+    code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run", "--json")
+    assert sorted(json.loads(out)["duplicate_accounts"]["household-1"]) == sorted(
+        str(folder / f) for f in ("household.toml", "household-copy.toml"))

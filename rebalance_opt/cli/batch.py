@@ -162,4 +162,7 @@ def _notes(outcome) -> list[str]:
                      f"({outcome.basket['format']})")
     notes.append(f"logged {len(outcome.log_ids):,} entries in {outcome.log}" if outcome.log is not None
                  else "dry run: nothing recorded in the audit log")
+    for account, sources in s["duplicate_accounts"].items():
+        notes.append(f"warning: account {account} is in {len(sources)} files ({', '.join(sources)}): each was "
+                     "planned and logged, and all their orders are in the basket")
     return notes
