@@ -233,9 +233,7 @@ def _reason(body: dict[str, Any]) -> str | None:
         return None
     if not isinstance(reason, str):
         raise InputError(f"reason must be text of at most {MAX_REASON_CHARS} characters", path="body.reason")
-    if not reason.strip():
-        return None
-    return check_reason(reason, "body.reason")  # a lone "\ud800" has no UTF-8 (was a 500)
+    return check_reason(reason, "body.reason") if reason.strip() else None  # a lone "\ud800" has no UTF-8 (was a 500)
 
 
 # --- the app ----------------------------------------------------------------------------------

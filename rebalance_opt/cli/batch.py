@@ -38,12 +38,10 @@ def batch(
     failed: list[int] = []
 
     def body():
-        from ..audit import check_writable, resolve_log
+        from ..audit import check_reason, check_writable, resolve_log
         from ..batch import run_batch
         from ..exports import check_destination, resolve_format
-        if reason is not None:
-            from ..audit import check_reason
-            check_reason(reason, "--reason")
+        why = check_reason(reason, "--reason") if reason is not None else None
         if out is None and fmt is not None:
             raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
         if engine not in ("local", "dask"):
@@ -68,7 +66,7 @@ def batch(
         err = console(stderr=True)
         outcome = _with_progress(err, len(work), lambda progress: run_batch(
             work, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
-            basket_format=basket_format, reason=reason.strip() if reason else None, chunk=chunk,
+            basket_format=basket_format, reason=why, chunk=chunk,
             progress=progress))
         if as_json:
             typer.echo(to_json(outcome.to_dict()))

@@ -38,14 +38,12 @@ def generate(
 ):
     """Solve for a tax-aware rebalance, print the plan, write the basket and log the rebalance."""
     def body():
-        from ..account_file import account_to_dict, load_account
-        from ..audit import AuditLog, check_writable, resolve_log
+        from ..account_file import account_from_dict, account_to_dict, read_account_data
+        from ..audit import AuditLog, check_reason, check_writable, resolve_log
         from ..exports import check_account_exportable, check_destination, resolve_format, stage_basket
         from ..solve import plan_rebalance
         # Every option is checked before solving, so an input error writes nothing anywhere.
-        if reason is not None:
-            from ..audit import check_reason
-            check_reason(reason, "--reason")
+        why = check_reason(reason, "--reason") if reason is not None else None
         basket_format = None
         if out is None and fmt is not None:
             raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
@@ -56,13 +54,14 @@ def generate(
         if not dry_run:
             where = resolve_log(log)
             check_writable(where)
+        data = read_account_data(account)  # read once: for its lots_file here, then validated
         if out is not None:
-            refuse_overwrite(out, [(account, "the account file")] + _lots_file(account)
+            refuse_overwrite(out, [(account, "the account file")] + _lots_file(account, data)
                              + ([(where.path, "the audit log")] if where is not None else []))
-        acct = load_account(account)
+        acct = account_from_dict(data, source=str(account), base_dir=account.parent)
         if basket_format is not None:
             check_account_exportable(basket_format, acct, file=str(account))
-        plan = plan_rebalance(acct, reason=reason.strip() if reason else None)
+        plan = plan_rebalance(acct, reason=why)
 
         # Stage the basket, commit the log entry, then put the basket in place: no half states.
         staged = stage_basket([plan], out, basket_format) if out is not None and basket_format else None
@@ -109,13 +108,9 @@ def _log_table(rows: list[dict]):
     return t
 
 
-def _lots_file(account: Path) -> list[tuple[Path, str]]:
-    """The account's own lots CSV (``lots_file``), if it names one: the basket must not replace it."""
-    from ..account_file import read_account_data
-    try:
-        data = read_account_data(account)
-    except InputError:
-        return []  # reported as the account is loaded
+def _lots_file(account: Path, data) -> list[tuple[Path, str]]:
+    """The account's own lots CSV (``lots_file`` in its parsed ``data``), if it names one: the
+    basket must not replace it."""
     name = data.get("lots_file") if isinstance(data, dict) else None
     return [(account.parent / name, "the account's lots_file")] if isinstance(name, str) else []
 
