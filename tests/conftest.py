@@ -39,6 +39,15 @@ def make(d: dict | None = None, **policy):
     return account_from_dict(d)
 
 
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process (``main``) as ``python cli.py ARGS``: (exit code, stdout, stderr)."""
+    from rebalance_opt.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python cli.py ARGS`` as a user would, capturing stdout and stderr separately."""
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, capture_output=True,

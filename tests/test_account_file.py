@@ -6,15 +6,7 @@ import json
 import pytest
 
 from rebalance_opt import InputError, load_account
-from rebalance_opt.cli import main
-from tests.conftest import base_dict
-
-
-def cli(capsys, *args):
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
+from tests.conftest import base_dict, cli
 
 
 def write_json(tmp_path, d, name="acct.json"):

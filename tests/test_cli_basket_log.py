@@ -16,8 +16,8 @@ import pytest
 
 from rebalance_opt import account_from_dict, drift_report, plan_rebalance
 from rebalance_opt.audit import ENV_CRASH, ENV_LOG, AuditLog
-from rebalance_opt.cli import main
 from rebalance_opt.solve import infer_reason
+from tests.conftest import cli
 from tests.test_exports import SEED, seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +30,6 @@ def log_env(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv(ENV_LOG, str(path))
     monkeypatch.delenv(ENV_CRASH, raising=False)
     return path
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
 
 
 def account_file(tmp_path: Path, d: dict | None = None, name: str = "acct.json") -> Path:

@@ -9,15 +9,7 @@ import shutil
 
 import pytest
 
-from rebalance_opt.cli import main
-from tests.conftest import ROOT, base_dict
-
-
-def cli(capsys, *args):
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-    out = capsys.readouterr()
-    return exit_.value.code, out.out, out.err
+from tests.conftest import ROOT, base_dict, cli
 
 
 @pytest.fixture
