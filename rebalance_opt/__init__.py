@@ -8,6 +8,8 @@ The library API in a few names::
     plan = plan_rebalance(account)
     print(plan.to_dict())
 """
+__version__ = "0.1.0"  # first: modules of the package read it (batch checks Dask workers run the same)
+
 from .account import CASH, Account, Lot, Policy, RiskModel, TaxSettings, Trade
 from .account_file import account_from_dict, account_from_frames, account_to_dict, load_account
 from .drift import DriftReport, DriftRow, drift_report
@@ -23,4 +25,3 @@ __all__ = [
     "DriftReport", "DriftRow", "drift_report", "InputError", "Infeasible", "PlanRejected", "RebalanceError",
     "SolverFailed", "LotSale", "Order", "Plan", "Planner", "Book", "plan_rebalance", "TaxSummary",
 ]
-__version__ = "0.1.0"

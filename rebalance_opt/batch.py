@@ -25,14 +25,17 @@ from __future__ import annotations
 import gc
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
+from . import __version__
 from .account import Account
 from .account_file import account_to_dict, load_account
 from .account_set import AccountSet, SetChunk
@@ -76,7 +79,10 @@ class AccountResult:
                 "message": self.error, "path": self.path}
 
 
-_PLANNER = None  # one per worker process, kept across chunks
+# One Planner per worker thread, kept across chunks. Per thread, not per process: a Planner's
+# compiled models hold the data of the solve in progress, and the workers of an existing Dask
+# cluster often run several threads (the local pool and the LocalCluster run one each).
+_PLANNERS = threading.local()
 WORKER_GEN0_THRESHOLD = 10_000  # a settled worker's youngest-generation threshold (``_settle_heap``)
 _HEAP_SETTLED = False
 
@@ -99,12 +105,12 @@ def _settle_heap() -> None:
 
 
 def _planner():
-    global _PLANNER
-    if _PLANNER is None:
+    planner = getattr(_PLANNERS, "planner", None)
+    if planner is None:
         from .problem import ModelCache
         from .solve import Planner
-        _PLANNER = Planner(cache=ModelCache(maxsize=256))
-    return _PLANNER
+        planner = _PLANNERS.planner = Planner(cache=ModelCache(maxsize=256))
+    return planner
 
 
 def task_accounts(task: Task) -> Iterator[tuple[int, str, str | None, Callable[[], Account]]]:
@@ -243,6 +249,18 @@ def make_tasks(accounts: Sequence[Path] | AccountSet, workers: int, chunk: int |
     return list(chunked(accounts, workers, chunk))
 
 
+def check_engine(engine: str, scheduler: str | None, workers: int | None) -> None:
+    """The engine options fit together: ``scheduler`` only with Dask, ``workers`` only for a pool
+    or cluster the batch starts itself (an existing cluster's workers are its own)."""
+    if engine not in ENGINES:
+        raise InputError(f"must be one of {', '.join(ENGINES)}", path="--engine", value=engine, has_value=True)
+    if scheduler is not None and engine != "dask":
+        raise InputError("is for --engine dask", path="--scheduler", value=scheduler, has_value=True)
+    if scheduler is not None and workers is not None:
+        raise InputError("sizes the local pool or the LocalCluster a batch starts; the cluster at --scheduler "
+                         "has its own workers", path="--workers", value=workers, has_value=True)
+
+
 def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", workers: int | None = None,
               scheduler: str | None = None, log: LogLocation | None = None, out: Path | None = None,
               basket_format: str | None = None, reason: str | None = None, chunk: int | None = None,
@@ -250,17 +268,19 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     """Plan every account (a folder's files, or an ``AccountSet`` read by ``read_account_set``);
     append one audit entry per plan to ``log`` (None: a dry run) and write one basket of every
     plan to ``out``. ``progress`` is called with the number of accounts each finished chunk held."""
-    if engine not in ENGINES:
-        raise InputError(f"must be one of {', '.join(ENGINES)}", path="--engine", value=engine, has_value=True)
+    check_engine(engine, scheduler, workers)
     workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
     started = time.perf_counter()
-    tasks = make_tasks(accounts, workers, chunk)
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
     results: list[AccountResult] = []
-    runner = _run_local if engine == "local" else _run_dask
     fmt = (basket_format or "csv") if out is not None else None
-    with _results_frozen() as freeze:
-        for batch in _in_order(runner(tasks, workers, scheduler, reason, log is not None, fmt)):
+    with ExitStack() as stack, _results_frozen() as freeze:
+        if engine == "local":
+            chunks = _run_local(make_tasks(accounts, workers, chunk), workers, reason, log is not None, fmt)
+        else:
+            client, workers, settle = stack.enter_context(_dask_client(workers, scheduler, accounts))
+            chunks = _run_dask(client, make_tasks(accounts, workers, chunk), settle, reason, log is not None, fmt)
+        for batch in _in_order(chunks):
             results.extend(batch)
             if sink is not None:
                 sink.add(batch)
@@ -319,9 +339,7 @@ def _in_order(chunks: Iterable[list[AccountResult]]) -> Iterator[list[AccountRes
         yield waiting[key]
 
 
-def _run_local(tasks, workers, scheduler, reason, log, basket) -> Iterator[list[AccountResult]]:
-    if scheduler is not None:
-        raise InputError("is for --engine dask", path="--scheduler", value=scheduler, has_value=True)
+def _run_local(tasks, workers, reason, log, basket) -> Iterator[list[AccountResult]]:
     if workers == 1:  # no pool: plan in this process (same code path, no pickling)
         for t in tasks:
             yield plan_chunk(t, reason, log, basket)
@@ -336,37 +354,88 @@ def _run_local(tasks, workers, scheduler, reason, log, basket) -> Iterator[list[
             yield f.result()
 
 
-def _run_dask(tasks, workers, scheduler, reason, log, basket) -> Iterator[list[AccountResult]]:
+@contextmanager
+def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] | AccountSet
+                 ) -> Iterator[tuple[Any, int, bool]]:
+    """A Dask client, how many tasks its cluster runs at once, and whether its workers may settle
+    their heap (``plan_chunk_in_worker``): a LocalCluster of ``workers`` processes that the batch
+    starts and closes, or the existing cluster at ``scheduler`` once ``cluster_problem`` finds
+    nothing wrong with its workers."""
     try:
         from dask.distributed import Client, LocalCluster
-        from dask.distributed import as_completed as dask_completed
     except ImportError:  # pragma: no cover - dask is a dependency
         raise InputError("needs dask[distributed] installed", path="--engine", value="dask", has_value=True) from None
     import dask
-    cluster = None
     if scheduler is None:
         # The workers' statistical profiler samples every thread's stack every 10 ms: measurable
         # CPU on a 2-core machine for a profile nobody reads here.
         with dask.config.set({"distributed.worker.profile.enabled": False}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except OSError as exc:
-            raise InputError(f"cannot reach the Dask scheduler: {exc}", path="--scheduler", value=scheduler,
-                             has_value=True) from None
+        with cluster, Client(cluster) as client:
+            yield client, workers, True
+        return
     try:
-        futures = client.map(plan_chunk_in_worker, tasks, reason=reason, log=log, basket=basket,
-                             settle=cluster is not None, pure=False)
-        for f in dask_completed(futures):
-            yield f.result()
-            f.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler: {exc}", path="--scheduler", value=scheduler,
+                         has_value=True) from None
+    with client:
+        # A folder's chunks carry file paths, which the workers open; a set's chunks carry rows.
+        probe = None if isinstance(accounts, AccountSet) else str(Path(accounts[0]).resolve())
+        facts = client.run(_worker_facts(probe)) if client.scheduler_info()["workers"] else {}
+        problem = cluster_problem(facts, __version__, probe)
+        if problem:
+            raise InputError(problem, path="--scheduler", value=scheduler, has_value=True)
+        threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+        yield client, max(1, threads), False
+
+
+def _worker_facts(path: str | None) -> Callable[[], dict]:
+    """What ``cluster_problem`` needs from one worker. A closure, so Dask sends it by value: a
+    worker without this package can still run it and say so."""
+    def facts() -> dict:
+        import os as _os
+        try:
+            import rebalance_opt
+            version, error = rebalance_opt.__version__, None
+        except Exception as exc:  # noqa: BLE001 - reported, whatever stops the import
+            version, error = None, f"{type(exc).__name__}: {exc}"
+        return {"version": version, "error": error, "readable": path is None or _os.access(path, _os.R_OK)}
+    return facts
+
+
+def cluster_problem(facts: dict[str, dict], version: str, probe: str | None) -> str | None:
+    """Why an existing cluster cannot plan this batch (None: it can), from each worker's
+    ``_worker_facts``: no workers (the work would wait forever), workers without this package
+    or with another version of it (plans must not depend on which worker made them), or workers
+    that cannot read the folder's first account file (a folder is read by path on the workers)."""
+    if not facts:
+        return "the Dask cluster has no workers: start some, or leave out --scheduler for a LocalCluster"
+    n = len(facts)
+    missing = sorted(w for w, f in facts.items() if f["version"] is None)
+    if missing:
+        return (f"{len(missing)} of {n} workers cannot import rebalance_opt ({facts[missing[0]]['error']}): "
+                f"install rebalance-opt {version} where the workers run")
+    other = sorted({f["version"] for f in facts.values()} - {version})
+    if other:
+        return (f"the workers run rebalance-opt {', '.join(other)}, this is {version}: "
+                f"install the same version where the workers run")
+    blind = sorted(w for w, f in facts.items() if not f["readable"])
+    if blind:
+        return (f"{len(blind)} of {n} workers cannot read {probe}: a folder's account files are read by "
+                f"their path on the workers, so they need it on a file system they share; an account set "
+                f"(--template) carries its rows with the work instead")
+    return None
+
+
+def _run_dask(client, tasks, settle, reason, log, basket) -> Iterator[list[AccountResult]]:
+    from dask.distributed import as_completed as dask_completed
+    futures = client.map(plan_chunk_in_worker, tasks, reason=reason, log=log, basket=basket, settle=settle,
+                         pure=False)
+    for f in dask_completed(futures):
+        yield f.result()
+        f.release()
 
 
 # --- the audit log, in transactions of many entries ----------------------------------------------

@@ -96,6 +96,67 @@ def test_dask_batch_on_a_local_cluster_gives_the_same_plans(folder, expected, tm
     assert len(AuditLog(log).entries()) == N_GOOD and AuditLog(log).verify().ok
 
 
+@pytest.fixture
+def existing_cluster():
+    """A running Dask cluster the batch did not start: one in-process worker with two threads
+    (``dask worker`` runs several threads per worker by default)."""
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        yield cluster
+
+
+def test_an_existing_dask_cluster_plans_the_batch_given_its_address(folder, expected, tmp_path, existing_cluster):
+    log = tmp_path / "audit.sqlite"
+    outcome = run_batch(account_files(folder), engine="dask", scheduler=existing_cluster.scheduler_address,
+                        chunk=3, log=LogLocation(log, "--log"))
+    check_outcome(outcome, folder, expected)
+    assert outcome.workers == 2  # the cluster's threads, not this machine's CPUs
+    assert len(AuditLog(log).entries()) == N_GOOD and AuditLog(log).verify().ok
+
+
+def test_workers_that_cannot_read_the_folder_stop_the_batch_before_any_work(folder, tmp_path, existing_cluster,
+                                                                             monkeypatch):
+    import os
+
+    from rebalance_opt.errors import InputError
+    first = str(account_files(folder)[0].resolve())
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: path != first and real_access(path, mode))
+    with pytest.raises(InputError) as caught:
+        run_batch(account_files(folder), engine="dask", scheduler=existing_cluster.scheduler_address,
+                  log=LogLocation(tmp_path / "audit.sqlite", "--log"))
+    assert caught.value.path == "--scheduler" and f"1 of 1 workers cannot read {first}" in str(caught.value)
+    assert "account set" in str(caught.value)
+    assert not (tmp_path / "audit.sqlite").exists()
+
+
+def test_cluster_problem_says_what_to_fix_on_the_workers():
+    from rebalance_opt.batch import cluster_problem
+    ok = {"version": "1.2", "error": None, "readable": True}
+    assert cluster_problem({"w1": ok, "w2": ok}, "1.2", "/a/b.toml") is None
+    assert "no workers" in cluster_problem({}, "1.2", None)
+    lacking = {"version": None, "error": "ModuleNotFoundError: No module named 'rebalance_opt'", "readable": True}
+    message = cluster_problem({"w1": ok, "w2": lacking}, "1.2", None)
+    assert "1 of 2 workers cannot import rebalance_opt (ModuleNotFoundError" in message
+    assert "install rebalance-opt 1.2" in message
+    assert "run rebalance-opt 1.1, this is 1.2" in cluster_problem({"w1": {**ok, "version": "1.1"}}, "1.2", None)
+    blind = {**ok, "readable": False}
+    assert "2 of 2 workers cannot read /a/b.toml" in cluster_problem({"w1": blind, "w2": blind}, "1.2", "/a/b.toml")
+
+
+def test_each_worker_thread_plans_with_its_own_planner():
+    """A Planner's compiled models hold the solve in progress: threads of one worker never share one."""
+    import threading
+
+    from rebalance_opt.batch import _planner
+    mine, theirs = _planner(), []
+    thread = threading.Thread(target=lambda: theirs.extend([_planner(), _planner()]))
+    thread.start()
+    thread.join()
+    assert _planner() is mine and theirs[0] is theirs[1] and theirs[0] is not mine
+
+
 def test_a_dry_run_logs_nothing_and_one_worker_plans_in_process(folder, expected, tmp_path):
     outcome = run_batch(account_files(folder), engine="local", workers=1, log=None)
     check_outcome(outcome, folder, expected)
@@ -179,6 +240,9 @@ def test_cli_batch_summary_json_and_exit_codes(folder, tmp_path):
     assert missing.returncode == 2 and json.loads(missing.stdout)["error"]["path"] == "ACCOUNTS"
     wrong = run_cli("rebalance", "batch", str(folder), "--scheduler", "tcp://127.0.0.1:1", "--dry-run")
     assert wrong.returncode == 2 and "--scheduler" in wrong.stderr
+    both = run_cli("rebalance", "batch", str(folder), "--engine", "dask", "--scheduler", "tcp://127.0.0.1:1",
+                   "--workers", "4", "--dry-run")
+    assert both.returncode == 2 and "--workers" in both.stderr and "has its own workers" in both.stderr
 
 
 def test_a_folder_of_good_accounts_exits_zero(tmp_path):

@@ -39,15 +39,12 @@ def batch(
 
     def body():
         from ..audit import check_reason, check_writable, resolve_log
-        from ..batch import run_batch
+        from ..batch import check_engine, run_batch
         from ..exports import check_destination, resolve_format
         why = check_reason(reason, "--reason") if reason is not None else None
         if out is None and fmt is not None:
             raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
-        if engine not in ("local", "dask"):
-            raise InputError("must be local or dask", path="--engine", value=engine, has_value=True)
-        if scheduler is not None and engine != "dask":
-            raise InputError("is for --engine dask", path="--scheduler", value=scheduler, has_value=True)
+        check_engine(engine, scheduler, workers)
         basket_format = None
         if out is not None:
             check_destination(out)
