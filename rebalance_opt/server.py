@@ -15,7 +15,8 @@ API (every body is JSON; every error is ``{"error": {"message", "path", "file"}}
     GET  /api/accounts/{key}/tax    tax_impact(account).to_dict(): each sell's tax against the
                                     drift it removes, and the alternatives (``rebalance tax``)
     GET  /api/log[?account=ID]      audit-log entries (summaries) of the accounts served
-    GET  /api/log/{id}              one whole entry, if it belongs to an account served
+    GET  /api/log/{id}              one whole entry, if it belongs to an account served (an id
+                                    that is not a whole number names no entry: 404)
 
 The plan endpoint previews: it records nothing in the audit log (``rebalance generate`` does).
 
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -290,6 +292,13 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
             message += f"; {exc.unreadable} account file(s) could not be read, address them by index to see why"
         return _error(404, message)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError):
+        # FastAPI's own answer is {"detail": [...]}; every error of this app is {"error": ...}.
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return _error(422, str(first.get("msg", "invalid request")), path=where or None)
+
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
@@ -342,10 +351,15 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
         return [e.summary() for e in audit_log.entries(account=account) if e.row["account"] in ids]
 
     @app.get("/api/log/{entry_id}")
-    def log_entry(entry_id: int) -> dict[str, Any]:
-        entry = audit_log.get(entry_id)
+    def log_entry(entry_id: str) -> dict[str, Any]:
+        # Taken as text: an `int` parameter made FastAPI answer `/api/log/abc` in its own
+        # {"detail": ...} shape. Like any id that names no entry, it is a 404.
+        if not (entry_id.isascii() and entry_id.isdigit()):
+            raise HTTPException(404, f"no audit-log entry {entry_id[:40]!r}: entries are numbered 1, 2, 3, …")
+        digits = entry_id.lstrip("0") or "0"
+        entry = audit_log.get(int(digits)) if len(digits) <= 19 else None  # past 2**63: no entry
         if entry is None or entry.row["account"] not in served_ids():
-            raise HTTPException(404, f"no audit-log entry {entry_id} for the accounts served")
+            raise HTTPException(404, f"no audit-log entry {digits} for the accounts served")
         return entry.to_dict()
 
     app.mount("/assets", StaticFiles(directory=web / "assets", check_dir=False), name="assets")

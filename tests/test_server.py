@@ -413,3 +413,33 @@ def test_log_endpoint_lists_only_entries_of_the_accounts_served(account_file, tm
         assert client.get(f"/api/log/{mine.id}").json()["id"] == mine.id
         assert_error(client.get(f"/api/log/{theirs.id}"), 404)
         assert_error(client.get("/api/log", params={"account": "someone-else"}), 404)
+
+
+@pytest.mark.parametrize("entry_id", ["abc", "1.5", "-1", "0x1", "%20", "\u0661"])
+def test_a_log_entry_id_that_is_not_a_number_is_a_404_in_the_apps_error_shape(account_file, entry_id):
+    # `/api/log/abc` was FastAPI's own 422 {"detail": [...]}; an id that names no entry is a 404.
+    error = assert_error(client_for(account_file).get(f"/api/log/{entry_id}"), 404)
+    assert "numbered 1, 2, 3" in error["message"]
+
+
+def test_a_log_entry_id_may_have_leading_zeros(account_file, tmp_path):
+    from rebalance_opt.account_file import account_to_dict
+    from rebalance_opt.audit import AuditLog
+    log_path = tmp_path / "log.sqlite"
+    account = load_account(account_file)
+    AuditLog(log_path).append(plan_rebalance(account).to_dict(), account_to_dict(account))
+    with client_for(account_file, audit_path=log_path) as client:
+        assert client.get("/api/log/0001").json()["id"] == 1
+        assert "entry 0 " in assert_error(client.get("/api/log/000"), 404)["message"]
+
+
+def test_a_request_fastapi_refuses_answers_in_the_apps_error_shape(account_file):
+    app = create_app([account_file])
+
+    @app.get("/api/probe/{n}")
+    def probe(n: int) -> dict:
+        return {"n": n}
+
+    client = TestClient(app, base_url="http://127.0.0.1:8765", raise_server_exceptions=False)
+    error = assert_error(client.get("/api/probe/abc"), 422)
+    assert error["path"] == "path.n" and error["message"]
