@@ -13,7 +13,7 @@ __version__ = "0.1.0"  # first: modules of the package read it (batch checks Das
 from .account import CASH, Account, Lot, Policy, RiskModel, TaxSettings, Trade
 from .account_file import account_from_dict, account_from_frames, account_to_dict, load_account
 from .drift import DriftReport, DriftRow, drift_report
-from .errors import InputError, Infeasible, PlanRejected, RebalanceError, SolverFailed
+from .errors import DamagedLog, InputError, Infeasible, PlanRejected, RebalanceError, SolverFailed
 from .plan import LotSale, Order, Plan
 from .book import Book
 from .solve import Planner, plan_rebalance
@@ -22,6 +22,6 @@ from .tax import TaxSummary
 __all__ = [
     "CASH", "Account", "Lot", "Policy", "RiskModel", "TaxSettings", "Trade", "account_from_dict", "account_from_frames",
     "account_to_dict", "load_account",
-    "DriftReport", "DriftRow", "drift_report", "InputError", "Infeasible", "PlanRejected", "RebalanceError",
-    "SolverFailed", "LotSale", "Order", "Plan", "Planner", "Book", "plan_rebalance", "TaxSummary",
+    "DriftReport", "DriftRow", "drift_report", "DamagedLog", "InputError", "Infeasible", "PlanRejected",
+    "RebalanceError", "SolverFailed", "LotSale", "Order", "Plan", "Planner", "Book", "plan_rebalance", "TaxSummary",
 ]

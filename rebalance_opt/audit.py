@@ -18,6 +18,11 @@ success. ``AuditLog.append_many`` appends many entries (a batch) the same way, i
 A process killed at any point leaves the log as it was before its entry (or entries). Triggers
 refuse UPDATE and DELETE on entries, so only a deliberate edit (dropping them) can alter it.
 
+A log that is not intact (its entries table or a column gone, the table rebuilt, the file cut
+short or overwritten) raises ``DamagedLog`` (exit 4, as a failed ``verify``) in every reader and
+before any append; ``verify`` reports it as a failed check. A file that is no audit log at all is
+an ``InputError`` (exit 2).
+
 For tests, ``REBALANCE_OPT_CRASH_AT=after_insert`` (or ``after_commit``) makes the appending
 process SIGKILL itself at that point, so crash tests use a real kill.
 """
@@ -34,9 +39,9 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from .errors import InputError
+from .errors import DamagedLog, InputError, RebalanceError
 
 ENV_LOG = "REBALANCE_OPT_LOG"
 ENV_CRASH = "REBALANCE_OPT_CRASH_AT"
@@ -92,6 +97,10 @@ class LogLocation:
 
     def error(self, message: str) -> InputError:
         return InputError(message, path=None if self.source == "default" else self.source, file=str(self.path))
+
+    def damaged(self, problem: str) -> DamagedLog:
+        """The log here is not intact (exit 4): ``problem`` says how, as ``verify`` reports it."""
+        return DamagedLog(problem, path=None if self.source == "default" else self.source, file=str(self.path))
 
 
 def default_log_path() -> Path:
@@ -302,7 +311,8 @@ class AuditLog:
             _begin_immediate(conn)
             try:
                 last = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
-                next_id, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+                head_id, prev = _head_of(self.where, last[0], last[1]) if last else (0, GENESIS)
+                next_id = head_id + 1
                 stamp = _utc_now(now)
                 rows = []
                 for i, record in enumerate(records):
@@ -314,22 +324,31 @@ class AuditLog:
                                  [[row[c] for c in cols] for row in rows])
                 _maybe_crash("after_insert")
                 conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if _is_corrupt(exc):
+                    raise _sqlite_error(self.where, exc) from None
                 raise
         _maybe_crash("after_commit")
         return rows
 
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
+        """The rows of ``sql``, read as they come; none from a log that does not exist. A log
+        that is not intact raises DamagedLog: before any row when its file or table is damaged,
+        after the last readable row when a later part of the file is."""
         if not self.path.exists():
-            return []
+            return
         with closing(_connect(self.where, create=False)) as conn:
             _check_schema(self.where, conn)
             try:
-                return [dict(r) for r in conn.execute(sql, args)]
+                for row in conn.execute(sql, args):
+                    yield dict(row)
             except sqlite3.DatabaseError as exc:
-                raise self.where.error(f"cannot read the audit log: {exc}") from None
+                raise _sqlite_error(self.where, exc) from None
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return list(self._rows(sql, args))
 
     def entries(self, account: str | None = None, since: datetime | None = None) -> list[Entry]:
         """Entries in id order, optionally of one account and at or after ``since`` (UTC)."""
@@ -353,7 +372,7 @@ class AuditLog:
     def head(self) -> tuple[int, str]:
         """(id, hash) of the newest entry; (0, 64 zeros) for an empty or missing log."""
         rows = self._query("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1")
-        return (int(rows[0]["id"]), str(rows[0]["hash"])) if rows else (0, GENESIS)
+        return _head_of(self.where, rows[0]["id"], rows[0]["hash"]) if rows else (0, GENESIS)
 
     def verify(self, head: str | None = None) -> VerifyResult:
         """Check the whole chain: ids 1, 2, 3, … with none missing, every hash recomputed, every
@@ -363,17 +382,22 @@ class AuditLog:
         kept_id, kept_hash = parse_head(head) if head is not None else (None, None)
         log = str(self.path)
         prev_id, prev_hash, found_at = 0, GENESIS, (0 if kept_hash == GENESIS else None)
-        for row in self._query("SELECT * FROM entries ORDER BY id"):
-            expected, rid = prev_id + 1, row["id"]
-            problem = _row_problem(row, expected, prev_hash)
-            if problem is not None:
-                return VerifyResult(log, False, prev_id, prev_hash, prev_id, expected, problem)
-            if kept_hash is not None and row["hash"] == kept_hash:
-                if kept_id is not None and kept_id != rid:
-                    return VerifyResult(log, False, prev_id, prev_hash, prev_id, rid,
-                                        f"the kept head names entry {kept_id} but its hash is entry {rid}'s")
-                found_at = rid
-            prev_id, prev_hash = rid, row["hash"]
+        rows = self._rows("SELECT * FROM entries ORDER BY id")
+        with closing(rows):
+            try:
+                for row in rows:
+                    expected, rid = prev_id + 1, row["id"]
+                    problem = _row_problem(row, expected, prev_hash)
+                    if problem is not None:
+                        return VerifyResult(log, False, prev_id, prev_hash, prev_id, expected, problem)
+                    if kept_hash is not None and row["hash"] == kept_hash:
+                        if kept_id is not None and kept_id != rid:
+                            return VerifyResult(log, False, prev_id, prev_hash, prev_id, rid,
+                                                f"the kept head names entry {kept_id} but its hash is entry {rid}'s")
+                        found_at = rid
+                    prev_id, prev_hash = rid, row["hash"]
+            except DamagedLog as exc:  # a damaged file or table: the entries from here on cannot be checked
+                return VerifyResult(log, False, prev_id, prev_hash, prev_id, prev_id + 1, exc.problem)
         if kept_hash is not None and found_at is None:
             if kept_id is not None and kept_id > prev_id:
                 return VerifyResult(log, False, prev_id, prev_hash, prev_id, prev_id + 1,
@@ -478,21 +502,64 @@ def _connect(where: LogLocation, create: bool) -> sqlite3.Connection:
 
 
 def _check_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
-    """An existing file must be an audit log of this schema (an empty file is a new log)."""
+    """An existing file must be an intact audit log of this schema (an empty file is a new log).
+
+    What is no audit log at all (another file, an SQLite file of other tables, a newer schema) is
+    an InputError (exit 2). An audit log that is not intact is a DamagedLog (exit 4): the file cut
+    short or overwritten, its entries table or a column of it gone, the table rebuilt with another
+    id column. Every command checks this before reading or writing an entry."""
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         version = None
         if "meta" in tables:
             r = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             version = r[0] if r else None
+        # name -> (cid, name, type, notnull, default, pk)
+        columns = {r[1]: tuple(r) for r in conn.execute("PRAGMA table_info(entries)")}
     except sqlite3.DatabaseError as exc:
-        raise where.error(f"not a rebalance-opt audit log: {exc}") from None
+        raise _sqlite_error(where, exc) from None
     if not tables:
         return
-    if "entries" not in tables or version is None:
+    missing = [c for c in (*FIELDS, "hash") if c not in columns]
+    if version is None:
+        if "entries" in tables and not missing:  # the log's own table, its schema record deleted
+            raise where.damaged("altered: the log's schema record (table meta) is gone")
         raise where.error("not a rebalance-opt audit log (an SQLite file of other tables)")
     if version != SCHEMA_VERSION:
         raise where.error(f"audit log schema {version} is not the supported {SCHEMA_VERSION}")
+    if "entries" not in tables:
+        raise where.damaged("altered: the log's entries table is gone")
+    if missing:
+        raise where.damaged(f"altered: the log has no column {', '.join(map(repr, missing))}")
+    _, _, id_type, _, _, id_key = columns["id"]
+    if str(id_type).upper() != "INTEGER" or id_key != 1:
+        raise where.damaged("altered: the entries table was rebuilt, its id no longer the INTEGER PRIMARY KEY "
+                            "that keeps every entry id a whole number")
+
+
+def _head_of(where: LogLocation, entry_id: Any, digest: Any) -> tuple[int, str]:
+    """The newest entry's (id, hash) as read, if they are an entry's (the chain goes on from it)."""
+    if type(entry_id) is not int:
+        raise where.damaged(f"altered: the newest entry's id {entry_id!r} is not a whole number")
+    if not isinstance(digest, str):
+        raise where.damaged(f"altered: entry {entry_id}'s hash is not text")
+    return entry_id, digest
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.DatabaseError) and str(getattr(exc, "sqlite_errorname", "")).startswith(
+        "SQLITE_CORRUPT")
+
+
+def _sqlite_error(where: LogLocation, exc: sqlite3.DatabaseError, doing: str = "read") -> RebalanceError:
+    """An SQLite error on the log as the user's error: a file SQLite finds damaged is a damaged log
+    (exit 4: a log cut short, or overwritten); a file that is no database is not a log (exit 2);
+    anything else (no access, a read-only file system) says it cannot ``doing`` the log (exit 2)."""
+    if _is_corrupt(exc):
+        return where.damaged(f"damaged: the file was cut short or overwritten, SQLite reports \"{exc}\"")
+    if getattr(exc, "sqlite_errorname", None) == "SQLITE_NOTADB":
+        return where.error(f"not a rebalance-opt audit log: {exc}")
+    return where.error(f"cannot {doing} the audit log: {exc}")
 
 
 def _ensure_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
@@ -501,7 +568,7 @@ def _ensure_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
         _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
         conn.execute("PRAGMA synchronous=FULL")
     except sqlite3.DatabaseError as exc:
-        raise where.error(f"not a rebalance-opt audit log: {exc}") from None
+        raise _sqlite_error(where, exc, "write") from None
     _check_schema(where, conn)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone():
         return

@@ -3,6 +3,7 @@
 * ``InputError`` (exit 2): the user's file or arguments are wrong; names file, key path, value.
 * ``Infeasible`` (exit 3): the inputs are valid but no plan meets the hard constraints.
 * ``SolverFailed`` (exit 1): every solver we tried failed to reach an accurate optimum.
+* ``DamagedLog`` (exit 4, as a failed ``log --verify``): the audit log is not intact.
 """
 from __future__ import annotations
 
@@ -38,6 +39,25 @@ class InputError(RebalanceError, ValueError):
         if self.has_value:
             text += f" (got {self.value!r})"
         return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": str(self), "path": self.path, "file": self.file}
+
+
+class DamagedLog(RebalanceError):
+    """The audit log is not intact: a column or its entries table gone, its table rebuilt, the
+    file cut short or overwritten. Nothing is read from it as if it were whole, nothing is
+    written to it; exit 4, the code of a failed ``log --verify``."""
+
+    exit_code = 4
+
+    def __init__(self, problem: str, *, path: str | None = None, file: str | None = None):
+        self.problem = problem
+        self.path = path
+        self.file = file
+        where = ", ".join(p for p in (file, path) if p)
+        super().__init__(f"{where + ': ' if where else ''}not an intact audit log ({problem}); "
+                         "`rebalance log --verify` checks it")
 
     def to_dict(self) -> dict[str, Any]:
         return {"message": str(self), "path": self.path, "file": self.file}

@@ -20,9 +20,10 @@ API (every body is JSON; every error is ``{"error": {"message", "path", "file"}}
 
 The plan endpoint previews: it records nothing in the audit log (``rebalance generate`` does).
 
-Status codes: 422 for an input error (the CLI's exit 2, with the CLI's message), 409 when no plan
-is feasible (exit 3), 404 for an unknown account or route, 401 without the token when one is set,
-413 for a body over ``MAX_BODY_BYTES``, 500 (a message, never a traceback) for anything else.
+Status codes: 422 for an input error (the CLI's exit 2, with the CLI's message) or an audit log
+that is not intact (exit 4: damaged or tampered with), 409 when no plan is feasible (exit 3), 404
+for an unknown account, route or log entry, 401 without the token when one is set, 413 for a body
+over ``MAX_BODY_BYTES``, 500 (a message, never a traceback) for anything else.
 
 Security: the server binds 127.0.0.1 by default and then answers only requests whose Host header
 names the loopback interface (so a web page elsewhere cannot reach it by DNS rebinding). Binding
@@ -66,8 +67,9 @@ MAX_BODY_BYTES = 16 * 1024        # the only body we accept is {"reason": ...}
 MIN_REMOTE_TOKEN_CHARS = 16
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
-# RebalanceError.exit_code -> HTTP status; any other exit code is a server-side failure (500).
-_STATUS_BY_EXIT_CODE = {2: 422, 3: 409}
+# RebalanceError.exit_code -> HTTP status; any other exit code is a server-side failure (500). A
+# damaged audit log (exit 4) is, like a malformed account file, a file the app reads that is not valid.
+_STATUS_BY_EXIT_CODE = {2: 422, 3: 409, 4: 422}
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

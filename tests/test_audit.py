@@ -18,7 +18,8 @@ from rebalance_opt import InputError, account_from_dict, plan_rebalance
 from rebalance_opt.account_file import account_to_dict
 from rebalance_opt.audit import (ENV_CRASH, ENV_LOG, FIELDS, GENESIS, AuditLog, LogLocation, canonical_json,
                                  check_writable, default_log_path, entry_hash, parse_head, parse_since,
-                                 resolve_log, sha256_text)
+                                 record_of, resolve_log, sha256_text)
+from rebalance_opt.errors import DamagedLog
 from tests.test_exports import seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,6 +222,41 @@ def test_a_kept_head_with_the_wrong_id_is_reported(tmp_path):
     _, digest = log.head()
     result = log.verify(f"2:{digest}")
     assert not result.ok and "entry 2" in result.problem
+
+
+@pytest.mark.parametrize("sql,problem", [
+    ("ALTER TABLE entries DROP COLUMN basket", "no column 'basket'"),
+    ("DROP TABLE entries", "entries table is gone"),
+    ("DELETE FROM meta", "schema record"),
+])
+def test_a_log_missing_part_of_its_schema_is_damaged_not_another_file(tmp_path, sql, problem):
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 3)
+    tamper(path, sql)
+    before = path.read_bytes()
+    for read in (log.entries, log.head, lambda: log.get(1)):
+        with pytest.raises(DamagedLog) as e:
+            read()
+        assert e.value.exit_code == 4 and problem in str(e.value) and e.value.file == str(path)
+    with pytest.raises(DamagedLog):
+        check_writable(LogLocation(path, "--log"))
+    with pytest.raises(DamagedLog):
+        log.append(plan_dict(), INPUTS)
+    assert path.read_bytes() == before
+    result = log.verify()
+    assert not result.ok and result.first_bad == 1 and problem in result.problem
+
+
+def test_verify_names_the_first_entry_it_cannot_read_in_a_damaged_file(tmp_path):
+    path = tmp_path / "log.sqlite"
+    AuditLog(path).append_many([record_of(plan_dict(n=i), INPUTS) for i in range(40)])
+    data = bytearray(path.read_bytes())
+    page = len(data) // 4096 * 2 // 3  # a page of entries two thirds in, overwritten
+    data[page * 4096:(page + 1) * 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+    result = AuditLog(path).verify()
+    assert not result.ok and "cut short or overwritten" in result.problem
+    assert 1 < result.first_bad <= 40 and result.entries == result.first_bad - 1
 
 
 # --- where the log is, and what is not a log ----------------------------------------------------

@@ -224,3 +224,111 @@ def test_a_batch_says_when_one_account_id_comes_from_several_files(capsys, folde
     code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run", "--json")
     assert sorted(json.loads(out)["duplicate_accounts"]["household-1"]) == sorted(
         str(folder / f) for f in ("household.toml", "household-copy.toml"))
+
+
+def _logged(capsys, folder, tmp_path, *tamper: str):
+    """A log of one batch over ``folder``, then edited with ``tamper`` (its guards dropped first)."""
+    import sqlite3
+    log = tmp_path / "log.sqlite"
+    assert cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log))[0] == 0
+    if tamper:
+        with sqlite3.connect(log) as conn:
+            for trigger in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]:
+                conn.execute(f'DROP TRIGGER "{trigger}"')
+            for sql in tamper:
+                conn.execute(sql)
+        conn.close()
+    return log
+
+
+def _web_log(folder, log):
+    from fastapi.testclient import TestClient
+
+    import rebalance_opt.server as server
+    app = server.create_app([folder / "household.toml"], audit_path=log)
+    return TestClient(app, base_url="http://127.0.0.1:8765", raise_server_exceptions=False)
+
+
+def _assert_damaged_everywhere(capsys, folder, tmp_path, log, problem: str):
+    """Every command reading or writing ``log`` refuses it as damaged (exit 4, naming the file and
+    the ``problem``), writes nothing to it, and the web app answers an error JSON naming it, not a 500."""
+    before = log.read_bytes()
+    words = ("not an intact audit log", problem)
+    for args in (["--show", "1"], ["--head"], [], ["--verify"]):
+        code, out, err = cli(capsys, "rebalance", "log", *args, "--log", str(log))
+        assert code == 4 and str(log) in err and problem in err, (args, code, err)
+        assert "unexpected error" not in err and "Traceback" not in err
+        assert args == ["--verify"] or words[0] in err
+    code, out, err = cli(capsys, "rebalance", "log", "--show", "1", "--json", "--log", str(log))
+    assert code == 4 and json.loads(out)["error"]["file"] == str(log)
+    basket = tmp_path / "basket.csv"
+    for command in (["generate", str(folder / "household.toml")], ["batch", str(folder), "--workers", "1"]):
+        code, _, err = cli(capsys, "rebalance", *command, "--log", str(log), "--out", str(basket))
+        assert code == 4 and str(log) in err and all(w in err for w in words), (command, code, err)
+        assert not basket.exists()
+    assert log.read_bytes() == before, "nothing is written to a damaged log"
+    client = _web_log(folder, log)
+    for url in ("/api/log", "/api/log/1"):
+        response = client.get(url)
+        assert response.status_code == 422, (url, response.text)
+        error = response.json()["error"]
+        assert error["file"] == str(log) and all(w in error["message"] for w in words)
+
+
+@pytest.mark.parametrize("column", ["basket", "inputs_sha256"])
+def test_a_log_with_a_column_dropped_is_a_damaged_log_for_every_command(capsys, folder, tmp_path, column):
+    # log --show and the listing ended in a KeyError (exit 1), generate in an OperationalError after
+    # solving (exit 1), the web app in a 500; only log --verify said what was wrong.
+    log = _logged(capsys, folder, tmp_path, f"ALTER TABLE entries DROP COLUMN {column}")
+    _assert_damaged_everywhere(capsys, folder, tmp_path, log, f"no column '{column}'")
+
+
+def test_a_log_whose_table_was_rebuilt_with_text_ids_is_a_damaged_log(capsys, folder, tmp_path):
+    from rebalance_opt.audit import FIELDS
+    # The fuzzer's tampered log: its entries copied into a table whose id column holds text.
+    log = _logged(capsys, folder, tmp_path, "ALTER TABLE entries RENAME TO old",
+                  f"CREATE TABLE entries AS SELECT 'x' || id AS {', '.join(FIELDS)}, hash FROM old", "DROP TABLE old")
+    _assert_damaged_everywhere(capsys, folder, tmp_path, log, "INTEGER PRIMARY KEY")
+
+
+def test_log_head_on_a_text_id_is_a_damaged_log(capsys, folder, tmp_path):
+    import sqlite3
+    log = _logged(capsys, folder, tmp_path)
+    with sqlite3.connect(log) as conn:  # the same columns, WITHOUT ROWID: the id may then hold text
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
+        conn.execute("DROP TRIGGER entries_no_update")
+        conn.execute("DROP TRIGGER entries_no_delete")
+        conn.execute("DROP INDEX entries_account")
+        conn.execute("ALTER TABLE entries RENAME TO old")
+        conn.execute(sql + " WITHOUT ROWID")
+        conn.execute("INSERT INTO entries SELECT * FROM old")
+        conn.execute("DROP TABLE old")
+        conn.execute("UPDATE entries SET id = 'x1' WHERE id = 1")
+    conn.close()
+    code, _, err = cli(capsys, "rebalance", "log", "--head", "--log", str(log))
+    assert code == 4 and "'x1' is not a whole number" in err  # was ValueError from int(), exit 1
+    before = log.read_bytes()
+    assert cli(capsys, "rebalance", "generate", str(folder / "household.toml"), "--log", str(log))[0] == 4
+    assert log.read_bytes() == before
+    code, out, _ = cli(capsys, "rebalance", "log", "--verify", "--json", "--log", str(log))
+    assert code == 4 and json.loads(out)["first_bad"] == 1
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.1])
+def test_a_log_cut_short_is_a_damaged_log_for_every_command(capsys, folder, tmp_path, keep):
+    # log --verify exited 2 ("not a rebalance-opt audit log": an input error) on a log cut to half
+    # its bytes; a log that is not intact is exit 4 in every command, as a failed --verify is.
+    log = _logged(capsys, folder, tmp_path)
+    log.write_bytes(log.read_bytes()[:int(log.stat().st_size * keep)])
+    _assert_damaged_everywhere(capsys, folder, tmp_path, log, "cut short")
+    code, out, _ = cli(capsys, "rebalance", "log", "--verify", "--json", "--log", str(log))
+    result = json.loads(out)
+    assert code == 4 and not result["ok"] and "cut short" in result["problem"] and result["first_bad"] == 1
+
+
+def test_a_file_that_is_no_log_at_all_is_still_an_input_error(capsys, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello " * 200)
+    for args in (["--verify"], ["--head"], []):
+        code, _, err = cli(capsys, "rebalance", "log", *args, "--log", str(notes))
+        assert code == 2 and "not a rebalance-opt audit log" in err

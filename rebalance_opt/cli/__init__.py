@@ -2,7 +2,8 @@
 
 Each command parses, calls one library function and prints: rich views for people, one JSON
 object on stdout for machines (``--json``). Typed errors map to exit codes: 2 input error,
-3 no feasible plan, 1 anything unexpected; a user's mistake never shows a traceback.
+3 no feasible plan, 4 an audit log that is not intact, 1 anything unexpected; a user's mistake
+never shows a traceback.
 One module per group of commands; importing them registers them on ``app``.
 """
 from __future__ import annotations
