@@ -378,7 +378,8 @@ class AuditLog:
         """Check the whole chain: ids 1, 2, 3, … with none missing, every hash recomputed, every
         entry linked to the one before. With ``head`` (``HASH`` or ``ID:HASH`` from ``log --head``
         kept elsewhere) also check that the log still holds that entry unchanged, which catches
-        entries cut off the end and a chain rewritten and rehashed as a whole."""
+        entries cut off the end and a chain rewritten and rehashed as a whole. The empty log's
+        head, ``0:`` and 64 zeros, is the start of every chain."""
         kept_id, kept_hash = parse_head(head) if head is not None else (None, None)
         log = str(self.path)
         prev_id, prev_hash, found_at = 0, GENESIS, (0 if kept_hash == GENESIS else None)
@@ -424,6 +425,13 @@ def parse_head(text: str) -> tuple[int | None, str]:
     if len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
         raise InputError("a head hash is 64 hex digits (as printed by `log --head`)", path="--head",
                          value=text, has_value=True)
+    # 64 zeros is no entry's hash but the empty log's head, which `log --head` prints as 0:000…;
+    # any other pairing could never have been printed (the id was ignored with 64 zeros).
+    if entry_id is not None and (entry_id == 0) != (raw == GENESIS):
+        problem = (f"64 zeros is the head of the empty log (0:{GENESIS[:8]}…), no entry {entry_id}'s hash"
+                   if entry_id else "entry 0 is the empty log, whose head hash is 64 zeros")
+        raise InputError(f"{problem}; give the ID:HASH `log --head` printed", path="--head", value=text,
+                         has_value=True)
     return entry_id, raw
 
 

@@ -217,6 +217,21 @@ def test_genesis_head_and_bad_heads(tmp_path):
     assert parse_head("7:" + "AB" * 32) == (7, "ab" * 32)
 
 
+@pytest.mark.parametrize("head,message", [
+    ("5:" + GENESIS, "no entry 5's hash"),
+    ("1:" + GENESIS, "no entry 1's hash"),
+    ("0:" + "ab" * 32, "entry 0 is the empty log"),
+])
+def test_a_kept_head_pairs_the_genesis_hash_with_id_0_only(tmp_path, head, message):
+    # `--verify --head 5:000…` passed on any intact log: the id was ignored with the genesis hash.
+    log = fill(tmp_path / "log.sqlite", 3)
+    with pytest.raises(InputError) as e:
+        log.verify(head)
+    assert e.value.path == "--head" and message in str(e.value)
+    assert log.verify("0:" + GENESIS).ok and log.verify(GENESIS).ok  # the empty log starts every chain
+    assert AuditLog(tmp_path / "empty.sqlite").verify("0:" + GENESIS).ok
+
+
 def test_a_kept_head_with_the_wrong_id_is_reported(tmp_path):
     log = fill(tmp_path / "log.sqlite", 3)
     _, digest = log.head()

@@ -332,3 +332,10 @@ def test_a_file_that_is_no_log_at_all_is_still_an_input_error(capsys, tmp_path):
     for args in (["--verify"], ["--head"], []):
         code, _, err = cli(capsys, "rebalance", "log", *args, "--log", str(notes))
         assert code == 2 and "not a rebalance-opt audit log" in err
+
+
+def test_verify_head_with_the_genesis_hash_counts_its_id(capsys, folder, tmp_path):
+    log = _logged(capsys, folder, tmp_path)
+    code, _, err = cli(capsys, "rebalance", "log", "--verify", "--head", "7:" + "0" * 64, "--log", str(log))
+    assert code == 2 and "--head" in err and "no entry 7" in err  # was exit 0: "ok", the 7 ignored
+    assert cli(capsys, "rebalance", "log", "--verify", "--head", "0:" + "0" * 64, "--log", str(log))[0] == 0
