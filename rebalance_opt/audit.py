@@ -18,6 +18,9 @@ success. ``AuditLog.append_many`` appends many entries (a batch) the same way, i
 A process killed at any point leaves the log as it was before its entry (or entries). Triggers
 refuse UPDATE and DELETE on entries, so only a deliberate edit (dropping them) can alter it.
 
+Reading needs only read access: in a directory this process cannot write, a log with no
+entries pending in its ``-wal`` is read ``immutable`` (``_open_to_read``).
+
 A log that is not intact (its entries table or a column gone, the table rebuilt, the file cut
 short or overwritten) raises ``DamagedLog`` (exit 4, as a failed ``verify``) in every reader and
 before any append; ``verify`` reports it as a failed check. A file that is no audit log at all is
@@ -336,16 +339,23 @@ class AuditLog:
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         """The rows of ``sql``, read as they come; none from a log that does not exist. A log
         that is not intact raises DamagedLog: before any row when its file or table is damaged,
-        after the last readable row when a later part of the file is."""
+        after the last readable row when a later part of the file is. Reading needs only read
+        access (see ``_open_to_read``)."""
         if not self.path.exists():
             return
-        with closing(_connect(self.where, create=False)) as conn:
-            _check_schema(self.where, conn)
-            try:
-                for row in conn.execute(sql, args):
-                    yield dict(row)
-            except sqlite3.DatabaseError as exc:
-                raise _sqlite_error(self.where, exc) from None
+        conn, stamp = _open_to_read(self.where)
+        try:
+            with closing(conn):
+                _check_schema(self.where, conn)
+                try:
+                    for row in conn.execute(sql, args):
+                        yield dict(row)
+                except sqlite3.DatabaseError as exc:
+                    raise _sqlite_error(self.where, exc) from None
+        finally:
+            if stamp is not None and _file_stamp(self.path) != stamp:
+                raise self.where.error("the audit log was written to while it was read without locks (its "
+                                       "directory is not writable); run the command again")
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return list(self._rows(sql, args))
@@ -494,19 +504,59 @@ def _row_fields_problem(row: Mapping[str, Any], expected_id: int, prev_hash: str
     return None
 
 
-def _connect(where: LogLocation, create: bool) -> sqlite3.Connection:
+def _connect(where: LogLocation, create: bool, immutable: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit); ``create=False`` never creates
-    the file (a write-protected file opens read-only)."""
+    the file (a write-protected file opens read-only); ``immutable`` opens it read-only without
+    locks or the WAL (see ``_open_to_read``)."""
     try:
         if create:
             conn = sqlite3.connect(str(where.path), timeout=BUSY_TIMEOUT, isolation_level=None)
         else:
-            conn = sqlite3.connect(f"{where.path.resolve().as_uri()}?mode=rw", uri=True, timeout=BUSY_TIMEOUT,
+            mode = "mode=ro&immutable=1" if immutable else "mode=rw"
+            conn = sqlite3.connect(f"{where.path.resolve().as_uri()}?{mode}", uri=True, timeout=BUSY_TIMEOUT,
                                    isolation_level=None)
     except sqlite3.Error as exc:
         raise where.error(f"cannot open the audit log: {exc}") from None
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _open_to_read(where: LogLocation) -> tuple[sqlite3.Connection, tuple[int, int, int] | None]:
+    """A connection to read the log: ``(conn, None)``, or ``(conn, stamp)`` for a log in a
+    directory this process cannot write.
+
+    A WAL-mode file is read through its ``-shm`` index, which SQLite must be able to create next
+    to it: without write access to the directory even a read fails ("attempt to write a readonly
+    database", "unable to open database file"). Then, if no ``-wal`` file holds committed entries,
+    the log file alone is the whole log and is read ``immutable`` (no locks, no WAL); ``stamp``
+    (inode, size, mtime) lets the reader check afterwards that no writer with access changed it
+    meanwhile. A ``-wal`` that is not empty may hold entries an immutable read would miss: that is
+    an error, never a log shown without them."""
+    conn = _connect(where, create=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn, None
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        name = str(getattr(exc, "sqlite_errorname", ""))
+        blocked = name == "SQLITE_CANTOPEN" or name.startswith("SQLITE_READONLY")
+        if not blocked or os.access(where.path.parent, os.W_OK):
+            raise _sqlite_error(where, exc) from None
+    wal = Path(f"{where.path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise where.error(f"cannot read the audit log without write access to {where.path.parent}: {wal.name} "
+                          "may hold entries not yet in the log file, which SQLite reads only through an index it "
+                          "must create there (any `rebalance log` run by a user who can write there folds them in)")
+    stamp = _file_stamp(where.path)
+    return _connect(where, create=False, immutable=True), stamp
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _check_schema(where: LogLocation, conn: sqlite3.Connection) -> None:

@@ -274,6 +274,22 @@ def test_verify_names_the_first_entry_it_cannot_read_in_a_damaged_file(tmp_path)
     assert 1 < result.first_bad <= 40 and result.entries == result.first_bad - 1
 
 
+def test_a_lock_free_read_overlapped_by_a_writer_is_refused(tmp_path, monkeypatch):
+    # In a directory the reader cannot write, a log is read `immutable` (no locks, no WAL): if a
+    # writer who can write there changes the file meanwhile, the read may be torn, so it is refused.
+    import rebalance_opt.audit as audit
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 2)
+    monkeypatch.setattr(audit, "_open_to_read", lambda where: (
+        audit._connect(where, create=False, immutable=True), audit._file_stamp(where.path)))
+    assert [e.id for e in log.entries()] == [1, 2] and log.verify().ok
+    rows = log._rows("SELECT id FROM entries ORDER BY id")
+    assert next(rows)["id"] == 1
+    fill(path, 1)  # its commit is folded into the log file when it closes
+    with pytest.raises(InputError, match="run the command again"):
+        list(rows)
+
+
 # --- where the log is, and what is not a log ----------------------------------------------------
 def test_log_location_precedence(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV_LOG, raising=False)

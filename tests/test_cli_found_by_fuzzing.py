@@ -5,11 +5,14 @@ error" (exit 1) instead of an input error (exit 2) naming the file."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import ROOT, base_dict, cli
+from tests.conftest import ROOT, base_dict, cli, run_cli
 
 
 @pytest.fixture
@@ -339,3 +342,76 @@ def test_verify_head_with_the_genesis_hash_counts_its_id(capsys, folder, tmp_pat
     code, _, err = cli(capsys, "rebalance", "log", "--verify", "--head", "7:" + "0" * 64, "--log", str(log))
     assert code == 2 and "--head" in err and "no entry 7" in err  # was exit 0: "ok", the 7 ignored
     assert cli(capsys, "rebalance", "log", "--verify", "--head", "0:" + "0" * 64, "--log", str(log))[0] == 0
+
+
+def _run_read_only(folder, *args: str) -> subprocess.CompletedProcess:
+    """``python cli.py ARGS`` with ``folder`` and its files not writable to the command: by their
+    permissions for an ordinary user; root ignores those, so a read-only bind mount of the folder
+    in a private mount namespace stands in (the test is skipped where that is not allowed)."""
+    if getattr(os, "geteuid", lambda: -1)() != 0:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.iterdir()]}
+        try:
+            for p in modes:
+                p.chmod(0o555 if p.is_dir() else 0o444)
+            return run_cli(*args)
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+    mount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" || exit 99; exec "$@"'
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "--mount", "sh", "-c", mount, str(folder), "true"],
+                                         capture_output=True).returncode != 0:
+        pytest.skip("running as root, and no read-only mount can be made here")
+    return subprocess.run([unshare, "--mount", "sh", "-c", mount, str(folder), sys.executable, str(ROOT / "cli.py"),
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def _log_in(capsys, folder, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "log.sqlite"
+    assert cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log))[0] == 0
+    assert cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log))[0] == 0
+    return logs, log
+
+
+def test_a_log_the_user_cannot_write_is_read_and_verified_read_only(capsys, folder, tmp_path):
+    # A WAL-mode log in a read-only folder: log --verify said "not a rebalance-opt audit log:
+    # attempt to write a readonly database" (SQLite could not create the log's -shm index there).
+    logs, log = _log_in(capsys, folder, tmp_path)
+    head = cli(capsys, "rebalance", "log", "--head", "--log", str(log))[1].strip()
+    before = log.read_bytes()
+    verified = _run_read_only(logs, "rebalance", "log", "--verify", "--log", str(log))
+    assert verified.returncode == 0 and "ok: 2 entries" in verified.stdout, verified.stderr
+    assert _run_read_only(logs, "rebalance", "log", "--head", "--log", str(log)).stdout.strip() == head
+    shown = _run_read_only(logs, "rebalance", "log", "--show", "2", "--log", str(log))
+    assert shown.returncode == 0 and json.loads(shown.stdout)["hash"] == head
+    listed = _run_read_only(logs, "rebalance", "log", "--json", "--log", str(log))
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)["entries"]) == 2
+    generated = _run_read_only(logs, "rebalance", "generate", str(folder / "household.toml"), "--log", str(log))
+    assert generated.returncode == 2 and "not writable" in generated.stderr  # generate needs write access
+    assert sorted(os.listdir(logs)) == ["log.sqlite"] and log.read_bytes() == before
+
+
+def test_a_read_only_log_never_drops_the_entries_still_in_its_wal(capsys, folder, tmp_path):
+    logs, log = _log_in(capsys, folder, tmp_path)
+    # A writer killed while another connection had the log open: its entry is committed, in the
+    # -wal file only (the log file itself still holds 2 entries).
+    writer = ("import os, signal, sqlite3, sys\n"
+              "keep = sqlite3.connect(sys.argv[1]); keep.execute('SELECT count(*) FROM entries').fetchone()\n"
+              "from rebalance_opt.cli import main\n"
+              "try:\n    main(['rebalance', 'generate', sys.argv[2], '--log', sys.argv[1]])\n"
+              "except SystemExit:\n    pass\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", writer, str(log), str(folder / "household.toml")], cwd=ROOT,
+                   capture_output=True, timeout=300)
+    assert (logs / "log.sqlite-wal").stat().st_size > 0
+    listed = _run_read_only(logs, "rebalance", "log", "--verify", "--log", str(log))
+    # With its -shm index there, SQLite reads the -wal read-only (or, where it cannot, says so).
+    assert (listed.returncode, "ok: 3 entries" in listed.stdout) == (0, True) or (
+        listed.returncode == 2 and "log.sqlite-wal may hold entries" in listed.stderr), listed.stderr
+    (logs / "log.sqlite-shm").unlink()  # without it, reading the log file alone would miss entry 3
+    for args in (["--verify"], ["--head"]):
+        result = _run_read_only(logs, "rebalance", "log", *args, "--log", str(log))
+        assert result.returncode == 2 and "log.sqlite-wal may hold entries not yet in the log file" in result.stderr
+    assert cli(capsys, "rebalance", "log", "--verify", "--log", str(log))[1].startswith("ok: 3 entries")
