@@ -24,6 +24,21 @@ TARGET_SUM_TOLERANCE = 1e-9
 # Money and share amounts above this lose cent precision in double arithmetic (2^53 ≈ 9e15 cents
 # would be the hard limit); a quadrillion covers any real account with room to spare.
 MAX_AMOUNT = 1e15
+# The objective weighs Σ drift² (at most 2: weights are fractions) against tax_weight × lot tax / V.
+# At this weight a tax of 0.02% of the account already outweighs the largest drift a plan can
+# remove (the frontier's default sweep stops at 100); a larger one would only weigh still smaller
+# taxes, and max_tax caps the tax itself. (The solvers themselves held up to about 1e30.)
+MAX_TAX_WEIGHT = 1e4
+# A risk model's class variances replace the 1 per class of Σ drift² (SPEC section 2): returns
+# as fractions, so 0.04 is a 20% volatility and 100 a 1,000% one. Far above any asset, and two
+# orders of magnitude below where the solvers started to fail on synthetic households (class
+# variances of about 3e4; percent² units, 10,000 times too large, land there).
+MAX_VARIANCE = 100.0
+# A variance worked out from a factor (GᵀG's diagonal) may land a few ulps above the entry it came
+# from: an input at MAX_VARIANCE exactly must not be refused for that.
+IMPLIED_SLACK = 1 + 1e-9
+VARIANCE_UNITS = ("variances of returns are in fractions (0.04 is a 20% volatility, 100 a 1,000% one; "
+                  "percent² is 10,000 times larger)")
 
 
 def _frozen_map(data: Mapping | None) -> Mapping:
@@ -96,6 +111,12 @@ class RiskModel:
 
     def matrix(self) -> np.ndarray:
         return np.asarray(self.factor, dtype=float).reshape(-1, len(self.classes))
+
+    def variances(self) -> np.ndarray:
+        """Each class's variance: the covariance's diagonal, Σ over G's rows of its column squared
+        (inf where that overflows)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.square(self.matrix()).sum(axis=0)
 
     @staticmethod
     def from_covariance(classes: Iterable[str], cov: np.ndarray) -> "RiskModel":
@@ -238,6 +259,9 @@ def validate(account: Account) -> Account:
          "must be a finite number >= 0", t.carryforward_long_term),
         (0 <= p.band <= 1, "policy.band", "must be between 0 and 1", p.band),
         (_finite(p.tax_weight) and p.tax_weight >= 0, "policy.tax_weight", "must be a finite number >= 0", p.tax_weight),
+        (not _finite(p.tax_weight) or p.tax_weight <= MAX_TAX_WEIGHT, "policy.tax_weight",
+         f"must be at most {MAX_TAX_WEIGHT:,.0f}: at that weight a tax of 0.02% of the account already "
+         "outweighs the largest drift a plan can remove (to cap the tax itself, set max_tax)", p.tax_weight),
         (not math.isnan(p.max_tax) and p.max_tax >= 0, "policy.max_tax", "must be >= 0 (inf for no budget)", p.max_tax),
         (_finite(p.withdrawal) and p.withdrawal >= 0, "policy.withdrawal", "must be a finite number >= 0", p.withdrawal),
         (_finite(p.min_cash) and p.min_cash >= 0, "policy.min_cash", "must be a finite number >= 0", p.min_cash),
@@ -345,6 +369,12 @@ def validate(account: Account) -> Account:
         missing = [c for c in a.class_names if c not in a.risk.classes]
         if missing:
             raise _err(a, "risk.classes", "is missing asset classes of the account", missing)
+        variances = a.risk.variances()
+        over = np.flatnonzero(~(variances <= MAX_VARIANCE * IMPLIED_SLACK))  # NaN too
+        if len(over):
+            k = int(over[0])
+            raise _err(a, "risk", f"gives class {a.risk.classes[k]} a variance above {MAX_VARIANCE:g}: "
+                                  f"{VARIANCE_UNITS}", float(variances[k]))
     return a
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       StrictInt, StrictStr, ValidationError)
 
-from .account import Account, Lot, Policy, RiskModel, TaxSettings, Trade, validate
+from .account import (IMPLIED_SLACK, MAX_VARIANCE, VARIANCE_UNITS, Account, Lot, Policy, RiskModel, TaxSettings, Trade,
+                      validate)
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -290,6 +291,16 @@ def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:
                              value=[len(row) for row in rows], has_value=True)
         return np.asarray(rows, dtype=float)
 
+    def bounded(name: str, m: np.ndarray) -> np.ndarray:
+        """Entries within ±MAX_VARIANCE: the solvers stay well-conditioned (``account.MAX_VARIANCE``)."""
+        over = np.argwhere(~(np.abs(m) <= MAX_VARIANCE))
+        if len(over):
+            at = tuple(int(i) for i in over[0])
+            raise InputError(f"must be at most {MAX_VARIANCE:g} in absolute value: {VARIANCE_UNITS}",
+                             path=f"risk.{name}" + "".join(f"[{i}]" for i in at), file=source,
+                             value=float(m[at]), has_value=True)
+        return m
+
     def psd(name: str, m: np.ndarray) -> np.ndarray:
         if not np.allclose(m, m.T, atol=1e-12) or np.linalg.eigvalsh(m).min() < -1e-10 * max(1.0, abs(m).max()):
             raise InputError("must be symmetric positive semidefinite", path=f"risk.{name}", file=source)
@@ -298,16 +309,26 @@ def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:
     if r.covariance is not None:
         if r.loadings is not None or r.factor_covariance is not None:
             raise InputError("give either covariance or a factor model, not both", path="risk", file=source)
-        return RiskModel.from_covariance(r.classes, psd("covariance", matrix("covariance", r.covariance, (n, n))))
+        cov = bounded("covariance", matrix("covariance", r.covariance, (n, n)))
+        return RiskModel.from_covariance(r.classes, psd("covariance", cov))
     if r.loadings is None or r.factor_covariance is None:
         raise InputError("needs covariance, or loadings with factor_covariance", path="risk", file=source)
     k = len(r.factor_covariance)
     loadings = matrix("loadings", r.loadings, (n, k))
-    fcov = psd("factor_covariance", matrix("factor_covariance", r.factor_covariance, (k, k)))
+    fcov = psd("factor_covariance", bounded("factor_covariance",
+                                            matrix("factor_covariance", r.factor_covariance, (k, k))))
     spec = np.asarray(r.specific_variance if r.specific_variance is not None else [0.0] * n, dtype=float)
     if spec.shape != (n,):
         raise InputError(f"must list {n} variances, one per class", path="risk.specific_variance", file=source)
-    return RiskModel.from_factors(r.classes, loadings, fcov, spec)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge loadings overflow to inf: refused below
+        model = RiskModel.from_factors(r.classes, loadings, fcov, bounded("specific_variance", spec))
+    over = np.flatnonzero(~(model.variances() <= MAX_VARIANCE * IMPLIED_SLACK))
+    if len(over):
+        i = int(over[0])
+        raise InputError(f"gives class {r.classes[i]} a variance above {MAX_VARIANCE:g} (with factor_covariance "
+                         f"and specific_variance): {VARIANCE_UNITS}", path=f"risk.loadings[{i}]", file=source,
+                         value=r.loadings[i], has_value=True)
+    return model
 
 
 def _path(loc: tuple) -> str:

@@ -32,7 +32,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from .account import Account, Lot
+from .account import MAX_TAX_WEIGHT, Account, Lot
 from .backtest_data import Universe
 from .book import Book
 from .errors import InputError, RebalanceError
@@ -338,6 +338,10 @@ def make_strategy(spec: str, tax_weights: Sequence[float] = (0.1,), band: float 
                          value=spec, has_value=True)
     if kind in ("optimizer", "harvest"):
         weights = [x] if x is not None else list(tax_weights)
+        if any(w > MAX_TAX_WEIGHT for w in weights):
+            raise InputError(f"a tax_weight is at most {MAX_TAX_WEIGHT:,.0f} (the range of policy.tax_weight)",
+                             path="--strategies" if x is not None else "--tax-weights",
+                             value=spec if x is not None else max(weights), has_value=True)
         return [EnginePolicy(f"{kind}@{w:g}" + (f"/{b:g}" if band_arg is not None else ""), tax_weight=w, band=b,
                              replacements=kind == "harvest") for w in weights]
     if kind == "cash-flow" and x is None:

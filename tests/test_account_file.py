@@ -30,6 +30,7 @@ def mutate(path_value):
 
 
 DELETE = object()
+CLASSES = ["US_STOCK", "INTL_STOCK", "US_BOND"]
 
 CASES = [
     # (what to change, expected key path in the message)
@@ -73,6 +74,20 @@ CASES = [
      "trades[0].date"),
     (("tax", DELETE), "tax"),
     (("surprise", 1), "surprise"),
+    # upper bounds where SPEC gives none (README: decisions), each just above it
+    (("policy", "tax_weight", 10_000.5), "policy.tax_weight"),
+    (("risk", {"classes": CLASSES, "covariance": [[0.04, 0, 0], [0, 0.02, 0], [0, 0, 100.5]]}),
+     "risk.covariance[2][2]"),
+    (("risk", {"classes": CLASSES, "covariance": [[0.04, -1e300, 0], [-1e300, 0.02, 0], [0, 0, 0.01]]}),
+     "risk.covariance[0][1]"),
+    (("risk", {"classes": CLASSES, "loadings": [[1.0], [1.0], [1.0]], "factor_covariance": [[100.5]]}),
+     "risk.factor_covariance[0][0]"),
+    (("risk", {"classes": CLASSES, "loadings": [[1.0], [1.0], [1.0]], "factor_covariance": [[0.04]],
+               "specific_variance": [0.01, 1e300, 0.01]}), "risk.specific_variance[1]"),
+    (("risk", {"classes": CLASSES, "loadings": [[1.0], [50.1], [1.0]], "factor_covariance": [[0.04]]}),
+     "risk.loadings[1]"),  # 50.1² × 0.04 = 100.4
+    (("risk", {"classes": CLASSES, "loadings": [[1e300], [1.0], [1.0]], "factor_covariance": [[0.04]]}),
+     "risk.loadings[0]"),  # overflows to inf
 ]
 
 
@@ -216,3 +231,27 @@ def test_account_from_frames_reports_row_positions():
         account_from_frames(id="t", as_of="2026-11-24", cash=0, lots=lots, prices={"VTI": 1.0},
                             targets={"VTI": 1.0}, tax={"short_term_rate": 0.3, "long_term_rate": 0.1})
     assert e.value.path == "lots[1].quantity"
+
+
+@pytest.mark.parametrize("risk", [
+    {"classes": CLASSES, "covariance": [[100.0, -10.0, 0.0], [-10.0, 100.0, 0.0], [0.0, 0.0, 100.0]]},
+    {"classes": CLASSES, "loadings": [[50.0], [-50.0], [1.0]], "factor_covariance": [[0.04]],
+     "specific_variance": [0.0, 0.0, 100.0 - 0.04]},
+])
+def test_a_risk_model_at_its_bound_plans(tmp_path, capsys, risk):
+    d = base_dict(tax_weight=10_000.0)
+    d["risk"] = risk
+    code, out, _ = cli(capsys, "rebalance", "generate", str(write_json(tmp_path, d)), "--dry-run", "--json")
+    assert code == 0 and json.loads(out)["status"] == "optimal"
+
+
+def test_a_risk_model_built_in_python_is_bounded_like_a_files():
+    import numpy as np
+    from rebalance_opt.account import RiskModel
+    from tests.conftest import make
+    account = make()
+    huge = RiskModel.from_covariance(CLASSES, np.diag([0.04, 1e4, 0.01]))
+    with pytest.raises(InputError) as e:
+        account.replace(risk=huge)
+    assert e.value.path == "risk" and "INTL_STOCK" in e.value.message and e.value.value == pytest.approx(1e4)
+    assert account.replace(risk=RiskModel.from_covariance(CLASSES, np.diag([0.04, 100.0, 0.01]))).risk

@@ -415,3 +415,68 @@ def test_a_read_only_log_never_drops_the_entries_still_in_its_wal(capsys, folder
         result = _run_read_only(logs, "rebalance", "log", *args, "--log", str(log))
         assert result.returncode == 2 and "log.sqlite-wal may hold entries not yet in the log file" in result.stderr
     assert cli(capsys, "rebalance", "log", "--verify", "--log", str(log))[1].startswith("ok: 3 entries")
+
+
+def _household_with(tmp_path, tax_weight: float = 0.1, us_stock_variance: float | None = None):
+    """The household example with another tax_weight, or a diagonal covariance (0.04 per class)
+    whose US_STOCK entry is ``us_stock_variance``."""
+    text = (ROOT / "examples" / "household.toml").read_text()
+    assert "tax_weight = 0.1\n" in text
+    text = text.replace("tax_weight = 0.1\n", f"tax_weight = {tax_weight!r}\n")
+    if us_stock_variance is not None:
+        classes = ["US_STOCK", "INTL_STOCK", "EM_STOCK", "US_BOND", "TIPS", "REIT"]
+        cov = [[(us_stock_variance if i == 0 else 0.04) if i == j else 0.0 for j in range(6)] for i in range(6)]
+        text += f"\n[risk]\nclasses = {json.dumps(classes)}\ncovariance = {json.dumps(cov)}\n"
+    account = tmp_path / "household.toml"
+    account.write_text(text)
+    return account
+
+
+def _verdicts(capsys, account) -> list[tuple[int, str]]:
+    """(exit code, stdout) of ``generate --dry-run --json`` and ``tax --json`` on one account."""
+    return [cli(capsys, "rebalance", *args, str(account), "--json")[:2]
+            for args in (("generate", "--dry-run"), ("tax",))]
+
+
+@pytest.mark.parametrize("variance", [1e300, 100.5])
+def test_a_covariance_above_its_bound_is_an_input_error_from_generate_and_tax_alike(capsys, tmp_path, variance):
+    # 1e300 was planned by generate (exit 0) while tax said "no feasible plan" (exit 3): tax also
+    # solves the buy-only plan, whose solve the huge variance made the solvers call infeasible.
+    account = _household_with(tmp_path, us_stock_variance=variance)
+    for code, out in _verdicts(capsys, account):
+        error = json.loads(out)["error"]
+        assert code == 2 and error["file"] == str(account) and error["path"] == "risk.covariance[0][0]"
+        assert f"(got {variance!r})" in error["message"] and "at most 100" in error["message"]
+
+
+def test_a_covariance_at_its_bound_plans_with_generate_and_tax_alike(capsys, tmp_path):
+    account = _household_with(tmp_path, us_stock_variance=100.0)
+    (generate, _), (tax, out) = _verdicts(capsys, account)
+    assert generate == tax == 0 and json.loads(out)["plan"]["status"] == "optimal"
+
+
+@pytest.mark.parametrize("tax_weight", [1e300, 10_000.5])
+def test_a_tax_weight_above_its_bound_is_an_input_error(capsys, tmp_path, tax_weight):
+    # 1e300 ended in "the solvers did not reach an accurate optimum" (SolverFailed, exit 1)
+    account = _household_with(tmp_path, tax_weight=tax_weight)
+    for code, out in _verdicts(capsys, account):
+        error = json.loads(out)["error"]
+        assert code == 2 and error["file"] == str(account) and error["path"] == "policy.tax_weight"
+        assert f"(got {tax_weight!r})" in error["message"] and "at most 10,000" in error["message"]
+
+
+def test_a_tax_weight_at_its_bound_plans(capsys, tmp_path):
+    account = _household_with(tmp_path, tax_weight=10_000.0)
+    assert [code for code, _ in _verdicts(capsys, account)] == [0, 0]
+
+
+def test_tax_weights_to_sweep_or_backtest_are_bounded_as_the_policys(capsys, tmp_path):
+    from rebalance_opt.errors import InputError
+    from rebalance_opt.strategies import make_strategies
+    account = _household_with(tmp_path)
+    code, _, err = cli(capsys, "rebalance", "tax", str(account), "--frontier", "--tax-weights", "0,1,1e5")
+    assert code == 2 and "--tax-weights" in err and "10,000" in err
+    assert cli(capsys, "rebalance", "tax", str(account), "--frontier", "--tax-weights", "0,10000")[0] == 0
+    for spec, weights in (("optimizer@1e5", (0.1,)), ("harvest", (1.0, 2e4))):
+        with pytest.raises(InputError, match="at most 10,000"):
+            make_strategies([spec], weights)

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..account import MAX_TAX_WEIGHT
 from ..errors import InputError
 from .common import JsonOpt, rebalance, run, to_json
 
@@ -29,8 +30,9 @@ def parse_weights(text: str) -> list[float]:
     except ValueError:
         raise InputError("must be numbers separated by commas", path="--tax-weights", value=text,
                          has_value=True) from None
-    if not weights or any(not (w >= 0) or w == float("inf") for w in weights):
-        raise InputError("must be finite numbers >= 0", path="--tax-weights", value=text, has_value=True)
+    if not weights or any(not (0 <= w <= MAX_TAX_WEIGHT) for w in weights):
+        raise InputError(f"must be numbers from 0 to {MAX_TAX_WEIGHT:,.0f} (the range of policy.tax_weight)",
+                         path="--tax-weights", value=text, has_value=True)
     return weights
 
 
