@@ -16,7 +16,7 @@ import numpy as np
 from .account import Account, Lot
 from .book import Book
 from .drift import DriftReport, drift_report
-from .errors import InputError
+from .errors import Infeasible, InputError
 from .plan import LotSale, Plan
 from .solve import Planner
 from .tax import TaxSummary, estimate, min_tax_order, rate, sellable, term
@@ -56,7 +56,7 @@ class SellImpact:
     notional: float
     lot_tax: float               # Σ rate × gain over the lots it relieves (< 0: a harvested loss)
     points: float                # weight taken off the class, in points
-    drift_without: float         # the class's drift after the best buy-only plan
+    drift_without: float | None  # the class's drift after the best buy-only plan (None: none is feasible)
     drift_with: float            # the class's drift after the optimized plan
     replaced_by: str | None      # the class's fund the plan buys instead, if any
 
@@ -68,7 +68,8 @@ class SellImpact:
     def sentence(self) -> str:
         head = f"Selling {self.quantity:,.6g} {self.symbol}"
         frame = (f"{self.asset_class} goes from {self.drift_without * 100:+.1f}% (buying only) "
-                 f"to {self.drift_with * 100:+.1f}%")
+                 f"to {self.drift_with * 100:+.1f}%" if self.drift_without is not None
+                 else f"{self.asset_class} ends at {self.drift_with * 100:+.1f}%")
         if self.lot_tax < 0:
             swap = f", replaced by {self.replaced_by}" if self.replaced_by else ""
             return (f"{head} harvests a loss that lowers this year's tax by about ${-self.lot_tax:,.0f}{swap}; "
@@ -88,20 +89,24 @@ class SellImpact:
 @dataclass(frozen=True)
 class TaxImpact:
     plan: Plan
-    buy_only: Plan
+    buy_only: Plan | None        # None: no buy-only plan is feasible, ``buy_only_infeasible`` says why
     sells: tuple[SellImpact, ...]
     alternatives: tuple[Alternative, ...]
+    buy_only_infeasible: str | None = None
 
     @property
-    def tax_of_selling(self) -> float:
-        """What the sells add to this year's tax, beyond the buy-only plan."""
+    def tax_of_selling(self) -> float | None:
+        """What the sells add to this year's tax, beyond the buy-only plan (None without one)."""
+        if self.buy_only is None:
+            return None
         return self.plan.tax.estimated_tax - self.buy_only.tax.estimated_tax
 
     def to_dict(self) -> dict:
         return {"account": self.plan.account, "as_of": self.plan.as_of, "plan": self.plan.to_dict(),
                 "tax": self.plan.tax.to_dict(), "tax_of_selling": self.tax_of_selling,
                 "sells": [s.to_dict() for s in self.sells],
-                "alternatives": [a.to_dict() for a in self.alternatives]}
+                "alternatives": [a.to_dict() for a in self.alternatives],
+                "buy_only_infeasible": self.buy_only_infeasible}
 
 
 def _summary(name: str, tax: TaxSummary, lot_tax: float, after: DriftReport, turnover: float,
@@ -116,19 +121,28 @@ def _alt(name: str, plan: Plan) -> Alternative:
 
 
 def tax_impact(account: Account, planner: Planner | None = None) -> TaxImpact:
-    """The optimized plan's tax, sell by sell, against the drift it removes (see module doc)."""
+    """The optimized plan's tax, sell by sell, against the drift it removes (see module doc).
+
+    The plan is the one ``generate`` makes, and so is the verdict: where no buy-only plan is
+    feasible (a withdrawal that only selling freely can meet in whole shares, say) the plan is
+    still reported, without the comparison (``buy_only`` None, and why in ``buy_only_infeasible``).
+    """
     planner = planner or Planner()
     plan = planner.plan(account)
-    buy_only = planner.plan(account.with_policy(allow_sells=False))
+    try:
+        buy_only, why = planner.plan(account.with_policy(allow_sells=False)), None
+    except Infeasible as exc:
+        buy_only, why = None, str(exc)
     invested = plan.drift_after.value
     bought = {o.asset_class: o.symbol for o in plan.buys}
     sells = tuple(SellImpact(o.symbol, o.asset_class, o.quantity, o.notional, sum(s.tax for s in o.lots),
-                             o.notional / invested * 100, buy_only.drift_after.row(o.asset_class).drift,
+                             o.notional / invested * 100,
+                             buy_only.drift_after.row(o.asset_class).drift if buy_only is not None else None,
                              plan.drift_after.row(o.asset_class).drift, bought.get(o.asset_class))
                   for o in plan.sells)
     reset = full_reset(account)
-    alternatives = (_alt("buy-only", buy_only), _alt("optimized", plan), reset)
-    return TaxImpact(plan, buy_only, sells, alternatives)
+    alternatives = ((_alt("buy-only", buy_only),) if buy_only is not None else ()) + (_alt("optimized", plan), reset)
+    return TaxImpact(plan, buy_only, sells, alternatives, why)
 
 
 # --- the naive reference: reset every class to target, selling FIFO ---------------------------

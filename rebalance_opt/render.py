@@ -123,7 +123,8 @@ def impact_view(impact) -> Group:
                                                 ("plan", "right"), ("tax/pt", "right")])
         for s in impact.sells:
             t.add_row(s.symbol, f"{s.quantity:,.6g}", money(s.lot_tax), f"{s.points:.1f}", s.asset_class,
-                      f"{s.drift_without * 100:+.1f}%", f"{s.drift_with * 100:+.1f}%",
+                      f"{s.drift_without * 100:+.1f}%" if s.drift_without is not None else "—",
+                      f"{s.drift_with * 100:+.1f}%",
                       money(s.tax_per_point) if s.tax_per_point is not None else "—")
         parts.append(t)
         parts.extend(Text(f"• {s.sentence}") for s in impact.sells)
@@ -131,7 +132,11 @@ def impact_view(impact) -> Group:
     else:
         parts.append(Text("The plan sells nothing: cash alone does the rebalance, at no tax.", style="bold"))
     parts.append(tax_line(plan.tax, cur))
-    parts.append(Text(f"Selling adds {money(impact.tax_of_selling, cur)} to this year's tax compared with buying only."))
+    if impact.tax_of_selling is not None:
+        parts.append(Text(f"Selling adds {money(impact.tax_of_selling, cur)} to this year's tax compared with "
+                          "buying only."))
+    else:
+        parts.append(Text(f"No buy-only plan to compare selling with: {impact.buy_only_infeasible}."))
     t = _simple("Alternatives (tracking error and max drift in points)",
                 [("plan", "left"), ("est. tax", "right"), ("track.err", "right"),
                  ("max drift", "right"), ("turnover", "right"), ("orders", "right")])

@@ -480,3 +480,30 @@ def test_tax_weights_to_sweep_or_backtest_are_bounded_as_the_policys(capsys, tmp
     for spec, weights in (("optimizer@1e5", (0.1,)), ("harvest", (1.0, 2e4))):
         with pytest.raises(InputError, match="at most 10,000"):
             make_strategies([spec], weights)
+
+
+def test_tax_reports_the_plan_generate_makes_when_buying_only_has_no_plan(capsys, tmp_path):
+    # Found checking that tax and generate agree: a withdrawal that, in whole shares under max_tax
+    # 0, only the stage free to sell can meet. generate planned it; tax, which also solves the
+    # buy-only plan to compare with, said "no feasible plan" (exit 3).
+    from rebalance_opt import Planner
+    from rebalance_opt.errors import Infeasible
+    from tests.conftest import make
+    d = base_dict(withdrawal=619.57, max_tax=0.0)
+    d["account"]["cash"] = 0.0
+    d["lots"] = [{"id": "VTI0", "symbol": "VTI", "quantity": 29, "cost_basis": 76.54, "acquired": "2020-01-02"},
+                 {"id": "VXUS0", "symbol": "VXUS", "quantity": 2, "cost_basis": 52.79, "acquired": "2020-01-02"},
+                 {"id": "BND0", "symbol": "BND", "quantity": 17, "cost_basis": 90.88, "acquired": "2020-01-02"}]
+    with pytest.raises(Infeasible):
+        Planner().plan(make(d, allow_sells=False))
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    (generate, plan), (tax, impact) = _verdicts(capsys, account)
+    assert generate == tax == 0
+    impact = json.loads(impact)
+    assert impact["plan"]["orders"] == json.loads(plan)["orders"] != []
+    assert impact["tax_of_selling"] is None and "buying with cash" in impact["buy_only_infeasible"]
+    assert [a["name"] for a in impact["alternatives"]] == ["optimized", "full reset (FIFO)"]
+    assert all(s["drift_without"] is None for s in impact["sells"])
+    code, out, _ = cli(capsys, "rebalance", "tax", str(account))
+    assert code == 0 and "No buy-only plan to compare selling with" in out

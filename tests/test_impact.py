@@ -27,6 +27,7 @@ def test_sell_impacts_reconcile_with_the_plans_lot_by_lot_tax():
         assert s.symbol in s.sentence and s.asset_class in s.sentence
     assert impact.tax_of_selling == pytest.approx(plan.tax.estimated_tax - impact.buy_only.tax.estimated_tax)
     assert not impact.buy_only.sells
+    assert impact.buy_only_infeasible is None and impact.to_dict()["buy_only_infeasible"] is None
 
 
 def test_alternatives_show_what_the_optimizer_saves_against_a_fifo_reset():
