@@ -57,6 +57,15 @@ class Lot:
 
 
 @dataclass(frozen=True)
+class LotsOrigin:
+    """Where an account's lots were read from: a ``lots_file`` and the line of each lot, so that an
+    error in a lot names that file and line, as the file's own row errors do (SPEC section 1)."""
+
+    file: str
+    lines: tuple[int, ...]  # per lot, in the account's lot order
+
+
+@dataclass(frozen=True)
 class Trade:
     """A past trade, kept for the wash-sale rules (SPEC section 2)."""
 
@@ -158,6 +167,7 @@ class Account:
     currency: str = "USD"
     risk: RiskModel | None = None
     source: str | None = field(default=None, compare=False)  # the file it came from, for errors
+    lots_origin: LotsOrigin | None = field(default=None, compare=False)  # its lots_file, for errors
 
     def __post_init__(self) -> None:
         for name in ("targets", "prices", "classes", "bands"):
@@ -227,6 +237,8 @@ class Account:
 
     def replace(self, **changes) -> "Account":
         """A copy with some fields changed, validated again (for notebooks and simulations)."""
+        if "lots" in changes:  # other lots than the lots_file's: their lines no longer apply
+            changes.setdefault("lots_origin", None)
         new = dataclasses.replace(self, **changes)
         validate(new)
         return new
@@ -237,6 +249,22 @@ class Account:
 
 def _err(account: Account, path: str, message: str, value=None, has_value=True) -> InputError:
     return InputError(message, path=path, file=account.source, value=value, has_value=has_value)
+
+
+def lot_place(account: Account, i: int) -> str:
+    """Where lot ``i`` was given: ``line N`` of the account's lots_file, else ``lots[i]``."""
+    origin = account.lots_origin
+    return f"line {origin.lines[i]}" if origin is not None else f"lots[{i}]"
+
+
+def lot_error(account: Account, i: int, key: str, message: str, value) -> InputError:
+    """An error in ``key`` of lot ``i``: at ``lots[i].key`` of the account file or, for a lot read
+    from a lots_file, at its line there (the column named first, as for the file's row errors)."""
+    origin = account.lots_origin
+    if origin is not None:
+        return InputError(f"{key}: {message}", path=f"line {origin.lines[i]}", file=origin.file, value=value,
+                          has_value=True)
+    return _err(account, f"lots[{i}].{key}", message, value)
 
 
 def validate(account: Account) -> Account:
@@ -317,24 +345,26 @@ def validate(account: Account) -> Account:
     if total > 1 + TARGET_SUM_TOLERANCE:
         raise _err(a, "targets", "weights sum above 1", total)
 
-    seen: set[str] = set()
+    if a.lots_origin is not None and len(a.lots_origin.lines) != len(a.lots):
+        raise ValueError(f"lots_origin gives {len(a.lots_origin.lines)} lines for {len(a.lots)} lots")
+    prices = f"[prices] of {a.source}" if a.lots_origin is not None and a.source else "[prices]"
+    first: dict[str, int] = {}
     for i, lot in enumerate(a.lots):
-        path = f"lots[{i}]"
         if not lot.id:
-            raise _err(a, f"{path}.id", "must be a non-empty string", lot.id)
-        if lot.id in seen:
-            raise _err(a, f"{path}.id", "duplicate lot id", lot.id)
-        seen.add(lot.id)
+            raise lot_error(a, i, "id", "must be a non-empty string", lot.id)
+        if lot.id in first:
+            raise lot_error(a, i, "id", f"duplicate lot id (first at {lot_place(a, first[lot.id])})", lot.id)
+        first[lot.id] = i
         if lot.symbol not in a.prices:
-            raise _err(a, f"{path}.symbol", "has no price in [prices]", lot.symbol)
+            raise lot_error(a, i, "symbol", f"has no price in {prices}", lot.symbol)
         if not (_finite(lot.quantity) and lot.quantity > 0):
-            raise _err(a, f"{path}.quantity", "must be a finite number of shares > 0", lot.quantity)
+            raise lot_error(a, i, "quantity", "must be a finite number of shares > 0", lot.quantity)
         if not (_finite(lot.cost_basis) and lot.cost_basis >= 0):
-            raise _err(a, f"{path}.cost_basis", "must be a finite cost per share >= 0", lot.cost_basis)
+            raise lot_error(a, i, "cost_basis", "must be a finite cost per share >= 0", lot.cost_basis)
         if lot.quantity * max(a.prices[lot.symbol], lot.cost_basis) > MAX_AMOUNT:
-            raise _err(a, f"{path}.quantity", f"{too_large} (quantity × price)", lot.quantity)
+            raise lot_error(a, i, "quantity", f"{too_large} (quantity × price)", lot.quantity)
         if lot.acquired > a.as_of:
-            raise _err(a, f"{path}.acquired", f"is after as_of ({a.as_of.isoformat()})", lot.acquired.isoformat())
+            raise lot_error(a, i, "acquired", f"is after as_of ({a.as_of.isoformat()})", lot.acquired.isoformat())
 
     for i, tr in enumerate(a.trades):
         path = f"trades[{i}]"

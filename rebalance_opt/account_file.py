@@ -19,8 +19,8 @@ import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       StrictInt, StrictStr, ValidationError)
 
-from .account import (IMPLIED_SLACK, MAX_VARIANCE, VARIANCE_UNITS, Account, Lot, Policy, RiskModel, TaxSettings, Trade,
-                      validate)
+from .account import (IMPLIED_SLACK, MAX_VARIANCE, VARIANCE_UNITS, Account, Lot, LotsOrigin, Policy, RiskModel,
+                      TaxSettings, Trade, validate)
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -218,8 +218,9 @@ def account_from_dict(data: Mapping[str, Any], *, source: str | None = None,
         raise InputError("give lots either as [[lots]] or as lots_file, not both", path="lots_file",
                          file=source, value=f.lots_file, has_value=True)
     lots = [Lot(r.id, r.symbol, r.quantity, r.cost_basis, r.acquired) for r in f.lots]
+    origin = None
     if f.lots_file:
-        lots = read_lots_csv(Path(base_dir or ".") / f.lots_file)
+        lots, origin = read_lots_csv(Path(base_dir or ".") / f.lots_file)
 
     policy = Policy(**{**f.policy.model_dump(), "no_buy": frozenset(f.policy.no_buy),
                        "no_sell": frozenset(f.policy.no_sell)})
@@ -228,13 +229,15 @@ def account_from_dict(data: Mapping[str, Any], *, source: str | None = None,
         tax=TaxSettings(**f.tax.model_dump()),
         targets=f.targets, prices=f.prices, lots=tuple(lots), classes=f.classes,
         trades=tuple(Trade(**t.model_dump()) for t in f.trades),
-        bands=f.bands, policy=policy, risk=_risk_model(f.risk, source), source=source,
+        bands=f.bands, policy=policy, risk=_risk_model(f.risk, source), source=source, lots_origin=origin,
     )
     return validate(account)
 
 
-def read_lots_csv(path: Path) -> list[Lot]:
-    """Lots from a CSV with columns id,symbol,quantity,cost_basis,acquired; errors name the line."""
+def read_lots_csv(path: Path) -> tuple[list[Lot], LotsOrigin]:
+    """Lots from a CSV with columns id,symbol,quantity,cost_basis,acquired, and where each lot is
+    (the file and its line: errors found later, such as a duplicate id, name them too); errors in a
+    row name the file and line."""
     name = str(path)
     try:
         handle = path.open(newline="", encoding="utf-8-sig")  # as account sets: a BOM is not a column name
@@ -249,9 +252,9 @@ def read_lots_csv(path: Path) -> list[Lot]:
         raise InputError(f"not a readable CSV: {exc}", file=name, path="lots_file") from None
 
 
-def _lots_from_csv(handle, name: str) -> list[Lot]:
+def _lots_from_csv(handle, name: str) -> tuple[list[Lot], LotsOrigin]:
     """The rows of an open lots CSV as lots (``read_lots_csv``)."""
-    lots = []
+    lots, lines = [], []
     reader = csv.DictReader(handle)
     expected = ["id", "symbol", "quantity", "cost_basis", "acquired"]
     if reader.fieldnames is None or sorted(reader.fieldnames) != sorted(expected):
@@ -259,6 +262,9 @@ def _lots_from_csv(handle, name: str) -> list[Lot]:
                          value=reader.fieldnames, has_value=True)
     for row in reader:
         line = reader.line_num
+        if None in row:  # DictReader puts cells beyond the header's under None: never drop them silently
+            raise InputError(f"has more cells than the header's {len(expected)}", file=name, path=f"line {line}",
+                             value=row[None], has_value=True)
         try:
             values = {k: row[k] for k in expected}
             for k in ("quantity", "cost_basis"):
@@ -270,7 +276,8 @@ def _lots_from_csv(handle, name: str) -> list[Lot]:
             raise InputError(f"{col}: {_message(e)}", file=name, path=f"line {line}",
                              value=row.get(col), has_value=True) from None
         lots.append(Lot(r.id, r.symbol, r.quantity, r.cost_basis, r.acquired))
-    return lots
+        lines.append(line)
+    return lots, LotsOrigin(name, tuple(lines))
 
 
 def _csv_number(text: str | None) -> Any:

@@ -536,6 +536,7 @@ def _lots(own: AccountRows) -> tuple[list[dict[str, Any]], list[int]]:
 
 
 _LOT_PATH = re.compile(r"^lots\[(\d+)\](?:\.(\w+))?")
+_LOT_REF = re.compile(r"\blots\[(\d+)\]")
 
 
 def _locate(exc: InputError, file: str, template_file: str, account_id: str, rows: Sequence[int],
@@ -543,6 +544,7 @@ def _locate(exc: InputError, file: str, template_file: str, account_id: str, row
     """An account's validation error, pointed at the set's row and column where it has one;
     otherwise at the key (which then came from the template)."""
     message = "is empty" if exc.message == "required key is missing" else exc.message
+    message = _LOT_REF.sub(lambda m: f"row {lot_rows[int(m.group(1))]}", message)  # "first at lots[0]"
     path = exc.path or ""
     lot = _LOT_PATH.match(path)
     if lot:

@@ -38,6 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .account import lot_error
 from .errors import InputError
 from .plan import Order, Plan
 
@@ -105,8 +106,10 @@ def check_account_exportable(fmt: str, account, file: str | None = None) -> None
     if fmt == "csv":
         for i, lot in enumerate(account.lots):
             if ";" in lot.id:
-                raise InputError("cannot be written in a csv basket: ';' separates the lots of an order",
-                                 path=f"lots[{i}].id", file=file, value=lot.id, has_value=True)
+                message = "cannot be written in a csv basket: ';' separates the lots of an order"
+                if account.lots_origin is not None:  # named at its line of the lots_file
+                    raise lot_error(account, i, "id", message, lot.id)
+                raise InputError(message, path=f"lots[{i}].id", file=file, value=lot.id, has_value=True)
 
 
 # --- formatting ----------------------------------------------------------------------------------

@@ -166,6 +166,50 @@ def test_lots_file_error_names_file_and_line(tmp_path, capsys):
     assert "quantity" in error["message"]
 
 
+def _with_lots_file(tmp_path, rows: str):
+    """ROOT_TOML with its lots in lots.csv: the header, then ``rows`` from line 2."""
+    (tmp_path / "lots.csv").write_text("id,symbol,quantity,cost_basis,acquired\n" + rows)
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML.replace("[[lots]]\nid = \"L1\"\nsymbol = \"VTI\"\nquantity = 10\ncost_basis = 50.0\n"
+                                   "acquired = 2020-01-02\n", "").replace("[account]", 'lots_file = "lots.csv"\n\n[account]'))
+    return p
+
+
+LOTS_FILE_CASES = [
+    # (rows from line 2, the line named, the message, the value); each was reported as lots[i] of the
+    # account file, or (extra cells) silently dropped
+    ("A,VTI,10,50,2020-01-02\nB,BND,5,90,2021-01-04\nA,BND,1,90,2022-01-04\n", "line 4",
+     "id: duplicate lot id (first at line 2)", "'A'"),
+    ("A,VTI,10,50,2020-01-02\nB,QQQ,5,90,2021-01-04\n", "line 3", "symbol: has no price in [prices] of", "'QQQ'"),
+    ("A,VTI,10,50,2020-01-02\nB,BND,5,90,2027-01-04\n", "line 3", "acquired: is after as_of (2026-11-24)",
+     "'2027-01-04'"),
+    ("A,VTI,10,50,2020-01-02\nB,BND,1e14,90,2021-01-04\n", "line 3", "quantity: is too large", "100000000000000.0"),
+    ("A,VTI,10,50,2020-01-02\nB,BND,5,90,2021-01-04,7,x\n", "line 3", "has more cells than the header's 5",
+     "['7', 'x']"),
+    ('A,VTI,10,50,2020-01-02\n"B\nC",BND,5,90,2021-01-04,\n', "line 4", "has more cells than the header's 5", "['']"),
+]
+
+
+@pytest.mark.parametrize("rows, line, message, value", LOTS_FILE_CASES)
+def test_an_error_in_a_lots_file_names_that_file_and_line(tmp_path, capsys, rows, line, message, value):
+    p = _with_lots_file(tmp_path, rows)
+    code, out, _ = cli(capsys, "rebalance", "check", str(p), "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["file"] == str(tmp_path / "lots.csv") and error["path"] == line
+    assert f"lots.csv, {line}: {message}" in error["message"] and f"(got {value})" in error["message"]
+
+
+def test_lots_from_a_lots_file_lose_their_lines_once_replaced(tmp_path):
+    from rebalance_opt import Lot
+    account = load_account(_with_lots_file(tmp_path, "A,VTI,10,50,2020-01-02\nB,BND,5,90,2021-01-04\n"))
+    assert account.lots_origin.lines == (2, 3)
+    lots = account.lots + (account.lots[0],)
+    with pytest.raises(InputError) as e:
+        account.replace(lots=lots)  # built in Python: lots[i] of the account, no line of lots.csv
+    assert e.value.path == "lots[2].id" and "first at lots[0]" in e.value.message
+    assert account.with_policy(band=0.1).lots_origin == account.lots_origin
+
+
 def test_json_and_toml_files_give_the_same_account(tmp_path):
     p = tmp_path / "a.toml"
     p.write_text(ROOT_TOML)

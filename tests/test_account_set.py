@@ -207,11 +207,13 @@ def test_a_bad_row_fails_only_its_account_naming_row_column_and_value(tmp_path):
             + lot_rows("two-cash", 10_000)                                        # rows 7-9
             + lot_rows("unpriced", 10_000)                                        # rows 10-12
             + lot_rows("bad-rate", 10_000, **{"tax.long_term_rate": "1.5"})       # rows 13-15
-            + lot_rows("no-date", 10_000))                                        # rows 16-18
+            + lot_rows("no-date", 10_000)                                         # rows 16-18
+            + lot_rows("dup-id", 10_000))                                         # rows 19-21
     rows[4]["quantity"] = "12x"
     rows[8]["cash"] = "9000"
     rows[10]["symbol"] = "ZZZ"
     rows[17]["acquired"] = ""
+    rows[20]["id"] = rows[18]["id"]
     path, template = write_set(tmp_path, rows)
     outcome = run_batch(read_account_set(path, template), workers=2, chunk=2, log=None)
     assert [r.account for r in outcome.results if r.ok] == ["ok"]
@@ -220,7 +222,8 @@ def test_a_bad_row_fails_only_its_account_naming_row_column_and_value(tmp_path):
                                   ("two-cash", "row 9, column cash", "'9000'"),
                                   ("unpriced", "row 11, column symbol", "'ZZZ'"),
                                   ("bad-rate", "row 13, column tax.long_term_rate", "1.5"),
-                                  ("no-date", "row 18, column acquired", None)):
+                                  ("no-date", "row 18, column acquired", None),
+                                  ("dup-id", "row 21, column id", repr(rows[18]["id"]))):
         r = failures[account]
         assert r.kind == "input error" and r.exit_code == 2 and r.path == where, r.error
         assert r.source == f"{path}#account={account}"
@@ -229,6 +232,7 @@ def test_a_bad_row_fails_only_its_account_naming_row_column_and_value(tmp_path):
             assert f"(got {value})" in r.error
     assert "differs between the account's rows (its row 7 has '10000')" in failures["two-cash"].error
     assert "is empty" in failures["no-date"].error
+    assert "duplicate lot id (first at row 19)" in failures["dup-id"].error  # the other row, not lots[0]
 
 
 def test_cli_a_bad_row_exits_5_and_names_it(tmp_path):

@@ -507,3 +507,19 @@ def test_tax_reports_the_plan_generate_makes_when_buying_only_has_no_plan(capsys
     assert all(s["drift_without"] is None for s in impact["sells"])
     code, out, _ = cli(capsys, "rebalance", "tax", str(account))
     assert code == 0 and "No buy-only plan to compare selling with" in out
+
+
+def test_a_lot_id_a_csv_basket_cannot_carry_is_named_at_its_line_of_the_lots_file(capsys, tmp_path):
+    d = base_dict()
+    lots = d.pop("lots")
+    lots[1]["id"] = "L;2"
+    (tmp_path / "lots.csv").write_text("id,symbol,quantity,cost_basis,acquired\n" + "".join(
+        f"{l['id']},{l['symbol']},{l['quantity']},{l['cost_basis']},{l['acquired']}\n" for l in lots))
+    d["lots_file"] = "lots.csv"
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, out, _ = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--json",
+                       "--out", str(tmp_path / "b.csv"))
+    error = json.loads(out)["error"]
+    assert code == 2 and error["file"] == str(tmp_path / "lots.csv") and error["path"] == "line 3"  # was lots[1].id
+    assert "id: cannot be written in a csv basket" in error["message"] and not (tmp_path / "b.csv").exists()
