@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -153,6 +154,9 @@ def read_account_data(path: str | Path) -> Any:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise InputError("account file not found: a broken symbolic link", file=name,
+                             value=os.readlink(path), has_value=True) from None
         raise InputError("account file not found", file=name) from None
     except OSError as exc:
         raise InputError(f"cannot read account file: {exc.strerror}", file=name) from None

@@ -216,13 +216,16 @@ class BatchResult:
 
 
 def account_files(folder: Path) -> list[Path]:
-    """The account files (``.toml``, ``.json``) directly in ``folder``, sorted by name."""
+    """The account files (``.toml``, ``.json``) directly in ``folder``, sorted by name. A broken
+    symbolic link named like one is listed too: it fails as its own account (its error in the
+    summary, like any unreadable file) rather than being skipped silently."""
     if not folder.exists():
         raise InputError("no such folder", path="ACCOUNTS", value=str(folder), has_value=True)
     if not folder.is_dir():
         raise InputError("must be a folder of account files (.toml or .json)", path="ACCOUNTS",
                          value=str(folder), has_value=True)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ACCOUNT_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ACCOUNT_SUFFIXES
+                   and (p.is_file() or (p.is_symlink() and not p.exists())))
     if not files:
         raise InputError("holds no account files (.toml or .json)", path="ACCOUNTS", value=str(folder),
                          has_value=True)

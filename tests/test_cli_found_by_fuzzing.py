@@ -523,3 +523,20 @@ def test_a_lot_id_a_csv_basket_cannot_carry_is_named_at_its_line_of_the_lots_fil
     error = json.loads(out)["error"]
     assert code == 2 and error["file"] == str(tmp_path / "lots.csv") and error["path"] == "line 3"  # was lots[1].id
     assert "id: cannot be written in a csv basket" in error["message"] and not (tmp_path / "b.csv").exists()
+
+
+def test_a_broken_symlink_in_a_batch_folder_fails_as_its_own_account(capsys, folder, tmp_path):
+    # It was skipped silently: the batch reported every account planned, one fewer than the folder lists.
+    (folder / "gone.toml").symlink_to(tmp_path / "moved-away.toml")
+    (folder / "loop.json").symlink_to(folder / "loop.json")
+    (folder / "linked.toml").symlink_to(folder / "household.toml")  # a good link is an account like any
+    code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run", "--json")
+    summary = json.loads(out)
+    assert code == 5 and (summary["accounts"], summary["planned"], summary["failed"]) == (4, 2, 2)
+    failures = {f["source"]: f for f in summary["failures"]}
+    gone, loop = failures[str(folder / "gone.toml")], failures[str(folder / "loop.json")]
+    assert gone["kind"] == "input error" and "broken symbolic link" in gone["message"]
+    assert "moved-away.toml" in gone["message"]
+    assert loop["kind"] == "input error" and "cannot read account file" in loop["message"]
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run")
+    assert code == 5 and "gone.toml" in out + err and "broken symbolic link" in out + err
