@@ -121,11 +121,14 @@ class RiskModel:
     def matrix(self) -> np.ndarray:
         return np.asarray(self.factor, dtype=float).reshape(-1, len(self.classes))
 
+    @cached_property  # validated on every Account.replace; a direct index's G is 510 × 500
     def variances(self) -> np.ndarray:
         """Each class's variance: the covariance's diagonal, Σ over G's rows of its column squared
         (inf where that overflows)."""
         with np.errstate(over="ignore", invalid="ignore"):
-            return np.square(self.matrix()).sum(axis=0)
+            out = np.square(self.matrix()).sum(axis=0)
+        out.setflags(write=False)
+        return out
 
     @staticmethod
     def from_covariance(classes: Iterable[str], cov: np.ndarray) -> "RiskModel":
@@ -399,7 +402,7 @@ def validate(account: Account) -> Account:
         missing = [c for c in a.class_names if c not in a.risk.classes]
         if missing:
             raise _err(a, "risk.classes", "is missing asset classes of the account", missing)
-        variances = a.risk.variances()
+        variances = a.risk.variances
         over = np.flatnonzero(~(variances <= MAX_VARIANCE * IMPLIED_SLACK))  # NaN too
         if len(over):
             k = int(over[0])

@@ -333,7 +333,7 @@ def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:
         raise InputError(f"must list {n} variances, one per class", path="risk.specific_variance", file=source)
     with np.errstate(over="ignore", invalid="ignore"):  # huge loadings overflow to inf: refused below
         model = RiskModel.from_factors(r.classes, loadings, fcov, bounded("specific_variance", spec))
-    over = np.flatnonzero(~(model.variances() <= MAX_VARIANCE * IMPLIED_SLACK))
+    over = np.flatnonzero(~(model.variances <= MAX_VARIANCE * IMPLIED_SLACK))
     if len(over):
         i = int(over[0])
         raise InputError(f"gives class {r.classes[i]} a variance above {MAX_VARIANCE:g} (with factor_covariance "
