@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from rebalance_opt.problem import TIGHT_MAX_VARIABLES
+from rebalance_opt.qp import TIGHT_MAX_VARIABLES
 
 REL_ACCURACY = 1e-6
 EPS_LADDER = (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
@@ -115,7 +115,8 @@ def measure_baselines(book: dict[str, Any], repeats: int, naive: bool = True,
 
     from benchmarks import naive as baseline
     from rebalance_opt import Planner
-    from rebalance_opt.problem import LARGE_FIRST_RUNG, RebalanceModel, _clarabel, _clarabel_settings
+    from rebalance_opt.problem import RebalanceModel
+    from rebalance_opt.qp import LARGE_FIRST_RUNG, _clarabel, _clarabel_settings
     from rebalance_opt.solve import _structure, _tracking
 
     first, timed = _runs(book, repeats)
@@ -214,7 +215,7 @@ def _osqp_form(qp):
 def _pattern_csc(values, rows, cols, shape):
     import scipy.sparse as sp
 
-    from rebalance_opt.problem import _indptr
+    from rebalance_opt.qp import _indptr
     return sp.csc_matrix((values, rows.astype(np.int32), _indptr(cols, shape[1])), shape=shape)
 
 

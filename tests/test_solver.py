@@ -8,6 +8,7 @@ import pytest
 
 from rebalance_opt import SolverFailed, plan_rebalance
 from rebalance_opt import problem
+from rebalance_opt import qp as qp_module
 from rebalance_opt.cli import main
 from rebalance_opt.problem import ModelCache, ModelData
 from rebalance_opt.solve import Planner
@@ -30,22 +31,22 @@ def failing(status):
 
 def test_clarabel_failing_falls_back_to_osqp_and_the_plan_says_so(monkeypatch):
     expected = plan_rebalance(make())
-    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (MaxIterations)"))
+    monkeypatch.setattr(qp_module, "_clarabel", failing("inaccurate (MaxIterations)"))
     plan = Planner(cache=ModelCache()).plan(make())
     assert plan.solver.name == "OSQP" and plan.solver.status == "optimal"
     assert [(o.symbol, o.quantity) for o in plan.orders] == [(o.symbol, o.quantity) for o in expected.orders]
 
 
 def test_every_solver_failing_emits_no_plan(monkeypatch):
-    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (NumericalError)"))
-    monkeypatch.setattr(problem, "_osqp", failing("inaccurate (maximum iterations reached)"))
+    monkeypatch.setattr(qp_module, "_clarabel", failing("inaccurate (NumericalError)"))
+    monkeypatch.setattr(qp_module, "_osqp", failing("inaccurate (maximum iterations reached)"))
     with pytest.raises(SolverFailed, match="CLARABEL.*OSQP"):
         Planner(cache=ModelCache()).plan(make())
 
 
 def test_cli_exits_1_on_solver_failure_and_logs_nothing(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (NumericalError)"))
-    monkeypatch.setattr(problem, "_osqp", failing("inaccurate (maximum iterations reached)"))
+    monkeypatch.setattr(qp_module, "_clarabel", failing("inaccurate (NumericalError)"))
+    monkeypatch.setattr(qp_module, "_osqp", failing("inaccurate (maximum iterations reached)"))
     log = tmp_path / "log.sqlite"
     with pytest.raises(SystemExit) as e:
         main(["rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--json", "--log", str(log)])
@@ -57,7 +58,7 @@ def test_cli_exits_1_on_solver_failure_and_logs_nothing(monkeypatch, tmp_path, c
 
 def test_the_log_records_which_solver_produced_the_plan(monkeypatch, tmp_path, capsys):
     from rebalance_opt.audit import AuditLog
-    monkeypatch.setattr(problem, "_clarabel", failing("inaccurate (MaxIterations)"))
+    monkeypatch.setattr(qp_module, "_clarabel", failing("inaccurate (MaxIterations)"))
     log = tmp_path / "log.sqlite"
     with pytest.raises(SystemExit) as e:
         main(["rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--json", "--log", str(log)])
@@ -140,7 +141,7 @@ def test_a_buckets_padding_classes_leave_the_solvers_problem_and_change_no_value
         status, x, objective = qp.solve("CLARABEL")
         model.compiled._reductions.clear()
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(problem, "DROP_PINNED", False)  # the rule off: padding kept
+            patch.setattr(qp_module, "DROP_PINNED", False)  # the rule off: padding kept
             kept = qp.reduced(-1.0)[0].keep_col
             assert kept[col: col + size].all()
             status_all, x_all, objective_all = qp.solve("CLARABEL")
@@ -223,7 +224,7 @@ def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
 
 
 def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
-    # The engine hands Clarabel its matrices as lists (``problem.Csc``: faster to set up); the
+    # The engine hands Clarabel its matrices as lists (``qp.Csc``: faster to set up); the
     # solution must be the one the scipy matrices give, to the bit, and ``Csc.scipy`` that matrix.
     import numpy as np
 
@@ -231,7 +232,7 @@ def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
     from rebalance_opt import account_from_dict
     from rebalance_opt.solve import _base_data, _layout, _tracking
     from rebalance_opt.book import Book
-    from rebalance_opt.problem import _clarabel, _clarabel_settings
+    from rebalance_opt.qp import _clarabel, _clarabel_settings
 
     for seed in range(5):
         book = Book(account_from_dict(household(seed)))
@@ -240,7 +241,7 @@ def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
         qp = model.compiled.apply(model.values(_base_data(book, tracking)))
         reduction, P, q, minus_A, b = qp.reduced(-1.0)
         n_eq = reduction.n_eq
-        assert isinstance(P, problem.Csc) and isinstance(minus_A, problem.Csc)
+        assert isinstance(P, qp_module.Csc) and isinstance(minus_A, qp_module.Csc)
         for m in (P, minus_A):
             s = m.scipy()
             assert s.shape == m.shape and s.data.tolist() == m.data and s.indices.tolist() == m.indices
@@ -263,7 +264,7 @@ def test_a_clarabel_binding_that_rejects_plain_lists_gets_scipy_matrices(monkeyp
     refused = []
 
     def strict(P, q, A, b, cones, settings):
-        if isinstance(P, problem.Csc) or isinstance(A, problem.Csc):
+        if isinstance(P, qp_module.Csc) or isinstance(A, qp_module.Csc):
             refused.append(1)
             raise AttributeError("'Csc' object has no attribute 'format'")
         return real(P, q, A, b, cones, settings)
@@ -338,7 +339,7 @@ def test_qps_with_one_reduction_pattern_reduce_alike():
 
     from benchmarks.synth import household
     from rebalance_opt import account_from_dict
-    from rebalance_opt.problem import Reduction
+    from rebalance_opt.qp import Reduction
     cache = ModelCache()
     groups: dict[tuple, list] = {}
     for seed in range(6):
