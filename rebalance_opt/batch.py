@@ -79,10 +79,11 @@ class AccountResult:
                 "message": self.error, "path": self.path}
 
 
-# One Planner per worker thread, kept across chunks. Per thread, not per process: a Planner's
-# compiled models hold the data of the solve in progress, and the workers of an existing Dask
-# cluster often run several threads (the local pool and the LocalCluster run one each).
-_PLANNERS = threading.local()
+# One Planner per worker process, kept across chunks and shared by the process's threads (the
+# workers of an existing Dask cluster often run several): a solve never writes to a compiled model,
+# it applies its numbers to a fresh copy of the program's data (``qp.CompiledQP.apply``).
+_PLANNER = None
+_PLANNER_LOCK = threading.Lock()
 WORKER_GEN0_THRESHOLD = 10_000  # a settled worker's youngest-generation threshold (``_settle_heap``)
 _HEAP_SETTLED = False
 
@@ -105,12 +106,13 @@ def _settle_heap() -> None:
 
 
 def _planner():
-    planner = getattr(_PLANNERS, "planner", None)
-    if planner is None:
-        from .problem import ModelCache
-        from .solve import Planner
-        planner = _PLANNERS.planner = Planner(cache=ModelCache(maxsize=256))
-    return planner
+    global _PLANNER
+    with _PLANNER_LOCK:
+        if _PLANNER is None:
+            from .problem import ModelCache
+            from .solve import Planner
+            _PLANNER = Planner(cache=ModelCache(maxsize=256))
+        return _PLANNER
 
 
 def task_accounts(task: Task) -> Iterator[tuple[int, str, str | None, Callable[[], Account]]]:

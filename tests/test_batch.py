@@ -145,18 +145,6 @@ def test_cluster_problem_says_what_to_fix_on_the_workers():
     assert "2 of 2 workers cannot read /a/b.toml" in cluster_problem({"w1": blind, "w2": blind}, "1.2", "/a/b.toml")
 
 
-def test_each_worker_thread_plans_with_its_own_planner():
-    """A Planner's compiled models hold the solve in progress: threads of one worker never share one."""
-    import threading
-
-    from rebalance_opt.batch import _planner
-    mine, theirs = _planner(), []
-    thread = threading.Thread(target=lambda: theirs.extend([_planner(), _planner()]))
-    thread.start()
-    thread.join()
-    assert _planner() is mine and theirs[0] is theirs[1] and theirs[0] is not mine
-
-
 def test_a_dry_run_logs_nothing_and_one_worker_plans_in_process(folder, expected, tmp_path):
     outcome = run_batch(account_files(folder), engine="local", workers=1, log=None)
     check_outcome(outcome, folder, expected)

@@ -360,3 +360,32 @@ def test_the_most_sales_can_raise_within_a_tax_budget_is_the_lps_optimum(lots, b
     tax = book.lot_tax_per_share * book.lot_quantity * book.lot_sellable
     lp = linprog(-value, A_ub=[tax], b_ub=[budget], bounds=[(0, 1)] * len(value), method="highs")
     assert _most_raised_within(book, budget) == pytest.approx(-lp.fun, rel=1e-9, abs=1e-6)
+
+
+def test_threads_sharing_one_planner_make_the_plans_it_makes_one_at_a_time():
+    """The web app's request threads and a Dask worker's threads share compiled models: a solve
+    must never see another thread's numbers. Threads switch every 10 µs here, inside solves."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from benchmarks.synth import household, perturbed, sized_household
+    from rebalance_opt import account_from_dict
+    accounts = [account_from_dict(household(s)) for s in range(24)]  # bucketed, several sizes
+    accounts += [account_from_dict(perturbed(sized_household(0, 10, 5), s)) for s in range(8)]  # one bucket
+    accounts += [account_from_dict(perturbed(sized_household(1, 70, 2), s)) for s in range(4)]  # own structure
+    expected = [Planner(cache=ModelCache()).plan(a).to_dict() for a in accounts]
+
+    def plan(a):
+        p = shared.plan(a).to_dict()
+        return {**p, "solver": {k: v for k, v in p["solver"].items() if "seconds" not in k}}
+
+    shared = Planner(cache=ModelCache())
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(plan, accounts * 2))
+    finally:
+        sys.setswitchinterval(interval)
+    strip = [{**p, "solver": {k: v for k, v in p["solver"].items() if "seconds" not in k}} for p in expected]
+    assert got == strip * 2
