@@ -4,7 +4,10 @@ Rounding is kept out of the convex model (as PyPortfolioOpt's ``DiscreteAllocati
 for each traded symbol the candidates are no trade, the share count just below and just above
 the continuous one (and the smallest order that meets ``min_trade``); the combination chosen
 minimizes the SPEC objective subject to every hard constraint, by exhaustive search when the
-combinations are few and by best-improvement coordinate search otherwise. Sells relieve lots in
+combinations are few and by best-improvement coordinate search otherwise. When no combination
+meets the hard constraints, an exact search over every symbol the stage may trade takes over
+(``exact_round``, a MILP; ``_exact_fallback``), so that a stage is infeasible in whole shares
+only when it has no whole-share plan at all. Sells relieve lots in
 minimum-tax order (losses first, then the cheapest gains), which is also the order the convex
 model itself prefers, since lots of one symbol differ only in their tax.
 
@@ -16,6 +19,7 @@ traded symbols and lots, not with their product.
 from __future__ import annotations
 
 import bisect
+import copy
 import itertools
 import math
 from dataclasses import dataclass
@@ -154,6 +158,10 @@ def relieve(book: Book, symbol: int, quantity: float, lot_allowed: np.ndarray) -
 class Scorer:
     """The SPEC objective and the hard-constraint violation of trades, vectorized over many."""
 
+    # Net proceeds of sales a plan may not exceed: only the exact fallback's polish sets it
+    # (``_exact_fallback``, the cash-first stage's sell room); the rounding's own search has none.
+    max_sold = math.inf
+
     def __init__(self, book: Book, tracking: Tracking):
         a, p = book.account, book.account.policy
         self.book = book
@@ -177,9 +185,19 @@ class Scorer:
         objective = self.tracking.value(dev) + (self.tax_weight * lot_tax + self.kappa * notional) / self.v
         return objective, self.violation(cash_delta, lot_tax)
 
-    def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray) -> np.ndarray:
-        return (np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
-                + np.maximum(lot_tax - self.max_tax - MONEY_TOLERANCE, 0.0)) / max(self.v, 1.0)
+    def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray, sold: np.ndarray | None = None) -> np.ndarray:
+        out = (np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
+               + np.maximum(lot_tax - self.max_tax - MONEY_TOLERANCE, 0.0))
+        if sold is not None:  # net proceeds, against ``max_sold``
+            out = out + np.maximum(sold - self.max_sold - MONEY_TOLERANCE, 0.0)
+        return out / max(self.v, 1.0)
+
+    def sold(self, dv: np.ndarray, notional: np.ndarray) -> np.ndarray | None:
+        """Net proceeds of sales from the value bought net (``dv``) and traded (``notional``),
+        where ``max_sold`` applies; None where it does not."""
+        if self.max_sold == math.inf:
+            return None
+        return (1 - self.kappa) * (notional - dv) / 2
 
 
 @dataclass
@@ -272,33 +290,86 @@ class _Rounder:
 
 
 def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndarray,
-                 scorer: Scorer) -> Trades:
+                 scorer: Scorer, buyable: np.ndarray | None = None, sell_room: float = math.inf) -> Trades:
     """Tradable share counts closest in objective to the continuous solution, meeting every hard
-    constraint (cash floor, tax budget, lot quantities, min_trade); ``Infeasible`` if none does."""
+    constraint (cash floor, tax budget, lot quantities, min_trade); ``Infeasible`` if none does.
+
+    ``buyable`` (per symbol) and ``sell_room`` (net proceeds the stage may raise: +inf, or the
+    cash-first stage's need, 0 where it sells nothing) are the stage's rules, used only by the
+    exact fallback when the search finds no feasible combination (``_exact_fallback``); by
+    default the symbols the continuous solution buys, and no limit."""
     step = FRACTIONAL_STEP if book.account.policy.fractional else WHOLE_SHARE
     rounder = _Rounder(book, lot_allowed, step)
     value = np.abs(continuous_shares) * book.price
     traded = np.flatnonzero(value > NOISE * book.invested)
     try:
         return _round(rounder, traded, continuous_shares, scorer)
+    except Infeasible as exc:
+        failed = exc
+    # A needed trade can hide below the noise level (a withdrawal of a few cents split over
+    # several funds): round again with every trade the solver made, however small.
+    everything = np.flatnonzero(value > 0)
+    if len(everything) != len(traded):
+        try:
+            return _round(rounder, everything, continuous_shares, scorer)
+        except Infeasible as exc:
+            failed = exc
+    buyable = continuous_shares > 0 if buyable is None else buyable
+    return _exact_fallback(book, continuous_shares, lot_allowed, scorer, step, buyable, sell_room, failed)
+
+
+def _exact_fallback(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndarray, scorer: Scorer,
+                    step: float, buyable: np.ndarray, sell_room: float, failed: Infeasible) -> Trades:
+    """When no combination of the candidates meets the hard constraints: the best whole-share
+    point of the stage by a MILP (``exact_round``: every symbol the stage may trade, any order
+    size), polished by the same local search as any rounding. ``Infeasible`` only when the MILP
+    proves that the stage has no whole-share plan at all (or stops at its time limit without
+    one, which the message says). In the cash-first stage the polish may move sales between
+    symbols but not raise more than the MILP's point does (``Scorer.max_sold``)."""
+    from .exact_round import TIME_LIMIT, nearest_feasible
+
+    rounder = _Rounder(book, lot_allowed, step)  # its own: candidates follow the new point's directions
+    sellable = np.unique(book.lot_symbol[lot_allowed]) if sell_room > 0 else np.zeros(0, dtype=int)
+    capacity = {int(i): rounder.lots(int(i)).capacity for i in sellable}
+    found = nearest_feasible(book, continuous_shares, lot_allowed, buyable, scorer, step, capacity, sell_room)
+    if found.shares is None:
+        if found.proven:
+            raise failed
+        raise Infeasible(f"{failed} (the exact search stopped at its time limit of {TIME_LIMIT:g} s "
+                         "without finding a plan)")
+    point = found.shares
+    traded = (point != 0) | ((np.abs(continuous_shares) * book.price > NOISE * book.invested)
+                             & np.where(continuous_shares < 0, np.isin(np.arange(len(point)), sellable), buyable))
+    direction = np.where(point != 0, point, continuous_shares)
+    if math.isfinite(sell_room):
+        scorer = copy.copy(scorer)
+        scorer.max_sold = found.proceeds
+    cands = [rounder.around(int(i), float(direction[i]), float(point[i])) for i in np.flatnonzero(traded)]
+    choice = [c.shares.index(float(point[c.symbol])) if float(point[c.symbol]) in c.shares else int(j)
+              for c, j in zip(cands, _nearest(cands))]
+    try:
+        return _polish(rounder, cands, choice, direction, scorer, len(book.classes))
     except Infeasible:
-        # A needed trade can hide below the noise level (a withdrawal of a few cents split over
-        # several funds): round again with every trade the solver made, however small.
-        everything = np.flatnonzero(value > 0)
-        if len(everything) == len(traded):
-            raise
-        return _round(rounder, everything, continuous_shares, scorer)
+        # The point failed the rounding's own arithmetic (the MILP's tolerance) and no step
+        # repairs it: this stage has no plan the check would take.
+        raise failed from None
 
 
 def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray, scorer: Scorer) -> Trades:
     n_classes = len(rounder.book.classes)
     cands, choice = _start(rounder, traded, continuous_shares, scorer, n_classes)
-    # Polish: a share more or less than floor/ceil can still pay (the continuous point is only a
-    # guide once shares are whole), so walk one step at a time while the objective improves.
-    # Once single steps stop paying, two at a time are tried, from where the single steps ended.
+    return _polish(rounder, cands, choice, continuous_shares, scorer, n_classes)
+
+
+def _polish(rounder: "_Rounder", cands: list[_Candidates], choice: list[int], direction: np.ndarray,
+            scorer: Scorer, n_classes: int) -> Trades:
+    """Polish: a share more or less than floor/ceil can still pay (the continuous point is only a
+    guide once shares are whole), so walk one step at a time while the objective improves.
+    Once single steps stop paying, two at a time are tried, from where the single steps ended.
+    ``direction``: per symbol, its sign is the side it trades (the continuous solution's)."""
     for _ in range(POLISH_ROUNDS if cands else 0):
         chosen = [float(c.shares[j]) for c, j in zip(cands, choice)]
-        around = [rounder.around(c.symbol, continuous_shares[c.symbol], q) for c, q in zip(cands, chosen)]
+        around = [rounder.around(c.symbol, direction[c.symbol], q) for c, q in zip(cands, chosen)]
         moves = _Moves(around, scorer, n_classes)
         new = _coordinate_search(around, scorer, n_classes, moves=moves)
         if [float(c.shares[j]) for c, j in zip(around, new)] == chosen:
@@ -519,7 +590,7 @@ class _Moves:
             moved = r[:, None] + self.g_cls * d_cls + self.g_cash[:, None] * d_cash
             tracking = tracking + np.square(moved).sum(axis=0)
         objective = tracking + s.tax_weight * m_tax / s.v + s.kappa * m_notional / s.v
-        violation = s.violation(cash_delta, m_tax)
+        violation = s.violation(cash_delta, m_tax, s.sold(m_dv, m_notional))
         # "Unchanged" is the null move of the first symbol, scored by the same arithmetic as
         # every move, so a move that changes nothing never looks better by float noise.
         return objective, violation, (objective[pos[0]], violation[pos[0]])
@@ -545,7 +616,8 @@ class _Moves:
                     + self.w_cash * (new_cash ** 2 - dev[self.cash_col] ** 2))
         objective = tracking + s.tax_weight * m_tax / s.v + s.kappa * m_notional / s.v
         objective[col[:, None] >= col[None, :]] = np.inf
-        return objective, s.violation(cash_delta, m_tax)
+        sold = None if s.max_sold == math.inf else s.sold(dv + (d_value[:, None] + d_value[None, :]), m_notional)
+        return objective, s.violation(cash_delta, m_tax, sold)
 
     def best_pair(self, current: np.ndarray, now_obj: float, single: np.ndarray) -> tuple[int, int] | None:
         """The feasible two-symbol move that improves ``now_obj`` most, among the PAIR_MOVES

@@ -112,10 +112,13 @@ class Planner:
         def solve(b_max, s_max, sell_room) -> Solution | None:
             return screened(lambda caps: solve_once(b_max, caps, sell_room), screen, s_max)
 
-        def candidate(sol: Solution, lot_allowed: np.ndarray, stage: str) -> _Candidate | None:
+        def candidate(sol: Solution, lot_allowed: np.ndarray, stage: str, buys: np.ndarray,
+                      sell_room: float = np.inf) -> _Candidate | None:
+            """The solve's rounded plan, None when the stage has none in whole shares. ``buys``
+            and ``sell_room`` (money) are the stage's rules, for the rounding's exact fallback."""
             shares = _continuous_shares(book, sol)
             try:
-                trades = round_trades(book, shares, lot_allowed, scorer)
+                trades = round_trades(book, shares, lot_allowed, scorer, buyable=buys, sell_room=sell_room)
             except Infeasible:
                 return None
             return _Candidate(trades, _objective(scorer, book, trades), stage, sol)
@@ -128,7 +131,8 @@ class Planner:
 
         def cash_first() -> _Candidate | None:
             sol = solve(first_buys * BUY_CAP, s_cap if shortfall > 0 else 0 * s_cap, shortfall)
-            return candidate(sol, lot_ok, "cash_first") if sol is not None else None
+            need = shortfall * book.invested  # money the stage may raise by selling (0: none)
+            return candidate(sol, lot_ok, "cash_first", first_buys, need) if sol is not None else None
 
         # Stage 1: cash first. Buying alone never lowers a class's weight (its value and V stay),
         # so with a class above its band and nothing to sell for, stage 1 cannot end in band:
@@ -153,11 +157,11 @@ class Planner:
 
         astray: list[_Candidate] = []  # plans whose buys do not follow their own sales (fallback)
 
-        def consider(solutions: list[tuple[Solution, np.ndarray]]) -> None:
+        def consider(solutions: list[tuple[Solution, np.ndarray, np.ndarray]]) -> None:
             """Round each exact optimum, lowest first, unless it cannot beat the best plan so far;
             keep the plan its buys lead to (``follow_targets``)."""
-            for exact, lot_allowed in sorted(solutions, key=lambda e: e[0].objective):
-                if not beaten(exact.objective) and (c := candidate(exact, lot_allowed, "full")) is not None:
+            for exact, lot_allowed, buys in sorted(solutions, key=lambda e: e[0].objective):
+                if not beaten(exact.objective) and (c := candidate(exact, lot_allowed, "full", buys)) is not None:
                     if (c := follow_targets(c)) is not None:
                         candidates.append(c)
 
@@ -197,7 +201,7 @@ class Planner:
                     break
                 if beaten(exact.objective):
                     return None
-                if (following := candidate(exact, lot_allowed, "full")) is None:
+                if (following := candidate(exact, lot_allowed, "full", buys)) is None:
                     break
                 c = following
             astray.append(c)
@@ -212,7 +216,7 @@ class Planner:
                 buys = book.buy_targets(sold=sells_symbol)
                 lot_allowed = choice_lots(buys)
                 if (exact := _exact_from_relaxation(book, base, relaxed, buys, lot_allowed)) is not None:
-                    free.append((exact, lot_allowed))
+                    free.append((exact, lot_allowed, buys))
                 else:
                     to_solve.append((buys, lot_allowed))
             # A choice the relaxation solves is rounded as the relaxation gives it; any other is
@@ -220,7 +224,7 @@ class Planner:
             consider(free)
             for buys, lot_allowed in to_solve:
                 if can_win(buys, lot_allowed) and (exact := solve_choice(buys, lot_allowed)) is not None:
-                    consider([(exact, lot_allowed)])
+                    consider([(exact, lot_allowed, buys)])
         if not candidates:
             candidates.extend(astray)
         if not candidates and futile and (first := cash_first()) is not None:
