@@ -124,8 +124,9 @@ def tax_impact(account: Account, planner: Planner | None = None) -> TaxImpact:
     """The optimized plan's tax, sell by sell, against the drift it removes (see module doc).
 
     The plan is the one ``generate`` makes, and so is the verdict: where no buy-only plan is
-    feasible (a withdrawal that only selling freely can meet in whole shares, say) the plan is
-    still reported, without the comparison (``buy_only`` None, and why in ``buy_only_infeasible``).
+    found (the rounding's exact search finds one whenever any whole-share plan exists, unless it
+    stops at its time limit) the plan is still reported, without the comparison (``buy_only``
+    None, and why in ``buy_only_infeasible``).
     """
     planner = planner or Planner()
     plan = planner.plan(account)

@@ -195,6 +195,20 @@ def test_highs_prints_nothing_on_stdout(capfd):
     assert out == "" and "from C" in err
 
 
+def test_generate_json_prints_the_exact_search_plan_and_nothing_else_on_stdout(tmp_path):
+    # A separate process, as a user runs it: stdout must parse as one JSON object (a stray HiGHS
+    # line there would break it).
+    import json
+
+    from tests.conftest import run_cli
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(ONE_LOSS_LOT_PAYS))
+    done = run_cli("rebalance", "generate", str(account), "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert [(o["symbol"], o["side"], o["quantity"]) for o in plan["orders"]] == [("S0", "sell", 7.0), ("S1", "sell", 35.0)]
+
+
 # --- against the oracle ------------------------------------------------------------------------
 @st.composite
 def withdrawal_accounts(draw):
