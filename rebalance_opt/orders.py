@@ -158,10 +158,6 @@ def relieve(book: Book, symbol: int, quantity: float, lot_allowed: np.ndarray) -
 class Scorer:
     """The SPEC objective and the hard-constraint violation of trades, vectorized over many."""
 
-    # Net proceeds of sales a plan may not exceed: only the exact fallback's polish sets it
-    # (``_exact_fallback``, the cash-first stage's sell room); the rounding's own search has none.
-    max_sold = math.inf
-
     def __init__(self, book: Book, tracking: Tracking):
         a, p = book.account, book.account.policy
         self.book = book
@@ -173,6 +169,15 @@ class Scorer:
         self.tracking = tracking
         self.base_dev = np.append(book.class_value, a.cash - p.withdrawal) / self.u - book.targets
         self.cash = a.cash
+        # Net proceeds of sales a plan may not exceed: the cash-first stage's sell room
+        # (``capped``); +inf in every other stage, where the checks below skip it.
+        self.max_sold = math.inf
+
+    def capped(self, max_sold: float) -> "Scorer":
+        """This scorer with sales' net proceeds limited to ``max_sold`` (money)."""
+        out = copy.copy(self)
+        out.max_sold = max_sold
+        return out
 
     def score(self, class_dv: np.ndarray, dv: np.ndarray, notional: np.ndarray, lot_tax: np.ndarray):
         """Objective and violation for M candidate plans: ``class_dv`` (M × classes) is the value
@@ -183,7 +188,7 @@ class Scorer:
         np.divide(cash_delta, self.u, out=dev[:, -1])
         dev += self.base_dev
         objective = self.tracking.value(dev) + (self.tax_weight * lot_tax + self.kappa * notional) / self.v
-        return objective, self.violation(cash_delta, lot_tax)
+        return objective, self.violation(cash_delta, lot_tax, self.sold(dv, notional))
 
     def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray, sold: np.ndarray | None = None) -> np.ndarray:
         out = (np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
@@ -295,15 +300,23 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
     constraint (cash floor, tax budget, lot quantities, min_trade); ``Infeasible`` if none does.
 
     ``buyable`` (per symbol) and ``sell_room`` (net proceeds the stage may raise: +inf, or the
-    cash-first stage's need, 0 where it sells nothing) are the stage's rules, used only by the
-    exact fallback when the search finds no feasible combination (``_exact_fallback``); by
-    default the symbols the continuous solution buys, and no limit."""
+    cash-first stage's need, 0 where it sells nothing) are the stage's rules. The sell room holds
+    the rounded plan to the need plus one step of the dearest fund the continuous plan sells (a
+    share, and ``min_trade``): whole shares may overshoot the need by that much, never more (the
+    search would otherwise sell beyond it wherever that helps tracking). ``buyable`` is for the
+    exact fallback, when the search finds no feasible combination (``_exact_fallback``); by
+    default the symbols the continuous solution buys."""
     step = FRACTIONAL_STEP if book.account.policy.fractional else WHOLE_SHARE
     rounder = _Rounder(book, lot_allowed, step)
     value = np.abs(continuous_shares) * book.price
     traded = np.flatnonzero(value > NOISE * book.invested)
+    search = scorer
+    sold = continuous_shares < 0
+    if 0 < sell_room < math.inf and sold.any():
+        step_value = float(np.max(book.price[sold])) * step + book.account.policy.min_trade
+        search = scorer.capped(sell_room + (1 - scorer.kappa) * step_value)
     try:
-        return _round(rounder, traded, continuous_shares, scorer)
+        return _round(rounder, traded, continuous_shares, search)
     except Infeasible as exc:
         failed = exc
     # A needed trade can hide below the noise level (a withdrawal of a few cents split over
@@ -311,7 +324,7 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
     everything = np.flatnonzero(value > 0)
     if len(everything) != len(traded):
         try:
-            return _round(rounder, everything, continuous_shares, scorer)
+            return _round(rounder, everything, continuous_shares, search)
         except Infeasible as exc:
             failed = exc
     buyable = continuous_shares > 0 if buyable is None else buyable
@@ -325,7 +338,7 @@ def _exact_fallback(book: Book, continuous_shares: np.ndarray, lot_allowed: np.n
     size), polished by the same local search as any rounding. ``Infeasible`` only when the MILP
     proves that the stage has no whole-share plan at all (or stops at its time limit without
     one, which the message says). In the cash-first stage the polish may move sales between
-    symbols but not raise more than the MILP's point does (``Scorer.max_sold``)."""
+    symbols but not raise more than the MILP's point does (``Scorer.capped``)."""
     from .exact_round import TIME_LIMIT, nearest_feasible
 
     rounder = _Rounder(book, lot_allowed, step)  # its own: candidates follow the new point's directions
@@ -342,8 +355,7 @@ def _exact_fallback(book: Book, continuous_shares: np.ndarray, lot_allowed: np.n
                              & np.where(continuous_shares < 0, np.isin(np.arange(len(point)), sellable), buyable))
     direction = np.where(point != 0, point, continuous_shares)
     if math.isfinite(sell_room):
-        scorer = copy.copy(scorer)
-        scorer.max_sold = found.proceeds
+        scorer = scorer.capped(found.proceeds)
     cands = [rounder.around(int(i), float(direction[i]), float(point[i])) for i in np.flatnonzero(traded)]
     choice = [c.shares.index(float(point[c.symbol])) if float(point[c.symbol]) in c.shares else int(j)
               for c, j in zip(cands, _nearest(cands))]
@@ -441,14 +453,15 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     traded_classes = {c.klass for c in cands}
     untouched = [k for k in range(n_classes) if k not in traded_classes]
     rest = float(np.sum(w[untouched] * np.square(s.base_dev[untouched]))) if untouched else 0.0
-    totals = np.array([[0.0], [0.0], [rest]])
+    capped = s.max_sold != math.inf  # then a fourth row: net proceeds of sales
+    totals = np.array([[0.0], [0.0], [rest]] + ([[0.0]] if capped else []))
     for klass, group in itertools.groupby(order, key=lambda j: cands[j].klass):
         group = [cands[j] for j in group]
-        own = _class_combinations(group, float(w[klass]), float(s.base_dev[klass]), s)  # cash, tax, cost
-        totals = (totals[:, :, None] + own[:, None, :]).reshape(3, -1)
-    cash, tax, cost = totals
+        own = _class_combinations(group, float(w[klass]), float(s.base_dev[klass]), s)  # cash, tax, cost[, sold]
+        totals = (totals[:, :, None] + own[:, None, :]).reshape(len(totals), -1)
+    cash, tax, cost = totals[:3]
     objective = cost + w[n_classes] * np.square(s.base_dev[n_classes] + cash / s.u)
-    violation = s.violation(cash, tax)
+    violation = s.violation(cash, tax, totals[3] if capped else None)
     best = _best(objective, violation)
     if best is None:
         raise Infeasible(_why_infeasible(scorer, violation.min()))
@@ -472,9 +485,10 @@ def _unravel(flat: int, sizes: list[int]) -> list[int]:
 
 def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scorer) -> np.ndarray:
     """Every combination of one class's symbols' options (the last symbol's varying fastest), as
-    rows: cash moved, lot tax, and the class's own cost (its tracking, tax and trading cost).
-    A few combinations are summed in plain Python, more with numpy outer sums: the same
-    operations in the same order either way, so the same floats."""
+    rows: cash moved, lot tax, and the class's own cost (its tracking, tax and trading cost), and
+    with a sell room (``Scorer.max_sold``) the net proceeds of its sales. A few combinations are
+    summed in plain Python, more with numpy outer sums: the same operations in the same order
+    either way, so the same floats."""
     if math.prod(len(c.shares) for c in group) <= FEW_COMBINATIONS:
         value, notional, lot_tax = [0.0], [0.0], [0.0]
         for c in group:
@@ -484,6 +498,8 @@ def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scor
         rows = [[-v - s.kappa * n for v, n in zip(value, notional)], lot_tax,
                 [w * ((base + v / s.u) * (base + v / s.u)) + (s.tax_weight * t + s.kappa * n) / s.v
                  for v, n, t in zip(value, notional, lot_tax)]]
+        if s.max_sold != math.inf:
+            rows.append([(1 - s.kappa) * (n - v) / 2 for v, n in zip(value, notional)])
         return np.array(rows)
     value, notional, lot_tax = np.zeros(1), np.zeros(1), np.zeros(1)
     for c in group:
@@ -491,7 +507,10 @@ def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scor
         notional = (notional[:, None] + np.array(c.notional)).ravel()
         lot_tax = (lot_tax[:, None] + np.array(c.lot_tax)).ravel()
     own = w * np.square(base + value / s.u) + (s.tax_weight * lot_tax + s.kappa * notional) / s.v
-    return np.array([-value - s.kappa * notional, lot_tax, own])
+    rows = [-value - s.kappa * notional, lot_tax, own]
+    if s.max_sold != math.inf:
+        rows.append(s.sold(value, notional))
+    return np.array(rows)
 
 
 def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
