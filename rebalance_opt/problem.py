@@ -395,6 +395,14 @@ class ModelCache:
         self._planned: dict[Structure, bool] = {}  # structures planned through a bucket, most recent last
         self._lock = threading.Lock()  # ``_planned`` is shared by the threads planning with this cache
 
+    def __getstate__(self) -> dict:
+        """A cache goes to another process (a backtest's strategies, a batch's planner) empty:
+        its compiled models and lock belong to this one, and are made again there on demand."""
+        return {"maxsize": self.maxsize, "remembered": self.remembered}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
     def get(self, layout: Layout) -> RebalanceModel:
         return recently_used(self._models, layout, self.maxsize, lambda: RebalanceModel(layout))
 

@@ -193,6 +193,19 @@ def test_a_short_bundled_run_keeps_its_books_straight(short_run):
     assert list(run.yearly["year"]) == [2008, 2009]
 
 
+def test_strategies_run_in_worker_processes_as_in_one_process():
+    """``workers`` > 1 sends each strategy, its engine's Planner and model cache included, to a
+    process of its own (a cache with a lock in it once could not be sent: the full run failed)."""
+    pytest.importorskip("skfolio", reason="the bundled prices ship in skfolio (the backtest extra)")
+    cfg = BacktestConfig(start=date(2008, 9, 1), years=0.5)
+    names = ["optimizer@0.3", "harvest@0.3"]
+    alone = {r.metrics.strategy: r.metrics.to_dict() for r in run_backtest(names, cfg).runs}
+    pooled = {r.metrics.strategy: r.metrics.to_dict() for r in run_backtest(names, cfg, workers=2).runs}
+    for name in names:
+        a, b = ({k: v for k, v in m[name].items() if k != "seconds"} for m in (alone, pooled))
+        assert a == b
+
+
 def test_the_report_writes_tables_plots_and_summary(short_run, tmp_path):
     pytest.importorskip("matplotlib", reason="plots need matplotlib (the backtest extra)")
     files = write_report(short_run, tmp_path / "report")

@@ -418,3 +418,20 @@ def test_threads_sharing_one_planner_make_the_plans_it_makes_one_at_a_time():
         sys.setswitchinterval(interval)
     strip = [{**p, "solver": {k: v for k, v in p["solver"].items() if "seconds" not in k}} for p in expected]
     assert got == strip * 2
+
+
+def test_a_planner_sent_to_another_process_plans_the_same():
+    """A Planner pickles (the backtest sends strategies to worker processes); its cache goes
+    empty, since compiled models and locks belong to one process, and fills again on demand."""
+    import pickle
+
+    from benchmarks.synth import household
+    from rebalance_opt import account_from_dict
+    account = account_from_dict(household(3))
+    planner = Planner(cache=ModelCache())
+    expected = planner.plan(account).to_dict()
+    copy_ = pickle.loads(pickle.dumps(planner))
+    assert len(copy_.cache) == 0 and len(planner.cache) > 0
+    got = copy_.plan(account).to_dict()
+    strip = lambda p: {**p, "solver": {k: v for k, v in p["solver"].items() if "seconds" not in k}}  # noqa: E731
+    assert strip(got) == strip(expected)
