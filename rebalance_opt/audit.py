@@ -14,7 +14,9 @@ stored. The first entry's previous hash is 64 zeros.
 Durability and concurrency: the file is in WAL mode with ``synchronous=FULL``; an entry is one
 ``BEGIN IMMEDIATE`` transaction (reading the head and inserting happen under the write lock, so
 concurrent writers queue and the chain stays linear), committed before ``generate`` reports
-success. ``AuditLog.append_many`` appends many entries (a batch) the same way, in one transaction.
+success. A writer waits at most BUSY_TIMEOUT in all for another's write transaction, then fails
+(``_begin_immediate``) with nothing written. ``AuditLog.append_many`` appends many entries (a
+batch) the same way, in one transaction.
 A process killed at any point leaves the log as it was before its entry (or entries). Triggers
 refuse UPDATE and DELETE on entries, so only a deliberate edit (dropping them) can alter it.
 
@@ -311,7 +313,7 @@ class AuditLog:
         cols = (*FIELDS, "hash")
         with closing(_connect(self.where, create=True)) as conn:
             _ensure_schema(self.where, conn)
-            _begin_immediate(conn)
+            _begin_immediate(conn, self.where)
             try:
                 last = conn.execute("SELECT id, hash FROM entries ORDER BY id DESC LIMIT 1").fetchone()
                 head_id, prev = _head_of(self.where, last[0], last[1]) if last else (0, GENESIS)
@@ -630,7 +632,7 @@ def _ensure_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
     _check_schema(where, conn)
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").fetchone():
         return
-    _begin_immediate(conn)
+    _begin_immediate(conn, where)
     try:
         for statement in SCHEMA:
             conn.execute(statement)
@@ -642,17 +644,32 @@ def _ensure_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
         raise
 
 
-def _begin_immediate(conn: sqlite3.Connection) -> None:
-    _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+def _begin_immediate(conn: sqlite3.Connection, where: LogLocation) -> None:
+    try:
+        _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+    except sqlite3.OperationalError as exc:
+        if not _is_locked(exc):
+            raise
+        raise RebalanceError(f"{where.path}: the audit log stayed locked by another process for {BUSY_TIMEOUT:g} s "
+                             "(another rebalance-opt appending, or a program holding a write transaction open); "
+                             "nothing was written: run the command again") from None
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _retry_locked(action: Callable[[], Any], attempts: int = 200) -> Any:
-    """Run ``action``, retrying while another process holds a lock the busy timeout does not cover."""
+    """Run ``action``, retrying while another process holds a lock the busy timeout does not cover
+    (SQLite returns "locked" at once in some cases). Each attempt may itself wait the busy timeout,
+    so the retries stop once BUSY_TIMEOUT has passed in all: a lock held that long is an error,
+    not a wait of attempts × BUSY_TIMEOUT (200 × 60 s)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
     for i in range(attempts):
         try:
             return action()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or i == attempts - 1:
+            if not _is_locked(exc) or i == attempts - 1 or time.monotonic() >= deadline:
                 raise
             time.sleep(0.01 + 0.002 * i)
     return None  # pragma: no cover

@@ -528,3 +528,25 @@ def test_sigkill_inside_append_many_leaves_the_log_as_it_was(tmp_path):
                           text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[3, 4, 5, 6, 7]", proc.stderr
     assert AuditLog(path).verify().ok
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_an_error_not_hours_of_waiting(tmp_path, monkeypatch):
+    # Each of 200 retries waited the whole 60 s busy timeout: generate, its plan solved, sat 3 h 20 min
+    # behind another process's open write transaction.
+    import rebalance_opt.audit as audit
+    from rebalance_opt.errors import RebalanceError
+    monkeypatch.setattr(audit, "BUSY_TIMEOUT", 0.5)
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(RebalanceError, match="locked by another process") as e:
+            log.append(plan_dict(), INPUTS)
+        assert time.monotonic() - started < 10 and e.value.exit_code == 1 and str(path) in str(e.value)
+        assert [x.id for x in log.entries()] == [1, 2]  # readers are not blocked
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert log.append(plan_dict(), INPUTS).id == 3 and log.verify().ok
