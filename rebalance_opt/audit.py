@@ -216,29 +216,30 @@ class Entry:
 
     @property
     def hash(self) -> str:
-        return str(self.row["hash"])
+        return str(_shown(self.row["hash"]))
 
     def field(self, name: str) -> Any:
-        """A JSON column parsed (None if it no longer parses: a tampered row), or a plain column."""
+        """A JSON column parsed (None if it no longer parses: a tampered row), or a plain column
+        (bytes a tampered row holds, a BLOB or text that is not UTF-8, shown as text)."""
         value = self.row[name]
         if name in JSON_FIELDS:
             try:
                 return json.loads(value)
             except (TypeError, ValueError):
                 return None
-        return value
+        return _shown(value)
 
     def summary(self) -> dict[str, Any]:
         """The listing view: who, when, why, how much — without the inputs."""
         orders = self.field("orders") or []
         tax = self.field("tax") or {}
         solver = self.field("solver") or {}
-        return {"id": self.row["id"], "time": self.row["time"], "account": self.row["account"],
-                "as_of": self.row["as_of"], "reason": self.row["reason"],
+        return {"id": self.row["id"], "time": self.field("time"), "account": self.field("account"),
+                "as_of": self.field("as_of"), "reason": self.field("reason"),
                 "orders": len(orders) if isinstance(orders, list) else None,
                 "estimated_tax": tax.get("estimated_tax") if isinstance(tax, dict) else None,
                 "solver_status": solver.get("status") if isinstance(solver, dict) else None,
-                "inputs_sha256": self.row["inputs_sha256"], "hash": self.hash}
+                "inputs_sha256": self.field("inputs_sha256"), "hash": self.hash}
 
     def to_dict(self) -> dict[str, Any]:
         """The whole entry, JSON columns parsed."""
@@ -334,6 +335,9 @@ class AuditLog:
                     conn.execute("ROLLBACK")
                 if _is_corrupt(exc):
                     raise _sqlite_error(self.where, exc) from None
+                if isinstance(exc, sqlite3.IntegrityError):  # every entry it writes fits the table it made
+                    raise self.where.damaged(f"altered: the log refused the entry (SQLite: {exc}): its entries "
+                                             "table or triggers were changed") from None
                 raise
         _maybe_crash("after_commit")
         return rows
@@ -345,10 +349,13 @@ class AuditLog:
         access (see ``_open_to_read``)."""
         if not self.path.exists():
             return
+        if self.path.is_dir():
+            raise self.where.error("is a directory, not an audit log file")
         conn, stamp = _open_to_read(self.where)
         try:
             with closing(conn):
-                _check_schema(self.where, conn)
+                if not _check_schema(self.where, conn):
+                    return  # no tables yet (a zero-byte file): a new log, as ``append`` takes it
                 try:
                     for row in conn.execute(sql, args):
                         yield dict(row)
@@ -520,6 +527,7 @@ def _connect(where: LogLocation, create: bool, immutable: bool = False) -> sqlit
     except sqlite3.Error as exc:
         raise where.error(f"cannot open the audit log: {exc}") from None
     conn.row_factory = sqlite3.Row
+    conn.text_factory = _text_or_bytes
     return conn
 
 
@@ -561,13 +569,16 @@ def _file_stamp(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _check_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
-    """An existing file must be an intact audit log of this schema (an empty file is a new log).
+def _check_schema(where: LogLocation, conn: sqlite3.Connection) -> bool:
+    """An existing file must be an intact audit log of this schema (an empty file is a new log);
+    False for a file without tables yet (a zero-byte file: no entries), else True.
 
     What is no audit log at all (another file, an SQLite file of other tables, a newer schema) is
     an InputError (exit 2). An audit log that is not intact is a DamagedLog (exit 4): the file cut
     short or overwritten, its entries table or a column of it gone, the table rebuilt with another
-    id column. Every command checks this before reading or writing an entry."""
+    id column or a column of another type than TEXT (SQLite would convert what is appended, and the
+    entry would no longer match its hash), its schema record edited to no schema (``0``, ``one``).
+    Every command checks this before reading or writing an entry."""
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         version = None
@@ -579,14 +590,18 @@ def _check_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
     except sqlite3.DatabaseError as exc:
         raise _sqlite_error(where, exc) from None
     if not tables:
-        return
+        return False
     missing = [c for c in (*FIELDS, "hash") if c not in columns]
     if version is None:
         if "entries" in tables and not missing:  # the log's own table, its schema record deleted
             raise where.damaged("altered: the log's schema record (table meta) is gone")
         raise where.error("not a rebalance-opt audit log (an SQLite file of other tables)")
     if version != SCHEMA_VERSION:
-        raise where.error(f"audit log schema {version} is not the supported {SCHEMA_VERSION}")
+        if _is_newer_schema(version):
+            raise where.error(f"audit log schema {version} is not the supported {SCHEMA_VERSION} (written by a "
+                              "newer rebalance-opt)")
+        raise where.damaged(f"altered: the log's schema record (table meta) says {version!r}, where "
+                            f"rebalance-opt writes {SCHEMA_VERSION!r}")
     if "entries" not in tables:
         raise where.damaged("altered: the log's entries table is gone")
     if missing:
@@ -595,14 +610,44 @@ def _check_schema(where: LogLocation, conn: sqlite3.Connection) -> None:
     if str(id_type).upper() != "INTEGER" or id_key != 1:
         raise where.damaged("altered: the entries table was rebuilt, its id no longer the INTEGER PRIMARY KEY "
                             "that keeps every entry id a whole number")
+    for name in (*FIELDS, "hash"):
+        declared = str(columns[name][2]).upper()
+        if name != "id" and declared != "TEXT":
+            raise where.damaged(f"altered: the entries table was rebuilt, its column {name} declared "
+                                f"{declared or 'without a type'} where the log keeps TEXT (SQLite would convert "
+                                "what is appended, and the entry would no longer match its hash)")
+    return True
+
+
+def _is_newer_schema(version: Any) -> bool:
+    """Whether a schema record names a later schema than this one (a number above it)."""
+    try:
+        return isinstance(version, str) and float(version) > float(SCHEMA_VERSION)
+    except ValueError:
+        return False
+
+
+def _shown(value: Any) -> Any:
+    """A stored value as shown: bytes (a BLOB, or text that is not UTF-8: a tampered row) as text."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _text_or_bytes(raw: bytes) -> str | bytes:
+    """SQLite text as str; text that is not UTF-8 (written by hand into a row) stays bytes, which
+    no hash matches, instead of failing the whole read ("Could not decode to UTF-8 column")."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 def _head_of(where: LogLocation, entry_id: Any, digest: Any) -> tuple[int, str]:
     """The newest entry's (id, hash) as read, if they are an entry's (the chain goes on from it)."""
     if type(entry_id) is not int:
         raise where.damaged(f"altered: the newest entry's id {entry_id!r} is not a whole number")
-    if not isinstance(digest, str):
-        raise where.damaged(f"altered: entry {entry_id}'s hash is not text")
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise where.damaged(f"altered: entry {entry_id}'s hash {_shown(digest)!r:.80} is not a sha256 digest "
+                            "(64 hex digits)")
     return entry_id, digest
 
 

@@ -530,6 +530,101 @@ def test_sigkill_inside_append_many_leaves_the_log_as_it_was(tmp_path):
     assert AuditLog(path).verify().ok
 
 
+# --- found by the third fuzzing pass ---------------------------------------------------------------
+def test_a_zero_byte_log_reads_as_the_empty_log_that_appending_takes_it_for(tmp_path):
+    # Readers said "cannot read the audit log: no such table: entries" (exit 2) while generate and
+    # batch appended to the same file as a new log.
+    path = tmp_path / "log.sqlite"
+    path.write_bytes(b"")
+    log = AuditLog(path)
+    assert log.entries() == [] and log.head() == (0, GENESIS) and log.get(1) is None
+    assert log.verify().ok and log.verify("0:" + GENESIS).ok
+    result = log.verify("3:" + "ab" * 32)
+    assert not result.ok and "cut off" in result.problem  # a kept head still catches a log emptied
+    assert path.read_bytes() == b"", "reading creates nothing"
+    log.append(plan_dict(), INPUTS)
+    assert [e.id for e in log.entries()] == [1] and log.verify().ok
+
+
+@pytest.mark.parametrize("sql", ["UPDATE entries SET reason = CAST(x'ff41' AS TEXT) WHERE id = 2",
+                                 "UPDATE entries SET reason = x'ff00fe' WHERE id = 2",
+                                 "UPDATE entries SET account = x'61' WHERE id = 2"])
+def test_an_entry_edited_to_bytes_is_altered_not_unreadable(tmp_path, sql):
+    # Text that is not UTF-8 made every read fail ("Could not decode to UTF-8 column", exit 2, even
+    # log --verify); a BLOB made log --show / --json exit 1 (bytes are not JSON) and the web app 500.
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 3)
+    tamper(path, sql)
+    result = log.verify()
+    assert not result.ok and result.first_bad == 2 and "do not match its hash" in result.problem
+    entries = log.entries()
+    assert [e.id for e in entries] == [1, 2, 3]
+    json.dumps([e.summary() for e in entries]) and json.dumps(entries[1].to_dict(), allow_nan=False)
+    assert all(isinstance(entries[1].summary()[k], str) for k in ("account", "reason"))
+
+
+@pytest.mark.parametrize("version", ["0", "one", "1.0", " 1", "-3"])
+def test_a_schema_record_edited_to_no_schema_is_a_damaged_log(tmp_path, version):
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 2)
+    tamper(path, "UPDATE meta SET value = ? WHERE key = 'schema'", params=(version,))
+    before = path.read_bytes()
+    with pytest.raises(DamagedLog, match="schema record"):
+        log.entries()
+    with pytest.raises(DamagedLog):
+        log.append(plan_dict(), INPUTS)
+    assert path.read_bytes() == before
+    assert not log.verify().ok
+    tamper(path, "UPDATE meta SET value = '2' WHERE key = 'schema'")  # a newer schema: another program's file
+    with pytest.raises(InputError, match="newer rebalance-opt"):
+        log.entries()
+
+
+def test_a_column_retyped_is_a_damaged_log_before_anything_is_appended(tmp_path):
+    # The table rebuilt with `reason INTEGER`: SQLite stored the reason "5" as the number 5, so the
+    # entry generate had just written failed log --verify.
+    path = tmp_path / "log.sqlite"
+    fill(path, 2)
+    conn = sqlite3.connect(path)
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
+    conn.executescript("DROP TRIGGER entries_no_update; DROP TRIGGER entries_no_delete; DROP INDEX entries_account;"
+                       "ALTER TABLE entries RENAME TO old;"
+                       + sql.replace("reason        TEXT", "reason        INTEGER")
+                       + "; INSERT INTO entries SELECT * FROM old; DROP TABLE old;")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(DamagedLog, match="column reason declared INTEGER"):
+        AuditLog(path).append(plan_dict(reason="5"), INPUTS)
+    assert path.read_bytes() == before
+    assert "reason declared INTEGER" in AuditLog(path).verify().problem
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE TRIGGER no_insert BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'no more'); END",
+    "ALTER TABLE entries ADD COLUMN extra TEXT CHECK (id < 3)",  # holds for the entries there
+])
+def test_a_log_that_refuses_the_entry_is_a_damaged_log(tmp_path, sql):
+    # generate solved, then ended in "unexpected error: IntegrityError" (exit 1).
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 2)
+    tamper(path, sql)
+    before = rows(path)
+    with pytest.raises(DamagedLog, match="refused the entry") as e:
+        log.append(plan_dict(), INPUTS)
+    assert e.value.exit_code == 4 and rows(path) == before
+
+
+def test_a_head_hash_that_is_no_digest_is_a_damaged_log(tmp_path):
+    # `log --head` printed "3:5" and advised `--verify --head 3:5`, which --head refuses.
+    path = tmp_path / "log.sqlite"
+    log = fill(path, 3)
+    tamper(path, "UPDATE entries SET hash = 5 WHERE id = 3")
+    with pytest.raises(DamagedLog, match="not a sha256 digest"):
+        log.head()
+    with pytest.raises(DamagedLog, match="not a sha256 digest"):
+        log.append(plan_dict(), INPUTS)
+
+
 def test_a_write_lock_held_past_the_busy_timeout_is_an_error_not_hours_of_waiting(tmp_path, monkeypatch):
     # Each of 200 retries waited the whole 60 s busy timeout: generate, its plan solved, sat 3 h 20 min
     # behind another process's open write transaction.

@@ -550,3 +550,25 @@ def test_a_broken_symlink_in_a_batch_folder_fails_as_its_own_account(capsys, fol
     assert loop["kind"] == "input error" and "cannot read account file" in loop["message"]
     code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run")
     assert code == 5 and "gone.toml" in out + err and "broken symbolic link" in out + err
+
+
+def test_a_tampered_entry_holding_bytes_is_shown_and_reported_altered(capsys, folder, tmp_path):
+    # A reason edited to a BLOB: log --show, --json and the web app's /api/log ended in exit 1 /
+    # a 500 (bytes are not JSON); one edited to text that is not UTF-8 made every read exit 2.
+    log = _logged(capsys, folder, tmp_path, "UPDATE entries SET reason = x'ff00fe' WHERE id = 1")
+    for args in (["--show", "1"], ["--json"], []):
+        code, out, err = cli(capsys, "rebalance", "log", *args, "--log", str(log))
+        assert code == 0 and "unexpected error" not in err, (args, err)
+    code, out, _ = cli(capsys, "rebalance", "log", "--verify", "--json", "--log", str(log))
+    assert code == 4 and json.loads(out)["first_bad"] == 1
+    client = _web_log(folder, log)
+    assert client.get("/api/log").status_code == 200 and client.get("/api/log/1").status_code == 200
+
+
+def test_reading_a_log_that_is_a_directory_says_so(capsys, tmp_path):
+    log = tmp_path / "log.sqlite"
+    log.mkdir()
+    for args in (["--verify"], ["--head"], [], ["--show", "1"]):
+        code, _, err = cli(capsys, "rebalance", "log", *args, "--log", str(log))
+        assert code == 2 and "is a directory" in err  # was "unable to open database file"
+
