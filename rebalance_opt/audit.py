@@ -437,7 +437,7 @@ def parse_head(text: str) -> tuple[int | None, str]:
     entry_id: int | None = None
     if ":" in raw:
         left, raw = raw.split(":", 1)
-        if not left.isdigit():
+        if not (left.isascii() and left.isdigit()):  # "³".isdigit() too, which int() refuses
             raise InputError("a head is HASH or ID:HASH as printed by `log --head`", path="--head",
                              value=text, has_value=True)
         entry_id = int(left)

@@ -625,6 +625,14 @@ def test_a_head_hash_that_is_no_digest_is_a_damaged_log(tmp_path):
         log.append(plan_dict(), INPUTS)
 
 
+@pytest.mark.parametrize("head", ["\u00b3:" + "ab" * 32, "\u0663:" + "ab" * 32])
+def test_a_kept_heads_id_is_ascii_digits(head):
+    # "³" passes str.isdigit() but not int(): exit 1; the Arabic-Indic "٣" was read as 3.
+    with pytest.raises(InputError) as e:
+        parse_head(head)
+    assert e.value.path == "--head"
+
+
 def test_a_write_lock_held_past_the_busy_timeout_is_an_error_not_hours_of_waiting(tmp_path, monkeypatch):
     # Each of 200 retries waited the whole 60 s busy timeout: generate, its plan solved, sat 3 h 20 min
     # behind another process's open write transaction.

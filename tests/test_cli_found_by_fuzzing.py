@@ -572,3 +572,12 @@ def test_reading_a_log_that_is_a_directory_says_so(capsys, tmp_path):
         code, _, err = cli(capsys, "rebalance", "log", *args, "--log", str(log))
         assert code == 2 and "is a directory" in err  # was "unable to open database file"
 
+
+def test_verify_with_an_empty_head_is_an_input_error_not_an_unchecked_pass(capsys, folder, tmp_path):
+    # `log --verify --head "$KEPT"` with KEPT empty passed as a plain --verify: the kept head unchecked.
+    log = _logged(capsys, folder, tmp_path)
+    for head in ("", "  "):
+        code, _, err = cli(capsys, "rebalance", "log", "--verify", "--head", head, "--log", str(log))
+        assert code == 2 and "--head" in err
+    code, _, err = cli(capsys, "rebalance", "log", "--verify", "--head", "--log", str(log))
+    assert code == 2 and "--head" in err

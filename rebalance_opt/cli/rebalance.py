@@ -142,7 +142,10 @@ def log_command(
         if modes and filters:
             raise InputError(f"filters only the listing, not {modes[0]}", path=filters[0])
         if verify:
-            result = audit.verify(head or None)
+            if head is not None and not head.strip():  # `--head "$KEPT"` with KEPT empty must not pass unchecked
+                raise InputError("with --verify, give the ID:HASH `log --head` printed (or leave out --head)",
+                                 path="--head", value=head, has_value=True)
+            result = audit.verify(head)
             if as_json:
                 typer.echo(to_json(result.to_dict()))
             if not result.ok:
