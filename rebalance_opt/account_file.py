@@ -7,7 +7,9 @@ and the offending value.
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import math
 import os
@@ -241,17 +243,21 @@ def account_from_dict(data: Mapping[str, Any], *, source: str | None = None,
 def read_lots_csv(path: Path) -> tuple[list[Lot], LotsOrigin]:
     """Lots from a CSV with columns id,symbol,quantity,cost_basis,acquired, and where each lot is
     (the file and its line: errors found later, such as a duplicate id, name them too); errors in a
-    row name the file and line."""
+    row name the file and line (a row with a quoted cell over several lines: the line it starts on)."""
     name = str(path)
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")  # as account sets: a BOM is not a column name
+        data = path.read_bytes()
     except OSError:
         raise InputError("lots_file not found or unreadable", file=name, path="lots_file") from None
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # as account sets: not a column name
     try:
-        with handle:
-            return _lots_from_csv(handle, name)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text (byte {exc.start})", file=name, path="lots_file") from None
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:  # the whole file at once: the byte counts from its start
+        at = bom + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        raise InputError(f"not UTF-8 text (byte {at})", file=name, path=f"line {line}") from None
+    try:
+        return _lots_from_csv(io.StringIO(text, newline=""), name)
     except csv.Error as exc:
         raise InputError(f"not a readable CSV: {exc}", file=name, path="lots_file") from None
 
@@ -259,16 +265,23 @@ def read_lots_csv(path: Path) -> tuple[list[Lot], LotsOrigin]:
 def _lots_from_csv(handle, name: str) -> tuple[list[Lot], LotsOrigin]:
     """The rows of an open lots CSV as lots (``read_lots_csv``)."""
     lots, lines = [], []
-    reader = csv.DictReader(handle)
+    reader = csv.reader(handle)
     expected = ["id", "symbol", "quantity", "cost_basis", "acquired"]
-    if reader.fieldnames is None or sorted(reader.fieldnames) != sorted(expected):
+    header = next(reader, None)
+    if header is None or sorted(header) != sorted(expected):
         raise InputError(f"columns must be {','.join(expected)}", file=name, path="line 1",
-                         value=reader.fieldnames, has_value=True)
-    for row in reader:
-        line = reader.line_num
-        if None in row:  # DictReader puts cells beyond the header's under None: never drop them silently
-            raise InputError(f"has more cells than the header's {len(expected)}", file=name, path=f"line {line}",
-                             value=row[None], has_value=True)
+                         value=header, has_value=True)
+    width, end = len(header), reader.line_num
+    for cells in reader:
+        line, end = end + 1, reader.line_num  # where the row starts, and the last line it took
+        if not cells:  # a blank line
+            continue
+        if len(cells) != width:  # never cells dropped silently, nor missing ones read as empty
+            more = len(cells) > width
+            raise InputError(f"has {'more' if more else 'fewer'} cells than the header's {width} "
+                             f"({','.join(header)})", file=name, path=f"line {line}",
+                             value=cells[width:] if more else cells, has_value=True)
+        row = dict(zip(header, cells))
         try:
             values = {k: row[k] for k in expected}
             for k in ("quantity", "cost_basis"):

@@ -186,7 +186,15 @@ LOTS_FILE_CASES = [
     ("A,VTI,10,50,2020-01-02\nB,BND,1e14,90,2021-01-04\n", "line 3", "quantity: is too large", "100000000000000.0"),
     ("A,VTI,10,50,2020-01-02\nB,BND,5,90,2021-01-04,7,x\n", "line 3", "has more cells than the header's 5",
      "['7', 'x']"),
-    ('A,VTI,10,50,2020-01-02\n"B\nC",BND,5,90,2021-01-04,\n', "line 4", "has more cells than the header's 5", "['']"),
+    # a row with a quoted cell over two lines is named by the line it starts on (it was its last line)
+    ('A,VTI,10,50,2020-01-02\n"B\nC",BND,5,90,2021-01-04,\n', "line 3", "has more cells than the header's 5", "['']"),
+    ('A,VTI,10,50,2020-01-02\n"B\nC",BND,5,"9\n0",2021-01-04\nD,QQQ,1,1,2020-01-02\n', "line 3",
+     "cost_basis: must be a number", "'9\\n0'"),
+    ('A,VTI,10,50,2020-01-02\n"B\nC",BND,5,90,2021-01-04\n\nA,BND,1,90,2022-01-04\n', "line 6",
+     "id: duplicate lot id (first at line 2)", "'A'"),
+    # a row with fewer cells, a comment line (a lots_file has none): said "symbol: ... (got None)"
+    ("A,VTI,10,50,2020-01-02\nB,BND,5\n", "line 3", "has fewer cells than the header's 5", "['B', 'BND', '5']"),
+    ("# my lots\nA,VTI,10,50,2020-01-02\n", "line 2", "has fewer cells than the header's 5", "['# my lots']"),
 ]
 
 

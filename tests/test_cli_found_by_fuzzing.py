@@ -581,3 +581,20 @@ def test_verify_with_an_empty_head_is_an_input_error_not_an_unchecked_pass(capsy
         assert code == 2 and "--head" in err
     code, _, err = cli(capsys, "rebalance", "log", "--verify", "--head", "--log", str(log))
     assert code == 2 and "--head" in err
+
+
+def test_a_lots_file_not_in_utf8_names_the_byte_from_the_files_start_and_its_line(capsys, tmp_path):
+    # The byte was counted from the start of the 8 KiB the reader had decoded: "byte 1051" for a bad
+    # byte at 123,931, on line 5,002, which the error did not name.
+    d = base_dict()
+    d.pop("lots")
+    d["lots_file"] = "lots.csv"
+    data = ("\ufeffid,symbol,quantity,cost_basis,acquired\n"
+            + "".join(f"L{i},VTI,1,1,2020-01-02\n" for i in range(5000))).encode() + b"L\xe9,VTI,1,1,2020-01-02\n"
+    (tmp_path / "lots.csv").write_bytes(data)
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, out, err = cli(capsys, "rebalance", "check", str(account), "--json")
+    error = json.loads(out)["error"]
+    bad = data.index(b"\xe9")
+    assert code == 2 and error["path"] == "line 5002" and f"byte {bad})" in error["message"]
