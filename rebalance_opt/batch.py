@@ -354,9 +354,12 @@ def _run_local(tasks, workers, reason, log, basket) -> Iterator[list[AccountResu
     from . import solve  # noqa: F401
     gc.freeze()  # and the workers inherit it outside the collector's walks (as ``gc.freeze`` advises before a fork)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(plan_chunk_in_worker, t, reason, log, basket) for t in tasks]
+        futures = {pool.submit(plan_chunk_in_worker, t, reason, log, basket): t for t in tasks}
         for f in as_completed(futures):
-            yield f.result()
+            try:
+                yield f.result()
+            except Exception as exc:  # noqa: BLE001 - a worker process killed (BrokenProcessPool)
+                yield lost_chunk(futures[f], f"the worker process planning it was lost ({type(exc).__name__}: {exc})")
 
 
 @contextmanager
@@ -382,7 +385,7 @@ def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] |
         return
     try:
         client = Client(scheduler, timeout="10s")
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:  # no answer; or no address ("abc", "tcp://", "http://…")
         raise InputError(f"cannot reach the Dask scheduler: {exc}", path="--scheduler", value=scheduler,
                          has_value=True) from None
     with client:
@@ -434,13 +437,53 @@ def cluster_problem(facts: dict[str, dict], version: str, probe: str | None) -> 
     return None
 
 
+def lost_chunk(task: Task, why: str) -> list[AccountResult]:
+    """Every account of a task its worker never returned, as a failure saying ``why`` (the batch
+    goes on: the others are planned and logged, exit 5)."""
+    return [AccountResult(index, source, account_id, error=f"not planned: {why}", kind="error", exit_code=1)
+            for index, source, account_id, _ in task_accounts(task)]
+
+
+NO_WORKERS_WAIT = 60.0  # seconds a batch waits for an existing cluster that has lost every worker
+_POLL = 2.0
+
+
 def _run_dask(client, tasks, settle, reason, log, basket) -> Iterator[list[AccountResult]]:
+    """Each chunk as it finishes. A chunk whose workers died (``KilledWorker``) or that failed on the
+    worker is a failure of its accounts; if the cluster has had no workers for NO_WORKERS_WAIT
+    seconds, every chunk still waiting is one too (the work would otherwise wait forever)."""
     from dask.distributed import as_completed as dask_completed
     futures = client.map(plan_chunk_in_worker, tasks, reason=reason, log=log, basket=basket, settle=settle,
                          pure=False)
-    for f in dask_completed(futures):
-        yield f.result()
-        f.release()
+    remaining = {f.key: t for f, t in zip(futures, tasks)}  # the chunks not yet returned
+    finished = dask_completed(futures)
+    checked, without_workers = time.monotonic(), None
+    while not finished.is_empty():
+        ready = finished.next_batch(block=False)
+        if not ready:  # nothing finished: wait a little, and now and then ask whether any worker is left
+            time.sleep(0.02)
+            if time.monotonic() - checked >= _POLL:
+                checked = time.monotonic()
+                if client.scheduler_info().get("workers"):
+                    without_workers = None
+                elif without_workers is None:
+                    without_workers = checked
+                elif checked - without_workers >= NO_WORKERS_WAIT:
+                    client.cancel([f for f in futures if f.key in remaining])
+                    why = f"the Dask cluster had no workers for {NO_WORKERS_WAIT:g} s (they died or were stopped)"
+                    for task in remaining.values():
+                        yield lost_chunk(task, why)
+                    return
+            continue
+        for f in ready:
+            task = remaining.pop(f.key)
+            try:
+                result = f.result()
+            except Exception as exc:  # noqa: BLE001 - KilledWorker, a worker that could not run it
+                result = lost_chunk(task, f"the Dask worker planning it was lost ({type(exc).__name__}: "
+                                          f"{str(exc)[:300]})")
+            f.release()
+            yield result
 
 
 # --- the audit log, in transactions of many entries ----------------------------------------------

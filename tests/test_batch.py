@@ -131,6 +131,56 @@ def test_workers_that_cannot_read_the_folder_stop_the_batch_before_any_work(fold
     assert not (tmp_path / "audit.sqlite").exists()
 
 
+def test_a_chunk_whose_dask_worker_was_lost_fails_its_accounts_and_the_rest_are_planned(
+        folder, expected, tmp_path, existing_cluster, monkeypatch):
+    # A worker killed mid-batch (KilledWorker once the scheduler gives up on the task) ended the
+    # whole batch in "unexpected error: KilledWorker" (exit 1), the summary lost, after the chunks
+    # before it were logged (found by fuzzing).
+    import rebalance_opt.batch as batch
+    real = batch.plan_chunk_in_worker
+    files = account_files(folder)
+    doomed = str(files[4])
+
+    def dies_on_one_chunk(task, *args, **kwargs):
+        if any(source == doomed for _, source in task):
+            raise RuntimeError("the worker died")  # as KilledWorker reaches the client
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "plan_chunk_in_worker", dies_on_one_chunk)
+    log = tmp_path / "audit.sqlite"
+    outcome = run_batch(files, engine="dask", scheduler=existing_cluster.scheduler_address, chunk=3,
+                        log=LogLocation(log, "--log"))
+    lost = [r for r in outcome.failures if "worker planning it was lost" in (r.error or "")]
+    assert [r.source for r in lost] == [str(f) for f in files[3:6]] and all(r.exit_code == 1 for r in lost)
+    assert [Path(r.source).name for r in outcome.results] == [f.name for f in files]  # input order kept
+    planned = [r for r in outcome.results if r.ok]
+    assert all(comparable(r.plan.to_dict()) == expected[Path(r.source).name] for r in planned)
+    assert len(AuditLog(log).entries()) == len(planned) and AuditLog(log).verify().ok
+
+
+def test_a_cluster_left_without_workers_fails_what_is_left_instead_of_waiting_forever(
+        folder, tmp_path, existing_cluster, monkeypatch):
+    # Workers killed until the nanny gave up left the scheduler with none: the batch waited forever.
+    import rebalance_opt.batch as batch
+    monkeypatch.setattr(batch, "NO_WORKERS_WAIT", 1.0)
+    monkeypatch.setattr(batch, "_POLL", 0.2)
+    files = account_files(folder)
+    seen = []
+
+    def stop_the_workers(n):
+        if not seen:
+            existing_cluster.scale(0)
+        seen.append(n)
+
+    outcome = run_batch(files, engine="dask", scheduler=existing_cluster.scheduler_address, chunk=1,
+                        log=LogLocation(tmp_path / "audit.sqlite", "--log"), progress=stop_the_workers)
+    assert [Path(r.source).name for r in outcome.results] == [f.name for f in files]
+    lost = [r for r in outcome.failures if (r.error or "").startswith("not planned")]
+    assert lost and "had no workers for 1 s" in lost[-1].error
+    logged = AuditLog(tmp_path / "audit.sqlite").entries()
+    assert len(logged) == len(outcome.plans) and AuditLog(tmp_path / "audit.sqlite").verify().ok
+
+
 def test_cluster_problem_says_what_to_fix_on_the_workers():
     from rebalance_opt.batch import cluster_problem
     ok = {"version": "1.2", "error": None, "readable": True}
