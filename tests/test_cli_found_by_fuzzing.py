@@ -598,3 +598,13 @@ def test_a_lots_file_not_in_utf8_names_the_byte_from_the_files_start_and_its_lin
     error = json.loads(out)["error"]
     bad = data.index(b"\xe9")
     assert code == 2 and error["path"] == "line 5002" and f"byte {bad})" in error["message"]
+
+
+@pytest.mark.parametrize("address", ["abc", "tcp://", "http://127.0.0.1:8787", "tcp://127.0.0.1:5/x"])
+def test_a_scheduler_address_that_is_none_is_an_input_error(capsys, folder, tmp_path, address):
+    # Was "unexpected error: ValueError: missing port number" / "unknown address scheme" (exit 1).
+    log = tmp_path / "log.sqlite"
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--engine", "dask", "--scheduler", address,
+                         "--log", str(log), "--json")
+    assert code == 2 and json.loads(out)["error"]["path"] == "--scheduler" and "unexpected" not in err
+    assert not log.exists()
