@@ -134,8 +134,10 @@ def check_writable(where: LogLocation) -> None:
     if path.is_dir():
         raise where.error("is a directory, not an audit log file")
     if path.exists():
-        if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK | os.X_OK):
-            raise where.error("the audit log is not writable (WAL mode needs its directory writable too)")
+        # SQLite follows a symbolic link and keeps its -wal and -shm beside the file it points to
+        folder = path.resolve().parent
+        if not os.access(path, os.R_OK | os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
+            raise where.error(f"the audit log is not writable (WAL mode needs its directory {folder} writable too)")
         with closing(_connect(where, create=False)) as conn:
             _check_schema(where, conn)
         return
@@ -550,11 +552,12 @@ def _open_to_read(where: LogLocation) -> tuple[sqlite3.Connection, tuple[int, in
         conn.close()
         name = str(getattr(exc, "sqlite_errorname", ""))
         blocked = name == "SQLITE_CANTOPEN" or name.startswith("SQLITE_READONLY")
-        if not blocked or os.access(where.path.parent, os.W_OK):
+        real = where.path.resolve()  # a symbolic link's -wal and -shm are beside the file it points to
+        if not blocked or os.access(real.parent, os.W_OK):
             raise _sqlite_error(where, exc) from None
-    wal = Path(f"{where.path}-wal")
+    wal = Path(f"{real}-wal")
     if wal.exists() and wal.stat().st_size > 0:
-        raise where.error(f"cannot read the audit log without write access to {where.path.parent}: {wal.name} "
+        raise where.error(f"cannot read the audit log without write access to {real.parent}: {wal.name} "
                           "may hold entries not yet in the log file, which SQLite reads only through an index it "
                           "must create there (any `rebalance log` run by a user who can write there folds them in)")
     stamp = _file_stamp(where.path)

@@ -653,3 +653,20 @@ def test_a_write_lock_held_past_the_busy_timeout_is_an_error_not_hours_of_waitin
         holder.execute("ROLLBACK")
         holder.close()
     assert log.append(plan_dict(), INPUTS).id == 3 and log.verify().ok
+
+
+def test_a_log_reached_by_a_symbolic_link_needs_the_folder_it_points_into_writable(tmp_path, monkeypatch):
+    # SQLite keeps -wal and -shm beside the file a link points to: the link's own folder was checked,
+    # so a link in a read-only folder to a log in a writable one was refused (and the reverse passed).
+    target = tmp_path / "logs" / "log.sqlite"
+    target.parent.mkdir()
+    fill(target, 1)
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "log.sqlite"
+    link.symlink_to(target)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != link.parent and real_access(p, mode))
+    check_writable(LogLocation(link, "--log"))  # the link's folder is read-only: no matter
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != target.parent and real_access(p, mode))
+    with pytest.raises(InputError, match=f"directory {target.parent} writable"):
+        check_writable(LogLocation(link, "--log"))

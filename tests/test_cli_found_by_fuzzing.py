@@ -608,3 +608,15 @@ def test_a_scheduler_address_that_is_none_is_an_input_error(capsys, folder, tmp_
                          "--log", str(log), "--json")
     assert code == 2 and json.loads(out)["error"]["path"] == "--scheduler" and "unexpected" not in err
     assert not log.exists()
+
+
+def test_a_symbolic_link_to_a_log_in_a_read_only_folder_reads_it(capsys, folder, tmp_path):
+    # The link's own (writable) folder was checked: SQLite, which keeps -shm beside the file the link
+    # points to, could not read it, and the lock-free read was not tried: "unable to open database file".
+    logs, log = _log_in(capsys, folder, tmp_path)
+    link = tmp_path / "log-link.sqlite"
+    link.symlink_to(log)
+    verified = _run_read_only(logs, "rebalance", "log", "--verify", "--log", str(link))
+    assert verified.returncode == 0 and "ok: 2 entries" in verified.stdout, verified.stderr
+    generated = _run_read_only(logs, "rebalance", "generate", str(folder / "household.toml"), "--log", str(link))
+    assert generated.returncode == 2 and f"directory {logs} writable" in generated.stderr
