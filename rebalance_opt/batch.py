@@ -22,6 +22,7 @@ naming the basket, is appended in one transaction before the basket is put in pl
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import math
 import os
@@ -476,12 +477,19 @@ def _run_dask(client, tasks, settle, reason, log, basket) -> Iterator[list[Accou
                     return
             continue
         for f in ready:
+            if f.status not in ("finished", "error", "cancelled"):
+                # Handed back to the scheduler (its worker was lost): still waiting, and its
+                # ``result()`` would block for as long as the cluster has no worker to run it.
+                finished.add(f)
+                continue
             task = remaining.pop(f.key)
             try:
-                result = f.result()
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, a worker that could not run it
-                result = lost_chunk(task, f"the Dask worker planning it was lost ({type(exc).__name__}: "
-                                          f"{str(exc)[:300]})")
+                # A finished result still lives on its worker: if that worker is gone, fetching it
+                # would wait for a recomputation no worker may ever run.
+                result = f.result(timeout=NO_WORKERS_WAIT)
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - KilledWorker, lost data
+                what = f"{type(exc).__name__}: {str(exc)[:300]}"
+                result = lost_chunk(task, f"the Dask worker planning it was lost ({what})")
             f.release()
             yield result
 
