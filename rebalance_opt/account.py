@@ -260,14 +260,16 @@ def lot_place(account: Account, i: int) -> str:
     return f"line {origin.lines[i]}" if origin is not None else f"lots[{i}]"
 
 
-def lot_error(account: Account, i: int, key: str, message: str, value) -> InputError:
-    """An error in ``key`` of lot ``i``: at ``lots[i].key`` of the account file or, for a lot read
-    from a lots_file, at its line there (the column named first, as for the file's row errors)."""
+def lot_error(account: Account, i: int, key: str, message: str, value, file: str | None = None) -> InputError:
+    """An error in ``key`` of lot ``i``: at ``lots[i].key`` of the account file (``file``, default
+    ``account.source``) or, for a lot read from a lots_file, at its line there (the column named
+    first, as for the file's row errors)."""
     origin = account.lots_origin
     if origin is not None:
         return InputError(f"{key}: {message}", path=f"line {origin.lines[i]}", file=origin.file, value=value,
                           has_value=True)
-    return _err(account, f"lots[{i}].{key}", message, value)
+    return InputError(message, path=f"lots[{i}].{key}", file=file if file is not None else account.source,
+                      value=value, has_value=True)
 
 
 def validate(account: Account) -> Account:

@@ -106,10 +106,8 @@ def check_account_exportable(fmt: str, account, file: str | None = None) -> None
     if fmt == "csv":
         for i, lot in enumerate(account.lots):
             if ";" in lot.id:
-                message = "cannot be written in a csv basket: ';' separates the lots of an order"
-                if account.lots_origin is not None:  # named at its line of the lots_file
-                    raise lot_error(account, i, "id", message, lot.id)
-                raise InputError(message, path=f"lots[{i}].id", file=file, value=lot.id, has_value=True)
+                raise lot_error(account, i, "id", "cannot be written in a csv basket: ';' separates the lots "
+                                "of an order", lot.id, file=file)
 
 
 # --- formatting ----------------------------------------------------------------------------------
