@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -435,3 +436,19 @@ def test_a_planner_sent_to_another_process_plans_the_same():
     got = copy_.plan(account).to_dict()
     strip = lambda p: {**p, "solver": {k: v for k, v in p["solver"].items() if "seconds" not in k}}  # noqa: E731
     assert strip(got) == strip(expected)
+
+
+def test_withdrawal_leaving_a_millionth_invested_is_infeasible_naming_the_most_that_may_go():
+    # Weights after the plan are measured on what stays invested; on a millionth of the account
+    # the solvers cannot be accurate, so the limit is a share of 1e-5 (solve.MIN_INVESTED).
+    d = seed_dict()
+    d["policy"].update(trade_cost_bps=0.0, min_trade=0.0)
+    value = make(d).value
+    d["policy"]["withdrawal"] = value * (1 - 1e-6)
+    with pytest.raises(Infeasible, match="too little to measure weights on") as info:
+        plan_rebalance(make(d))
+    most = float(re.search(r"withdraw at most ([\d,.]+)", str(info.value)).group(1).replace(",", ""))
+    assert value * (1 - 1e-5) - 0.01 < most <= value * (1 - 1e-5)
+    d["policy"]["withdrawal"] = most  # the most it names is planned: everything sold, cash first
+    plan = plan_rebalance(make(d))
+    assert plan.cash_after - most >= -1e-9
