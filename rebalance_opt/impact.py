@@ -59,6 +59,8 @@ class SellImpact:
     drift_without: float | None  # the class's drift after the best buy-only plan (None: none is feasible)
     drift_with: float            # the class's drift after the optimized plan
     replaced_by: str | None      # the class's fund the plan buys instead, if any
+    drift_now: float = 0.0       # the class's drift before the plan (measured on V)
+    withdrawal: bool = False     # the plan withdraws: drift after is measured on V' < V
 
     @property
     def tax_per_point(self) -> float | None:
@@ -69,7 +71,8 @@ class SellImpact:
         head = f"Selling {self.quantity:,.6g} {self.symbol}"
         frame = (f"{self.asset_class} goes from {self.drift_without * 100:+.1f}% (buying only) "
                  f"to {self.drift_with * 100:+.1f}%" if self.drift_without is not None
-                 else f"{self.asset_class} ends at {self.drift_with * 100:+.1f}%")
+                 else f"{self.asset_class} goes from {self.drift_now * 100:+.1f}% now to {self.drift_with * 100:+.1f}%"
+                 + (" of what stays invested after the withdrawal" if self.withdrawal else ""))
         if self.lot_tax < 0:
             swap = f", replaced by {self.replaced_by}" if self.replaced_by else ""
             return (f"{head} harvests a loss that lowers this year's tax by about ${-self.lot_tax:,.0f}{swap}; "
@@ -83,7 +86,8 @@ class SellImpact:
         return {"symbol": self.symbol, "asset_class": self.asset_class, "quantity": self.quantity,
                 "notional": self.notional, "lot_tax": self.lot_tax, "points": self.points,
                 "drift_without": self.drift_without, "drift_with": self.drift_with,
-                "replaced_by": self.replaced_by, "tax_per_point": self.tax_per_point, "sentence": self.sentence}
+                "replaced_by": self.replaced_by, "drift_now": self.drift_now, "tax_per_point": self.tax_per_point,
+                "sentence": self.sentence}
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ def tax_impact(account: Account, planner: Planner | None = None) -> TaxImpact:
     sells = tuple(SellImpact(o.symbol, o.asset_class, o.quantity, o.notional, sum(s.tax for s in o.lots),
                              o.notional / invested * 100,
                              buy_only.drift_after.row(o.asset_class).drift if buy_only is not None else None,
-                             plan.drift_after.row(o.asset_class).drift, bought.get(o.asset_class))
+                             plan.drift_after.row(o.asset_class).drift, bought.get(o.asset_class),
+                             plan.drift_before.row(o.asset_class).drift, plan.withdrawal > 0)
                   for o in plan.sells)
     reset = full_reset(account)
     alternatives = ((_alt("buy-only", buy_only),) if buy_only is not None else ()) + (_alt("optimized", plan), reset)

@@ -515,6 +515,14 @@ def test_tax_reports_the_plan_generate_makes_when_buying_only_has_no_plan(capsys
     assert impact["tax_of_selling"] is None and "buying with cash" in impact["buy_only_infeasible"]
     assert [a["name"] for a in impact["alternatives"]] == ["optimized", "full reset (FIFO)"]
     assert all(s["drift_without"] is None for s in impact["sells"])
+    # without the buy-only frame, each sell names its class's drift now and after, and that the
+    # withdrawal changes what the drift after is measured on (fuzz pass 3: it read as if selling
+    # had raised the class's weight)
+    before = json.loads(plan)["drift_before"]
+    for s in impact["sells"]:
+        assert s["drift_now"] == before[s["asset_class"]]
+        assert f"goes from {s['drift_now'] * 100:+.1f}% now to" in s["sentence"]
+        assert "of what stays invested after the withdrawal" in s["sentence"]
     code, out, _ = cli(capsys, "rebalance", "tax", str(account))
     assert code == 0 and "No buy-only plan to compare selling with" in out
 
