@@ -90,6 +90,7 @@ SCHEMA = (
     """CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
 )
+_TRIGGERS = {statement.split()[5]: statement for statement in SCHEMA if statement.startswith("CREATE TRIGGER")}
 
 
 # --- where the log lives ------------------------------------------------------------------------
@@ -262,6 +263,7 @@ class VerifyResult:
     first_bad: int | None = None
     problem: str | None = None
     since_kept_head: int | None = None  # entries appended after the head checked against
+    warnings: tuple[str, ...] = ()       # the log's guards changed, its entries still intact
 
     @property
     def message(self) -> str:
@@ -275,7 +277,7 @@ class VerifyResult:
     def to_dict(self) -> dict[str, Any]:
         return {"log": self.log, "ok": self.ok, "entries": self.entries, "head": self.head, "head_id": self.head_id,
                 "first_bad": self.first_bad, "problem": self.problem, "message": self.message,
-                "since_kept_head": self.since_kept_head}
+                "since_kept_head": self.since_kept_head, "warnings": list(self.warnings)}
 
 
 # --- the log ------------------------------------------------------------------------------------
@@ -330,6 +332,11 @@ class AuditLog:
                     rows.append(row)
                 conn.executemany(f"INSERT INTO entries ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                                  [[row[c] for c in cols] for row in rows])
+                stored = conn.execute("SELECT id, hash FROM entries WHERE id >= ? ORDER BY id", (next_id,)).fetchall()
+                if [tuple(r) for r in stored] != [(row["id"], row["hash"]) for row in rows]:
+                    # a trigger someone added swallowed or changed the entries (RAISE(IGNORE), ...)
+                    raise self.where.damaged("altered: the log did not store the entries as written (a trigger "
+                                             "on its entries table dropped or changed them); nothing was appended")
                 _maybe_crash("after_insert")
                 conn.execute("COMMIT")
             except BaseException as exc:
@@ -430,7 +437,34 @@ class AuditLog:
                                 f"the kept head {kept_hash[:12]}… is not in the log: entries were cut off back "
                                 "past it, or the chain was rewritten and rehashed")
         since = prev_id - found_at if found_at is not None else None
-        return VerifyResult(log, True, prev_id, prev_hash, prev_id, since_kept_head=since)
+        return VerifyResult(log, True, prev_id, prev_hash, prev_id, since_kept_head=since,
+                            warnings=self._guard_warnings())
+
+    def _guard_warnings(self) -> tuple[str, ...]:
+        """What about the entries table differs from what the log creates, though every entry is
+        intact: its append-only triggers gone or rewritten, triggers it never had (one could drop
+        or change what is appended), columns no hash covers. The chain still catches any change
+        to an entry, so these are warnings, not a failed verify."""
+        expected = {name: " ".join(sql.replace("IF NOT EXISTS ", "").split()) for name, sql in _TRIGGERS.items()}
+        found = {r["name"]: " ".join(str(r["sql"]).split())
+                 for r in self._query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                      "AND tbl_name = 'entries'")}
+        extra_columns = [r["name"] for r in self._query("PRAGMA table_info(entries)")
+                         if r["name"] not in (*FIELDS, "hash")]
+        warnings = []
+        if gone := [name for name in expected if name not in found]:
+            warnings.append(f"the append-only triggers {', '.join(gone)} are gone: SQLite no longer refuses "
+                            "changes to entries (the chain still shows any change)")
+        if changed := [name for name in expected if name in found and found[name] != expected[name]]:
+            warnings.append(f"the append-only triggers {', '.join(changed)} were rewritten (the chain still "
+                            "shows any change to an entry)")
+        if others := sorted(set(found) - set(expected)):
+            warnings.append(f"triggers the log does not create are on its entries: {', '.join(others)} (one "
+                            "could drop or change what is appended)")
+        if extra_columns:
+            warnings.append(f"the entries table has columns the log does not write and no hash covers: "
+                            f"{', '.join(extra_columns)}")
+        return tuple(warnings)
 
 
 def parse_head(text: str) -> tuple[int | None, str]:

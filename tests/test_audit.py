@@ -141,6 +141,65 @@ def test_triggers_refuse_update_and_delete(tmp_path):
     assert AuditLog(path).verify().ok
 
 
+def test_an_intact_log_verifies_without_warnings(tmp_path):
+    path = tmp_path / "log.sqlite"
+    fill(path, 2)
+    result = AuditLog(path).verify()
+    assert result.ok and result.warnings == () and result.to_dict()["warnings"] == []
+
+
+@pytest.mark.parametrize("sql,words", [
+    ("DROP TRIGGER entries_no_delete", ["entries_no_delete are gone"]),
+    ("DROP TRIGGER entries_no_update; DROP TRIGGER entries_no_delete",
+     ["entries_no_update, entries_no_delete are gone"]),
+    ("DROP TRIGGER entries_no_update; CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries BEGIN SELECT 1; END",
+     ["entries_no_update were rewritten"]),
+    ("CREATE TRIGGER swallow BEFORE INSERT ON entries BEGIN SELECT RAISE(IGNORE); END",
+     ["not create are on its entries: swallow"]),
+    ("ALTER TABLE entries ADD COLUMN note TEXT", ["no hash covers: note"]),
+])
+def test_verify_warns_when_the_guards_changed_though_every_entry_is_intact(tmp_path, sql, words):
+    # The chain checks entries, not the table's guards: with the triggers dropped, a column added or
+    # an insert trigger that swallows entries, every entry still verifies, yet the log is no longer
+    # guarded as it was made; verify says so (exit 0, the chain is intact)
+    path = tmp_path / "log.sqlite"
+    fill(path, 3)
+    conn = sqlite3.connect(path)
+    conn.executescript(sql)
+    conn.close()
+    result = AuditLog(path).verify()
+    assert result.ok and result.entries == 3
+    assert len(result.warnings) == len(words)
+    assert all(w in warning for w, warning in zip(words, result.warnings))
+    assert result.to_dict()["warnings"] == list(result.warnings)
+
+
+def test_an_append_a_trigger_swallows_is_a_damaged_log_and_nothing_is_appended(tmp_path):
+    path = tmp_path / "log.sqlite"
+    fill(path, 2)
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TRIGGER swallow BEFORE INSERT ON entries BEGIN SELECT RAISE(IGNORE); END")
+    conn.close()
+    with pytest.raises(DamagedLog, match="did not store the entries as written"):
+        AuditLog(path).append(plan_dict("acct-1", n=9), INPUTS)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER swallow")
+    conn.close()
+    assert len(rows(path)) == 2 and AuditLog(path).verify().ok
+
+
+def test_log_verify_prints_the_warnings_on_stderr_and_exits_0(tmp_path):
+    path = tmp_path / "log.sqlite"
+    fill(path, 2)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TRIGGER entries_no_update")
+    conn.close()
+    r = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "cli.py"), "rebalance", "log", "--verify",
+                        "--log", str(path)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stdout.startswith("ok: 2 entries, chain intact")
+    assert "warning: the append-only triggers entries_no_update are gone" in r.stderr
+
+
 # --- tamper detection ---------------------------------------------------------------------------
 @pytest.mark.parametrize("sql,bad,word", [
     ("UPDATE entries SET reason = 'Quarterly Reset' WHERE id = 3", 3, "altered"),

@@ -153,6 +153,8 @@ def log_command(
                 failed.append(result)
             else:
                 typer.echo(result.message, err=as_json)
+                for warning in result.warnings:
+                    typer.echo(f"warning: {warning}", err=True)
         elif head is not None:
             if head:
                 raise InputError("a head hash is checked with --verify --head HASH; --head alone prints it",
