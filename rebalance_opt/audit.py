@@ -135,12 +135,15 @@ def check_writable(where: LogLocation) -> None:
     if path.is_dir():
         raise where.error("is a directory, not an audit log file")
     if path.exists():
+        # A damaged log is exit 4 whether or not it is writable: check it as a reader would first
+        if os.access(path, os.R_OK):
+            conn, _ = _open_to_read(where)
+            with closing(conn):
+                _check_schema(where, conn)
         # SQLite follows a symbolic link and keeps its -wal and -shm beside the file it points to
         folder = path.resolve().parent
         if not os.access(path, os.R_OK | os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
             raise where.error(f"the audit log is not writable (WAL mode needs its directory {folder} writable too)")
-        with closing(_connect(where, create=False)) as conn:
-            _check_schema(where, conn)
         return
     if where.source != "default" and not path.parent.is_dir():
         raise where.error("the audit log's directory does not exist")

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import closing
 
 import pytest
 
@@ -390,6 +391,20 @@ def test_a_log_the_user_cannot_write_is_read_and_verified_read_only(capsys, fold
     assert listed.returncode == 0 and len(json.loads(listed.stdout)["entries"]) == 2
     generated = _run_read_only(logs, "rebalance", "generate", str(folder / "household.toml"), "--log", str(log))
     assert generated.returncode == 2 and "not writable" in generated.stderr  # generate needs write access
+    assert sorted(os.listdir(logs)) == ["log.sqlite"] and log.read_bytes() == before
+
+
+def test_a_damaged_log_the_user_cannot_write_is_exit_4_not_unwritable(capsys, folder, tmp_path):
+    # generate checked write access first, so a damaged log in a read-only folder was "not
+    # writable" (exit 2), which sends the user after permissions instead of the damage
+    import sqlite3
+    logs, log = _log_in(capsys, folder, tmp_path)
+    with closing(sqlite3.connect(log)) as conn:
+        conn.executescript("DROP TRIGGER entries_no_update; DROP TRIGGER entries_no_delete; "
+                           "ALTER TABLE entries DROP COLUMN basket;")
+    before = log.read_bytes()
+    generated = _run_read_only(logs, "rebalance", "generate", str(folder / "household.toml"), "--log", str(log))
+    assert generated.returncode == 4 and "no column 'basket'" in generated.stderr, generated.stderr
     assert sorted(os.listdir(logs)) == ["log.sqlite"] and log.read_bytes() == before
 
 
