@@ -336,10 +336,10 @@ def _exact_fallback(book: Book, continuous_shares: np.ndarray, lot_allowed: np.n
     """When no combination of the candidates meets the hard constraints: the best whole-share
     point of the stage by a MILP (``exact_round``: every symbol the stage may trade, any order
     size), polished by the same local search as any rounding. ``Infeasible`` only when the MILP
-    proves that the stage has no whole-share plan at all (or stops at its time limit without
-    one, which the message says). In the cash-first stage the polish may move sales between
+    proves that the stage has no whole-share plan at all (or stops at its node or time limit
+    without one, which the message says). In the cash-first stage the polish may move sales between
     symbols but not raise more than the MILP's point does (``Scorer.capped``)."""
-    from .exact_round import TIME_LIMIT, nearest_feasible
+    from .exact_round import NODE_LIMIT, TIME_LIMIT, nearest_feasible
 
     rounder = _Rounder(book, lot_allowed, step)  # its own: candidates follow the new point's directions
     sellable = np.unique(book.lot_symbol[lot_allowed]) if sell_room > 0 else np.zeros(0, dtype=int)
@@ -348,8 +348,8 @@ def _exact_fallback(book: Book, continuous_shares: np.ndarray, lot_allowed: np.n
     if found.shares is None:
         if found.proven:
             raise failed
-        raise Infeasible(f"{failed} (the exact search stopped at its time limit of {TIME_LIMIT:g} s "
-                         "without finding a plan)")
+        raise Infeasible(f"{failed} (the exact search stopped at its limit of {NODE_LIMIT:,} nodes or "
+                         f"{TIME_LIMIT:g} s without finding a plan)")
     point = found.shares
     traded = (point != 0) | ((np.abs(continuous_shares) * book.price > NOISE * book.invested)
                              & np.where(continuous_shares < 0, np.isin(np.arange(len(point)), sellable), buyable))

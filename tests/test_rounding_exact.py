@@ -132,6 +132,26 @@ def test_the_exact_search_sells_beyond_the_withdrawal_when_the_tax_budget_needs_
     assert orders(plan) == [("A", "sell", 1.0), ("B", "sell", 10.0)]
 
 
+def test_the_exact_search_stops_at_a_node_count_not_a_time_so_plans_do_not_depend_on_the_machine(monkeypatch):
+    import scipy.optimize
+
+    from rebalance_opt import exact_round
+    seen, milp = [], scipy.optimize.milp
+
+    def recording(*args, options=None, **kwargs):
+        seen.append(dict(options))
+        return milp(*args, options=options, **kwargs)
+    monkeypatch.setattr(scipy.optimize, "milp", recording)
+    d = account(0.0, {"A": 0.5, "B": 0.5}, {}, {"A": 100.0, "B": 1.0},
+                [("A1", "A", 10, 50.0, "2020-01-02"), ("B1", "B", 20, 6.0, "2020-01-02")],
+                withdrawal=100.0, max_tax=0.0, allow_sells=False)
+    forced_fallback(monkeypatch)
+    plan_rebalance(account_from_dict(d))
+    assert seen and all(o["node_limit"] == exact_round.NODE_LIMIT for o in seen)
+    # a time limit stays only as a guard far beyond any search seen (0.9 s at most)
+    assert all(o["time_limit"] >= 60 for o in seen)
+
+
 def test_the_exact_search_never_sells_in_the_cash_first_stage_when_cash_covers_the_withdrawal(monkeypatch):
     d = account(5000.0, {"A": 0.5, "B": 0.45}, {}, {"A": 100.0, "B": 50.0},
                 [("A1", "A", 60, 50.0, "2020-01-02"), ("B1", "B", 50, 60.0, "2020-01-02")],
