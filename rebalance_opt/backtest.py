@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Callable, Sequence
@@ -30,6 +29,7 @@ import pandas as pd
 from .account import Account, Policy, TaxSettings
 from .backtest_data import PriceData, Universe, bundled, default_universe
 from .errors import InputError
+from .pool import local_pool
 from .simulate import Broker, Execution, YearEnd
 from .strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, Step, Strategy, make_strategies
 
@@ -201,7 +201,7 @@ def run_backtest(strategies: Sequence[str | Strategy] = DEFAULT_STRATEGIES,
     window = price_window(data, config)
     runs: list[StrategyRun] = []
     if workers > 1 and len(chosen) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with local_pool(workers) as pool:
             futures = [pool.submit(simulate, s, window, universe, config) for s in chosen]
             for f in futures:
                 runs.append(f.result())

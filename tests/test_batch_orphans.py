@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from benchmarks.synth import households, write_accounts
-from rebalance_opt import batch
-from rebalance_opt.batch import account_files, local_pool, run_batch
+from rebalance_opt import batch, pool
+from rebalance_opt.batch import account_files, run_batch
 
 from .conftest import ROOT
 from .test_audit import fill
@@ -37,8 +37,8 @@ def death_signal_and_parent() -> tuple[int, int]:
 
 @linux_only
 def test_a_pool_worker_is_forked_by_the_batch_and_gets_sigkill_when_it_dies():
-    with local_pool(1) as pool:
-        assert pool.submit(death_signal_and_parent).result(timeout=60) == (signal.SIGKILL, os.getpid())
+    with pool.local_pool(1) as workers:
+        assert workers.submit(death_signal_and_parent).result(timeout=60) == (signal.SIGKILL, os.getpid())
 
 
 @linux_only
@@ -46,11 +46,11 @@ def test_a_worker_whose_parent_died_before_it_started_exits_at_once():
     # The death signal only comes for a death after prctl: a worker whose parent was already gone
     # (re-parented: its parent pid is no longer the batch's) must not start working for nobody.
     fork = multiprocessing.get_context("fork")
-    orphan = fork.Process(target=batch._die_with_parent, args=(-1,))  # -1: no process's pid
+    orphan = fork.Process(target=pool._die_with_parent, args=(-1,))  # -1: no process's pid
     orphan.start()
     orphan.join(30)
     assert orphan.exitcode == 1
-    child = fork.Process(target=batch._die_with_parent, args=(os.getpid(),))  # its real parent: carries on
+    child = fork.Process(target=pool._die_with_parent, args=(os.getpid(),))  # its real parent: carries on
     child.start()
     child.join(30)
     assert child.exitcode == 0
