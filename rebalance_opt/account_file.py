@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -299,9 +300,31 @@ def _lots_from_csv(handle, name: str) -> tuple[list[Lot], LotsOrigin]:
 
 def _csv_number(text: str | None) -> Any:
     try:
-        return float(text) if text not in (None, "") else text
+        return parse_number(text) if text not in (None, "") else text
     except ValueError:
-        return text
+        return text  # validation reports it: "must be a number (got '1_000')"
+
+
+# A number written as text (a cell of a lots_file, an account set or a --prices file, a number in
+# a command-line option) is a plain ASCII decimal: an optional sign, digits with an optional
+# fraction, an optional exponent. Python's float() takes more: 1_000, Arabic-Indic or fullwidth
+# digits, any Unicode space around. The inf/nan spellings are let through to the range checks,
+# which refuse them with a clearer message ("must be a finite number") except where inf means
+# something (policy.max_tax). TOML and JSON files have their own number grammars and are not
+# read with this.
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf(?:inity)?|nan)",
+                           re.ASCII | re.IGNORECASE)
+PLAIN_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+SPACE = " \t\n\r\f\v"  # ASCII whitespace, tolerated around a number (float() took it, "A, VTI, 10")
+
+
+def parse_number(text: str) -> float:
+    """``text`` as a float if it is a plain ASCII decimal number (see ``_PLAIN_NUMBER``), with
+    ASCII whitespace around it allowed; else ``ValueError``."""
+    body = text.strip(SPACE)
+    if not _PLAIN_NUMBER.fullmatch(body):
+        raise ValueError(f"not a plain decimal number: {text!r}")
+    return float(body)
 
 
 def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:

@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from .account import Account
-from .account_file import LAST_DATE, PolicySection, TaxSection, account_from_dict, read_account_data
+from .account_file import (LAST_DATE, PLAIN_INTEGER, SPACE, PolicySection, TaxSection, account_from_dict,
+                           parse_number, read_account_data)
 from .errors import InputError
 
 SET_SUFFIXES = (".csv", ".parquet")
@@ -130,15 +131,15 @@ def _parse_text(text: str, kind: str) -> Any:
     """A text cell: a number, a whole number, true/false, a ``;``-separated list, or as is."""
     if kind == "number":
         return _text_number(text)
-    if kind == "int":
+    if kind == "int":  # plain ASCII digits, as a number (parse_number); "30.0" is 30
+        body = text.strip(SPACE)
+        if PLAIN_INTEGER.fullmatch(body):
+            return int(body)  # exactly, however long (validation names its range)
         try:
-            return int(text)
+            number = parse_number(text)
         except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                return text
-            return int(number) if number.is_integer() else number
+            return text
+        return int(number) if number.is_integer() else number
     if kind == "bool":
         return {"true": True, "false": False}.get(text.strip().lower(), text)
     if kind == "list":
@@ -446,9 +447,10 @@ def column_parser(column: pd.Series, kind: str) -> Callable[[Any], Any] | None:
 
 
 def _text_number(text: str) -> Any:
-    """A text cell of a number column: the number, or the text as is (validation reports it)."""
+    """A text cell of a number column: the number (a plain ASCII decimal, ``parse_number``), or
+    the text as is (validation reports it)."""
     try:
-        return float(text)
+        return parse_number(text)
     except ValueError:
         return text
 

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from .account import CASH, TARGET_SUM_TOLERANCE
+from .account_file import parse_number
 from .errors import InputError
 
 BOND_YIELD = 0.04          # the bond proxy's constant yield, per year (compounded daily on calendar days)
@@ -225,7 +226,7 @@ def load_prices_csv(path: str | Path) -> PriceData:
             values = []
             for sym, cell in zip(symbols, row[1:]):
                 try:
-                    x = float(cell)
+                    x = parse_number(cell)  # a plain ASCII decimal: not 1_000, nor ١٢ (float() takes them)
                 except ValueError:
                     x = math.nan
                 if not (math.isfinite(x) and x > 0):

@@ -33,6 +33,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from .account import MAX_TAX_WEIGHT, Account, Lot
+from .account_file import parse_number
 from .backtest_data import Universe
 from .book import Book
 from .errors import InputError, RebalanceError
@@ -329,8 +330,8 @@ def make_strategy(spec: str, tax_weights: Sequence[float] = (0.1,), band: float 
         raise bad
     kind, arg, band_arg = m["kind"], m["arg"], m["band"]
     try:
-        x = float(arg) if arg is not None else None
-        b = float(band_arg) if band_arg is not None else band
+        x = parse_number(arg) if arg is not None else None
+        b = parse_number(band_arg) if band_arg is not None else band
     except ValueError:
         raise bad from None
     if (x is not None and not (math.isfinite(x) and x >= 0)) or not (0 <= b <= 1):

@@ -207,6 +207,41 @@ def test_an_error_in_a_lots_file_names_that_file_and_line(tmp_path, capsys, rows
     assert f"lots.csv, {line}: {message}" in error["message"] and f"(got {value})" in error["message"]
 
 
+
+@pytest.mark.parametrize("cell", ["1_0", "١٠", "１０", "1e1_0", "\u00a010", "0x0a"])
+def test_a_lots_file_number_is_a_plain_ascii_decimal(tmp_path, capsys, cell):
+    # float() read 1_0 as 10, Arabic-Indic and fullwidth digits as numbers, and a no-break space
+    # around one; validation now reports the cell as it reports 12x
+    p = _with_lots_file(tmp_path, f"A,VTI,10,50,2020-01-02\nB,BND,{cell},90,2021-01-04\n")
+    code, out, err = cli(capsys, "rebalance", "check", str(p), "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["file"] == str(tmp_path / "lots.csv") and error["path"] == "line 3"
+    assert f"line 3: quantity: must be a number (got {cell!r})" in error["message"] and "Traceback" not in err
+
+
+def test_well_formed_lots_file_numbers_are_read_as_before(tmp_path):
+    from rebalance_opt.account_file import parse_number
+    p = _with_lots_file(tmp_path, "A,VTI, 10 ,+5e1,2020-01-02\nB,BND,5.,.5,2021-01-04\nC,BND,1,-0,2021-01-04\n")
+    assert [(l.quantity, l.cost_basis) for l in load_account(p).lots] == [(10, 50), (5, 0.5), (1, 0)]
+    p = _with_lots_file(tmp_path, "A,VTI,nan,50,2020-01-02\n")  # refused as before, as not finite
+    with pytest.raises(InputError, match=r"quantity: must be a finite number \(got 'nan'\)"):
+        load_account(p)
+    assert parse_number("INF") == float("inf") and parse_number("\t-1.5E-2 ") == -0.015
+    for text in ("", ".", "+", "e5", "1e", "1 0", "ınf", "\u00a01", "1\u2003"):
+        with pytest.raises(ValueError):
+            parse_number(text)
+
+
+def test_toml_numbers_keep_tomls_grammar(tmp_path):
+    # the TOML parser reads numbers itself: 1_000 (digits grouped, as TOML allows) is 1000,
+    # Unicode digits are a syntax error; parse_number is for text cells and options only
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML.replace("cash = 1000.0", "cash = 1_000.0"))
+    assert load_account(p).cash == 1000.0
+    p.write_text(ROOT_TOML.replace("cash = 1000.0", "cash = １０００"))
+    with pytest.raises(InputError, match="invalid TOML"):
+        load_account(p)
+
 def test_lots_from_a_lots_file_lose_their_lines_once_replaced(tmp_path):
     from rebalance_opt import Lot
     account = load_account(_with_lots_file(tmp_path, "A,VTI,10,50,2020-01-02\nB,BND,5,90,2021-01-04\n"))

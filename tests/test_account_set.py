@@ -200,6 +200,26 @@ def test_text_cells_parse_as_their_keys_take_them(text, kind, value):
     assert parse_cell(text, kind) == value
 
 
+
+@pytest.mark.parametrize("text, kind", [("1_000", "number"), ("١٢", "number"), ("１２", "number"), ("\u00a012", "number"),
+                                        ("3_0", "int"), ("٣٠", "int"), ("３０", "int"), ("1e1_0", "int")])
+def test_text_cells_are_plain_ascii_decimals(text, kind):
+    # float() and int() read these as numbers; the cell is kept as text, for validation to report
+    assert parse_cell(text, kind) == text
+    assert parse_cell(" 12\t", kind) == 12  # ASCII spaces around a number are fine, as before
+
+
+def test_a_cell_not_a_plain_number_fails_its_account_naming_row_column_and_value():
+    cells = {"account": ["a", "a"], "cash": ["1_000", "1_000"], "policy.wash_sale_days": ["30", "30"],
+             "id": ["L1", "L2"], "symbol": ["VTI", "VTI"], "quantity": ["5", "5"], "cost_basis": ["60", "60"],
+             "acquired": ["2020-01-02", "2020-01-02"]}
+    for column, text, where in (("cash", "1_000", "row 4, column cash"), ("quantity", "١٢", "row 4, column quantity"),
+                                ("policy.wash_sale_days", "３０", "row 4, column policy.wash_sale_days")):
+        own = {**cells, "cash": ["100", "100"], column: [text, text]}
+        with pytest.raises(InputError) as err:
+            build_account("s.csv", "t.json", TEMPLATE, "a", AccountRows.of([4, 9], own))
+        assert err.value.path == where and f"(got {text!r})" in str(err.value), str(err.value)
+
 # --- errors -----------------------------------------------------------------------------------------
 def test_a_bad_row_fails_only_its_account_naming_row_column_and_value(tmp_path):
     rows = (lot_rows("ok", 10_000)                                                # data rows 1-3

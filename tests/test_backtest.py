@@ -91,6 +91,7 @@ def test_strategy_names():
         assert err.value.path == "--strategies" and bad in str(err.value)
 
 
+
 # --- runs on hand-made prices -----------------------------------------------------------------------------------
 def _write_prices(path: Path, days: pd.DatetimeIndex, a: list[float], b: list[float]) -> Path:
     lines = ["date,A,B"] + [f"{d.date()},{x},{y}" for d, x, y in zip(days, a, b)]
@@ -359,6 +360,18 @@ def test_cli_bad_prices_file_exits_2_naming_file_line_and_value(tmp_path):
     missing = run_cli("backtest", "--prices", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o"))
     assert missing.returncode == 2 and "none.csv" in missing.stderr and "cannot be read" in missing.stderr
 
+
+
+@pytest.mark.parametrize("cell", ["1_000", "١٢", "１２", "\u00a070", "0x10"])
+def test_a_price_is_a_plain_ascii_decimal(tmp_path, cell):
+    # float() read 1_000 as 1000 and Arabic-Indic or fullwidth digits as 12
+    bad = tmp_path / "prices.csv"
+    bad.write_text(f"date,VTI,BND\n2023-01-02,200,70\n2023-01-03,201,{cell}\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_prices_csv(bad)
+    assert err.value.file == str(bad) and err.value.path == "line 3, BND" and f"(got {cell!r})" in str(err.value)
+    bad.write_text("date,VTI,BND\n2023-01-02,200,70\n2023-01-03, 201 ,+7e1\n")  # as before
+    assert load_prices_csv(bad).prices.iloc[-1].tolist() == [201.0, 70.0]
 
 def test_withdrawals_stop_deposits_and_are_raised_by_selling(doubling):
     csv, _ = doubling

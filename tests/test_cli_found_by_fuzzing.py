@@ -643,3 +643,57 @@ def test_a_symbolic_link_to_a_log_in_a_read_only_folder_reads_it(capsys, folder,
     assert verified.returncode == 0 and "ok: 2 entries" in verified.stdout, verified.stderr
     generated = _run_read_only(logs, "rebalance", "generate", str(folder / "household.toml"), "--log", str(link))
     assert generated.returncode == 2 and f"directory {logs} writable" in generated.stderr
+
+
+@pytest.mark.parametrize("weights, item", [("1,,2", 2), ("1,2,", 3), (",1", 1), ("", 1)])
+def test_an_empty_tax_weight_is_refused_by_tax_and_backtest_alike(capsys, tmp_path, weights, item):
+    # `rebalance tax --tax-weights 1,,2` swept 1 and 2 (empty items skipped) where `backtest` said
+    # "must be comma-separated numbers >= 0 (got '')": one parser now, strict, with one shape of error
+    account = _household_with(tmp_path)
+    out = tmp_path / "backtest-out"
+    for args in (["rebalance", "tax", str(account), "--frontier"], ["backtest", "--out", str(out)]):
+        code, stdout, err = cli(capsys, *args, "--tax-weights", weights, "--json")
+        error = json.loads(stdout)["error"]
+        assert code == 2 and error["path"] == "--tax-weights" and "Traceback" not in err
+        assert "must be comma-separated numbers" in error["message"] and f"item {item} is empty" in error["message"]
+        assert error["message"].endswith(f"(got {weights!r})")
+    assert not out.exists()
+    # each command keeps its own range: tax the policy's (0 to 10,000), backtest >= 0 here and the
+    # 10,000 in make_strategies
+    assert "from 0 to 10,000" in cli(capsys, "rebalance", "tax", str(account), "--frontier", "--tax-weights",
+                                     "1,2e4")[2]
+    code, _, err = cli(capsys, "backtest", "--out", str(out), "--tax-weights", "1,2e4")
+    assert code == 2 and "at most 10,000" in err and not out.exists()
+    # spaces around an item are still fine, in both
+    assert cli(capsys, "rebalance", "tax", str(account), "--frontier", "--tax-weights", " 0 , 1 ")[0] == 0
+
+
+@pytest.mark.parametrize("text", ["1_000", "١٢", "１２", "1e1_0", "0x10", "\u00a012"])
+def test_number_options_are_plain_ascii_decimals(capsys, tmp_path, text):
+    # typer's float and Python's float() took 1_000 (and typer some others); a number option is
+    # digits 0-9 with an optional sign, fraction and exponent (ASCII spaces around it allowed)
+    account = _household_with(tmp_path)
+    out = tmp_path / "backtest-out"
+    for option in ("--deposit", "--initial", "--withdrawal", "--years", "--bonds", "--short-term-rate"):
+        code, _, err = cli(capsys, "backtest", "--out", str(out), option, text)
+        assert code == 2 and option in err and repr(text) in err and "Traceback" not in err, (option, err)
+    for args in (["--frontier", "--tax-weights", f"0,{text}"], ["--sell", f"VTI:{text}"]):
+        code, stdout, err = cli(capsys, "rebalance", "tax", str(account), *args, "--json")
+        assert code == 2 and json.loads(stdout)["error"]["path"] == args[0].replace("--frontier", "--tax-weights")
+    code, _, err = cli(capsys, "backtest", "--out", str(out), "--tax-weights", text)
+    assert code == 2 and "--tax-weights" in err
+    assert not out.exists()
+
+
+def test_well_formed_number_options_are_read_as_before(capsys, tmp_path):
+    from rebalance_opt.cli.common import number_option, parse_numbers
+    for text, value in (("1000", 1000.0), (" 5 ", 5.0), ("+2.5", 2.5), ("1e3", 1000.0), (".5", 0.5), ("5.", 5.0),
+                        ("-1", -1.0)):
+        assert number_option(text) == value
+    assert number_option("inf") == float("inf")  # then refused by the range check, naming the option
+    out = tmp_path / "backtest-out"
+    code, _, err = cli(capsys, "backtest", "--out", str(out), "--deposit", "inf")
+    assert code == 2 and "--deposit: must be a finite amount >= 0 (got inf)" in err
+    assert parse_numbers("0.1, 1,1e1", "--tax-weights", "numbers >= 0") == [0.1, 1.0, 10.0]
+    code, _, err = cli(capsys, "backtest", "--out", str(out), "--tax-weights", "1,nan")
+    assert code == 2 and "item 2 ('nan') is not finite" in err and not out.exists()

@@ -1,7 +1,6 @@
 """``backtest``: strategies side by side through history, with the report written to a folder."""
 from __future__ import annotations
 
-import math
 from datetime import date
 from pathlib import Path
 from typing import Optional
@@ -9,12 +8,12 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, app, run, to_json
+from .common import JsonOpt, app, number_option, parse_numbers, run, to_json
 
 @app.command("backtest")
 def backtest(
-    years: Optional[float] = typer.Option(None, "--years", help="Years to simulate, to the month (default: to "
-                                                                 "the end of the prices)."),
+    years: Optional[float] = typer.Option(None, "--years", parser=number_option, help="Years to simulate, to the "
+                                          "month (default: to the end of the prices)."),
     start: Optional[str] = typer.Option(None, "--start", help="First day, YYYY-MM-DD (default: the first day of "
                                                                "the prices)."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated: quarterly-fifo, "
@@ -27,16 +26,22 @@ def backtest(
                                                                   "column per symbol (default: the bundled data)."),
     universe: Optional[Path] = typer.Option(None, "--universe", help="TOML with \\[targets] and \\[classes] for "
                                             "--prices (default: every column its own class, equal weights)."),
-    bonds: float = typer.Option(0.4, "--bonds", help="Bundled data: weight of the bond proxy (0: equities only)."),
+    bonds: float = typer.Option(0.4, "--bonds", parser=number_option, help="Bundled data: weight of the bond proxy "
+                                "(0: equities only)."),
     single_stocks: bool = typer.Option(False, "--single-stocks", help="Bundled data: each of the 20 stocks its own "
                                        "class at an equal weight, instead of three sector funds."),
-    initial: float = typer.Option(100_000.0, "--initial", help="Cash invested on the first day."),
-    deposit: float = typer.Option(1_000.0, "--deposit", help="Deposited every month."),
-    withdrawal: float = typer.Option(0.0, "--withdrawal", help="Withdrawn every month (deposits stop then)."),
+    # numbers through number_option: plain ASCII decimals (typer's float took 1_000)
+    initial: float = typer.Option(100_000.0, "--initial", parser=number_option,
+                                  help="Cash invested on the first day."),
+    deposit: float = typer.Option(1_000.0, "--deposit", parser=number_option, help="Deposited every month."),
+    withdrawal: float = typer.Option(0.0, "--withdrawal", parser=number_option,
+                                     help="Withdrawn every month (deposits stop then)."),
     withdraw_from: Optional[str] = typer.Option(None, "--withdraw-from", help="First withdrawal, YYYY-MM-DD "
                                                                                "(default: from the start)."),
-    short_term_rate: float = typer.Option(0.37, "--short-term-rate", help="Tax rate on short-term gains."),
-    long_term_rate: float = typer.Option(0.20, "--long-term-rate", help="Tax rate on long-term gains."),
+    short_term_rate: float = typer.Option(0.37, "--short-term-rate", parser=number_option,
+                                          help="Tax rate on short-term gains."),
+    long_term_rate: float = typer.Option(0.20, "--long-term-rate", parser=number_option,
+                                         help="Tax rate on long-term gains."),
     workers: int = typer.Option(1, "--workers", min=1, help="Strategies simulated in parallel processes."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write the CSVs and summary only."),
     as_json: bool = JsonOpt,
@@ -56,7 +61,8 @@ def backtest(
         if universe is not None and prices is None:
             raise InputError("describes your own prices; give them with --prices", path="--universe",
                              value=str(universe), has_value=True)
-        weights = _numbers(tax_weights, "--tax-weights") if tax_weights is not None else DEFAULT_TAX_WEIGHTS
+        weights = (parse_numbers(tax_weights, "--tax-weights", "numbers >= 0") if tax_weights is not None
+                   else DEFAULT_TAX_WEIGHTS)  # at most 10,000: make_strategies says so
         names = _names(strategies) if strategies is not None else DEFAULT_STRATEGIES
         chosen = make_strategies(names, weights)   # unknown names fail here, before any data is read
         config = BacktestConfig(start=_date(start, "--start"), years=years, initial=initial, deposit=deposit,
@@ -100,19 +106,6 @@ def _names(text: str) -> list[str]:
     if not names:
         raise InputError("must name at least one strategy", path="--strategies", value=text, has_value=True)
     return names
-
-
-def _numbers(text: str, option: str) -> tuple[float, ...]:
-    out = []
-    for t in (t.strip() for t in text.split(",")):
-        try:
-            x = float(t)
-        except ValueError:
-            x = math.nan
-        if not (math.isfinite(x) and x >= 0):
-            raise InputError("must be comma-separated numbers >= 0", path=option, value=t, has_value=True)
-        out.append(x)
-    return tuple(out)
 
 
 def _date(text: str | None, option: str) -> date | None:

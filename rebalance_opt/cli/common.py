@@ -14,6 +14,7 @@ try:  # recent typer vendors click; older releases use click itself
 except ImportError:  # pragma: no cover
     from click.exceptions import UsageError  # noqa: F401
 
+from ..account_file import SPACE, parse_number
 from ..errors import InputError, RebalanceError
 
 app = typer.Typer(help="rebalance-opt: tax-aware portfolio rebalancing.", no_args_is_help=True,
@@ -77,3 +78,40 @@ def refuse_overwrite(out: Path, inputs: list[tuple[Path, str]], folder: Path | N
                                  has_value=True)
     except OSError:  # pragma: no cover - an unresolvable path is checked by check_destination
         return
+
+
+def number_option(value: Any) -> float:
+    """The ``parser`` of a number option (``--deposit``, ``--years``, ...): a plain ASCII decimal
+    (``parse_number``; typer's own float took ``1_000``), else exit 2 naming the option and the
+    value. inf and nan are let through to the command's range checks, which name them."""
+    if not isinstance(value, str):  # the option's default
+        return float(value)
+    try:
+        return parse_number(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number (ASCII digits, with an optional sign, fraction "
+                                 "and exponent)") from None
+
+
+def parse_numbers(text: str, option: str, what: str, *, at_most: float = math.inf) -> list[float]:
+    """Comma-separated numbers of an option (``--tax-weights`` of ``backtest`` and of
+    ``rebalance tax``): every item a plain ASCII decimal (``parse_number``; spaces around it
+    allowed), none empty (``1,,2`` and ``1,2,`` are refused, not read as ``1,2``), each finite,
+    >= 0 and at most ``at_most``. ``what`` says the rule in the error, which names the option,
+    the item and the whole value."""
+    items = text.split(",")
+    out = []
+    for i, raw in enumerate(items, 1):
+        item = raw.strip(SPACE)
+        try:
+            x = parse_number(item) if item else None
+        except ValueError:
+            x = None
+        if x is not None and math.isfinite(x) and 0 <= x <= at_most:
+            out.append(x)
+            continue
+        problem = ("is empty" if not item else f"({item!r}) is not a number" if x is None else
+                   f"({item!r}) is not finite" if not math.isfinite(x) else f"({item!r}) is out of range")
+        raise InputError(f"must be comma-separated {what}: item {i} {problem}", path=option, value=text,
+                         has_value=True)
+    return out

@@ -7,8 +7,9 @@ from typing import Optional
 import typer
 
 from ..account import MAX_TAX_WEIGHT
+from ..account_file import parse_number
 from ..errors import InputError
-from .common import JsonOpt, rebalance, run, to_json
+from .common import JsonOpt, parse_numbers, rebalance, run, to_json
 
 
 def parse_sell(text: str) -> tuple[str, float | None]:
@@ -19,21 +20,15 @@ def parse_sell(text: str) -> tuple[str, float | None]:
     if not qty:
         return symbol.strip(), None
     try:
-        return symbol.strip(), float(qty)
+        return symbol.strip(), parse_number(qty)
     except ValueError:
         raise InputError("quantity after ':' must be a number", path="--sell", value=text, has_value=True) from None
 
 
 def parse_weights(text: str) -> list[float]:
-    try:
-        weights = [float(w) for w in text.split(",") if w.strip()]
-    except ValueError:
-        raise InputError("must be numbers separated by commas", path="--tax-weights", value=text,
-                         has_value=True) from None
-    if not weights or any(not (0 <= w <= MAX_TAX_WEIGHT) for w in weights):
-        raise InputError(f"must be numbers from 0 to {MAX_TAX_WEIGHT:,.0f} (the range of policy.tax_weight)",
-                         path="--tax-weights", value=text, has_value=True)
-    return weights
+    """``--tax-weights``: as ``backtest``'s (``parse_numbers``), in the range of policy.tax_weight."""
+    return parse_numbers(text, "--tax-weights", f"numbers from 0 to {MAX_TAX_WEIGHT:,.0f} (the range of "
+                         "policy.tax_weight)", at_most=MAX_TAX_WEIGHT)
 
 
 @rebalance.command("tax")
