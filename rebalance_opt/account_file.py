@@ -320,11 +320,12 @@ SPACE = " \t\n\r\f\v"  # ASCII whitespace, tolerated around a number (float() to
 
 def parse_number(text: str) -> float:
     """``text`` as a float if it is a plain ASCII decimal number (see ``_PLAIN_NUMBER``), with
-    ASCII whitespace around it allowed; else ``ValueError``."""
+    ASCII whitespace around it allowed; else ``ValueError``. A negative zero reads as 0, so that
+    ``-0`` never shows as "-0" (``optimizer@-0``)."""
     body = text.strip(SPACE)
     if not _PLAIN_NUMBER.fullmatch(body):
         raise ValueError(f"not a plain decimal number: {text!r}")
-    return float(body)
+    return float(body) + 0.0
 
 
 def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:

@@ -253,6 +253,7 @@ class ToleranceBand:
     name: str = ""
 
     def __post_init__(self) -> None:
+        self.band += 0.0  # a band of -0.0 is named @0
         self.name = self.name or (f"band-{self.lot_order}" if self.band == 0.05
                                   else f"band-{self.lot_order}@{self.band:g}")
 
@@ -329,16 +330,16 @@ def make_strategy(spec: str, tax_weights: Sequence[float] = (0.1,), band: float 
     if not m:
         raise bad
     kind, arg, band_arg = m["kind"], m["arg"], m["band"]
-    try:
+    try:  # parse_number reads -0 as 0: the name says optimizer@0, not optimizer@-0
         x = parse_number(arg) if arg is not None else None
-        b = parse_number(band_arg) if band_arg is not None else band
+        b = parse_number(band_arg) if band_arg is not None else band + 0.0
     except ValueError:
         raise bad from None
     if (x is not None and not (math.isfinite(x) and x >= 0)) or not (0 <= b <= 1):
         raise InputError("needs a number >= 0 after @ (and a band in 0..1 after /)", path="--strategies",
                          value=spec, has_value=True)
     if kind in ("optimizer", "harvest"):
-        weights = [x] if x is not None else list(tax_weights)
+        weights = [x] if x is not None else [w + 0.0 for w in tax_weights]  # + 0.0: -0.0 is named @0
         if any(w > MAX_TAX_WEIGHT for w in weights):
             raise InputError(f"a tax_weight is at most {MAX_TAX_WEIGHT:,.0f} (the range of policy.tax_weight)",
                              path="--strategies" if x is not None else "--tax-weights",

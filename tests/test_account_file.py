@@ -223,6 +223,7 @@ def test_well_formed_lots_file_numbers_are_read_as_before(tmp_path):
     from rebalance_opt.account_file import parse_number
     p = _with_lots_file(tmp_path, "A,VTI, 10 ,+5e1,2020-01-02\nB,BND,5.,.5,2021-01-04\nC,BND,1,-0,2021-01-04\n")
     assert [(l.quantity, l.cost_basis) for l in load_account(p).lots] == [(10, 50), (5, 0.5), (1, 0)]
+    assert str(load_account(p).lots[2].cost_basis) == "0.0"  # -0 reads as 0
     p = _with_lots_file(tmp_path, "A,VTI,nan,50,2020-01-02\n")  # refused as before, as not finite
     with pytest.raises(InputError, match=r"quantity: must be a finite number \(got 'nan'\)"):
         load_account(p)

@@ -92,6 +92,21 @@ def test_strategy_names():
 
 
 
+def test_a_negative_zero_tax_weight_is_named_at_0():
+    # --tax-weights -0 (or -0.0) named a strategy optimizer@-0, beside optimizer@0 for 0
+    from rebalance_opt.cli.common import parse_numbers
+    weights = parse_numbers("-0,0,-0.0", "--tax-weights", "numbers >= 0")
+    assert weights == [0.0] * 3 and all(str(w) == "0.0" for w in weights)
+    for specs, tax_weights in ((["optimizer", "harvest"], weights), (["optimizer", "harvest"], (-0.0, 0.0)),
+                               (["optimizer@-0", "optimizer@0", "harvest@-0.0/-0"], (1.0,))):
+        strategies = make_strategies(specs, tax_weights)
+        assert all("-0" not in s.name and "-0" not in s.label for s in strategies), [s.name for s in strategies]
+        assert all(str(s.tax_weight) == "0.0" for s in strategies)
+    assert [s.name for s in make_strategies(["optimizer", "harvest"], weights)] == ["optimizer@0", "harvest@0"]
+    assert [s.name for s in make_strategies(["optimizer@-0", "optimizer@0"])] == ["optimizer@0"]
+    assert make_strategy("harvest@-0/-0")[0].name == "harvest@0/0"
+    assert make_strategy("band-fifo@-0")[0].name == ToleranceBand(-0.0).name == "band-fifo@0"
+
 # --- runs on hand-made prices -----------------------------------------------------------------------------------
 def _write_prices(path: Path, days: pd.DatetimeIndex, a: list[float], b: list[float]) -> Path:
     lines = ["date,A,B"] + [f"{d.date()},{x},{y}" for d, x, y in zip(days, a, b)]

@@ -98,7 +98,7 @@ def parse_numbers(text: str, option: str, what: str, *, at_most: float = math.in
     ``rebalance tax``): every item a plain ASCII decimal (``parse_number``; spaces around it
     allowed), none empty (``1,,2`` and ``1,2,`` are refused, not read as ``1,2``), each finite,
     >= 0 and at most ``at_most``. ``what`` says the rule in the error, which names the option,
-    the item and the whole value."""
+    the item and the whole value. A negative zero reads as 0."""
     items = text.split(",")
     out = []
     for i, raw in enumerate(items, 1):
