@@ -478,12 +478,17 @@ def account_from_frames(*, id: str, as_of: date | str, cash: float, lots: "pd.Da
             out.append(clean)
         return out
 
+    def scalar(v: Any) -> Any:
+        """A numpy scalar as its Python value; anything else as it is, for validation to judge
+        (``float()`` here turned "abc" into a bare ValueError and "1_000" into 1000)."""
+        return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+
     data: dict[str, Any] = {
-        "account": {"id": id, "cash": float(cash), "as_of": as_of if isinstance(as_of, date) else str(as_of),
+        "account": {"id": id, "cash": scalar(cash), "as_of": as_of if isinstance(as_of, date) else str(as_of),
                     "currency": currency},
-        "tax": dict(tax), "targets": {str(k): float(v) for k, v in dict(targets).items()},
+        "tax": dict(tax), "targets": {str(k): scalar(v) for k, v in dict(targets).items()},
         "classes": {str(k): str(v) for k, v in dict(classes or {}).items()},
-        "prices": {str(k): float(v) for k, v in dict(prices).items()},
+        "prices": {str(k): scalar(v) for k, v in dict(prices).items()},
         "lots": records(lots), "trades": records(trades), "bands": dict(bands or {}),
         "policy": dict(policy or {}),
     }

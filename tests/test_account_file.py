@@ -321,6 +321,31 @@ def test_account_from_frames_reports_row_positions():
     assert e.value.path == "lots[1].quantity"
 
 
+@pytest.mark.parametrize("field,value,path", [
+    ("cash", "abc", "account.cash"), ("cash", "1_000", "account.cash"),
+    ("prices", {"VTI": "12"}, "prices.VTI"), ("targets", {"VTI": None}, "targets.VTI"),
+])
+def test_account_from_frames_reports_a_value_that_is_no_number_as_an_input_error(field, value, path):
+    # float() on cash, prices and targets made "abc" a bare ValueError and "1_000" the number 1000
+    from rebalance_opt import account_from_frames
+    args = dict(id="t", as_of="2026-11-24", cash=0.0, lots=None, prices={"VTI": 1.0}, targets={"VTI": 1.0},
+                tax={"short_term_rate": 0.3, "long_term_rate": 0.1})
+    args[field] = value
+    with pytest.raises(InputError) as e:
+        account_from_frames(**args)
+    assert e.value.path == path
+
+
+def test_account_from_frames_takes_numpy_scalars_as_numbers():
+    import numpy as np
+
+    from rebalance_opt import account_from_frames
+    a = account_from_frames(id="t", as_of="2026-11-24", cash=np.float32(0.5), lots=None,
+                            prices={"VTI": np.float64(2.0)}, targets={"VTI": np.int64(1)},
+                            tax={"short_term_rate": 0.3, "long_term_rate": 0.1})
+    assert (a.cash, a.prices["VTI"], a.targets["VTI"]) == (0.5, 2.0, 1.0)
+
+
 @pytest.mark.parametrize("risk", [
     {"classes": CLASSES, "covariance": [[100.0, -10.0, 0.0], [-10.0, 100.0, 0.0], [0.0, 0.0, 100.0]]},
     {"classes": CLASSES, "loadings": [[50.0], [-50.0], [1.0]], "factor_covariance": [[0.04]],

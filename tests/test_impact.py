@@ -121,6 +121,7 @@ def test_tax_command_text_view_puts_tax_next_to_drift():
 
 
 @pytest.mark.parametrize("args, path", [(["--sell", ":5"], "--sell"), (["--sell", "VTI:x"], "--sell"),
+                                        (["--sell", "VTI:"], "--sell"),  # not "all of it", as "VTI" is
                                         (["--sell", "VTI:99999"], "--sell"), (["--sell", "QQQ"], "--sell"),
                                         (["--frontier", "--tax-weights", "a,b"], "--tax-weights"),
                                         (["--frontier", "--tax-weights", "-1"], "--tax-weights")])

@@ -14,10 +14,10 @@ from .common import JsonOpt, parse_numbers, rebalance, run, to_json
 
 def parse_sell(text: str) -> tuple[str, float | None]:
     """``SYMBOL`` or ``SYMBOL:QTY``."""
-    symbol, _, qty = text.partition(":")
-    if not symbol.strip():
+    symbol, colon, qty = text.partition(":")
+    if not symbol.strip() or (colon and not qty.strip()):  # "VTI:" is a quantity left out, not "all of it"
         raise InputError("give SYMBOL or SYMBOL:QTY", path="--sell", value=text, has_value=True)
-    if not qty:
+    if not colon:
         return symbol.strip(), None
     try:
         return symbol.strip(), parse_number(qty)
