@@ -98,20 +98,49 @@ def _stdout_to_stderr():
             os.close(saved)
 
 
+class _Rows:
+    """Constraint rows lo <= A·x <= hi, gathered as (row, column, value) entries."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.lo: list[float] = []
+        self.hi: list[float] = []
+
+    def add(self, cols, vals, low: float, high: float) -> None:
+        """One row."""
+        r = len(self.lo)
+        self.entries.append((np.full(len(cols), r), np.asarray(cols, dtype=int), np.asarray(vals, dtype=float)))
+        self.lo.append(low)
+        self.hi.append(high)
+
+    def add_many(self, n_rows: int, row_local, cols, vals, low, high) -> None:
+        """``n_rows`` rows at once: entry k goes to row ``row_local[k]`` of them."""
+        r = len(self.lo)
+        self.entries.append((r + np.asarray(row_local, dtype=int), np.asarray(cols, dtype=int),
+                             np.asarray(vals, dtype=float)))
+        self.lo.extend(np.broadcast_to(low, n_rows).tolist())
+        self.hi.extend(np.broadcast_to(high, n_rows).tolist())
+
+    def matrix(self, n_columns: int) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        entries = [x for x in self.entries if len(x[0])]
+        ri = np.concatenate([x[0] for x in entries]) if entries else np.zeros(0, dtype=int)
+        ci = np.concatenate([x[1] for x in entries]) if entries else np.zeros(0, dtype=int)
+        vi = np.concatenate([x[2] for x in entries]) if entries else np.zeros(0)
+        return sp.coo_matrix((vi, (ri, ci)), shape=(len(self.lo), n_columns)).tocsr(), np.array(self.lo), np.array(self.hi)
+
+
 class _Program:
-    """The MILP of one stage, built once; solved with a sell cap and objective as asked."""
+    """The MILP of one stage, built once; solved with a sell cap and objective as asked. Its
+    variables are blocks b, B, s, n, A, S (the module docstring; offsets ``o_b`` …), then η and τ
+    per tracking row (``_tracking_rows``) and one variable fixed at 1 for the constant."""
 
     def __init__(self, book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndarray,
                  buyable: np.ndarray, scorer, step: float, capacity: dict[int, float], sells: bool):
-        p = book.account.policy
         self.book, self.scorer, self.step = book, scorer, step
-        whole = step == 1.0
+        self.whole = whole = step == 1.0
         # Shares per unit of b: a step when whole, a share when fractional (b is then continuous
         # and rounded down to millionths afterwards; counted in millionths it would reach 1e12)
-        bstep = step if whole else 1.0
-        self.bstep = bstep
-        price = book.price
-        kappa = scorer.kappa
+        self.bstep = step if whole else 1.0
         lots = np.flatnonzero(lot_allowed & (book.lot_quantity > 0)) if sells else np.zeros(0, dtype=int)
         sell_sym = np.unique(book.lot_symbol[lots])
         buy_sym = np.flatnonzero(buyable)
@@ -121,7 +150,6 @@ class _Program:
         off_grid = np.array([abs(c / step - round(c / step)) > 1e-9 for c in cap], dtype=bool) if whole \
             else np.zeros(ns, dtype=bool)
         self.cap, self.off_grid = cap, off_grid
-        # Variable blocks: b, B, s, n, A, S, then η and τ per tracking row (below), and a 1
         self.o_b, self.o_B = 0, nb
         self.o_s = 2 * nb
         self.o_n = self.o_s + nl
@@ -129,90 +157,98 @@ class _Program:
         self.o_S = self.o_A + (ns if whole else 0)
         self.o_t = self.o_S + ns
         col_of_sell = {int(i): k for k, i in enumerate(sell_sym)}
-        lot_sym_col = np.array([col_of_sell[int(i)] for i in book.lot_symbol[lots]], dtype=int)
-        self.lot_sym_col = lot_sym_col
-
+        self.lot_sym_col = np.array([col_of_sell[int(i)] for i in book.lot_symbol[lots]], dtype=int)
         budget = max(scorer.cash + float((book.lot_value).sum()), 0.0)
-        max_buy = np.floor(budget / (price[buy_sym] * bstep)) + 1
-        rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (row ids, cols, values)
-        lo: list[float] = []
-        hi: list[float] = []
+        self.max_buy = np.floor(budget / (book.price[buy_sym] * self.bstep)) + 1
+        kappa = scorer.kappa
+        self.sell_money = book.price[book.lot_symbol[lots]] * (1 - kappa)  # cash a share of each lot raises
+        self.buy_money = book.price[buy_sym] * self.bstep * (1 + kappa)     # cash a step of each buy costs
 
-        def add(cols, vals, low, high):
-            r = len(lo)
-            rows.append((np.full(len(cols), r), np.asarray(cols, dtype=int), np.asarray(vals, dtype=float)))
-            lo.append(low)
-            hi.append(high)
+        rows = _Rows()
+        self._order_rows(rows)
+        self._cash_and_tax_rows(rows)
+        y_star, h = self._tracking_rows(rows, continuous_shares)
+        self.nv = self.o_one + 1
+        self.objective = self._objective(y_star, h)
+        self.proceeds = np.zeros(self.nv)
+        self.proceeds[self.o_s: self.o_s + nl] = self.sell_money
+        self.A, self.lo, self.hi = rows.matrix(self.nv)
+        self._bounds()
 
-        def add_many(n_rows, row_local, cols, vals, low, high):
-            """n_rows rows at once: entry k goes to row ``row_local[k]`` of them."""
-            r = len(lo)
-            rows.append((r + np.asarray(row_local, dtype=int), np.asarray(cols, dtype=int),
-                         np.asarray(vals, dtype=float)))
-            lo.extend(np.broadcast_to(low, n_rows).tolist())
-            hi.extend(np.broadcast_to(high, n_rows).tolist())
-
-        mt = p.min_trade
-        k_b = np.arange(nb)
+    def _order_rows(self, rows: _Rows) -> None:
+        """What makes an order an order: a buy or sale is 0 or at least min_trade, sales within
+        the allowed lots' capacity and in whole steps (or the whole capacity), and no symbol both
+        bought and sold."""
+        book, step, whole = self.book, self.step, self.whole
+        price, lots, cap, lot_sym_col = book.price, self.lots, self.cap, self.lot_sym_col
+        nb, nl, ns = len(self.buy_sym), len(lots), len(self.sell_sym)
+        mt = book.account.policy.min_trade
+        k_b, k_l, k_s = np.arange(nb), np.arange(nl), np.arange(ns)
         # buys: b <= max_buy·B ; b·price >= min_trade·B (a fractional plan's b is rounded
         # down afterwards: one step of margin); sells likewise below
         if nb:
-            add_many(nb, np.r_[k_b, k_b], np.r_[self.o_b + k_b, self.o_B + k_b], np.r_[np.ones(nb), -max_buy],
-                     -np.inf, 0.0)
+            rows.add_many(nb, np.r_[k_b, k_b], np.r_[self.o_b + k_b, self.o_B + k_b],
+                          np.r_[np.ones(nb), -self.max_buy], -np.inf, 0.0)
         if mt > 0 and nb:
-            least = mt + (0.0 if whole else price[buy_sym] * step)
-            add_many(nb, np.r_[k_b, k_b], np.r_[self.o_b + k_b, self.o_B + k_b],
-                     np.r_[price[buy_sym] * bstep, -np.broadcast_to(least, nb)], 0.0, np.inf)
-        k_l = np.arange(nl)
-        k_s = np.arange(ns)
+            least = mt + (0.0 if whole else price[self.buy_sym] * step)
+            rows.add_many(nb, np.r_[k_b, k_b], np.r_[self.o_b + k_b, self.o_B + k_b],
+                          np.r_[price[self.buy_sym] * self.bstep, -np.broadcast_to(least, nb)], 0.0, np.inf)
         if ns:
             # Σ s over the symbol's lots <= capacity·S
-            add_many(ns, np.r_[lot_sym_col, k_s], np.r_[self.o_s + k_l, self.o_S + k_s],
-                     np.r_[np.ones(nl), -cap], -np.inf, 0.0)
+            rows.add_many(ns, np.r_[lot_sym_col, k_s], np.r_[self.o_s + k_l, self.o_S + k_s],
+                          np.r_[np.ones(nl), -cap], -np.inf, 0.0)
             if mt > 0:
-                add_many(ns, np.r_[lot_sym_col, k_s], np.r_[self.o_s + k_l, self.o_S + k_s],
-                         np.r_[price[book.lot_symbol[lots]], -np.full(ns, mt)], 0.0, np.inf)
+                rows.add_many(ns, np.r_[lot_sym_col, k_s], np.r_[self.o_s + k_l, self.o_S + k_s],
+                              np.r_[price[book.lot_symbol[lots]], -np.full(ns, mt)], 0.0, np.inf)
             if whole:
                 big = cap + 1.0
                 # Σ s − step·n ∈ [−big·A, big·A]: whole steps unless the whole capacity is sold
-                add_many(ns, np.r_[lot_sym_col, k_s, k_s], np.r_[self.o_s + k_l, self.o_n + k_s, self.o_A + k_s],
-                         np.r_[np.ones(nl), -np.full(ns, step), -big], -np.inf, 0.0)
-                add_many(ns, np.r_[lot_sym_col, k_s, k_s], np.r_[self.o_s + k_l, self.o_n + k_s, self.o_A + k_s],
-                         np.r_[np.ones(nl), -np.full(ns, step), big], 0.0, np.inf)
+                cols = np.r_[self.o_s + k_l, self.o_n + k_s, self.o_A + k_s]
+                rows.add_many(ns, np.r_[lot_sym_col, k_s, k_s], cols, np.r_[np.ones(nl), -np.full(ns, step), -big],
+                              -np.inf, 0.0)
+                rows.add_many(ns, np.r_[lot_sym_col, k_s, k_s], cols, np.r_[np.ones(nl), -np.full(ns, step), big],
+                              0.0, np.inf)
                 # A = 1: every allowed lot of the symbol sold whole
-                fl = np.flatnonzero(off_grid[lot_sym_col])
+                fl = np.flatnonzero(self.off_grid[lot_sym_col])
                 if len(fl):
-                    add_many(len(fl), np.r_[np.arange(len(fl)), np.arange(len(fl))],
-                             np.r_[self.o_s + fl, self.o_A + lot_sym_col[fl]],
-                             np.r_[np.ones(len(fl)), -book.lot_quantity[lots[fl]]], 0.0, np.inf)
+                    rows.add_many(len(fl), np.r_[np.arange(len(fl)), np.arange(len(fl))],
+                                  np.r_[self.o_s + fl, self.o_A + lot_sym_col[fl]],
+                                  np.r_[np.ones(len(fl)), -book.lot_quantity[lots[fl]]], 0.0, np.inf)
         # bought or sold, never both
-        both = np.intersect1d(buy_sym, sell_sym)
+        both = np.intersect1d(self.buy_sym, self.sell_sym)
         if len(both):
-            bcol = np.searchsorted(buy_sym, both)
-            scol = np.searchsorted(sell_sym, both)
-            add_many(len(both), np.r_[np.arange(len(both)), np.arange(len(both))],
-                     np.r_[self.o_B + bcol, self.o_S + scol], np.ones(2 * len(both)), -np.inf, 1.0)
-        # cash after >= min_cash + withdrawal
-        sell_money = price[book.lot_symbol[lots]] * (1 - kappa)
-        buy_money = price[buy_sym] * bstep * (1 + kappa)
-        self.sell_money = sell_money
-        add(np.r_[self.o_s + k_l, self.o_b + k_b], np.r_[sell_money, -buy_money],
-            scorer.cash_floor - scorer.cash, np.inf)
-        # lot tax <= max_tax (a fractional plan's sales are rounded up: one step of margin each)
-        tax = book.lot_tax_per_share[lots]
-        if math.isfinite(scorer.max_tax) and nl:
-            margin = 0.0 if whole else float(np.maximum(tax, 0).sum()) * step
-            add(self.o_s + k_l, tax, -np.inf, scorer.max_tax - margin)
-        self.n_rows_fixed = len(lo)
+            bcol = np.searchsorted(self.buy_sym, both)
+            scol = np.searchsorted(self.sell_sym, both)
+            rows.add_many(len(both), np.r_[np.arange(len(both)), np.arange(len(both))],
+                          np.r_[self.o_B + bcol, self.o_S + scol], np.ones(2 * len(both)), -np.inf, 1.0)
 
-        # Tracking rows: y = R·dev, dev = base_dev + Dv·x / U
+    def _cash_and_tax_rows(self, rows: _Rows) -> None:
+        """Cash after >= min_cash + withdrawal; lot tax <= max_tax (a fractional plan's sales are
+        rounded up afterwards: one step of margin each)."""
+        scorer, nl, nb = self.scorer, len(self.lots), len(self.buy_sym)
+        rows.add(np.r_[self.o_s + np.arange(nl), self.o_b + np.arange(nb)], np.r_[self.sell_money, -self.buy_money],
+                 scorer.cash_floor - scorer.cash, np.inf)
+        tax = self.book.lot_tax_per_share[self.lots]
+        if math.isfinite(scorer.max_tax) and nl:
+            margin = 0.0 if self.whole else float(np.maximum(tax, 0).sum()) * self.step
+            rows.add(self.o_s + np.arange(nl), tax, -np.inf, scorer.max_tax - margin)
+
+    def _tracking_rows(self, rows: _Rows, continuous_shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The tracking rows y = R·dev, dev = base_dev + Dv·x / U, each written as y = y* + h·η
+        (y* at the continuous optimum, η in units of the largest single order's effect on the
+        row: small, well-scaled rows whatever the account's size), and y² = y*² + 2y*h·η + h²·τ
+        with τ >= η² by its tangents at CUT_OFFSETS. Returns (y*, h); sets the η, τ and constant
+        variables' offsets."""
+        book, scorer, price = self.book, self.scorer, self.book.price
+        nb, nl = len(self.buy_sym), len(self.lots)
+        k_b, k_l = np.arange(nb), np.arange(nl)
         n_cls = len(book.classes)
-        u, v = scorer.u, scorer.v
-        cls_b = book.class_of_symbol[buy_sym]
-        cls_l = book.class_of_symbol[book.lot_symbol[lots]]
-        sell_val = price[book.lot_symbol[lots]]
+        u = scorer.u
+        cls_b = book.class_of_symbol[self.buy_sym]
+        cls_l = book.class_of_symbol[book.lot_symbol[self.lots]]
+        sell_val = price[book.lot_symbol[self.lots]]
         Dv = sp.coo_matrix(
-            (np.r_[price[buy_sym] * bstep, -sell_val, -buy_money, sell_money] / u,
+            (np.r_[price[self.buy_sym] * self.bstep, -sell_val, -self.buy_money, self.sell_money] / u,
              (np.r_[cls_b, cls_l, np.full(nb, n_cls), np.full(nl, n_cls)],
               np.r_[self.o_b + k_b, self.o_s + k_l, self.o_b + k_b, self.o_s + k_l])),
             shape=(n_cls + 1, self.o_t)).tocsr()
@@ -228,68 +264,69 @@ class _Program:
         RD = (R @ Dv).tocsr()
         live = np.flatnonzero(np.diff(RD.indptr) > 0)  # rows some variable moves
         R, RD = R[live], RD[live]
-        self.n_t = len(live)
+        self.n_t = n_t = len(live)
         c_values = continuous_shares * price
         moved = np.bincount(book.class_of_symbol, weights=c_values, minlength=n_cls)
-        cash_moved = -float(c_values.sum()) - kappa * float(np.abs(c_values).sum())
+        cash_moved = -float(c_values.sum()) - scorer.kappa * float(np.abs(c_values).sum())
         dev_star = scorer.base_dev + np.append(moved, cash_moved) / u
         const = R @ scorer.base_dev
         y_star = R @ dev_star
-        traded_sym = np.r_[buy_sym, sell_sym]
+        traded_sym = np.r_[self.buy_sym, self.sell_sym]
+        mt = book.account.policy.min_trade
         unit = max(mt, float(price[traded_sym].max()) if len(traded_sym) else 0.0) / u  # a share, or min_trade
-        h = np.maximum(np.abs(R).max(axis=1).toarray().ravel() * unit, 1e-12) if self.n_t else np.zeros(0)
-        # Each row as y = y* + h·η (η in units of the largest single order's effect on it), and
-        # y² = y*² + 2y*h·η + h²·τ with τ >= η² by its tangents at the offsets: small, well-scaled
-        # rows whatever the account's size.
-        self.o_eta, self.o_tau, self.o_one = self.o_t, self.o_t + self.n_t, self.o_t + 2 * self.n_t
-        self.nv = self.o_one + 1  # a variable fixed at 1 carries the objective's constant
-        if self.n_t:
-            k_t = np.arange(self.n_t)
-            RDh = sp.diags(1.0 / h) @ RD
-            RDh = RDh.tocoo()
+        h = np.maximum(np.abs(R).max(axis=1).toarray().ravel() * unit, 1e-12) if n_t else np.zeros(0)
+        self.o_eta, self.o_tau, self.o_one = self.o_t, self.o_t + n_t, self.o_t + 2 * n_t
+        if n_t:
+            k_t = np.arange(n_t)
+            RDh = (sp.diags(1.0 / h) @ RD).tocoo()
             # η − (RD/h)·x = (const − y*)/h
-            add_many(self.n_t, np.r_[k_t, RDh.row], np.r_[self.o_eta + k_t, RDh.col], np.r_[np.ones(self.n_t), -RDh.data],
-                     (const - y_star) / h, (const - y_star) / h)
+            rows.add_many(n_t, np.r_[k_t, RDh.row], np.r_[self.o_eta + k_t, RDh.col],
+                          np.r_[np.ones(n_t), -RDh.data], (const - y_star) / h, (const - y_star) / h)
             offsets = np.array(CUT_OFFSETS)
             m = len(offsets)
             # τ − 2c·η >= −c², per row and offset
-            rl = np.arange(self.n_t * m)
-            add_many(self.n_t * m, np.r_[rl, rl], np.r_[np.repeat(self.o_tau + k_t, m), np.repeat(self.o_eta + k_t, m)],
-                     np.r_[np.ones(self.n_t * m), np.tile(-2 * offsets, self.n_t)], np.tile(-offsets ** 2, self.n_t), np.inf)
-        # Objective: tracking rows, tax, trading cost and the tie-break, scaled to about 1 (HiGHS's
-        # gaps are relative, its absolute ones would dwarf a household's objective)
+            rl = np.arange(n_t * m)
+            rows.add_many(n_t * m, np.r_[rl, rl], np.r_[np.repeat(self.o_tau + k_t, m), np.repeat(self.o_eta + k_t, m)],
+                          np.r_[np.ones(n_t * m), np.tile(-2 * offsets, n_t)], np.tile(-offsets ** 2, n_t), np.inf)
+        return y_star, h
+
+    def _objective(self, y_star: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """Tracking rows, tax, trading cost and the tie-break, scaled to about 1 (HiGHS's gaps
+        are relative, its absolute ones would dwarf a household's objective)."""
+        book, scorer = self.book, self.scorer
+        k_b, k_l = np.arange(len(self.buy_sym)), np.arange(len(self.lots))
+        u, v = scorer.u, scorer.v
         c = np.zeros(self.nv)
         c[self.o_eta: self.o_tau] = 2 * y_star * h
         c[self.o_tau: self.o_one] = h * h
         c[self.o_one] = float(y_star @ y_star)
-        c[self.o_s + k_l] += scorer.tax_weight * tax / v + (scorer.kappa / v + TIE_BREAK / u) * sell_val
-        c[self.o_b + k_b] += (scorer.kappa / v + TIE_BREAK / u) * price[buy_sym] * bstep
+        sell_val = book.price[book.lot_symbol[self.lots]]
+        c[self.o_s + k_l] += (scorer.tax_weight * book.lot_tax_per_share[self.lots] / v
+                              + (scorer.kappa / v + TIE_BREAK / u) * sell_val)
+        c[self.o_b + k_b] += (scorer.kappa / v + TIE_BREAK / u) * book.price[self.buy_sym] * self.bstep
         reference = max(float(y_star @ y_star), float(h @ h), 1e-12)
-        self.objective = c / reference
-        self.proceeds = np.zeros(self.nv)
-        self.proceeds[self.o_s + k_l] = sell_money
-        entries = [x for x in rows if len(x[0])]
-        ri = np.concatenate([x[0] for x in entries]) if entries else np.zeros(0, dtype=int)
-        ci = np.concatenate([x[1] for x in entries]) if entries else np.zeros(0, dtype=int)
-        vi = np.concatenate([x[2] for x in entries]) if entries else np.zeros(0)
-        self.A = sp.coo_matrix((vi, (ri, ci)), shape=(len(lo), self.nv)).tocsr()
-        self.lo, self.hi = np.array(lo), np.array(hi)
+        return c / reference
+
+    def _bounds(self) -> None:
+        """Variable bounds and integrality."""
+        nb, nl, ns = len(self.buy_sym), len(self.lots), len(self.sell_sym)
+        k_b, k_l, k_s = np.arange(nb), np.arange(nl), np.arange(ns)
         self.lb = np.zeros(self.nv)
         self.ub = np.full(self.nv, np.inf)
         self.lb[self.o_eta: self.o_tau] = -np.inf
         self.lb[self.o_one] = 1.0
         self.ub[self.o_one] = 1.0
-        self.ub[self.o_b + k_b] = max_buy
+        self.ub[self.o_b + k_b] = self.max_buy
         self.ub[self.o_B: self.o_B + nb] = 1
-        self.ub[self.o_s + k_l] = book.lot_quantity[lots]
-        if whole:
-            self.ub[self.o_n + k_s] = np.ceil(cap / step + 1e-9)
-            self.ub[self.o_A + k_s] = off_grid.astype(float)
+        self.ub[self.o_s + k_l] = self.book.lot_quantity[self.lots]
+        if self.whole:
+            self.ub[self.o_n + k_s] = np.ceil(self.cap / self.step + 1e-9)
+            self.ub[self.o_A + k_s] = self.off_grid.astype(float)
         self.ub[self.o_S + k_s] = 1
         self.integrality = np.zeros(self.nv)
         self.integrality[self.o_B: self.o_B + nb] = 1
         self.integrality[self.o_S: self.o_S + ns] = 1
-        if whole:
+        if self.whole:
             self.integrality[self.o_b: self.o_b + nb] = 1
             self.integrality[self.o_n: self.o_S] = 1
 
