@@ -697,3 +697,23 @@ def test_well_formed_number_options_are_read_as_before(capsys, tmp_path):
     assert parse_numbers("0.1, 1,1e1", "--tax-weights", "numbers >= 0") == [0.1, 1.0, 10.0]
     code, _, err = cli(capsys, "backtest", "--out", str(out), "--tax-weights", "1,nan")
     assert code == 2 and "item 2 ('nan') is not finite" in err and not out.exists()
+
+
+@pytest.mark.parametrize("args,option,words", [
+    (["rebalance", "log", "--show", "1_0"], "--show", "not a whole number"),  # was entry 10
+    (["rebalance", "log", "--show", "2.0"], "--show", "not a whole number"),
+    (["serve", "--port", "70000"], "--port", "from 1 to 65535"),  # was exit 1, OverflowError from bind()
+    (["serve", "--port", "0x50"], "--port", "not a whole number"),
+    (["backtest", "--workers", "0"], "--workers", "at least 1"),
+    (["backtest", "--workers", "٢"], "--workers", "not a whole number"),
+])
+def test_whole_number_options_are_ascii_digits_in_range(capsys, args, option, words):
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and option in err and words in err and "Traceback" not in err
+
+
+def test_whole_number_options_read_plain_digits_as_before():
+    from rebalance_opt.cli.common import whole_number_option
+    assert [whole_number_option(1)(t) for t in ("1", " 2 ", "+3", "0004")] == [1, 2, 3, 4]
+    assert whole_number_option()("99999999999999999999") == 99999999999999999999  # "no entry …", not an overflow
+    assert whole_number_option(1, 65535)(8765) == 8765  # the default, as typer hands it over

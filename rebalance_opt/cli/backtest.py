@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, app, number_option, parse_numbers, run, to_json
+from .common import JsonOpt, app, number_option, parse_numbers, run, to_json, whole_number_option
 
 @app.command("backtest")
 def backtest(
@@ -42,7 +42,7 @@ def backtest(
                                           help="Tax rate on short-term gains."),
     long_term_rate: float = typer.Option(0.20, "--long-term-rate", parser=number_option,
                                          help="Tax rate on long-term gains."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Strategies simulated in parallel processes."),
+    workers: int = typer.Option(1, "--workers", parser=whole_number_option(1), help="Strategies simulated in parallel processes."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write the CSVs and summary only."),
     as_json: bool = JsonOpt,
 ):

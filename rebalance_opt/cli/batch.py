@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json
+from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
 
@@ -22,9 +22,9 @@ def batch(
     engine: str = typer.Option("local", "--engine", help="local (a process pool on this machine) or dask."),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address (default: a "
                                                                        "LocalCluster of --workers processes)."),
-    workers: int | None = typer.Option(None, "--workers", min=1, help="Processes (default: the CPUs "
+    workers: int | None = typer.Option(None, "--workers", parser=whole_number_option(1), help="Processes (default: the CPUs "
                                                                           "this process may use)."),
-    chunk: int | None = typer.Option(None, "--chunk", min=1, help="Accounts per task (default: automatic)."),
+    chunk: int | None = typer.Option(None, "--chunk", parser=whole_number_option(1), help="Accounts per task (default: automatic)."),
     reason: str | None = typer.Option(None, "--reason", help="Why this rebalance (default: inferred per account)."),
     out: Path | None = typer.Option(None, "--out", help="Write one basket of every plan to this file."),
     fmt: str | None = typer.Option(None, "--format", help="Basket format: csv, json or fix "

@@ -14,7 +14,7 @@ try:  # recent typer vendors click; older releases use click itself
 except ImportError:  # pragma: no cover
     from click.exceptions import UsageError  # noqa: F401
 
-from ..account_file import SPACE, parse_number
+from ..account_file import PLAIN_INTEGER, SPACE, parse_number
 from ..errors import InputError, RebalanceError
 
 app = typer.Typer(help="rebalance-opt: tax-aware portfolio rebalancing.", no_args_is_help=True,
@@ -91,6 +91,25 @@ def number_option(value: Any) -> float:
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a number (ASCII digits, with an optional sign, fraction "
                                  "and exponent)") from None
+
+
+def whole_number_option(least: int | None = None, most: int | None = None) -> Callable[[Any], int]:
+    """The ``parser`` of a whole-number option (``--workers``, ``--chunk``, ``--show``, ``--port``):
+    ASCII digits with an optional sign and spaces around (typer's own int took ``1_0`` as 10, so
+    ``--show 1_0`` showed entry 10), within [least, most], else exit 2 naming the option."""
+    def parse(value: Any) -> int:
+        if not isinstance(value, str):  # the option's default
+            return int(value)
+        body = value.strip(SPACE)
+        if not PLAIN_INTEGER.fullmatch(body):
+            raise typer.BadParameter(f"{value!r} is not a whole number (ASCII digits)")
+        number = int(body)
+        if (least is not None and number < least) or (most is not None and number > most):
+            bounds = f"from {least} to {most}" if least is not None and most is not None else (
+                f"at least {least}" if least is not None else f"at most {most}")
+            raise typer.BadParameter(f"{number} is out of range: {bounds}")
+        return number
+    return parse
 
 
 def parse_numbers(text: str, option: str, what: str, *, at_most: float = math.inf) -> list[float]:

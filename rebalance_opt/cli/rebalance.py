@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json
+from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 @rebalance.command("check")
 def check(account: Path = typer.Argument(..., help="Account file (.toml or .json)."), as_json: bool = JsonOpt):
@@ -120,7 +120,7 @@ def log_command(
     account: Optional[str] = typer.Option(None, "--account", help="List only this account's entries."),
     since: Optional[str] = typer.Option(None, "--since", help="List entries at or after this date "
                                                                "(YYYY-MM-DD, UTC) or ISO date-time."),
-    show: Optional[int] = typer.Option(None, "--show", help="Print entry ID whole."),
+    show: Optional[int] = typer.Option(None, "--show", parser=whole_number_option(), help="Print entry ID whole."),
     verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 4 naming the first "
                                                          "altered or missing entry."),
     head: Optional[str] = typer.Option(None, "--head", help="Alone: print the head hash to keep elsewhere. "

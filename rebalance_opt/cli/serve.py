@@ -6,14 +6,14 @@ from typing import Optional
 
 import typer
 
-from .common import app, run
+from .common import app, run, whole_number_option
 
 
 @app.command("serve")
 def serve(
     accounts: list[Path] = typer.Argument(None, help="Account files the web app may read."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless a token is set)."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on."),
+    port: int = typer.Option(8765, "--port", parser=whole_number_option(1, 65535), help="Port to listen on."),
     token: Optional[str] = typer.Option(None, "--token", envvar="REBALANCE_OPT_TOKEN",
                                         help="Bearer token required on a non-loopback address."),
     log: Optional[Path] = typer.Option(None, "--log", help="Audit log to show (default: $REBALANCE_OPT_LOG)."),
