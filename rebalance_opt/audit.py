@@ -115,8 +115,13 @@ def default_log_path() -> Path:
 
 
 def resolve_log(option: str | Path | None) -> LogLocation:
-    """The log from ``--log``, else ``$REBALANCE_OPT_LOG``, else the default path."""
-    if option is not None and str(option) != "":
+    """The log from ``--log``, else ``$REBALANCE_OPT_LOG``, else the default path. An empty
+    ``--log`` (``--log "$LOG"`` with the variable unset) is an input error, not the default log:
+    entries would silently go to another log than the one meant."""
+    if option is not None and str(option) == "":
+        raise InputError("is empty: give the audit log's file path, or leave out --log for the default",
+                         path="--log", value=str(option), has_value=True)
+    if option is not None:
         where = LogLocation(Path(option).expanduser(), "--log")
     elif os.environ.get(ENV_LOG):
         where = LogLocation(Path(os.environ[ENV_LOG]).expanduser(), ENV_LOG)

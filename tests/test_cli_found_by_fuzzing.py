@@ -717,3 +717,15 @@ def test_whole_number_options_read_plain_digits_as_before():
     assert [whole_number_option(1)(t) for t in ("1", " 2 ", "+3", "0004")] == [1, 2, 3, 4]
     assert whole_number_option()("99999999999999999999") == 99999999999999999999  # "no entry …", not an overflow
     assert whole_number_option(1, 65535)(8765) == 8765  # the default, as typer hands it over
+
+
+@pytest.mark.parametrize("command", ["batch", "generate", "log"])
+def test_an_empty_log_option_is_an_input_error_not_the_default_log(capsys, folder, tmp_path, command):
+    # `--log "$LOG"` with the variable unset: the entries went to the default log (another log)
+    default = tmp_path / "audit.sqlite"  # REBALANCE_OPT_LOG (conftest): what `--log ""` fell back to
+    args = {"batch": ["rebalance", "batch", str(folder), "--workers", "1"],
+            "generate": ["rebalance", "generate", str(folder / "household.toml")],
+            "log": ["rebalance", "log"]}[command]
+    code, stdout, err = cli(capsys, *args, "--log", "", "--json")
+    assert code == 2 and json.loads(stdout)["error"]["path"] == "--log" and "is empty" in err
+    assert not default.exists()

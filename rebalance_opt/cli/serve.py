@@ -16,7 +16,7 @@ def serve(
     port: int = typer.Option(8765, "--port", parser=whole_number_option(1, 65535), help="Port to listen on."),
     token: Optional[str] = typer.Option(None, "--token", envvar="REBALANCE_OPT_TOKEN",
                                         help="Bearer token required on a non-loopback address."),
-    log: Optional[Path] = typer.Option(None, "--log", help="Audit log to show (default: $REBALANCE_OPT_LOG)."),
+    log: Optional[str] = typer.Option(None, "--log", help="Audit log to show (default: $REBALANCE_OPT_LOG)."),
 ):
     """Serve the drift page and its JSON API on http://HOST:PORT."""
     def body():
