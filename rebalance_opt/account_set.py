@@ -448,7 +448,10 @@ def column_parser(column: pd.Series, kind: str) -> Callable[[Any], Any] | None:
 
 def _text_number(text: str) -> Any:
     """A text cell of a number column: the number (a plain ASCII decimal, ``parse_number``), or
-    the text as is (validation reports it)."""
+    the text as is (validation reports it). A null of a Parquet text column is left as it is (an
+    empty cell: it crashed the whole batch)."""
+    if not isinstance(text, str):
+        return text
     try:
         return parse_number(text)
     except ValueError:

@@ -362,6 +362,30 @@ def test_template_rules(tmp_path):
         read_account_set(path, template)
 
 
+def _parquet_set(tmp_path, rows, types):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = tmp_path / "lots.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=pa.schema([
+        ("account", pa.string()), ("cash", pa.float64()), ("id", types.get("id", pa.string())),
+        ("symbol", pa.string()), ("quantity", types.get("quantity", pa.float64())), ("cost_basis", pa.float64()),
+        ("acquired", pa.string())])), path)
+    _, template = write_set(tmp_path, [{"account": "x"}])
+    return read_account_set(path, template)
+
+
+def test_a_parquet_text_column_of_numbers_beside_a_cash_only_account_plans(tmp_path):
+    # the cash-only account's null in a text quantity column reached the number parser:
+    # "unexpected error: AttributeError" (exit 1) for the whole batch, nothing planned
+    import pyarrow as pa
+    rows = [{**row, "quantity": str(row["quantity"])} for row in lot_rows("a", 10_000.0)]
+    outcome = run_batch(_parquet_set(tmp_path, rows + [{"account": "b", "cash": 5_000.0}],
+                                     {"quantity": pa.string()}), workers=1, log=None)
+    assert [r.error for r in outcome.results] == [None, None]
+    expected = plan_rebalance(account_from_dict(expected_account("a", 10_000.0)))
+    assert plans_by_account(outcome)["a"] == comparable(expected.to_dict())
+
+
 def test_the_batch_benchmark_runs_from_a_parquet_set():
     rows = batch_bench.run(6, workers=1, engines=("local",), input="parquet")
     assert rows[0]["input"] == "parquet" and rows[0]["accounts"] == 6
