@@ -283,7 +283,8 @@ def read_csv(path: Path) -> pd.DataFrame:
 def read_parquet(path: Path) -> pd.DataFrame:
     """A Parquet table with its date columns (and timestamp columns that are all at midnight,
     without a time zone) as ISO ``YYYY-MM-DD`` text, converted by Arrow in one pass: dates then
-    read exactly as a CSV's. A timestamp with a time of day stays one, and is refused as a date."""
+    read exactly as a CSV's. A timestamp with a time of day stays one, and is refused as a date.
+    Integer columns holding a null are text too (pandas has no integer with a missing value)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -294,7 +295,9 @@ def read_parquet(path: Path) -> pd.DataFrame:
             day = pc.cast(column, pa.date32())
             if pc.all(pc.equal(pc.cast(day, f.type), column)).as_py() in (True, None):
                 column = day
-        if pa.types.is_date(column.type):
+        if pa.types.is_date(column.type) or (pa.types.is_integer(column.type) and column.null_count):
+            # an integer column with a null (a cash-only account's empty lot cells) would become
+            # floats in pandas: lot id 7 read as 7.0 and refused; as text it reads as a CSV's
             table = table.set_column(i, f.name, pc.cast(column, pa.string()))
     # column by column, freeing each Arrow column once converted (the parent's peak matters)
     return table.to_pandas(split_blocks=True, self_destruct=True)
