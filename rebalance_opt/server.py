@@ -171,8 +171,9 @@ class _Accounts:
 
     def find(self, key: str) -> tuple[_Source, Account]:
         """The account ``key`` names: an index into the start-up list, else an account id."""
-        if key.isdigit() and key.isascii():
-            index = int(key)
+        digits = key.lstrip("0") or "0"
+        if key.isdigit() and key.isascii() and len(digits) <= 18:  # int() refuses 4,301 digits (it was a 500)
+            index = int(digits)
             if index < len(self.sources):
                 src = self.sources[index]
                 return src, src.load()

@@ -729,3 +729,19 @@ def test_an_empty_log_option_is_an_input_error_not_the_default_log(capsys, folde
     code, stdout, err = cli(capsys, *args, "--log", "", "--json")
     assert code == 2 and json.loads(stdout)["error"]["path"] == "--log" and "is empty" in err
     assert not default.exists()
+
+
+def test_the_web_app_answers_an_account_key_of_thousands_of_digits_as_unknown(tmp_path):
+    # int() refuses a number of over 4,300 digits: the key was a 500 (ValueError), not a 404
+    from fastapi.testclient import TestClient
+
+    import rebalance_opt.server as server
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(base_dict()))
+    client = TestClient(server.create_app([account]), base_url="http://127.0.0.1:8765",
+                        raise_server_exceptions=False)
+    for key in ("9" * 5000, "0" * 5000 + "1", "9" * 19):
+        for method, route in (("get", "drift"), ("get", "tax"), ("post", "plan")):
+            response = client.request(method, f"/api/accounts/{key}/{route}", json={} if method == "post" else None)
+            assert response.status_code == 404 and "unknown account" in response.json()["error"]["message"]
+    assert client.get("/api/accounts/" + "0" * 5000 + "/drift").status_code == 200  # index 0, however written
