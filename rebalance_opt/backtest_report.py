@@ -21,6 +21,8 @@ import pandas as pd
 from .backtest import REFERENCES, BacktestResult, EqualDrift, Metrics, StrategyRun
 
 GOALS = {"quarterly-fifo": 0.5, "quarterly-mintax": 0.75}   # the targets for the tax ratio
+REPORT_FILES = ("summary.csv", "equal_drift.csv", "frontier.csv", "monthly.csv", "yearly.csv", "drift.png",
+                "cumulative_tax.png", "frontier.png", "summary.md")  # every name write_report may write
 
 
 def write_report(result: BacktestResult, out: str | Path, plots: bool = True, appendix: str = "",

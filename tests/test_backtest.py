@@ -18,7 +18,7 @@ from rebalance_opt.backtest_data import (BUNDLED_GROUPS, Universe, _bundled_from
 from rebalance_opt.backtest_report import write_report
 from rebalance_opt.strategies import (CalendarReset, ClassView, EnginePolicy, ToleranceBand, band_values,
                                       make_strategies, make_strategy, trade_to, water_fill)
-from tests.conftest import run_cli
+from tests.conftest import cli, run_cli
 
 
 # --- class arithmetic ---------------------------------------------------------------------------------------
@@ -375,6 +375,31 @@ def test_cli_bad_prices_file_exits_2_naming_file_line_and_value(tmp_path):
     missing = run_cli("backtest", "--prices", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o"))
     assert missing.returncode == 2 and "none.csv" in missing.stderr and "cannot be read" in missing.stderr
 
+
+
+def test_cli_never_writes_the_report_over_the_prices_it_reads(doubling, tmp_path, capsys):
+    # --prices data/monthly.csv --out data: the report's monthly.csv replaced the prices
+    csv, _ = doubling
+    prices = tmp_path / "monthly.csv"
+    prices.write_bytes(csv.read_bytes())
+    for out in (tmp_path, tmp_path / ".." / tmp_path.name):
+        code, _, err = cli(capsys, "backtest", "--prices", str(prices), "--strategies", "band-fifo", "--out", str(out),
+                           "--no-plots")
+        assert code == 2 and "--out" in err and "would overwrite" in err
+    assert prices.read_bytes() == csv.read_bytes() and not (tmp_path / "summary.md").exists()
+
+
+def test_cli_an_out_folder_that_cannot_be_written_is_an_input_error_before_simulating(doubling, tmp_path, capsys):
+    # a file on --out's path, or a report name taken by a folder: "unexpected error" (exit 1) after
+    # the whole simulation, with part of the report written
+    csv, _ = doubling
+    (tmp_path / "a-file").write_text("x")
+    taken = tmp_path / "taken"
+    (taken / "summary.csv").mkdir(parents=True)
+    for out, says in ((tmp_path / "a-file" / "sub", "is not a folder"), (taken, "not a file")):
+        code, _, err = cli(capsys, "backtest", "--prices", str(csv), "--out", str(out), "--no-plots")
+        assert code == 2 and "--out" in err and says in err and "unexpected" not in err
+    assert sorted(p.name for p in taken.iterdir()) == ["summary.csv"]
 
 
 @pytest.mark.parametrize("cell", ["1_000", "١٢", "１２", "\u00a070", "0x10"])

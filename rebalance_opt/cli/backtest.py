@@ -53,8 +53,7 @@ def backtest(
         from ..backtest_report import write_report
         from ..strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, make_strategies
 
-        if out.exists() and not out.is_dir():
-            raise InputError("is a file; --out takes a folder", path="--out", value=str(out), has_value=True)
+        check_out(out, [(p, o) for p, o in ((prices, "--prices"), (universe, "--universe")) if p is not None])
         if single_stocks and prices is not None:
             raise InputError("is for the bundled data; with --prices, say the classes in --universe",
                              path="--single-stocks")
@@ -99,6 +98,37 @@ def backtest(
                             f"{e.wealth_gain:+,.0f}")
             c.print(f"report: {out / 'summary.md'} ({len(files)} files in {out})")
     run(as_json, body)
+
+
+def check_out(out: Path, inputs: list[tuple[Path, str]]) -> None:
+    """Fail before simulating if the report cannot be written to ``out`` (a file on its path, a
+    report name taken by a folder, a folder that cannot be made or written), or would replace
+    one of the files read (``--prices prices/monthly.csv --out prices`` overwrote the prices).
+    Creates nothing: an input error found later leaves no folder behind."""
+    import os
+
+    from ..backtest_report import REPORT_FILES
+
+    def error(problem: str) -> InputError:
+        return InputError(problem, path="--out", value=str(out), has_value=True)
+    if out.exists() and not out.is_dir():
+        raise error("is a file; --out takes a folder")
+    for path, option in inputs:
+        if path.name in REPORT_FILES and path.exists() and out.exists() and path.resolve().parent == out.resolve():
+            raise error(f"holds {option} {path}, which the report's {path.name} would overwrite; write the "
+                        "report to another folder")
+    taken = [name for name in REPORT_FILES if (out / name).exists() and not (out / name).is_file()]
+    if taken:
+        raise error(f"holds {out / taken[0]}, which is not a file; the report writes a file of that name")
+    existing = out
+    while not existing.exists():  # the nearest folder that exists: the report's folders are made in it
+        if existing.is_symlink() or existing.parent == existing:
+            raise error("cannot be made: a broken symbolic link on its path")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise error(f"cannot be made: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise error(f"cannot be written: {existing} is not writable")
 
 
 def _names(text: str) -> list[str]:
