@@ -32,7 +32,9 @@ symbol of a class is the one bought, the others its replacements), the account f
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -187,54 +189,68 @@ def load_prices_csv(path: str | Path) -> PriceData:
     path = Path(path)
     name = str(path)
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror or exc})", file=name, path="--prices") from None
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header or header[0].strip().lower() != "date":
-            raise InputError("the first column must be 'date'", file=name, path="line 1",
-                             value=header[0] if header else None, has_value=True)
-        symbols = [h.strip() for h in header[1:]]
-        if not symbols:
-            raise InputError("needs at least one price column after 'date'", file=name, path="line 1")
-        for s in symbols:
-            if not s or s == CASH:
-                raise InputError(f"a column must be named by a symbol (not empty, not {CASH})", file=name,
-                                 path="line 1", value=s, has_value=True)
-        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
-        if dupes:
-            raise InputError("names a symbol twice", file=name, path="line 1", value=dupes[0], has_value=True)
-        dates: list[date] = []
-        rows: list[list[float]] = []
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise InputError(f"has {len(row)} fields, the header has {len(header)}", file=name,
-                                 path=f"line {line}")
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:  # was "unexpected error" (exit 1), as a lots_file's once was
+        at = bom + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        raise InputError(f"not UTF-8 text (byte {at})", file=name, path=f"line {line}") from None
+    try:
+        return _prices_from_csv(io.StringIO(text, newline=""), name)
+    except csv.Error as exc:  # a cell over the csv module's limit (128 KiB), say
+        raise InputError(f"not a readable CSV: {exc}", file=name, path="--prices") from None
+
+
+def _prices_from_csv(handle, name: str) -> PriceData:
+    """The rows of an open prices CSV (``load_prices_csv``)."""
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if not header or header[0].strip().lower() != "date":
+        raise InputError("the first column must be 'date'", file=name, path="line 1",
+                         value=header[0] if header else None, has_value=True)
+    symbols = [h.strip() for h in header[1:]]
+    if not symbols:
+        raise InputError("needs at least one price column after 'date'", file=name, path="line 1")
+    for s in symbols:
+        if not s or s == CASH:
+            raise InputError(f"a column must be named by a symbol (not empty, not {CASH})", file=name,
+                             path="line 1", value=s, has_value=True)
+    dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+    if dupes:
+        raise InputError("names a symbol twice", file=name, path="line 1", value=dupes[0], has_value=True)
+    dates: list[date] = []
+    rows: list[list[float]] = []
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise InputError(f"has {len(row)} fields, the header has {len(header)}", file=name,
+                             path=f"line {line}")
+        try:
+            d = date.fromisoformat(row[0].strip())
+        except ValueError:
+            raise InputError("date must be YYYY-MM-DD", file=name, path=f"line {line}, date",
+                             value=row[0], has_value=True) from None
+        if dates and d <= dates[-1]:
+            raise InputError(f"dates must increase (the line before has {dates[-1].isoformat()})", file=name,
+                             path=f"line {line}, date", value=row[0], has_value=True)
+        values = []
+        for sym, cell in zip(symbols, row[1:]):
             try:
-                d = date.fromisoformat(row[0].strip())
+                x = parse_number(cell)  # a plain ASCII decimal: not 1_000, nor ١٢ (float() takes them)
             except ValueError:
-                raise InputError("date must be YYYY-MM-DD", file=name, path=f"line {line}, date",
-                                 value=row[0], has_value=True) from None
-            if dates and d <= dates[-1]:
-                raise InputError(f"dates must increase (the line before has {dates[-1].isoformat()})", file=name,
-                                 path=f"line {line}, date", value=row[0], has_value=True)
-            values = []
-            for sym, cell in zip(symbols, row[1:]):
-                try:
-                    x = parse_number(cell)  # a plain ASCII decimal: not 1_000, nor ١٢ (float() takes them)
-                except ValueError:
-                    x = math.nan
-                if not (math.isfinite(x) and x > 0):
-                    raise InputError("must be a price > 0", file=name, path=f"line {line}, {sym}",
-                                     value=cell, has_value=True)
-                values.append(x)
-            dates.append(d)
-            rows.append(values)
+                x = math.nan
+            if not (math.isfinite(x) and x > 0):
+                raise InputError("must be a price > 0", file=name, path=f"line {line}, {sym}",
+                                 value=cell, has_value=True)
+            values.append(x)
+        dates.append(d)
+        rows.append(values)
     if len(dates) < 2:
         raise InputError("needs at least two days of prices", file=name, path="--prices")
     frame = pd.DataFrame(rows, index=pd.DatetimeIndex(pd.to_datetime(dates)), columns=symbols)
@@ -249,6 +265,8 @@ def load_universe(path: str | Path, prices: PriceData) -> Universe:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror or exc})", file=name, path="--universe") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", file=name, path="--universe") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"invalid TOML: {exc}", file=name) from None
     unknown = sorted(set(data) - {"targets", "classes"})

@@ -402,6 +402,24 @@ def test_cli_an_out_folder_that_cannot_be_written_is_an_input_error_before_simul
     assert sorted(p.name for p in taken.iterdir()) == ["summary.csv"]
 
 
+@pytest.mark.parametrize("body, says", [
+    (b"date,A\n2023-01-02,1\n2023-01-03,\xff\n", "line 3: not UTF-8 text (byte 31)"),
+    (b"date,A\n2023-01-02," + b"1" * 200_000 + b"\n", "field larger than field limit"),
+])
+def test_cli_a_prices_or_universe_file_not_readable_as_text_is_an_input_error(tmp_path, capsys, body, says):
+    # was "unexpected error: UnicodeDecodeError" / "Error: field larger than field limit" (exit 1)
+    prices = tmp_path / "prices.csv"
+    prices.write_bytes(body)
+    code, _, err = cli(capsys, "backtest", "--prices", str(prices), "--out", str(tmp_path / "o"))
+    assert code == 2 and str(prices) in err and says in err and "unexpected" not in err
+    prices.write_text("date,A\n2023-01-02,1\n2023-01-03,1\n")
+    universe = tmp_path / "universe.toml"
+    universe.write_bytes(b"[targets]\nA = 1 # \xff\n")
+    code, _, err = cli(capsys, "backtest", "--prices", str(prices), "--universe", str(universe),
+                       "--out", str(tmp_path / "o"))
+    assert code == 2 and str(universe) in err and "not UTF-8" in err and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("cell", ["1_000", "١٢", "１２", "\u00a070", "0x10"])
 def test_a_price_is_a_plain_ascii_decimal(tmp_path, cell):
     # float() read 1_000 as 1000 and Arabic-Indic or fullwidth digits as 12
