@@ -232,7 +232,10 @@ def price_window(data: PriceData, config: BacktestConfig) -> pd.DataFrame:
         raise InputError(f"is outside the prices ({data.first} to {data.last})", path="--start",
                          value=str(start.date()), has_value=True)
     window = prices.loc[start:]
-    if config.years is not None:  # to the month: 1.5 years from 1 January ends on 30 June
+    last = prices.index[-1]
+    span = (last.year - start.year) * 12 + last.month - start.month + 1  # months the prices cover from start
+    if config.years is not None and config.years * 12 < span:  # to the month: 1.5 years from 1 January ends on 30 June
+        # (longer than the prices: to their end; --years 1e18 overflowed the date arithmetic, exit 1)
         end = start + pd.DateOffset(months=max(1, round(config.years * 12)))
         window = window.loc[:end - pd.Timedelta(days=1)]
     if len(step_positions(window.index)) < 2:

@@ -420,6 +420,16 @@ def test_cli_a_prices_or_universe_file_not_readable_as_text_is_an_input_error(tm
     assert code == 2 and str(universe) in err and "not UTF-8" in err and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("years", ["1e18", "1e308"])
+def test_cli_more_years_than_the_prices_run_to_their_end(doubling, tmp_path, capsys, years):
+    # the run's end date overflowed pandas' date arithmetic: "unexpected error: OverflowError" (exit 1)
+    csv, days = doubling
+    code, stdout, err = cli(capsys, "backtest", "--prices", str(csv), "--strategies", "band-fifo", "--years", years,
+                            "--out", str(tmp_path / "o"), "--no-plots", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["last"] == str(days[-1].date())
+
+
 @pytest.mark.parametrize("cell", ["1_000", "١٢", "１２", "\u00a070", "0x10"])
 def test_a_price_is_a_plain_ascii_decimal(tmp_path, cell):
     # float() read 1_000 as 1000 and Arabic-Indic or fullwidth digits as 12
