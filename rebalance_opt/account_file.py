@@ -37,13 +37,16 @@ if TYPE_CHECKING:
 FIRST_DATE, LAST_DATE = date(1800, 1, 1), date(2999, 12, 31)
 
 
-def _iso_date(v: Any) -> date:
+_YMD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def iso_date(v: Any) -> date:
     """Dates are ISO ``YYYY-MM-DD``: a TOML date or a JSON string, never a datetime or number;
     from FIRST_DATE to LAST_DATE."""
     parsed = None
     if isinstance(v, date) and not hasattr(v, "hour"):
         parsed = v
-    elif isinstance(v, str) and len(v) == 10:
+    elif isinstance(v, str) and _YMD.fullmatch(v):  # not ISO's other forms: 20230103, 2023-W01-2
         try:
             parsed = date.fromisoformat(v)
         except ValueError:
@@ -55,7 +58,7 @@ def _iso_date(v: Any) -> date:
     return parsed
 
 
-Date = Annotated[date, BeforeValidator(_iso_date)]
+Date = Annotated[date, BeforeValidator(iso_date)]
 # Numbers are checked by pydantic-core itself (no Python call per value: an account's lots are
 # most of its numbers): strict, so an int or float passes and a bool or string is an error.
 AnyNum = Annotated[float, Field(strict=True)]  # inf allowed (max_tax)

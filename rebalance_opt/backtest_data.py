@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .account import CASH, TARGET_SUM_TOLERANCE
-from .account_file import parse_number
+from .account_file import iso_date, parse_number
 from .errors import InputError
 
 BOND_YIELD = 0.04          # the bond proxy's constant yield, per year (compounded daily on calendar days)
@@ -232,10 +232,9 @@ def _prices_from_csv(handle, name: str) -> PriceData:
             raise InputError(f"has {len(row)} fields, the header has {len(header)}", file=name,
                              path=f"line {line}")
         try:
-            d = date.fromisoformat(row[0].strip())
-        except ValueError:
-            raise InputError("date must be YYYY-MM-DD", file=name, path=f"line {line}, date",
-                             value=row[0], has_value=True) from None
+            d = iso_date(row[0].strip())  # YYYY-MM-DD, 1800 to 2999, as an account file's dates
+        except ValueError as exc:
+            raise InputError(str(exc), file=name, path=f"line {line}, date", value=row[0], has_value=True) from None
         if dates and d <= dates[-1]:
             raise InputError(f"dates must increase (the line before has {dates[-1].isoformat()})", file=name,
                              path=f"line {line}, date", value=row[0], has_value=True)

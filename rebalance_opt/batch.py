@@ -39,7 +39,7 @@ from typing import Any
 from . import __version__
 from .account import Account
 from .account_file import account_to_dict, load_account
-from .account_set import AccountSet, SetChunk
+from .account_set import AccountSet, SetChunk, set_source
 from .audit import AuditLog, LogLocation, canonical_json, record_of
 from .errors import InputError, RebalanceError
 from .exports import CsvRows, check_account_exportable, csv_rows, stage_basket
@@ -134,27 +134,41 @@ def plan_chunk(task: Task, reason: str | None = None, log: bool = True,
     parent would render them all after the last chunk)."""
     planner = _planner()
     out = []
-    for index, source, account_id, build in task_accounts(task):
-        started = time.perf_counter()
-        try:
-            account = build()
-            account_id = account.id
-            if basket is not None:
-                check_account_exportable(basket, account, file=source)
-            plan = planner.plan(account, reason)
-            record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
-            rows = csv_rows(plan) if basket == "csv" else None
-            out.append(AccountResult(index, source, account_id, plan, record, rows,
-                                     seconds=time.perf_counter() - started))
-        except RebalanceError as exc:
-            kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
-            path = exc.path if isinstance(exc, InputError) else None
-            out.append(AccountResult(index, source, account_id, error=str(exc), kind=kind, exit_code=exc.exit_code,
-                                     path=path, seconds=time.perf_counter() - started))
-        except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the batch
-            out.append(AccountResult(index, source, account_id, error=f"unexpected error: {type(exc).__name__}: {exc}",
-                                     kind="error", exit_code=1, seconds=time.perf_counter() - started))
+    try:
+        for index, source, account_id, build in task_accounts(task):
+            started = time.perf_counter()
+            try:
+                account = build()
+                account_id = account.id
+                if basket is not None:
+                    check_account_exportable(basket, account, file=source)
+                plan = planner.plan(account, reason)
+                record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
+                rows = csv_rows(plan) if basket == "csv" else None
+                out.append(AccountResult(index, source, account_id, plan, record, rows,
+                                         seconds=time.perf_counter() - started))
+            except RebalanceError as exc:
+                kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
+                path = exc.path if isinstance(exc, InputError) else None
+                out.append(AccountResult(index, source, account_id, error=str(exc), kind=kind,
+                                         exit_code=exc.exit_code, path=path, seconds=time.perf_counter() - started))
+            except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the batch
+                out.append(AccountResult(index, source, account_id,
+                                         error=f"unexpected error: {type(exc).__name__}: {exc}",
+                                         kind="error", exit_code=1, seconds=time.perf_counter() - started))
+    except Exception as exc:  # noqa: BLE001 - reading the chunk itself failed: its accounts fail, not the batch
+        planned = {r.index for r in out}
+        out.extend(AccountResult(index, source, account_id, kind="error", exit_code=1,
+                                 error=f"unexpected error reading its chunk: {type(exc).__name__}: {exc}")
+                   for index, source, account_id in _members(task) if index not in planned)
     return out
+
+
+def _members(task: Task) -> list[tuple[int, str, str | None]]:
+    """``(index, source, account id if known)`` of each account of a task, without reading any."""
+    if isinstance(task, SetChunk):
+        return [(task.first + k, set_source(task.file, account_id), account_id) for k, account_id in enumerate(task.ids)]
+    return [(index, source, None) for index, source in task]
 
 
 def plan_chunk_in_worker(task: Task, reason: str | None = None, log: bool = True,
@@ -222,13 +236,14 @@ class BatchResult:
 def account_files(folder: Path) -> list[Path]:
     """The account files (``.toml``, ``.json``) directly in ``folder``, sorted by name. A broken
     symbolic link named like one is listed too: it fails as its own account (its error in the
-    summary, like any unreadable file) rather than being skipped silently."""
+    summary, like any unreadable file) rather than being skipped silently. Hidden files (a name
+    starting with ".": editors' and macOS's ``._x.toml`` companions) are no accounts."""
     if not folder.exists():
         raise InputError("no such folder", path="ACCOUNTS", value=str(folder), has_value=True)
     if not folder.is_dir():
         raise InputError("must be a folder of account files (.toml or .json)", path="ACCOUNTS",
                          value=str(folder), has_value=True)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ACCOUNT_SUFFIXES
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ACCOUNT_SUFFIXES and not p.name.startswith(".")
                    and (p.is_file() or (p.is_symlink() and not p.exists())))
     if not files:
         raise InputError("holds no account files (.toml or .json)", path="ACCOUNTS", value=str(folder),

@@ -44,6 +44,8 @@ CASES = [
     (("account", "as_of", "0001-01-05"), "account.as_of"),   # its wash-sale window overflowed
     (("account", "as_of", "9999-12-31"), "account.as_of"),   # a database sentinel
     (("lots", 0, "acquired", "1799-12-31"), "lots[0].acquired"),
+    (("lots", 0, "acquired", "2020-W01-2"), "lots[0].acquired"),  # ISO week dates were read as days
+    (("account", "as_of", "2026W481"), "account.as_of"),
     (("account", "idd", "x"), "account.idd"),
     (("account", "id", DELETE), "account.id"),
     (("prices", "VTI", 0), "prices.VTI"),

@@ -421,3 +421,22 @@ def test_the_readme_example_set_plans(tmp_path):
     assert inputs["hh-1004"]["lots"] == [] and all(o["side"] == "buy" for o in orders["hh-1004"])  # cash only
     assert not [o for o in orders["hh-1005"] if o["side"] == "sell" and o["symbol"] == "VTI"]     # no_sell VTI
     assert inputs["hh-1005"]["policy"]["no_sell"] == ["VTI"] and inputs["hh-1001"]["tax"]["realized_long_term"] == 3500.0
+
+
+def test_a_chunk_that_cannot_be_read_fails_its_own_accounts_not_the_batch(files, monkeypatch):
+    # Reading a chunk's rows happens outside any one account's error handling: a bug there (as
+    # a Parquet null once was) ended the whole batch in exit 1 with nothing planned.
+    from rebalance_opt.account_set import SetChunk
+    read = SetChunk.accounts
+
+    def breaks_on_the_second_chunk(self):
+        if self.first > 0:
+            raise AttributeError("'float' object has no attribute 'strip'")
+        yield from read(self)
+    monkeypatch.setattr(SetChunk, "accounts", breaks_on_the_second_chunk)
+    account_set = read_account_set(files["csv"], files["template"])
+    outcome = run_batch(account_set, workers=1, chunk=2, log=None)
+    assert len(outcome.results) == len(account_set.ids)
+    assert [r.ok for r in outcome.results] == [True, True] + [False] * (len(account_set.ids) - 2)
+    assert [r.account for r in outcome.results] == list(account_set.ids)
+    assert all("reading its chunk: AttributeError" in r.error for r in outcome.failures)

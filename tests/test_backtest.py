@@ -314,6 +314,12 @@ def test_bad_price_files_name_the_file_line_column_and_value(tmp_path):
         "date,A\n2023-01-02,10\n2023-01-03,0\n": ("line 3, A", "price > 0"),
         "date,A,A\n2023-01-02,10,1\n": ("line 1", "twice"),
         "date,A\n2023-01-02,10,3\n": ("line 2", "fields"),
+        # dates as in account files: YYYY-MM-DD from 1800 to 2999 (year 9999 and 0001 were exit 1
+        # in the date arithmetic; 20230103 and 2023-W01-2 were read as dates)
+        "date,A\n2023-01-02,10\n9999-01-03,11\n": ("line 3, date", "from 1800-01-01 to 2999-12-31"),
+        "date,A\n0001-01-02,10\n2023-01-03,11\n": ("line 2, date", "from 1800-01-01 to 2999-12-31"),
+        "date,A\n2023-01-02,10\n20230103,11\n": ("line 3, date", "YYYY-MM-DD"),
+        "date,A\n2023-01-02,10\n2023-W01-2,11\n": ("line 3, date", "YYYY-MM-DD"),
     }
     for i, (text, (where, what)) in enumerate(cases.items()):
         path = tmp_path / f"bad{i}.csv"

@@ -225,6 +225,9 @@ def test_a_batch_says_when_one_account_id_comes_from_several_files(capsys, folde
     shutil.copy(folder / "household.toml", folder / "household-copy.toml")
     code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run")
     assert code == 0 and "warning: account household-1 is in 2 files" in out + err  # was silent
+    assert "each was planned" in out + err and "logged" not in (out + err).split("each was")[1].split("\n")[0]
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(tmp_path / "l.sqlite"))
+    assert "each was planned and logged" in out + err  # a dry run's warning said "logged" too
     code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run", "--json")
     assert sorted(json.loads(out)["duplicate_accounts"]["household-1"]) == sorted(
         str(folder / f) for f in ("household.toml", "household-copy.toml"))
@@ -573,6 +576,16 @@ def test_a_broken_symlink_in_a_batch_folder_fails_as_its_own_account(capsys, fol
     assert loop["kind"] == "input error" and "cannot read account file" in loop["message"]
     code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run")
     assert code == 5 and "gone.toml" in out + err and "broken symbolic link" in out + err
+
+
+def test_hidden_files_in_a_batch_folder_are_no_accounts(capsys, folder):
+    # A folder copied from a Mac holds ._household.toml (AppleDouble metadata, binary): each failed
+    # as an account and the batch ended in exit 5; an editor's .household.toml.swp is no .toml anyway
+    (folder / "._household.toml").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X")
+    (folder / ".draft.json").write_text("{")
+    code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run", "--json")
+    summary = json.loads(out)
+    assert code == 0 and (summary["accounts"], summary["planned"], summary["failed"]) == (1, 1, 0)
 
 
 def test_a_tampered_entry_holding_bytes_is_shown_and_reported_altered(capsys, folder, tmp_path):

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..account_file import iso_date
 from ..errors import InputError
 from .common import JsonOpt, app, number_option, parse_numbers, run, to_json, whole_number_option
 
@@ -142,9 +143,9 @@ def _date(text: str | None, option: str) -> date | None:
     if text is None:
         return None
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InputError("must be a date YYYY-MM-DD", path=option, value=text, has_value=True) from None
+        return iso_date(text)  # YYYY-MM-DD, 1800 to 2999, as an account file's dates
+    except ValueError as exc:
+        raise InputError(str(exc), path=option, value=text, has_value=True) from None
 
 
 def _table(result):

@@ -157,7 +157,9 @@ def _notes(outcome) -> list[str]:
                      f"({outcome.basket['format']})")
     notes.append(f"logged {len(outcome.log_ids):,} entries in {outcome.log}" if outcome.log is not None
                  else "dry run: nothing recorded in the audit log")
+    done = "planned and logged" if outcome.log is not None else "planned"
+    basket = ", and all their orders are in the basket" if outcome.basket is not None else ""
     for account, sources in s["duplicate_accounts"].items():
         notes.append(f"warning: account {account} is in {len(sources)} files ({', '.join(sources)}): each was "
-                     "planned and logged, and all their orders are in the basket")
+                     f"{done}{basket}")
     return notes
