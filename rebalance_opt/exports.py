@@ -72,10 +72,16 @@ def resolve_format(out: Path, fmt: str | None) -> str:
 
 
 def check_destination(out: Path) -> None:
-    """Fail before any work if ``out`` cannot be written: a directory, or no writable directory."""
+    """Fail before any work if ``out`` cannot be written: a directory, a file that is not a regular
+    file (a device such as /dev/null, a FIFO: renaming the basket over it would replace it), or no
+    writable directory."""
     if out.is_dir():
         raise InputError("is a directory; give a file name for the basket", path="--out", value=str(out),
                          has_value=True)
+    if out.exists() and not out.is_file():  # /dev/null, a FIFO: the rename would replace it with a file
+        raise InputError("is not a regular file (a device or a pipe): the basket is written to a new file "
+                         "renamed into place, which would replace it; give a file name for the basket",
+                         path="--out", value=str(out), has_value=True)
     parent = out.parent
     if not parent.is_dir():
         raise InputError("its directory does not exist", path="--out", value=str(out), has_value=True)

@@ -758,3 +758,14 @@ def test_the_web_app_answers_an_account_key_of_thousands_of_digits_as_unknown(tm
             response = client.request(method, f"/api/accounts/{key}/{route}", json={} if method == "post" else None)
             assert response.status_code == 404 and "unknown account" in response.json()["error"]["message"]
     assert client.get("/api/accounts/" + "0" * 5000 + "/drift").status_code == 200  # index 0, however written
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_a_basket_is_never_renamed_over_a_device_or_pipe(capsys, folder, tmp_path, command):
+    # `--out /dev/null` run as root replaced the device with a regular file (the basket is a new
+    # file renamed into place); a FIFO stands in for it here
+    fifo = tmp_path / "orders.csv"
+    os.mkfifo(fifo)
+    target = folder / "household.toml" if command == "generate" else folder
+    code, _, err = cli(capsys, "rebalance", command, str(target), "--dry-run", "--out", str(fifo),
+                       *(["--workers", "1"] if command == "batch" else []))
+    assert code == 2 and "not a regular file" in err and "--out" in err
+    assert fifo.is_fifo()
