@@ -335,6 +335,9 @@ def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:
     if r is None:
         return None
     n = len(r.classes)
+    if n == 0:  # numpy reads an empty matrix as 1-D: "unexpected error: LinAlgError"
+        raise InputError("must list the asset classes the model covers", path="risk.classes", file=source,
+                         value=[], has_value=True)
 
     def matrix(name: str, rows: list[list[float]], shape: tuple[int, int]) -> np.ndarray:
         if len(rows) != shape[0] or any(len(row) != shape[1] for row in rows):  # ragged rows too
@@ -365,6 +368,9 @@ def _risk_model(r: RiskSection | None, source: str | None) -> RiskModel | None:
     if r.loadings is None or r.factor_covariance is None:
         raise InputError("needs covariance, or loadings with factor_covariance", path="risk", file=source)
     k = len(r.factor_covariance)
+    if k == 0:
+        raise InputError("needs at least one factor (for specific variances alone, give them as a diagonal "
+                         "covariance)", path="risk.factor_covariance", file=source, value=[], has_value=True)
     loadings = matrix("loadings", r.loadings, (n, k))
     fcov = psd("factor_covariance", bounded("factor_covariance",
                                             matrix("factor_covariance", r.factor_covariance, (k, k))))

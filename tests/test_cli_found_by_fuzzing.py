@@ -769,3 +769,25 @@ def test_a_basket_is_never_renamed_over_a_device_or_pipe(capsys, folder, tmp_pat
                        *(["--workers", "1"] if command == "batch" else []))
     assert code == 2 and "not a regular file" in err and "--out" in err
     assert fifo.is_fifo()
+
+
+@pytest.mark.parametrize("targets, risk, path", [
+    (None, {"loadings": [[], [], []], "factor_covariance": []}, "risk.factor_covariance"),
+    (None, {"loadings": [[], [], []], "factor_covariance": [], "specific_variance": [0.01, 0.01, 0.01]},
+     "risk.factor_covariance"),
+    ({}, {"covariance": []}, "risk.classes"),
+])
+@pytest.mark.parametrize("command", ["check", "generate", "tax"])
+def test_a_risk_model_of_no_factors_or_no_classes_is_an_input_error(capsys, tmp_path, targets, risk, path, command):
+    # an empty matrix was read as 1-D: "unexpected error: LinAlgError" (exit 1)
+    d = base_dict()
+    classes = ["US_STOCK", "INTL_STOCK", "US_BOND"]
+    if targets is not None:
+        d["targets"], d["lots"], classes = targets, [], []
+    d["risk"] = {"classes": classes, **risk}
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, out, err = cli(capsys, "rebalance", command, str(account), "--json",
+                         *(["--dry-run"] if command == "generate" else []))
+    assert code == 2 and "unexpected" not in err
+    assert json.loads(out)["error"]["path"] == path
