@@ -401,6 +401,9 @@ def validate(account: Account) -> Account:
                 raise _err(a, f"policy.{name}", "names a symbol that is not priced, held or in [classes]", sym)
 
     if a.risk is not None:
+        twice = [c for i, c in enumerate(a.risk.classes) if c in a.risk.classes[:i]]
+        if twice:  # the model would take one of its rows and columns silently
+            raise _err(a, "risk.classes", "lists an asset class twice", twice[0])
         missing = [c for c in a.class_names if c not in a.risk.classes]
         if missing:
             raise _err(a, "risk.classes", "is missing asset classes of the account", missing)

@@ -791,3 +791,15 @@ def test_a_risk_model_of_no_factors_or_no_classes_is_an_input_error(capsys, tmp_
                          *(["--dry-run"] if command == "generate" else []))
     assert code == 2 and "unexpected" not in err
     assert json.loads(out)["error"]["path"] == path
+
+
+def test_a_risk_model_listing_a_class_twice_is_an_input_error(capsys, tmp_path):
+    # the model silently took the last row and column of US_BOND (a variance of 9, not 1)
+    d = base_dict()
+    d["risk"] = {"classes": ["US_STOCK", "INTL_STOCK", "US_BOND", "US_BOND"],
+                 "covariance": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 9]]}
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, out, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--json")
+    assert code == 2 and "twice" in err
+    assert json.loads(out)["error"]["path"] == "risk.classes"
