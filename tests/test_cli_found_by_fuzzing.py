@@ -803,3 +803,12 @@ def test_a_risk_model_listing_a_class_twice_is_an_input_error(capsys, tmp_path):
     code, out, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--json")
     assert code == 2 and "twice" in err
     assert json.loads(out)["error"]["path"] == "risk.classes"
+
+
+def test_tax_weights_without_frontier_are_an_input_error_not_ignored(capsys, tmp_path):
+    # `rebalance tax --tax-weights 0,1` printed the report without any sweep, exit 0
+    account = _household_with(tmp_path)
+    code, out, err = cli(capsys, "rebalance", "tax", str(account), "--tax-weights", "0,1", "--json")
+    assert code == 2 and "--frontier" in err
+    assert json.loads(out)["error"]["path"] == "--tax-weights"
+    assert cli(capsys, "rebalance", "tax", str(account), "--frontier", "--tax-weights", "0,1")[0] == 0

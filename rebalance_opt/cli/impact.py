@@ -47,6 +47,9 @@ def tax_command(
         from ..impact import DEFAULT_TAX_WEIGHTS, frontier, tax_impact, what_if_sell
         from ..solve import Planner
         what = parse_sell(sell) if sell is not None else None
+        if tax_weights is not None and not show_frontier:  # as --format without --out: not ignored silently
+            raise InputError("needs --frontier: the tax weights are the ones the frontier sweeps",
+                             path="--tax-weights", value=tax_weights, has_value=True)
         weights = parse_weights(tax_weights) if tax_weights is not None else list(DEFAULT_TAX_WEIGHTS)
         acct = load_account(account)
         planner = Planner()
