@@ -812,3 +812,16 @@ def test_tax_weights_without_frontier_are_an_input_error_not_ignored(capsys, tmp
     assert code == 2 and "--frontier" in err
     assert json.loads(out)["error"]["path"] == "--tax-weights"
     assert cli(capsys, "rebalance", "tax", str(account), "--frontier", "--tax-weights", "0,1")[0] == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["check"], ["generate", "--dry-run"]])
+def test_json_output_to_a_full_device_is_one_error_message_not_a_traceback(tmp_path, command):
+    # the error's own JSON went to the same failing stdout: a second OSError, a Python traceback
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "rebalance", command[0],
+                            str(ROOT / "examples" / "household.toml"), *command[1:], "--json"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+                           env={**os.environ, "REBALANCE_OPT_LOG": str(tmp_path / "audit.sqlite")})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.count("No space left on device") == 1

@@ -58,7 +58,10 @@ def fail(exc: RebalanceError, as_json: bool) -> None:
     kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
     typer.echo(f"{kind}: {exc}", err=True)
     if as_json:
-        typer.echo(to_json({"error": exc.to_dict()}))
+        try:
+            typer.echo(to_json({"error": exc.to_dict()}))
+        except OSError:  # stdout itself failed (a full disk, /dev/full): the message is on stderr
+            pass
     raise typer.Exit(exc.exit_code)
 
 
