@@ -365,7 +365,8 @@ class _Program:
         out = np.zeros(len(self.book.symbols))
         step = self.step
         b = x[self.o_b: self.o_b + len(self.buy_sym)]
-        bought = np.floor(b + 1e-6) * step if step == 1.0 else np.floor(b / step + 1e-6) * step
+        # count / 10⁶ rather than count × 1e-6: the float nearest the quantity (``orders.on_grid``)
+        bought = np.floor(b + 1e-6) * step if step == 1.0 else np.floor(b / step + 1e-6) / round(1 / step)
         out[self.buy_sym] = bought
         sold = np.bincount(self.lot_sym_col, weights=x[self.o_s: self.o_s + len(self.lots)],
                            minlength=len(self.sell_sym))
@@ -376,7 +377,7 @@ class _Program:
                 else:
                     q = float(np.round(x[self.o_n + k])) * step
             else:
-                q = min(math.ceil(sold[k] / step - 1e-6) * step, self.cap[k])
+                q = min(math.ceil(sold[k] / step - 1e-6) / round(1 / step), self.cap[k])
             if q > 0:
                 out[i] = -q
         return out

@@ -32,6 +32,7 @@ from .plan import LotSale, Order
 
 WHOLE_SHARE = 1.0
 FRACTIONAL_STEP = 1e-6      # fractional plans trade in millionths of a share
+STEPS_PER_SHARE = 1_000_000  # 1 / FRACTIONAL_STEP, exactly
 EXHAUSTIVE_LIMIT = 50_000   # combinations scored at once before falling back to coordinate search
 ZERO_EXHAUSTIVE_LIMIT = 4_096  # up to this many, no trade is one of every symbol's options too
 POLISH_ROUNDS = 50          # one-share steps beyond floor/ceil, while they improve the objective
@@ -219,6 +220,13 @@ class _Candidates:
     lot_tax: list[float]
 
 
+def on_grid(count: float, step: float) -> float:
+    """``count`` steps of ``step`` shares (whole shares, or millionths): the float nearest the exact
+    quantity. A millionth is no binary fraction, so count × 1e-6 can land an ulp off (104435669
+    millionths came out as 104.43566899999999 shares, so written in the basket); count / 10⁶ cannot."""
+    return count * step if step == WHOLE_SHARE else count / STEPS_PER_SHARE
+
+
 class _Rounder:
     """Candidates per symbol for one rounding (one continuous solution, one set of sellable lots)."""
 
@@ -241,12 +249,12 @@ class _Rounder:
         """The counts just below and above |x|, the smallest order meeting min_trade, and no
         trade when no smaller count is a valid order (``_with_zero`` adds it otherwise)."""
         size, step = abs(x), self.step
-        lo, hi = math.floor(size / step + 1e-9) * step, math.ceil(size / step - 1e-9) * step
+        lo, hi = on_grid(math.floor(size / step + 1e-9), step), on_grid(math.ceil(size / step - 1e-9), step)
         sizes = {lo, hi}
         if lo * self._price[i] < self.min_trade - MONEY_TOLERANCE:
             sizes.add(0.0)
         if self.min_trade > 0 and size > 0:
-            sizes.add(math.ceil(self.min_trade / self._price[i] / step - 1e-9) * step)
+            sizes.add(on_grid(math.ceil(self.min_trade / self._price[i] / step - 1e-9), step))
         return self.options(i, x, sizes)
 
     def options(self, i: int, x: float, sizes: set[float]) -> _Candidates:
@@ -277,8 +285,8 @@ class _Rounder:
         key = (i, q)
         if key not in self._around:
             size, step = abs(q), self.step
-            below = math.ceil(size / step - 1e-9) * step - step
-            above = math.floor(size / step + 1e-9) * step + step
+            below = on_grid(math.ceil(size / step - 1e-9) - 1, step)
+            above = on_grid(math.floor(size / step + 1e-9) + 1, step)
             c = self.options(i, x, {0.0, size, above, max(below, 0.0)})
             c.continuous = size
             self._around[key] = c

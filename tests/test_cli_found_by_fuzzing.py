@@ -825,3 +825,19 @@ def test_json_output_to_a_full_device_is_one_error_message_not_a_traceback(tmp_p
                            env={**os.environ, "REBALANCE_OPT_LOG": str(tmp_path / "audit.sqlite")})
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.count("No space left on device") == 1
+
+
+def test_fractional_quantities_are_whole_millionths_in_the_plan_and_the_basket(capsys, tmp_path):
+    # a count of millionths times 1e-6 lands an ulp off: the household with fractional = true
+    # bought 104.43566899999999 VNQ, and the csv basket said so
+    import csv
+    text = (ROOT / "examples" / "household.toml").read_text().replace("[policy]", "[policy]\nfractional = true", 1)
+    account, basket = tmp_path / "acct.toml", tmp_path / "orders.csv"
+    account.write_text(text)
+    code, out, _ = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--json", "--out", str(basket))
+    assert code == 0
+    quantities = [o["quantity"] for o in json.loads(out)["orders"]]
+    assert any(q != int(q) for q in quantities)
+    assert all(q == round(q, 6) for q in quantities), quantities
+    with basket.open(newline="") as fh:
+        assert all(len(row["quantity"].partition(".")[2]) <= 6 for row in csv.DictReader(fh))
