@@ -90,6 +90,8 @@ def test_a_lot_id_with_a_semicolon_cannot_go_in_a_csv_basket(capsys, tmp_path):
     (("id,symbol,quantity,cost_basis,acquired\n" + "x" * 200_000 + ",VTI,1,1,2020-01-02\n").encode(),
      "not a readable CSV"),
 ])
+
+
 def test_an_unreadable_lots_file_is_an_input_error_naming_it(capsys, tmp_path, lots_bytes, message):
     d = base_dict()
     d.pop("lots")
@@ -720,6 +722,8 @@ def test_well_formed_number_options_are_read_as_before(capsys, tmp_path):
     (["backtest", "--workers", "0"], "--workers", "at least 1"),
     (["backtest", "--workers", "٢"], "--workers", "not a whole number"),
 ])
+
+
 def test_whole_number_options_are_ascii_digits_in_range(capsys, args, option, words):
     code, _, err = cli(capsys, *args)
     assert code == 2 and option in err and words in err and "Traceback" not in err
@@ -758,6 +762,8 @@ def test_the_web_app_answers_an_account_key_of_thousands_of_digits_as_unknown(tm
             response = client.request(method, f"/api/accounts/{key}/{route}", json={} if method == "post" else None)
             assert response.status_code == 404 and "unknown account" in response.json()["error"]["message"]
     assert client.get("/api/accounts/" + "0" * 5000 + "/drift").status_code == 200  # index 0, however written
+
+
 @pytest.mark.parametrize("command", ["generate", "batch"])
 def test_a_basket_is_never_renamed_over_a_device_or_pipe(capsys, folder, tmp_path, command):
     # `--out /dev/null` run as root replaced the device with a regular file (the basket is a new
@@ -777,6 +783,8 @@ def test_a_basket_is_never_renamed_over_a_device_or_pipe(capsys, folder, tmp_pat
      "risk.factor_covariance"),
     ({}, {"covariance": []}, "risk.classes"),
 ])
+
+
 @pytest.mark.parametrize("command", ["check", "generate", "tax"])
 def test_a_risk_model_of_no_factors_or_no_classes_is_an_input_error(capsys, tmp_path, targets, risk, path, command):
     # an empty matrix was read as 1-D: "unexpected error: LinAlgError" (exit 1)
