@@ -23,6 +23,7 @@ import copy
 import itertools
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -143,12 +144,22 @@ class SymbolLots:
             out[self.lots] = self.quantity
             return out
         before = 0.0  # shares of the lots before this one (as ``tax_of`` counts them)
-        for lot, qty, cum in zip(self.lots, self.quantity, self.cum_qty):
+        for k, (lot, qty, cum) in enumerate(zip(self.lots, self.quantity, self.cum_qty)):
             if before >= quantity - 1e-12:
                 break
-            out[lot] = qty if cum <= quantity + 1e-12 else quantity - before
+            out[lot] = qty if cum <= quantity + 1e-12 else _rest(quantity, self.quantity[:k])
             before = cum
         return out
+
+
+def _rest(quantity: float, whole: list[float]) -> float:
+    """``quantity`` less the lots sold whole, worked out on the decimals the numbers are written
+    as (their shortest repr: a file's lot quantities, an order of millionths), so a partial lot is
+    relieved by the decimal a broker reads: 100.123456 − 3.807683 is 96.315773, where float
+    subtraction gave 96.31577300000004 (in the basket's lots column)."""
+    if not whole:
+        return quantity
+    return float(Decimal(repr(quantity)) - sum(Decimal(repr(q)) for q in whole))
 
 
 def relieve(book: Book, symbol: int, quantity: float, lot_allowed: np.ndarray) -> np.ndarray:
