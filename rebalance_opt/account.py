@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import date
@@ -280,7 +281,9 @@ def validate(account: Account) -> Account:
     """
     a, p, t = account, account.policy, account.tax
     checks: list[tuple[bool, str, str, object]] = [
-        (bool(a.id), "account.id", "must be a non-empty string", a.id),
+        (bool(a.id) and _plain_name(a.id), "account.id",
+         "must be a non-empty string without control characters (it names the account in baskets and the log)",
+         a.id),
         (_finite(a.cash) and a.cash >= 0, "account.cash", "must be a finite number >= 0", a.cash),
         (0 <= t.short_term_rate <= 1, "tax.short_term_rate", "must be between 0 and 1", t.short_term_rate),
         (0 <= t.long_term_rate <= 1, "tax.long_term_rate", "must be between 0 and 1", t.long_term_rate),
@@ -414,6 +417,12 @@ def validate(account: Account) -> Account:
             raise _err(a, "risk", f"gives class {a.risk.classes[k]} a variance above {MAX_VARIANCE:g}: "
                                   f"{VARIANCE_UNITS}", float(variances[k]))
     return a
+
+
+def _plain_name(text: str) -> bool:
+    """Not blank and without control characters (NUL, newline, ...): what a broker's file and a
+    log line can carry as a name."""
+    return bool(text.strip()) and not any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def _finite(x) -> bool:

@@ -269,12 +269,21 @@ def what_if_sell(account: Account, symbol: str, quantity: float | None = None) -
     held = [l for l in account.lots if l.symbol == symbol and sellable(account, l)]
     if symbol not in account.prices or not any(l.symbol == symbol for l in account.lots):
         raise InputError("is not held in the account", path="--sell", value=symbol, has_value=True)
-    available = sum(l.quantity for l in held)
-    quantity = available if quantity is None else quantity
+    available = math.fsum(l.quantity for l in held)
+    given, quantity = quantity, available if quantity is None else quantity
     if not (quantity > 0) or quantity > available + 1e-9:
         raise InputError(f"must be > 0 and at most the {available:,.6g} shares of {symbol} that may be sold "
                          "(no_sell and wash-sale-blocked loss lots excluded)", path="--sell", value=quantity,
                          has_value=True)
+    if abs(quantity - available) <= 1e-9:
+        quantity = available  # all of it: the lots add up to exactly the quantity
+    else:  # an order the account could place: whole shares, or millionths where the policy is fractional
+        step = 1e-6 if account.policy.fractional else 1.0
+        count = quantity / step
+        if round(count) < 1 or abs(count - round(count)) > 1e-6 * max(1.0, count):
+            unit = "millionths of a share" if account.policy.fractional else "shares (policy.fractional is false)"
+            raise InputError(f"must be a whole number of {unit}, or all {available:,.6g} shares of {symbol}",
+                             path="--sell", value=given, has_value=True)
     minimum = _pick(account, "minimum tax", min_tax_order(account, held), quantity)
     fifo = _pick(account, "FIFO", sorted(held, key=lambda l: (l.acquired, l.id)), quantity)
     return WhatIf(symbol, quantity, minimum, fifo)

@@ -872,3 +872,35 @@ def test_a_partial_lot_of_a_fractional_plan_is_relieved_by_the_decimal_a_broker_
                 assert sale.quantity == round(sale.quantity, 6), (order.symbol, sale.quantity)
                 partial += sale.quantity < held[sale.lot]
     assert partial >= 5  # the property is not vacuous
+
+
+@pytest.mark.parametrize("quantity,fractional,words", [
+    ("0.5", False, "whole number of shares (policy.fractional is false)"),  # was priced as a sale
+    ("1e-320", False, "whole number of shares"),  # was reported with no lots relieved
+    ("475.0000000009", False, None),  # within 1e-9 of all of it: all of it
+    ("0.0000001", True, "whole number of millionths"),
+])
+def test_a_what_if_sale_is_an_order_the_account_could_place(capsys, tmp_path, quantity, fractional, words):
+    text = (ROOT / "examples" / "household.toml").read_text()
+    if fractional:
+        text = text.replace("[policy]", "[policy]\nfractional = true", 1)
+    account = tmp_path / "acct.toml"
+    account.write_text(text)
+    code, out, err = cli(capsys, "rebalance", "tax", str(account), "--sell", f"VTI:{quantity}", "--json")
+    if quantity.startswith("475."):  # all 475 shares, the lots adding up to exactly that
+        what = json.loads(out)["what_if"]
+        assert code == 0 and what["quantity"] == 475.0
+        assert sum(s["quantity"] for s in what["minimum_tax"]["lots"]) == 475.0
+        return
+    assert code == 2 and json.loads(out)["error"]["path"] == "--sell" and words in err
+
+
+@pytest.mark.parametrize("account_id", [" ", "acct\x00", "acct\nEOF", "a\tb"])
+def test_an_account_id_is_not_blank_and_has_no_control_characters(capsys, tmp_path, account_id):
+    # a NUL or newline went into the csv basket and the audit log; a blank id named nothing
+    d = base_dict()
+    d["account"]["id"] = account_id
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, out, err = cli(capsys, "rebalance", "check", str(account), "--json")
+    assert code == 2 and json.loads(out)["error"]["path"] == "account.id" and "control characters" in err
