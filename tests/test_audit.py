@@ -59,6 +59,13 @@ def tamper(path: Path, *sql: str, params: tuple = ()) -> None:
     conn.close()
 
 
+def run_sql(path: Path, script: str) -> None:
+    """Change the log's file directly, guards left as they are (unlike ``tamper``)."""
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.close()
+
+
 def rows(path: Path) -> list[dict]:
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
@@ -164,9 +171,7 @@ def test_verify_warns_when_the_guards_changed_though_every_entry_is_intact(tmp_p
     # guarded as it was made; verify says so (exit 0, the chain is intact)
     path = tmp_path / "log.sqlite"
     fill(path, 3)
-    conn = sqlite3.connect(path)
-    conn.executescript(sql)
-    conn.close()
+    run_sql(path, sql)
     result = AuditLog(path).verify()
     assert result.ok and result.entries == 3
     assert len(result.warnings) == len(words)
@@ -177,23 +182,17 @@ def test_verify_warns_when_the_guards_changed_though_every_entry_is_intact(tmp_p
 def test_an_append_a_trigger_swallows_is_a_damaged_log_and_nothing_is_appended(tmp_path):
     path = tmp_path / "log.sqlite"
     fill(path, 2)
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TRIGGER swallow BEFORE INSERT ON entries BEGIN SELECT RAISE(IGNORE); END")
-    conn.close()
+    run_sql(path, "CREATE TRIGGER swallow BEFORE INSERT ON entries BEGIN SELECT RAISE(IGNORE); END")
     with pytest.raises(DamagedLog, match="did not store the entries as written"):
         AuditLog(path).append(plan_dict("acct-1", n=9), INPUTS)
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TRIGGER swallow")
-    conn.close()
+    run_sql(path, "DROP TRIGGER swallow")
     assert len(rows(path)) == 2 and AuditLog(path).verify().ok
 
 
 def test_log_verify_prints_the_warnings_on_stderr_and_exits_0(tmp_path):
     path = tmp_path / "log.sqlite"
     fill(path, 2)
-    conn = sqlite3.connect(path)
-    conn.execute("DROP TRIGGER entries_no_update")
-    conn.close()
+    run_sql(path, "DROP TRIGGER entries_no_update")
     r = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "cli.py"), "rebalance", "log", "--verify",
                         "--log", str(path)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 0 and r.stdout.startswith("ok: 2 entries, chain intact")

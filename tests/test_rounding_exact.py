@@ -119,13 +119,17 @@ def forced_fallback(monkeypatch):
     monkeypatch.setattr(orders_module, "_round", nothing)
 
 
+def harvest_needed() -> dict:
+    """100 to raise, max_tax 0: one A (100, 10 of tax) needs ten B (1 each, −1 of tax each)."""
+    return account(0.0, {"A": 0.5, "B": 0.5}, {}, {"A": 100.0, "B": 1.0},
+                   [("A1", "A", 10, 50.0, "2020-01-02"), ("B1", "B", 20, 6.0, "2020-01-02")],
+                   withdrawal=100.0, max_tax=0.0, allow_sells=False)
+
+
 def test_the_exact_search_sells_beyond_the_withdrawal_when_the_tax_budget_needs_a_harvest(monkeypatch):
-    # 100 to raise, max_tax 0: one A (100, 10 of tax) needs ten B (1 each, −1 of tax each). Net
-    # proceeds of 110 are more than "the need plus one share of B": the least any plan needs
+    # Net proceeds of 110 are more than "the need plus one share of B": the least any plan needs
     # (110) takes the need's place, and the stage has its plan.
-    d = account(0.0, {"A": 0.5, "B": 0.5}, {}, {"A": 100.0, "B": 1.0},
-                [("A1", "A", 10, 50.0, "2020-01-02"), ("B1", "B", 20, 6.0, "2020-01-02")],
-                withdrawal=100.0, max_tax=0.0, allow_sells=False)
+    d = harvest_needed()
     forced_fallback(monkeypatch)
     plan = plan_rebalance(account_from_dict(d))
     assert plan.stage == "cash_first"
@@ -142,9 +146,7 @@ def test_the_exact_search_stops_at_a_node_count_not_a_time_so_plans_do_not_depen
         seen.append(dict(options))
         return milp(*args, options=options, **kwargs)
     monkeypatch.setattr(scipy.optimize, "milp", recording)
-    d = account(0.0, {"A": 0.5, "B": 0.5}, {}, {"A": 100.0, "B": 1.0},
-                [("A1", "A", 10, 50.0, "2020-01-02"), ("B1", "B", 20, 6.0, "2020-01-02")],
-                withdrawal=100.0, max_tax=0.0, allow_sells=False)
+    d = harvest_needed()
     forced_fallback(monkeypatch)
     plan_rebalance(account_from_dict(d))
     assert seen and all(o["node_limit"] == exact_round.NODE_LIMIT for o in seen)
