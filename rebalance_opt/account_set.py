@@ -327,15 +327,21 @@ def check_columns(frame: pd.DataFrame, name: str) -> None:
 
 def _account_ids(column: pd.Series, name: str) -> tuple[tuple[str, ...], np.ndarray]:
     """Account ids in order of first appearance and each row's position among them; a row with
-    an empty account is an error of the whole set (its lot would belong to no account)."""
-    text = column.astype(str)
-    missing = column.isna().to_numpy() | (text.str.strip() == "").to_numpy()
+    an empty account is an error of the whole set (its lot would belong to no account).
+
+    ASCII whitespace around an id is not part of it, as around a number: ``a``, `` a`` and
+    ``a `` (a spreadsheet's stray space, a database's padded CHAR column) are one account ``a``.
+    The table's distinct cells are trimmed, not every row."""
+    raw_codes, raw = pd.factorize(column.astype(str), sort=False)
+    trimmed = [str(u).strip(SPACE) for u in raw]
+    blank = np.array([not t.strip() for t in trimmed], dtype=bool)
+    missing = column.isna().to_numpy(dtype=bool) | blank[raw_codes]
     if missing.any():
         row = int(np.flatnonzero(missing)[0]) + 1
         raise InputError("names no account: every row must name the account it belongs to", file=name,
                          path=f"row {row}, column account", value=column.iloc[row - 1], has_value=True)
-    codes, uniques = pd.factorize(text, sort=False)
-    return tuple(str(u) for u in uniques), np.asarray(codes, dtype=np.int64)
+    codes, uniques = pd.factorize(np.array(trimmed, dtype=object), sort=False)
+    return tuple(str(u) for u in uniques), np.asarray(codes, dtype=np.int64)[raw_codes]
 
 
 def load_template(path: Path, has_as_of_column: bool = False) -> dict[str, Any]:
@@ -491,6 +497,10 @@ def build_account(file: str, template_file: str, template: Mapping[str, Any], ac
                   own: AccountRows) -> Account:
     """One account of a set: the template, its per-account values and its lots, validated by
     ``account_from_dict``; an error names the set file, the row and the column."""
+    if account_id != account_id.strip():  # ASCII spaces are trimmed when the set is read
+        raise InputError("begins or ends with a space that is not an ASCII space (a no-break space, say): "
+                         "the id would name another account than the one without it", file=file,
+                         path=f"row {own.rows[0]}, column account", value=account_id, has_value=True)
     values = _account_values(file, own)
     lots, lot_rows = _lots(own)
     data = {**template, "lots": lots,

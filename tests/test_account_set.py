@@ -440,3 +440,33 @@ def test_a_chunk_that_cannot_be_read_fails_its_own_accounts_not_the_batch(files,
     assert [r.ok for r in outcome.results] == [True, True] + [False] * (len(account_set.ids) - 2)
     assert [r.account for r in outcome.results] == list(account_set.ids)
     assert all("reading its chunk: AttributeError" in r.error for r in outcome.failures)
+
+
+def test_ascii_spaces_around_an_account_id_are_not_part_of_it(tmp_path):
+    # `a`, ` a` and `a ` were three accounts, each planned (and logged) on its own rows
+    rows = lot_rows("a", 10_000)
+    rows[1]["account"], rows[2]["account"] = " a", "a\t "
+    path, template = write_set(tmp_path, rows + [{"account": " b ", "cash": 5_000}])
+    outcome = run_batch(read_account_set(path, template), workers=1, log=None)
+    assert [(r.account, r.ok) for r in outcome.results] == [("a", True), ("b", True)]
+    assert plans_by_account(outcome)["a"] == comparable(
+        plan_rebalance(account_from_dict(expected_account("a", 10_000))).to_dict())
+
+
+def test_an_account_id_with_a_control_character_or_a_unicode_space_around_it_fails_its_account(tmp_path):
+    rows = (lot_rows("ok", 10_000) + lot_rows("nul\x00", 10_000) + lot_rows("new\nline", 10_000)
+            + lot_rows("nbsp\u00a0", 10_000) + lot_rows("\u3000ideographic", 10_000))
+    path, template = write_set(tmp_path, rows)
+    outcome = run_batch(read_account_set(path, template), workers=1, log=None)
+    assert [r.account for r in outcome.results if r.ok] == ["ok"]
+    failures = {r.account: r for r in outcome.failures}
+    for account, row in (("nul\x00", 4), ("new\nline", 7)):  # account.py's _plain_name, as in an account file
+        assert failures[account].path == f"row {row}, column account", failures[account].error
+        assert "without control characters" in failures[account].error
+    for account, row in (("nbsp\u00a0", 10), ("\u3000ideographic", 13)):
+        assert failures[account].path == f"row {row}, column account", failures[account].error
+        assert "not an ASCII space" in failures[account].error and f"(got {account!r})" in failures[account].error
+    # a blank id stays an error of the whole set: that row's lot would belong to no account
+    path, template = write_set(tmp_path / "blank", lot_rows("ok", 10_000) + [{"account": " \u00a0\t", "cash": 1}])
+    with pytest.raises(InputError, match="row 4, column account: names no account"):
+        read_account_set(path, template)
