@@ -13,8 +13,8 @@ Two kinds of error, as for a folder of files:
 
 * The whole input is wrong (exit 2, nothing planned or written): the table cannot be read, a
   required column is missing, a column is unknown (it would apply to every account), a row
-  names no account (its lot would silently go missing from some account), or the template is
-  not a valid account file. ``read_account_set`` raises these.
+  names no account (its lot would silently go missing from some account), a Parquet account
+  column is neither text nor integers, or the template is not a valid account file. ``read_account_set`` raises these.
 * One account is wrong: a bad value, a per-account value that differs between its rows, or a
   rule of SPEC section 1 broken (duplicate lot id, a lot of an unpriced symbol, ...). Only that
   account fails, with an ``InputError`` naming the set file, the row (``row N``: the Nth data
@@ -289,6 +289,13 @@ def read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     table = pq.read_table(path)
+    for f in table.schema:
+        if f.name.strip() == "account" and not _is_id_type(f.type):
+            # str() of a float or bool column made ids "1.0" and "True"; a float id past 2**53
+            # is another number than the one meant
+            raise InputError("an account id is text or a whole number (1.0 or True would be read as such): "
+                             "write this column as text or integers", file=str(path),
+                             path=f"column {f.name.strip()}", value=str(f.type), has_value=True)
     for i, f in enumerate(table.schema):
         column = table.column(i)
         if pa.types.is_timestamp(f.type) and f.type.tz is None:
@@ -301,6 +308,16 @@ def read_parquet(path: Path) -> pd.DataFrame:
             table = table.set_column(i, f.name, pc.cast(column, pa.string()))
     # column by column, freeing each Arrow column once converted (the parent's peak matters)
     return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _is_id_type(kind: Any) -> bool:
+    """An Arrow type account ids may have: text or integers (dictionary-encoded too, as pandas
+    writes a categorical), or nulls only (each such row then names no account)."""
+    import pyarrow as pa
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+            or pa.types.is_null(kind) or getattr(pa.types, "is_string_view", lambda _: False)(kind))
 
 
 def check_columns(frame: pd.DataFrame, name: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 from benchmarks import batch_bench
 from benchmarks.synth import FirmBook, firm_book, write_account_set, write_accounts
 from rebalance_opt import InputError, account_from_dict, account_to_dict, load_account, plan_rebalance
-from rebalance_opt.account_set import AccountRows, build_account, parse_cell, read_account_set
+from rebalance_opt.account_set import LOT_COLUMNS, AccountRows, build_account, parse_cell, read_account_set
 from rebalance_opt.audit import AuditLog, LogLocation
 from rebalance_opt.batch import account_files, run_batch
 
@@ -470,3 +470,35 @@ def test_an_account_id_with_a_control_character_or_a_unicode_space_around_it_fai
     path, template = write_set(tmp_path / "blank", lot_rows("ok", 10_000) + [{"account": " \u00a0\t", "cash": 1}])
     with pytest.raises(InputError, match="row 4, column account: names no account"):
         read_account_set(path, template)
+
+
+@pytest.mark.parametrize("ids, kind", [([1.0, 2.0], "float64"), ([1.5, 2.0], "float64"), ([True, False], "bool_"),
+                                       (["2026-01-02", "2026-01-03"], "date32")])
+def test_a_parquet_account_column_not_of_text_or_integers_is_an_input_error_naming_it(tmp_path, ids, kind):
+    # str() made the ids "1.0", "1.5" and "True": accounts planned and logged under ids nobody wrote
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    values = [datetime.date.fromisoformat(v) for v in ids] if kind == "date32" else ids
+    table = pa.table({"account": pa.array(values, getattr(pa, kind)()), "cash": [100.0, 200.0],
+                      **{c: pa.array([None, None], pa.string()) for c in LOT_COLUMNS}})
+    path = tmp_path / "lots.parquet"
+    pq.write_table(table, path)
+    _, template = write_set(tmp_path, [{"account": "x"}])
+    with pytest.raises(InputError) as err:
+        read_account_set(path, template)
+    assert err.value.path == "column account" and "text or a whole number" in str(err.value), str(err.value)
+
+
+def test_a_parquet_account_column_of_integers_or_categories_reads_as_text(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    for name, column in (("int", pa.array([7, 7, 8], pa.int32())),
+                         ("dict", pa.array(["a", "a", "b"]).dictionary_encode())):
+        table = pa.table({"account": column, "cash": [100.0, 100.0, 200.0],
+                          **{c: pa.array([None] * 3, pa.string()) for c in LOT_COLUMNS}})
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table, path)
+        _, template = write_set(tmp_path, [{"account": "x"}])
+        assert read_account_set(path, template).ids == {"int": ("7", "8"), "dict": ("a", "b")}[name]
