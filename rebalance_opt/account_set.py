@@ -106,6 +106,12 @@ def is_empty(value: Any) -> bool:
     return False
 
 
+def as_written(value: Any) -> Any:
+    """A cell as an error shows it: a Parquet null (None, NaN, NaT) is the empty cell ``''`` a CSV
+    would hold there, not ``nan``; any other cell as it is."""
+    return "" if not isinstance(value, str) and is_empty(value) else value
+
+
 def parse_cell(value: Any, kind: str) -> Any:
     """A non-empty cell as the type its key takes. Text (every CSV cell) is parsed; a typed
     Parquet value is kept, normalized where the meaning is unambiguous (a whole float for an int,
@@ -356,7 +362,7 @@ def _account_ids(column: pd.Series, name: str) -> tuple[tuple[str, ...], np.ndar
     if missing.any():
         row = int(np.flatnonzero(missing)[0]) + 1
         raise InputError("names no account: every row must name the account it belongs to", file=name,
-                         path=f"row {row}, column account", value=column.iloc[row - 1], has_value=True)
+                         path=f"row {row}, column account", value=as_written(column.iloc[row - 1]), has_value=True)
     codes, uniques = pd.factorize(np.array(trimmed, dtype=object), sort=False)
     return tuple(str(u) for u in uniques), np.asarray(codes, dtype=np.int64)[raw_codes]
 
@@ -548,7 +554,8 @@ def _account_values(file: str, own: AccountRows) -> dict[str, Any]:
                     said = "is empty" if first is None else f"has {cells[0]!r}"
                     raise InputError(f"differs between the account's rows (its row {own.rows[0]} {said}); a "
                                      "per-account column holds one value per account", file=file,
-                                     path=f"row {own.rows[j]}, column {column}", value=cells[j], has_value=True)
+                                     path=f"row {own.rows[j]}, column {column}", value=as_written(cells[j]),
+                                     has_value=True)
         if first is not None:
             out[column] = first
     return out

@@ -502,3 +502,24 @@ def test_a_parquet_account_column_of_integers_or_categories_reads_as_text(tmp_pa
         pq.write_table(table, path)
         _, template = write_set(tmp_path, [{"account": "x"}])
         assert read_account_set(path, template).ids == {"int": ("7", "8"), "dict": ("a", "b")}[name]
+
+
+def test_a_parquet_null_in_a_per_account_column_is_reported_as_an_empty_cell_as_in_a_csv(tmp_path):
+    # a null that differs from the account's other rows was reported "(got nan)", where a CSV says "(got '')"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rows = lot_rows("a", 10_000, **{"tax.short_term_rate": 0.3})
+    rows[1]["tax.short_term_rate"] = None
+    csv_path, template = write_set(tmp_path / "csv", rows)
+    parquet_path = tmp_path / "lots.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), parquet_path)
+    errors = []
+    for path in (csv_path, parquet_path):
+        [failure] = run_batch(read_account_set(path, template), workers=1, log=None).failures
+        assert failure.path == "row 2, column tax.short_term_rate", failure.error
+        errors.append(failure.error.replace(str(path), "SET").replace("'0.3'", "0.3"))
+    assert errors[0] == errors[1] and errors[1].endswith("(got '')"), errors
+
+    pq.write_table(pa.Table.from_pylist([{**rows[0], "account": None}, *rows[1:]]), parquet_path)
+    with pytest.raises(InputError, match=r"row 1, column account: names no account.*\(got ''\)"):
+        read_account_set(parquet_path, template)
