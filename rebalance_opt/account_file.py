@@ -172,13 +172,13 @@ def read_account_data(path: str | Path) -> Any:
         raise InputError(f"not UTF-8 text (byte {exc.start})", file=name) from None
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text, parse_constant=_json_constant, object_pairs_hook=_json_object)
+            data = json.loads(text, parse_constant=_json_constant, object_pairs_hook=json_object)
         except json.JSONDecodeError as exc:
             raise InputError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                              file=name) from None
         except RecursionError:
             raise InputError("invalid JSON: nested too deeply", file=name) from None
-        except _DuplicateKey as exc:
+        except DuplicateJSONKey as exc:
             raise InputError("invalid JSON: a key is given twice", file=name, value=str(exc), has_value=True) from None
     elif path.suffix.lower() == ".toml":
         try:
@@ -192,16 +192,17 @@ def read_account_data(path: str | Path) -> Any:
     return data
 
 
-class _DuplicateKey(ValueError):
-    pass
+class DuplicateJSONKey(ValueError):
+    """A key given twice in a JSON object; the key is ``str(exc)``."""
 
 
-def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object; a key given twice is an error, as in TOML (JSON keeps the last silently)."""
+def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object (``json.loads(..., object_pairs_hook=json_object)``: account files and the web
+    app's request bodies); a key given twice is an error, as in TOML (JSON keeps the last silently)."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _DuplicateKey(key)
+            raise DuplicateJSONKey(key)
         out[key] = value
     return out
 

@@ -20,6 +20,10 @@ API (every body is JSON; every error is ``{"error": {"message", "path", "file"}}
 
 The plan endpoint previews: it records nothing in the audit log (``rebalance generate`` does).
 
+Requests are read as strictly as account files: a query parameter the route does not take, one
+given twice, or a body key given twice is an input error (422), never silently ignored or
+overridden.
+
 Status codes: 422 for an input error (the CLI's exit 2, with the CLI's message) or an audit log
 that is not intact (exit 4: damaged or tampered with), 409 when no plan is feasible (exit 3), 404
 for an unknown account, route or log entry, 401 without the token when one is set, 413 for a body
@@ -42,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -50,7 +54,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from .account import Account
-from .account_file import load_account
+from .account_file import DuplicateJSONKey, json_object, load_account
 from .audit import MAX_REASON_CHARS, AuditLog, check_reason, resolve_log
 from .drift import drift_report
 from .errors import InputError, RebalanceError
@@ -221,12 +225,32 @@ async def _read_json_object(request: Request) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=json_object)
+    except DuplicateJSONKey as exc:  # before ValueError, its base: JSON would keep the last silently
+        raise InputError("request body is not valid JSON: a key is given twice", path="body", value=str(exc),
+                         has_value=True) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"request body is not valid JSON: {exc}", path="body") from None
     if not isinstance(data, dict):
         raise InputError("request body must be a JSON object", path="body")
     return data
+
+
+def _query(*allowed: str) -> Any:
+    """A route dependency refusing query parameters the route does not take (as an account file
+    refuses unknown keys: ``?acount=x`` would otherwise list every entry) and any given twice
+    (FastAPI keeps one of them silently)."""
+    def check(request: Request) -> None:
+        seen: set[str] = set()
+        for name, _ in request.query_params.multi_items():
+            shown = name if len(name) <= 40 else name[:40] + "…"
+            if name not in allowed:
+                takes = f"takes only {', '.join(allowed)}" if allowed else "takes none"
+                raise InputError(f"unknown query parameter (this request {takes})", path=f"query.{shown}")
+            if name in seen:
+                raise InputError("query parameter given twice: give it once", path=f"query.{shown}")
+            seen.add(name)
+    return Depends(check)
 
 
 def _reason(body: dict[str, Any]) -> str | None:
@@ -313,16 +337,16 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
         # sees only this message.
         return _error(500, f"internal error ({type(exc).__name__}); see the server log")
 
-    @app.get("/api/accounts")
+    @app.get("/api/accounts", dependencies=[_query()])
     def list_accounts() -> list[dict[str, Any]]:
         return [accounts.summary(src) for src in accounts.sources]
 
-    @app.get("/api/accounts/{key}/drift")
+    @app.get("/api/accounts/{key}/drift", dependencies=[_query()])
     def account_drift(key: str) -> dict[str, Any]:
         _, account = accounts.find(key)
         return drift_report(account).to_dict()
 
-    @app.post("/api/accounts/{key}/plan")
+    @app.post("/api/accounts/{key}/plan", dependencies=[_query()])
     async def account_plan(key: str, request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
@@ -332,7 +356,7 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
         _, account = await run_in_threadpool(accounts.find, key)
         return await run_in_threadpool(_plan_payload, account, reason)
 
-    @app.get("/api/accounts/{key}/tax")
+    @app.get("/api/accounts/{key}/tax", dependencies=[_query()])
     def account_tax(key: str) -> dict[str, Any]:
         _, account = accounts.find(key)
         return tax_impact(account).to_dict()
@@ -346,14 +370,14 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
                 continue
         return ids
 
-    @app.get("/api/log")
+    @app.get("/api/log", dependencies=[_query("account")])
     def log_entries(account: str | None = None) -> list[dict[str, Any]]:
         ids = served_ids()
         if account is not None and account not in ids:
             raise _UnknownAccount(account, 0)
         return [e.summary() for e in audit_log.entries(account=account) if e.row["account"] in ids]
 
-    @app.get("/api/log/{entry_id}")
+    @app.get("/api/log/{entry_id}", dependencies=[_query()])
     def log_entry(entry_id: str) -> dict[str, Any]:
         # Taken as text: an `int` parameter made FastAPI answer `/api/log/abc` in its own
         # {"detail": ...} shape. Like any id that names no entry, it is a 404.

@@ -443,3 +443,31 @@ def test_a_request_fastapi_refuses_answers_in_the_apps_error_shape(account_file)
     client = TestClient(app, base_url="http://127.0.0.1:8765", raise_server_exceptions=False)
     error = assert_error(client.get("/api/probe/abc"), 422)
     assert error["path"] == "path.n" and error["message"]
+
+
+def test_a_plan_body_with_a_key_given_twice_is_an_input_error(account_file):
+    # JSON keeps the last "reason" silently; an account file refuses a key given twice (account_file.json_object)
+    body = b'{"reason": "quarterly review", "reason": "client asked"}'
+    response = client_for(account_file).post("/api/accounts/0/plan", content=body, headers=JSON_HEADERS)
+    error = assert_error(response, 422)
+    assert error["path"] == "body" and "a key is given twice" in error["message"] and "'reason'" in error["message"]
+
+
+def test_a_query_parameter_given_twice_is_an_input_error(account_file, tmp_path):
+    # ?account=a&account=b listed b's entries, a ignored
+    with client_for(account_file, audit_path=tmp_path / "log.sqlite") as client:
+        assert client.get("/api/log?account=household-1").status_code == 200
+        error = assert_error(client.get("/api/log?account=household-1&account=household-1"), 422)
+        assert error["path"] == "query.account" and "given twice" in error["message"]
+
+
+@pytest.mark.parametrize("url", ["/api/accounts?x=1", "/api/accounts/0/drift?debug", "/api/accounts/0/tax?key=1",
+                                 "/api/log?acount=household-1", "/api/log/1?account=household-1"])
+def test_unknown_query_parameters_of_the_api_are_input_errors(account_file, tmp_path, url):
+    # they were ignored: `?acount=` (a typo) listed every account's entries
+    with client_for(account_file, audit_path=tmp_path / "log.sqlite") as client:
+        error = assert_error(client.get(url), 422)
+        assert error["path"] == "query." + url.split("?")[1].split("=")[0] and "unknown query parameter" in error["message"]
+        response = client.post("/api/accounts/0/plan?reason=x", headers=JSON_HEADERS)
+        assert assert_error(response, 422)["path"] == "query.reason"
+        assert client.get("/?utm_source=mail").status_code in (200, 503)  # the page itself takes any
