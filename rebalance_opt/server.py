@@ -231,6 +231,8 @@ async def _read_json_object(request: Request) -> dict[str, Any]:
                          has_value=True) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"request body is not valid JSON: {exc}", path="body") from None
+    except RecursionError:  # 16 KiB of "[" (was a 500), as an account file nested too deeply
+        raise InputError("request body is not valid JSON: nested too deeply", path="body") from None
     if not isinstance(data, dict):
         raise InputError("request body must be a JSON object", path="body")
     return data

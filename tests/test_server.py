@@ -244,6 +244,7 @@ def test_plan_requires_a_json_content_type(account_file):
     (b'{"reason": 5}', "body.reason"),
     (json.dumps({"reason": "x" * 501}).encode(), "body.reason"),
     (b'{"account": "../../etc/passwd"}', "body.account"),
+    (b"[" * (MAX_BODY_BYTES - 1), "body"),  # nested too deeply for the parser: was a 500 (RecursionError)
 ])
 def test_bad_plan_bodies_are_input_errors(account_file, body, path):
     response = client_for(account_file).post("/api/accounts/0/plan", content=body, headers=JSON_HEADERS)
