@@ -407,10 +407,14 @@ def run(account_paths: Sequence[Path | str], host: str = "127.0.0.1", port: int 
         token: str | None = None, *, log_level: str = "info", audit_path: str | Path | None = None) -> None:
     """Serve the app with uvicorn until interrupted.
 
-    Raises InputError (exit 2) before binding anything when ``host`` is not a loopback address
-    and no token (of at least MIN_REMOTE_TOKEN_CHARS characters) is given, or an account file is
-    missing.
+    Raises InputError (exit 2) before binding anything when no account file is named (the app
+    would serve nothing: the log lists only the entries of accounts served), ``host`` is not a
+    loopback address and no token (of at least MIN_REMOTE_TOKEN_CHARS characters) is given, or an
+    account file is missing.
     """
+    if not account_paths:
+        raise InputError("name the account files to serve: `serve ACCOUNT.toml [ACCOUNT ...]` (without "
+                         "one the page and the API would show nothing)", path="ACCOUNT")
     if not is_loopback(host):
         if not token:
             raise InputError(f"refusing to serve on {host!r} without an access token: anyone who can reach that "

@@ -904,3 +904,16 @@ def test_an_account_id_is_not_blank_and_has_no_control_characters(capsys, tmp_pa
     account.write_text(json.dumps(d))
     code, out, err = cli(capsys, "rebalance", "check", str(account), "--json")
     assert code == 2 and json.loads(out)["error"]["path"] == "account.id" and "control characters" in err
+
+
+def test_serve_without_account_files_is_an_input_error_not_an_empty_app(capsys, monkeypatch, tmp_path):
+    # it started, serving a page and an API with nothing in them
+    import uvicorn
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
+    code, _, err = cli(capsys, "serve", "--log", str(tmp_path / "audit.sqlite"))
+    assert code == 2 and "name the account files to serve" in err and served == []
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(base_dict()))
+    code, _, err = cli(capsys, "serve", str(account), "--log", str(tmp_path / "audit.sqlite"))
+    assert code == 0 and len(served) == 1 and "serving 1 account file(s)" in err

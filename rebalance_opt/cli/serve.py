@@ -11,7 +11,7 @@ from .common import app, run, whole_number_option
 
 @app.command("serve")
 def serve(
-    accounts: list[Path] = typer.Argument(None, help="Account files the web app may read."),
+    accounts: list[Path] = typer.Argument(None, help="Account files the web app may read (at least one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless a token is set)."),
     port: int = typer.Option(8765, "--port", parser=whole_number_option(1, 65535), help="Port to listen on."),
     token: Optional[str] = typer.Option(None, "--token", envvar="REBALANCE_OPT_TOKEN",
