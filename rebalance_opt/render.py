@@ -4,7 +4,9 @@ Colour is never the only signal: every bar also carries its signed drift and a s
 """
 from __future__ import annotations
 
+import errno
 import math
+import os
 
 from rich import box
 from rich.console import Console, Group
@@ -167,5 +169,14 @@ def frontier_table(points) -> Table:
     return t
 
 
-def console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Hand a closed pipe to the command line (``cli.common.run``), which tells whether it was
+        stdout's reader that went away and exits as documented; rich's own handling exits 1 on the
+        spot, whichever stream broke. Later writes to this console are dropped."""
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def console(stderr: bool = False, width: int | None = None) -> Console:
+    return _Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)

@@ -917,3 +917,43 @@ def test_serve_without_account_files_is_an_input_error_not_an_empty_app(capsys, 
     account.write_text(json.dumps(base_dict()))
     code, _, err = cli(capsys, "serve", str(account), "--log", str(tmp_path / "audit.sqlite"))
     assert code == 0 and len(served) == 1 and "serving 1 account file(s)" in err
+def _run_into_a_closed_pipe(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """``python cli.py ARGS | head -c 0``, deterministically: stdout is a pipe whose reading end
+    is closed before the command starts, so its first write meets a broken pipe."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT,
+                              env={**os.environ, "REBALANCE_OPT_LOG": str(tmp_path / "audit.sqlite")})
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [["check"], ["tax", "--frontier", "--json"], ["generate", "--json"], ["generate"]])
+def test_output_piped_to_a_reader_that_left_stops_quietly_with_141(capsys, tmp_path, args):
+    # `tax --frontier | head -c 10` exited 1 with nothing said (rich's own handling), and with
+    # --json 130, the code of Ctrl-C; now 141, a shell's code for a pipe's writer its reader left
+    account = str(ROOT / "examples" / "household.toml")
+    r = _run_into_a_closed_pipe(tmp_path, "rebalance", args[0], account, *args[1:])
+    assert r.returncode == 141 and r.stderr == "", r.stderr
+    if args[0] == "generate":  # logged before printing: the entry is whole and verifies
+        code, out, _ = cli(capsys, "rebalance", "log", "--json")
+        assert code == 0 and len(json.loads(out)["entries"]) == 1
+        assert cli(capsys, "rebalance", "log", "--verify")[0] == 0
+
+
+def test_a_broken_pipe_that_is_not_stdouts_is_an_unexpected_error(capsys, monkeypatch):
+    # only stdout's reader leaving is a quiet exit; a pipe elsewhere breaking is reported
+    import rebalance_opt.drift as drift
+
+    def broken(*_):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(drift, "drift_report", broken)
+    code, _, err = cli(capsys, "rebalance", "check", str(ROOT / "examples" / "household.toml"))
+    assert code == 1 and "unexpected error: BrokenPipeError" in err
+
+
+def test_a_usage_error_with_json_into_a_closed_pipe_is_exit_2_not_a_traceback(tmp_path):
+    r = _run_into_a_closed_pipe(tmp_path, "rebalance", "check", "--bogus", "--json")
+    assert r.returncode == 2 and "No such option: --bogus" in r.stderr and "Traceback" not in r.stderr

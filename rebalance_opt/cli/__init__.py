@@ -17,7 +17,7 @@ from . import batch as _batch  # noqa: F401
 from . import impact as _impact  # noqa: F401
 from . import rebalance as _rebalance  # noqa: F401  (importing registers the commands)
 from . import serve as _serve  # noqa: F401
-from .common import UsageError, app, to_json
+from .common import UsageError, app, stdout_gone, to_json
 
 __all__ = ["app", "main"]
 
@@ -35,14 +35,27 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python cli.py`` and the ``rebalance-opt`` console script."""
     argv = _bare_head(list(sys.argv[1:] if argv is None else argv))
     try:
+        code = _run(argv)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # what is still buffered: a reader gone by now is the same broken pipe
+    except BrokenPipeError:  # stdout's reader went away after the command (run() handles it within)
+        code = stdout_gone()
+    sys.exit(code)
+
+
+def _run(argv: list[str]) -> int:
+    try:
         code = app(args=argv, prog_name="rebalance-opt", standalone_mode=False)
     except UsageError as exc:  # wrong or missing arguments: an input error, exit 2
-        if "--json" in argv:
-            typer.echo(to_json({"error": {"message": exc.format_message(), "path": None, "file": None}}))
         exc.show(file=sys.stderr)
+        if "--json" in argv:
+            try:
+                typer.echo(to_json({"error": {"message": exc.format_message(), "path": None, "file": None}}))
+            except OSError:  # stdout failed (a closed pipe, a full disk): the message is on stderr
+                pass
         code = 2
     except typer.Exit as exc:
         code = exc.exit_code
     except typer.Abort:
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -87,10 +87,9 @@ def backtest(
         if as_json:
             typer.echo(to_json({**result.to_dict(), "files": [str(f) for f in files]}))
         else:
-            from rich.console import Console
-            c = Console(highlight=False, soft_wrap=False)
+            c = console()
             if not c.is_terminal:  # a file or a pipe: wide enough for the table, not rich's 80 columns
-                c = Console(highlight=False, soft_wrap=False, width=120)
+                c = console(width=120)
             c.print(_table(result))
             for e in result.equal_drift:
                 if e.tax_ratio is not None:

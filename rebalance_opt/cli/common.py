@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,20 +39,67 @@ def to_json(obj: Any) -> str:
     return json.dumps(clean(obj), indent=2, allow_nan=False)
 
 
+# 128 + SIGPIPE: how a shell reports a command its pipe's reader left (`cat big | head`), so
+# `... | head` reads the same for this command line as for the tools beside it.
+STDOUT_GONE_EXIT = 141
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reading end is closed (``... | head`` after head
+    exited): what a ``BrokenPipeError`` means when it is stdout's, not one from elsewhere (a
+    worker's pipe), which stays an unexpected error. Polled, so nothing is written to find out."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # no stdout, or one in memory: it cannot break
+        return False
+    try:
+        import select
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        events = poll.poll(0)
+    except (AttributeError, OSError):  # pragma: no cover - no poll() (Windows): trust the error
+        return True
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in events)
+
+
+def stdout_gone() -> int:
+    """Stop quietly once stdout's reader went away, as Python's documentation recommends (Note on
+    SIGPIPE, in the ``signal`` module): stdout's descriptor becomes /dev/null, so flushing what is
+    still buffered at exit cannot fail again (a second BrokenPipeError, "Exception ignored")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - nothing left to protect
+        pass
+    return STDOUT_GONE_EXIT
+
+
 def run(as_json: bool, action: Callable[[], None]) -> None:
     """Run a command body, turning typed errors into their exit codes and messages."""
     try:
         action()
     except RebalanceError as exc:
         fail(exc, as_json)
-    except (KeyboardInterrupt, BrokenPipeError):
+    except KeyboardInterrupt:
         raise typer.Exit(130)
+    except BrokenPipeError as exc:
+        if stdout_reader_gone():  # `... | head`: nothing to say, and nowhere to say it on stdout
+            raise typer.Exit(stdout_gone()) from None
+        unexpected(exc, as_json)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: exit 1, no traceback
-        if os.environ.get("REBALANCE_OPT_DEBUG"):
-            raise
-        err = RebalanceError(f"unexpected error: {type(exc).__name__}: {exc} "
-                             "(set REBALANCE_OPT_DEBUG=1 for a traceback)")
-        fail(err, as_json)
+        unexpected(exc, as_json)
+
+
+def unexpected(exc: BaseException, as_json: bool = False) -> None:
+    """Exit 1 with one line naming the exception (re-raised with REBALANCE_OPT_DEBUG set)."""
+    if os.environ.get("REBALANCE_OPT_DEBUG"):
+        raise exc
+    err = RebalanceError(f"unexpected error: {type(exc).__name__}: {exc} "
+                         "(set REBALANCE_OPT_DEBUG=1 for a traceback)")
+    fail(err, as_json)
 
 
 def fail(exc: RebalanceError, as_json: bool) -> None:
