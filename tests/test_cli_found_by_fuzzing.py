@@ -957,3 +957,19 @@ def test_a_broken_pipe_that_is_not_stdouts_is_an_unexpected_error(capsys, monkey
 def test_a_usage_error_with_json_into_a_closed_pipe_is_exit_2_not_a_traceback(tmp_path):
     r = _run_into_a_closed_pipe(tmp_path, "rebalance", "check", "--bogus", "--json")
     assert r.returncode == 2 and "No such option: --bogus" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("redirect", [">&-", "1<"])
+def test_a_closed_stdout_is_an_input_error_before_anything_is_logged(tmp_path, redirect):
+    # `generate --json >&-` printed nothing, exited 0 and logged the entry: an automation that
+    # lost its output never knew; `1<FILE` (stdout read-only) ended in "unexpected error" after logging
+    log = tmp_path / "audit.sqlite"
+    readable = tmp_path / "stdout.txt"
+    readable.write_text("")
+    shell = 'exec "$0" "$@" >&-' if redirect == ">&-" else 'exec "$0" "$@" 1<"$STDOUT_FILE"'
+    r = subprocess.run(["sh", "-c", shell, sys.executable, str(ROOT / "cli.py"), "rebalance", "generate",
+                        str(ROOT / "examples" / "household.toml"), "--json", "--out", str(tmp_path / "orders.csv")],
+                       stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT,
+                       env={**os.environ, "REBALANCE_OPT_LOG": str(log), "STDOUT_FILE": str(readable)})
+    assert r.returncode == 2 and r.stderr.startswith("input error: stdout is "), r.stderr
+    assert not log.exists() and not (tmp_path / "orders.csv").exists()

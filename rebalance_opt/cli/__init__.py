@@ -17,7 +17,7 @@ from . import batch as _batch  # noqa: F401
 from . import impact as _impact  # noqa: F401
 from . import rebalance as _rebalance  # noqa: F401  (importing registers the commands)
 from . import serve as _serve  # noqa: F401
-from .common import UsageError, app, stdout_gone, to_json
+from .common import UsageError, app, stdout_gone, to_json, unusable_stdout
 
 __all__ = ["app", "main"]
 
@@ -34,6 +34,11 @@ def _bare_head(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``python cli.py`` and the ``rebalance-opt`` console script."""
     argv = _bare_head(list(sys.argv[1:] if argv is None else argv))
+    problem = unusable_stdout()
+    if problem is not None:  # before anything runs: nothing planned, logged or written
+        typer.echo(f"input error: stdout {problem}, so the command's output would be lost; "
+                   "redirect it to a file (or to /dev/null to discard it)", err=True)
+        sys.exit(2)
     try:
         code = _run(argv)
         if sys.stdout is not None:

@@ -44,6 +44,30 @@ def to_json(obj: Any) -> str:
 STDOUT_GONE_EXIT = 141
 
 
+def unusable_stdout() -> str | None:
+    """Why stdout cannot take the command's output, or None: closed (``>&-``; Python then sets
+    ``sys.stdout`` to None and click and rich drop every line silently, exit 0) or open for
+    reading only (``1<FILE``: every write fails). Refused before any work, so an automation
+    that lost its output learns it and nothing is logged; a closed descriptor 1 would also be
+    reused by the next file opened (the audit log, the basket), where stray writes to it land."""
+    if sys.stdout is None:
+        return "is closed"
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # a stream in memory (tests, a program embedding main)
+        return None
+    try:
+        os.fstat(fd)
+    except OSError:
+        return "is closed"
+    try:
+        import fcntl
+        readable_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    except (ImportError, OSError):  # pragma: no cover - Windows
+        return None
+    return "is open for reading only" if readable_only else None
+
+
 def stdout_reader_gone() -> bool:
     """Whether stdout is a pipe or socket whose reading end is closed (``... | head`` after head
     exited): what a ``BrokenPipeError`` means when it is stdout's, not one from elsewhere (a
