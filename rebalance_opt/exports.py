@@ -22,7 +22,8 @@ cent, and share quantities are written exactly as planned (whole shares, or ever
 fractional quantity; never in exponent notation). An empty plan writes a valid empty basket:
 a csv with only its header, a json with no orders, and a fix file with no message (a
 NewOrderList must carry at least one order). Writes are atomic: the basket goes to a temporary
-file in the target directory that replaces FILE only once complete.
+file in the target directory that replaces FILE only once complete (for a symbolic link FILE, the
+file it points to, in that file's directory: the link stays).
 """
 from __future__ import annotations
 
@@ -71,22 +72,36 @@ def resolve_format(out: Path, fmt: str | None) -> str:
     return name
 
 
+def basket_target(out: Path) -> Path:
+    """The file a basket for ``out`` replaces: ``out`` itself, or, when ``out`` is a symbolic link,
+    the file it points to. The basket is written through the link, as a shell's ``>`` writes: the
+    new file is renamed over the target in the target's folder, so the link stays a link (renamed
+    over, the link itself became a file and the file it pointed to kept the old basket)."""
+    return Path(os.path.realpath(out)) if out.is_symlink() else out
+
+
 def check_destination(out: Path) -> None:
     """Fail before any work if ``out`` cannot be written: a directory, a file that is not a regular
     file (a device such as /dev/null, a FIFO: renaming the basket over it would replace it), or no
-    writable directory."""
-    if out.is_dir():
-        raise InputError("is a directory; give a file name for the basket", path="--out", value=str(out),
-                         has_value=True)
-    if out.exists() and not out.is_file():  # /dev/null, a FIFO: the rename would replace it with a file
-        raise InputError("is not a regular file (a device or a pipe): the basket is written to a new file "
-                         "renamed into place, which would replace it; give a file name for the basket",
-                         path="--out", value=str(out), has_value=True)
-    parent = out.parent
+    writable directory; for a symbolic link, checked where it points, and a link pointing nowhere
+    (broken, or a loop) is refused rather than followed to create a file wherever it says."""
+    def error(problem: str) -> InputError:
+        return InputError(problem, path="--out", value=str(out), has_value=True)
+    if out.is_symlink() and not out.exists():
+        raise error(f"is a symbolic link to {os.readlink(out)}, which does not exist (or loops): a basket "
+                    "is written through a link to its file; create that file, or give the path itself")
+    dest = basket_target(out)
+    where = f" (the link points to {dest})" if dest != out else ""
+    if dest.is_dir():
+        raise error(f"is a directory{where}; give a file name for the basket")
+    if dest.exists() and not dest.is_file():  # /dev/null, a FIFO: the rename would replace it with a file
+        raise error(f"is not a regular file (a device or a pipe){where}: the basket is written to a new file "
+                    "renamed into place, which would replace it; give a file name for the basket")
+    parent = dest.parent
     if not parent.is_dir():
-        raise InputError("its directory does not exist", path="--out", value=str(out), has_value=True)
-    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise InputError("not writable", path="--out", value=str(out), has_value=True)
+        raise error("its directory does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (dest.exists() and not os.access(dest, os.W_OK)):
+        raise error(f"not writable{where}")
 
 
 def check_exportable(fmt: str, texts: Iterable[tuple[str, str]], file: str | None = None) -> None:
@@ -274,6 +289,7 @@ class StagedBasket:
     sha256: str
     size: int
     _tmp: Path | None = field(default=None, repr=False)
+    _target: Path | None = field(default=None, repr=False)  # what the rename replaces: basket_target(path)
 
     @property
     def empty(self) -> bool:
@@ -282,9 +298,10 @@ class StagedBasket:
     def commit(self) -> None:
         if self._tmp is None:
             return
-        os.replace(self._tmp, self.path)
+        target = self._target or self.path
+        os.replace(self._tmp, target)
         self._tmp = None
-        _fsync_dir(self.path.parent)
+        _fsync_dir(target.parent)
 
     def discard(self) -> None:
         if self._tmp is not None:
@@ -307,19 +324,20 @@ def stage_basket(plans: Sequence[Plan], out: Path, fmt: str, created: datetime |
     """Render the basket and write it to a temporary file beside ``out`` (see ``StagedBasket``);
     ``rows`` as for ``render_basket``."""
     data = render_basket(plans, fmt, created, rows=rows, **fix_ids)
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    target = basket_target(out)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode(out))
+        os.chmod(tmp, _file_mode(target))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return StagedBasket(out, fmt, sum(len(p.orders) for p in plans), hashlib.sha256(data).hexdigest(),
-                        len(data), tmp)
+                        len(data), tmp, target)
 
 
 def write_basket(plans: Sequence[Plan], out: Path, fmt: str, created: datetime | None = None,

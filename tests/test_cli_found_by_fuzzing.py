@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -973,3 +974,35 @@ def test_a_closed_stdout_is_an_input_error_before_anything_is_logged(tmp_path, r
                        env={**os.environ, "REBALANCE_OPT_LOG": str(log), "STDOUT_FILE": str(readable)})
     assert r.returncode == 2 and r.stderr.startswith("input error: stdout is "), r.stderr
     assert not log.exists() and not (tmp_path / "orders.csv").exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_a_basket_out_through_a_symbolic_link_updates_the_file_it_points_to(capsys, folder, tmp_path, command):
+    # the basket was renamed over the link: the link became a file, the file it named kept the old basket
+    real, links = tmp_path / "real", tmp_path / "links"
+    real.mkdir()
+    links.mkdir()
+    (real / "orders.csv").write_text("old\n")
+    link = links / "orders.csv"
+    link.symlink_to(Path("..") / "real" / "orders.csv")
+    target = folder / "household.toml" if command == "generate" else folder
+    code, out, _ = cli(capsys, "rebalance", command, str(target), "--out", str(link), "--json",
+                       *(["--workers", "1"] if command == "batch" else []))
+    assert code == 0 and link.is_symlink()
+    assert (real / "orders.csv").read_text().startswith("symbol,side,quantity")
+    assert json.loads(out)["basket"]["path"] == str((real / "orders.csv").resolve())
+    assert sorted(p.name for p in links.iterdir()) == ["orders.csv"]  # no temporary file left beside the link
+    assert sorted(p.name for p in real.iterdir()) == ["orders.csv"]
+
+
+@pytest.mark.parametrize("points_to", ["nowhere.csv", "orders.csv"])  # broken, and a loop
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_a_basket_out_through_a_link_pointing_nowhere_is_an_input_error(capsys, folder, tmp_path, command, points_to):
+    link = tmp_path / "orders.csv"
+    link.symlink_to(points_to)
+    target = folder / "household.toml" if command == "generate" else folder
+    code, _, err = cli(capsys, "rebalance", command, str(target), "--out", str(link),
+                       *(["--workers", "1"] if command == "batch" else []))
+    assert code == 2 and "is a symbolic link to" in err and "does not exist" in err
+    assert link.is_symlink() and not (tmp_path / "nowhere.csv").exists()
+    assert not (tmp_path / "audit.sqlite").exists()
