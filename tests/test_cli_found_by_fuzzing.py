@@ -1006,3 +1006,16 @@ def test_a_basket_out_through_a_link_pointing_nowhere_is_an_input_error(capsys, 
     assert code == 2 and "is a symbolic link to" in err and "does not exist" in err
     assert link.is_symlink() and not (tmp_path / "nowhere.csv").exists()
     assert not (tmp_path / "audit.sqlite").exists()
+
+
+@pytest.mark.parametrize("command", ["generate", "batch", "backtest"])
+def test_an_empty_out_option_is_an_input_error_saying_it_is_empty(capsys, folder, tmp_path, monkeypatch, command):
+    # `--out ""` read as ".": "is a directory (got '.')" for a basket, the current folder for a backtest's report
+    monkeypatch.chdir(tmp_path)
+    args = {"generate": ["rebalance", "generate", str(folder / "household.toml")],
+            "batch": ["rebalance", "batch", str(folder), "--workers", "1"],
+            "backtest": ["backtest", "--years", "1", "--no-plots"]}[command]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, stdout, err = cli(capsys, *args, "--out", "", "--json")
+    assert code == 2 and json.loads(stdout)["error"]["path"] == "--out" and "is empty" in err and "'.'" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no log, no report

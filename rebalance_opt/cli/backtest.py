@@ -9,7 +9,7 @@ import typer
 
 from ..account_file import iso_date
 from ..errors import InputError
-from .common import JsonOpt, app, number_option, parse_numbers, run, to_json, whole_number_option
+from .common import JsonOpt, app, number_option, out_path, parse_numbers, run, to_json, whole_number_option
 
 @app.command("backtest")
 def backtest(
@@ -22,7 +22,8 @@ def backtest(
                                              "(see the README; default: those six)."),
     tax_weights: Optional[str] = typer.Option(None, "--tax-weights", help="Comma-separated tax_weight values "
                                               "that optimizer and harvest sweep (default: 0.03,0.1,0.3,1,3)."),
-    out: Path = typer.Option(Path("backtest-output"), "--out", help="Folder for the CSVs, plots and summary.md."),
+    out_text: str = typer.Option("backtest-output", "--out", metavar="PATH",
+                                 help="Folder for the CSVs, plots and summary.md."),
     prices: Optional[Path] = typer.Option(None, "--prices", help="Your own daily prices: CSV with date, then one "
                                                                   "column per symbol (default: the bundled data)."),
     universe: Optional[Path] = typer.Option(None, "--universe", help="TOML with \\[targets] and \\[classes] for "
@@ -54,6 +55,7 @@ def backtest(
         from ..backtest_report import write_report
         from ..strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, make_strategies
 
+        out = out_path(out_text, "the report's folder, or leave out --out for ./backtest-output")
         check_out(out, [(p, o) for p, o in ((prices, "--prices"), (universe, "--universe")) if p is not None])
         if single_stocks and prices is not None:
             raise InputError("is for the bundled data; with --prices, say the classes in --universe",

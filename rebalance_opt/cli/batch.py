@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json, whole_number_option
+from .common import JsonOpt, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
 
@@ -26,7 +26,8 @@ def batch(
                                                                           "this process may use)."),
     chunk: int | None = typer.Option(None, "--chunk", parser=whole_number_option(1), help="Accounts per task (default: automatic)."),
     reason: str | None = typer.Option(None, "--reason", help="Why this rebalance (default: inferred per account)."),
-    out: Path | None = typer.Option(None, "--out", help="Write one basket of every plan to this file."),
+    out_text: str | None = typer.Option(None, "--out", metavar="PATH",
+                                        help="Write one basket of every plan to this file."),
     fmt: str | None = typer.Option(None, "--format", help="Basket format: csv, json or fix "
                                                                 "(default: from --out's extension)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Record nothing in the audit log."),
@@ -41,6 +42,7 @@ def batch(
         from ..audit import check_reason, check_writable, resolve_log
         from ..batch import check_engine, run_batch
         from ..exports import check_destination, resolve_format
+        out = out_path(out_text, "the basket's file path, or leave out --out to write no basket")
         why = check_reason(reason, "--reason") if reason is not None else None
         if out is None and fmt is not None:
             raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, rebalance, refuse_overwrite, run, to_json, whole_number_option
+from .common import JsonOpt, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 @rebalance.command("check")
 def check(account: Path = typer.Argument(..., help="Account file (.toml or .json)."), as_json: bool = JsonOpt):
@@ -29,7 +29,8 @@ def generate(
     account: Path = typer.Argument(..., help="Account file (.toml or .json)."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why this rebalance (default: inferred)."),
     as_json: bool = JsonOpt,
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the basket to this file (also with --dry-run)."),
+    out_text: Optional[str] = typer.Option(None, "--out", metavar="PATH",
+                                           help="Write the basket to this file (also with --dry-run)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Basket format: csv, json or fix "
                                                                 "(default: from --out's extension)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Record nothing in the audit log."),
@@ -43,6 +44,7 @@ def generate(
         from ..exports import check_account_exportable, check_destination, resolve_format, stage_basket
         from ..solve import plan_rebalance
         # Every option is checked before solving, so an input error writes nothing anywhere.
+        out = out_path(out_text, "the basket's file path, or leave out --out to write no basket")
         why = check_reason(reason, "--reason") if reason is not None else None
         basket_format = None
         if out is None and fmt is not None:
