@@ -225,23 +225,52 @@ def _check_universe(universe: Universe, data: PriceData) -> None:
 
 def price_window(data: PriceData, config: BacktestConfig) -> pd.DataFrame:
     """The daily prices the run covers: from the first trading day on or after ``start``, for
-    ``years`` (or to the end of the data); at least two months."""
+    ``years`` (or to the end of the data); at least two monthly steps (the first day and one
+    rebalance). When there are fewer, the error names what to change: the prices (all of them
+    in one month), ``--start`` (too close to their end) or ``--years`` (ending before the next
+    month's prices: a short span, or a gap in the prices)."""
     prices = data.prices
     start = pd.Timestamp(config.start or data.first)
     if start > prices.index[-1] or start < prices.index[0] - pd.Timedelta(days=31):
         raise InputError(f"is outside the prices ({data.first} to {data.last})", path="--start",
                          value=str(start.date()), has_value=True)
+    if len(step_positions(prices.index)) < 2:
+        raise InputError(f"hold days of one month only ({data.first} to {data.last}); a backtest needs prices "
+                         "in at least two months (it starts on the first day and rebalances monthly)",
+                         path="--prices", file=data.file)
     window = prices.loc[start:]
+    if len(step_positions(window.index)) < 2:
+        raise InputError(f"leaves less than two months of prices (they end {data.last}); give an earlier --start",
+                         path="--start", value=str(start.date()), has_value=True)
     last = prices.index[-1]
     span = (last.year - start.year) * 12 + last.month - start.month + 1  # months the prices cover from start
     if config.years is not None and config.years * 12 < span:  # to the month: 1.5 years from 1 January ends on 30 June
         # (longer than the prices: to their end; --years 1e18 overflowed the date arithmetic, exit 1)
-        end = start + pd.DateOffset(months=max(1, round(config.years * 12)))
-        window = window.loc[:end - pd.Timedelta(days=1)]
-    if len(step_positions(window.index)) < 2:
-        raise InputError(f"leaves less than two months of prices (they end {data.last})", path="--start",
-                         value=str(start.date()), has_value=True)
+        months = max(1, round(config.years * 12))
+        short = window.loc[:start + pd.DateOffset(months=months) - pd.Timedelta(days=1)]
+        if len(step_positions(short.index)) < 2:
+            raise _too_few_years(config.years, months, start, short, window)
+        window = short
     return window
+
+
+def _too_few_years(years: float, months: int, start: pd.Timestamp, short: pd.DataFrame,
+                   window: pd.DataFrame) -> InputError:
+    """``--years`` ends the run before the prices reach a second month: the span is short (a
+    month from the 1st) or the prices have a gap. Says where the next prices are and the least
+    ``--years`` that reaches them (to the month, as ``--years`` is read)."""
+    following = window.index[len(short)]  # the window has a second month, so a day after ``short``
+    need = months + 1
+    while start + pd.DateOffset(months=need) - pd.Timedelta(days=1) < following:
+        need += 1
+    ends = (start + pd.DateOffset(months=months) - pd.Timedelta(days=1)).date()
+    gap = (f"; the prices have no day from {(short.index[-1] + pd.Timedelta(days=1)).date()} to "
+           f"{(following - pd.Timedelta(days=1)).date()}" if following - short.index[-1] > pd.Timedelta(days=7)
+           else "")
+    return InputError(f"is {months} month{'s' if months != 1 else ''} from {start.date()} (to {ends}), which holds "
+                      f"prices of one month only{gap}: a backtest needs two monthly steps (the first day and one "
+                      f"rebalance); give --years {need / 12:.2f} or more (the next prices are on {following.date()})",
+                      path="--years", value=years, has_value=True)
 
 
 def step_positions(index: pd.DatetimeIndex) -> np.ndarray:

@@ -99,6 +99,7 @@ class PriceData:
     prices: pd.DataFrame
     source: str
     notes: tuple[str, ...] = field(default=())
+    file: str | None = None  # the --prices file they were read from (None: the bundled data)
 
     @property
     def first(self) -> date:
@@ -253,7 +254,8 @@ def _prices_from_csv(handle, name: str) -> PriceData:
     if len(dates) < 2:
         raise InputError("needs at least two days of prices", file=name, path="--prices")
     frame = pd.DataFrame(rows, index=pd.DatetimeIndex(pd.to_datetime(dates)), columns=symbols)
-    return PriceData(frame, f"prices from {name}", (f"{len(symbols)} symbols, {len(dates)} days from {name}",))
+    return PriceData(frame, f"prices from {name}", (f"{len(symbols)} symbols, {len(dates)} days from {name}",),
+                     file=name)
 
 
 def load_universe(path: str | Path, prices: PriceData) -> Universe:

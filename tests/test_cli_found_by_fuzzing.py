@@ -1019,3 +1019,27 @@ def test_an_empty_out_option_is_an_input_error_saying_it_is_empty(capsys, folder
     code, stdout, err = cli(capsys, *args, "--out", "", "--json")
     assert code == 2 and json.loads(stdout)["error"]["path"] == "--out" and "is empty" in err and "'.'" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no log, no report
+
+
+def _prices(path, days) -> str:
+    path.write_text("date,A,B\n" + "".join(f"{d},{10 + i % 3},{20 - i % 2}\n" for i, d in enumerate(days)))
+    return str(path)
+
+
+@pytest.mark.parametrize("days,args,option,words", [
+    # a month from the 1st ends before the next month's first trading day: was "--start: leaves less than two months"
+    (["2023-03-01", "2023-03-15", "2023-03-31", "2023-04-03", "2023-05-01"], ["--years", "0.01"], "--years",
+     "give --years 0.17 or more (the next prices are on 2023-04-03)"),
+    # a gap in the prices: three months from January hold January only
+    (["2023-01-02", "2023-01-31", "2023-06-01", "2023-07-03"], ["--years", "0.25"], "--years",
+     "the prices have no day from 2023-02-01 to 2023-05-31"),
+    # all the prices in one month, no --start given: was "--start" too
+    (["2023-01-02", "2023-01-03", "2023-01-31"], [], "--prices", "hold days of one month only"),
+    (["2023-01-02", "2023-01-31", "2023-02-01"], ["--start", "2023-02-01"], "--start", "give an earlier --start"),
+])
+def test_a_backtest_window_under_two_monthly_steps_names_what_to_change(capsys, tmp_path, days, args, option, words):
+    prices = _prices(tmp_path / "prices.csv", days)
+    code, stdout, err = cli(capsys, "backtest", "--prices", prices, "--strategies", "band-fifo", "--no-plots",
+                            "--out", str(tmp_path / "o"), *args, "--json")
+    assert code == 2 and json.loads(stdout)["error"]["path"] == option and words in err, err
+    assert not (tmp_path / "o").exists()
