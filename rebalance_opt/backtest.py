@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .account import Account, Policy, TaxSettings
+from .account import MAX_AMOUNT, Account, Policy, TaxSettings
 from .backtest_data import PriceData, Universe, bundled, default_universe
 from .errors import InputError
 from .pool import local_pool
@@ -35,6 +35,13 @@ from .strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, Step, Strategy,
 
 TRADING_DAYS = 252
 REFERENCES = ("quarterly-fifo", "quarterly-mintax")
+
+
+# The least --initial: a cent. The planner weighs every trade as a fraction of what is invested,
+# so an account of 1e-300 made one share 1e302 of it, squared past the float range (numpy's
+# overflow warnings from the rounding step, run after run, exit 0); an account of under a cent
+# holds no amount the reports show. Above, MAX_AMOUNT bounds it as the account file's cash.
+MIN_INITIAL = 0.01
 
 
 @dataclass(frozen=True)
@@ -58,9 +65,10 @@ class BacktestConfig:
             x = getattr(self, name)
             if not (math.isfinite(x) and x >= 0):
                 raise InputError("must be a finite amount >= 0", path=f"--{name}", value=x, has_value=True)
-        if self.initial <= 0:
-            raise InputError("must be > 0: the account starts with it", path="--initial", value=self.initial,
-                             has_value=True)
+        if not MIN_INITIAL <= self.initial <= MAX_AMOUNT:
+            raise InputError(f"must be from {MIN_INITIAL} (a cent) to {MAX_AMOUNT:.0e}: the account starts with it, "
+                             "and money is planned and reported to the cent", path="--initial",
+                             value=self.initial, has_value=True)
         if self.years is not None and not (math.isfinite(self.years) and self.years > 0):
             raise InputError("must be a number of years > 0", path="--years", value=self.years, has_value=True)
         for name in ("short_term_rate", "long_term_rate"):

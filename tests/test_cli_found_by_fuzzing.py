@@ -1043,3 +1043,24 @@ def test_a_backtest_window_under_two_monthly_steps_names_what_to_change(capsys, 
                             "--out", str(tmp_path / "o"), *args, "--json")
     assert code == 2 and json.loads(stdout)["error"]["path"] == option and words in err, err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("initial", ["1e-300", "0.0099", "1e16"])
+def test_a_backtest_initial_amount_is_from_a_cent_to_the_largest_amount(capsys, tmp_path, initial):
+    # --initial 1e-300 made one share 1e302 of the account: numpy overflow warnings from the
+    # rounding step, exit 0; 1e16 was "account.cash: is too large", naming no option given
+    code, _, err = cli(capsys, "backtest", "--initial", initial, "--out", str(tmp_path / "o"))
+    assert code == 2 and "--initial: must be from 0.01 (a cent) to 1e+15" in err and "Warning" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_backtest_of_a_cent_runs_without_overflow(capsys, tmp_path):
+    import warnings
+
+    import pandas as pd
+    prices = _prices(tmp_path / "prices.csv", [str(d.date()) for d in pd.bdate_range("2023-01-02", "2023-04-28")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning fails the test
+        code, _, err = cli(capsys, "backtest", "--prices", prices, "--strategies", "optimizer,band-fifo",
+                           "--initial", "0.01", "--deposit", "0", "--no-plots", "--out", str(tmp_path / "o"))
+    assert code == 0, err
