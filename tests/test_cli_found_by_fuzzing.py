@@ -881,6 +881,8 @@ def test_a_partial_lot_of_a_fractional_plan_is_relieved_by_the_decimal_a_broker_
     ("475.0000000009", False, None),  # within 1e-9 of all of it: all of it
     ("0.0000001", True, "whole number of millionths"),
 ])
+
+
 def test_a_what_if_sale_is_an_order_the_account_could_place(capsys, tmp_path, quantity, fractional, words):
     text = (ROOT / "examples" / "household.toml").read_text()
     if fractional:
@@ -918,6 +920,8 @@ def test_serve_without_account_files_is_an_input_error_not_an_empty_app(capsys, 
     account.write_text(json.dumps(base_dict()))
     code, _, err = cli(capsys, "serve", str(account), "--log", str(tmp_path / "audit.sqlite"))
     assert code == 0 and len(served) == 1 and "serving 1 account file(s)" in err
+
+
 def _run_into_a_closed_pipe(tmp_path, *args: str) -> subprocess.CompletedProcess:
     """``python cli.py ARGS | head -c 0``, deterministically: stdout is a pipe whose reading end
     is closed before the command starts, so its first write meets a broken pipe."""
@@ -1037,6 +1041,8 @@ def _prices(path, days) -> str:
     (["2023-01-02", "2023-01-03", "2023-01-31"], [], "--prices", "hold days of one month only"),
     (["2023-01-02", "2023-01-31", "2023-02-01"], ["--start", "2023-02-01"], "--start", "give an earlier --start"),
 ])
+
+
 def test_a_backtest_window_under_two_monthly_steps_names_what_to_change(capsys, tmp_path, days, args, option, words):
     prices = _prices(tmp_path / "prices.csv", days)
     code, stdout, err = cli(capsys, "backtest", "--prices", prices, "--strategies", "band-fifo", "--no-plots",
