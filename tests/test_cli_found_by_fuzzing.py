@@ -91,8 +91,6 @@ def test_a_lot_id_with_a_semicolon_cannot_go_in_a_csv_basket(capsys, tmp_path):
     (("id,symbol,quantity,cost_basis,acquired\n" + "x" * 200_000 + ",VTI,1,1,2020-01-02\n").encode(),
      "not a readable CSV"),
 ])
-
-
 def test_an_unreadable_lots_file_is_an_input_error_naming_it(capsys, tmp_path, lots_bytes, message):
     d = base_dict()
     d.pop("lots")
@@ -723,8 +721,6 @@ def test_well_formed_number_options_are_read_as_before(capsys, tmp_path):
     (["backtest", "--workers", "0"], "--workers", "at least 1"),
     (["backtest", "--workers", "٢"], "--workers", "not a whole number"),
 ])
-
-
 def test_whole_number_options_are_ascii_digits_in_range(capsys, args, option, words):
     code, _, err = cli(capsys, *args)
     assert code == 2 and option in err and words in err and "Traceback" not in err
@@ -881,8 +877,6 @@ def test_a_partial_lot_of_a_fractional_plan_is_relieved_by_the_decimal_a_broker_
     ("475.0000000009", False, None),  # within 1e-9 of all of it: all of it
     ("0.0000001", True, "whole number of millionths"),
 ])
-
-
 def test_a_what_if_sale_is_an_order_the_account_could_place(capsys, tmp_path, quantity, fractional, words):
     text = (ROOT / "examples" / "household.toml").read_text()
     if fractional:
@@ -1041,8 +1035,6 @@ def _prices(path, days) -> str:
     (["2023-01-02", "2023-01-03", "2023-01-31"], [], "--prices", "hold days of one month only"),
     (["2023-01-02", "2023-01-31", "2023-02-01"], ["--start", "2023-02-01"], "--start", "give an earlier --start"),
 ])
-
-
 def test_a_backtest_window_under_two_monthly_steps_names_what_to_change(capsys, tmp_path, days, args, option, words):
     prices = _prices(tmp_path / "prices.csv", days)
     code, stdout, err = cli(capsys, "backtest", "--prices", prices, "--strategies", "band-fifo", "--no-plots",
