@@ -942,6 +942,13 @@ def test_output_piped_to_a_reader_that_left_stops_quietly_with_141(capsys, tmp_p
         assert cli(capsys, "rebalance", "log", "--verify")[0] == 0
 
 
+@pytest.mark.parametrize("args", [["--help"], ["rebalance", "--help"], ["rebalance", "generate", "--help"]])
+def test_help_piped_to_a_reader_that_left_stops_quietly_with_141(tmp_path, args):
+    # `python cli.py --help | head -1` exited 1: click's own handling of the broken pipe
+    r = _run_into_a_closed_pipe(tmp_path, *args)
+    assert r.returncode == 141 and r.stderr == "", r.stderr
+
+
 def test_a_broken_pipe_that_is_not_stdouts_is_an_unexpected_error(capsys, monkeypatch):
     # only stdout's reader leaving is a quiet exit; a pipe elsewhere breaking is reported
     import rebalance_opt.drift as drift

@@ -63,4 +63,11 @@ def _run(argv: list[str]) -> int:
         code = exc.exit_code
     except typer.Abort:
         code = 130
+    except SystemExit as exc:
+        # rich ends with a bare exit 1 when stdout's reader left while it printed help text (its
+        # ``on_broken_pipe``, raised while handling the BrokenPipeError, after pointing stdout at
+        # /dev/null): the same quiet 141 as a command's own output meeting a closed pipe
+        if exc.code == 1 and isinstance(exc.__context__, BrokenPipeError):
+            return stdout_gone()
+        raise
     return code if isinstance(code, int) else 0
