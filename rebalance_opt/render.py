@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 
 from rich import box
 from rich.console import Console, Group
@@ -169,7 +170,19 @@ def frontier_table(points) -> Table:
     return t
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 and C1 controls, but tab and newline
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters written as escapes (ESC as ``\\x1b``): a name from a
+    user's file reaches the terminal as the characters it holds, never as terminal commands."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class _Console(Console):
+    def render_str(self, text: str, **kwargs) -> Text:
+        return super().render_str(visible(text), **kwargs)
+
     def on_broken_pipe(self) -> None:
         """Hand a closed pipe to the command line (``cli.common.run``), which tells whether it was
         stdout's reader that went away and exits as documented; rich's own handling exits 1 on the
@@ -179,4 +192,7 @@ class _Console(Console):
 
 
 def console(stderr: bool = False, width: int | None = None) -> Console:
-    return _Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+    """A console that prints strings as they are: account ids, symbols, file names and error
+    values come from users, so no rich markup (``[/x]`` raised MarkupError, ``[bold]`` vanished)
+    and no emoji codes (``:joy:``); styles are given as ``Text`` styles."""
+    return _Console(stderr=stderr, highlight=False, soft_wrap=False, width=width, markup=False, emoji=False)

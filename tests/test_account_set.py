@@ -523,3 +523,13 @@ def test_a_parquet_null_in_a_per_account_column_is_reported_as_an_empty_cell_as_
     pq.write_table(pa.Table.from_pylist([{**rows[0], "account": None}, *rows[1:]]), parquet_path)
     with pytest.raises(InputError, match=r"row 1, column account: names no account.*\(got ''\)"):
         read_account_set(parquet_path, template)
+
+
+def test_cli_an_account_id_with_control_characters_fails_and_prints_them_escaped(tmp_path):
+    # the id failed validation, but the failures table printed it raw: ESC [31m reached the terminal
+    rows = lot_rows("ok", 10_000) + lot_rows("bad\x1b[31m", 10_000)
+    path, template = write_set(tmp_path, rows)
+    human = run_cli("rebalance", "batch", str(path), "--template", str(template), "--dry-run", "--workers", "1")
+    assert human.returncode == 5, human.stderr
+    assert "\x1b" not in human.stdout + human.stderr
+    assert "#account=bad\\x1b[31m" in human.stdout

@@ -1069,3 +1069,23 @@ def test_a_backtest_of_a_cent_runs_without_overflow(capsys, tmp_path):
         code, _, err = cli(capsys, "backtest", "--prices", prices, "--strategies", "optimizer,band-fifo",
                            "--initial", "0.01", "--deposit", "0", "--no-plots", "--out", str(tmp_path / "o"))
     assert code == 0, err
+
+
+def test_names_from_users_print_as_written_never_as_rich_markup_or_emoji(capsys, tmp_path):
+    # an account id "[bold]h[/x]" ended generate, log and batch in "unexpected error: MarkupError"
+    # (exit 1, after the plan was logged); "[red]" in a file name vanished from the failures table
+    d = base_dict()
+    d["account"]["id"] = "[bold]h[/x] :joy:"
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "a.json").write_text(json.dumps(d))
+    bad = base_dict()
+    bad["account"]["cash"] = -5
+    (books / "[red]b.json").write_text(json.dumps(bad))
+    account = str(books / "a.json")
+    for args in (["check", account], ["generate", account], ["log"]):
+        code, out, err = cli(capsys, "rebalance", *args)
+        assert code == 0, err
+        assert "[bold]h[/x]" in out and ":joy:" in out  # the log's table may wrap the id
+    code, out, err = cli(capsys, "rebalance", "batch", str(books), "--workers", "1")
+    assert code == 5 and "[red]b.json" in out + err and "MarkupError" not in out + err

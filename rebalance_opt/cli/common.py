@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
 
 from ..account_file import PLAIN_INTEGER, SPACE, parse_number
 from ..errors import InputError, RebalanceError
+from ..render import visible
 
 app = typer.Typer(help="rebalance-opt: tax-aware portfolio rebalancing.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -128,7 +129,7 @@ def unexpected(exc: BaseException, as_json: bool = False) -> None:
 
 def fail(exc: RebalanceError, as_json: bool) -> None:
     kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
-    typer.echo(f"{kind}: {exc}", err=True)
+    typer.echo(visible(f"{kind}: {exc}"), err=True)  # names from files may hold control characters
     if as_json:
         try:
             typer.echo(to_json({"error": exc.to_dict()}))
