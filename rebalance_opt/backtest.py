@@ -65,6 +65,10 @@ class BacktestConfig:
             x = getattr(self, name)
             if not (math.isfinite(x) and x >= 0):
                 raise InputError("must be a finite amount >= 0", path=f"--{name}", value=x, has_value=True)
+        for name in ("deposit", "withdrawal"):
+            if getattr(self, name) > MAX_AMOUNT:
+                raise InputError(f"must be at most {MAX_AMOUNT:.0e}: money is planned and reported to the cent",
+                                 path=f"--{name}", value=getattr(self, name), has_value=True)
         if not MIN_INITIAL <= self.initial <= MAX_AMOUNT:
             raise InputError(f"must be from {MIN_INITIAL} (a cent) to {MAX_AMOUNT:.0e}: the account starts with it, "
                              "and money is planned and reported to the cent", path="--initial",
@@ -356,12 +360,16 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
         d = dates[pos]
         deposit, withdrawal = _flows(config, i, d)
         ends: tuple[YearEnd, ...] = ()
-        if i > 0:
-            broker, ends = broker.move_to(d, quote(pos), deposit)
-        due = math.fsum(e.tax_paid for e in ends)
-        withdrawal = min(withdrawal, max(broker.account.value - due, 0.0) * 0.99)  # never the whole account
-        decision = strategy.decide(broker.account, Step(d, i, withdrawal + due))
-        broker, ex = broker.execute(decision.fills, withdrawal + due)
+        try:
+            if i > 0:
+                broker, ends = broker.move_to(d, quote(pos), deposit)
+            due = math.fsum(e.tax_paid for e in ends)
+            withdrawal = min(withdrawal, max(broker.account.value - due, 0.0) * 0.99)  # never the whole account
+            decision = strategy.decide(broker.account, Step(d, i, withdrawal + due))
+            broker, ex = broker.execute(decision.fills, withdrawal + due)
+        except InputError as exc:  # the simulated account, not a file: say which run, when, and what to change
+            raise InputError(f"{strategy.name}'s simulated account on {d} is beyond what the engine takes "
+                             f"({exc}); start from less (--initial, --deposit) or a shorter run") from None
         tally.add(broker.account, ex, ends, deposit, withdrawal, decision.note)
         held = broker.account.shares()
         holdings[i] = [held.get(s, 0.0) for s in symbols]

@@ -363,6 +363,8 @@ def test_cli_runs_a_backtest_on_your_prices_and_writes_the_report(doubling, tmp_
     (["--strategies", "quarterly-fifo,yearly-lifo"], "--strategies", "yearly-lifo"),
     (["--tax-weights", "0.1,lots"], "--tax-weights", "lots"),
     (["--start", "2001-02-30"], "--start", "2001-02-30"),
+    (["--deposit", "1e16"], "--deposit", "1e+16"),
+    (["--withdrawal", "2e15"], "--withdrawal", "2000000000000000.0"),
 ])
 def test_cli_bad_options_exit_2_with_a_clear_message(args, where, value, tmp_path):
     r = run_cli("backtest", *args, "--out", str(tmp_path / "o"))
@@ -478,3 +480,14 @@ def test_the_summary_sets_the_band_against_a_plain_monthly_optimizer_at_equal_dr
     assert "plain monthly optimizer" in note and "pays 440" in note
     assert "optimizer ±1pt 462 (+5.0%)" in note and "harvest" not in note
     assert _band_note(SimpleNamespace(equal_drift=[at("optimizer ±1pt", 462.0)])) is None
+
+
+def test_an_account_that_outgrows_the_engine_mid_run_names_the_run_the_day_and_what_to_change(doubling, tmp_path):
+    # it was reported as "account.cash: is too large", a field of no file the user gave
+    csv, _ = doubling
+    out = tmp_path / "o"
+    r = run_cli("backtest", "--prices", str(csv), "--strategies", "cash-flow", "--initial", "1e15",
+                "--deposit", "1e15", "--out", str(out), "--no-plots")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cash-flow's simulated account on 2023-02-01" in r.stderr and "--initial, --deposit" in r.stderr
+    assert not out.exists()
