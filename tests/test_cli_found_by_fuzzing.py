@@ -1089,3 +1089,20 @@ def test_names_from_users_print_as_written_never_as_rich_markup_or_emoji(capsys,
         assert "[bold]h[/x]" in out and ":joy:" in out  # the log's table may wrap the id
     code, out, err = cli(capsys, "rebalance", "batch", str(books), "--workers", "1")
     assert code == 5 and "[red]b.json" in out + err and "MarkupError" not in out + err
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_terminal_in_a_legacy_encoding_gets_plain_characters_not_an_unexpected_error(tmp_path, encoding):
+    # every view ended in "unexpected error: UnicodeEncodeError" (exit 1), generate after logging
+    account = str(ROOT / "examples" / "household.toml")
+    env = {**os.environ, "PYTHONIOENCODING": encoding, "REBALANCE_OPT_LOG": str(tmp_path / "audit.sqlite")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:  # read in the terminal's encoding, strictly
+        return subprocess.run([sys.executable, str(ROOT / "cli.py"), "rebalance", *args], cwd=ROOT, env=env,
+                              capture_output=True, encoding=encoding, timeout=120)
+    for command in ("check", "tax", "generate"):
+        r = run(command, account)
+        assert r.returncode == 0 and "Error" not in r.stderr, r.stderr
+    check = run("check", account).stdout
+    assert "#" in check and "overweight" in check  # the bars, in plain characters
+    assert json.loads(run("check", account, "--json").stdout)["account"] == "household-1"

@@ -17,7 +17,7 @@ from . import batch as _batch  # noqa: F401
 from . import impact as _impact  # noqa: F401
 from . import rebalance as _rebalance  # noqa: F401  (importing registers the commands)
 from . import serve as _serve  # noqa: F401
-from .common import UsageError, app, stdout_gone, to_json, unusable_stdout
+from .common import UsageError, app, plain_where_unencodable, stdout_gone, to_json, unusable_stdout
 
 __all__ = ["app", "main"]
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"input error: stdout {problem}, so the command's output would be lost; "
                    "redirect it to a file (or to /dev/null to discard it)", err=True)
         sys.exit(2)
+    plain_where_unencodable()
     try:
         code = _run(argv)
         if sys.stdout is not None:

@@ -1,6 +1,7 @@
 """Shared pieces of the command line: the typer apps, JSON output, error-to-exit-code mapping."""
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import os
@@ -25,6 +26,34 @@ rebalance = typer.Typer(help="Drift, plans and the audit log of one account.", n
 app.add_typer(rebalance, name="rebalance")
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there.")
+
+
+# What the terminal views print that a legacy encoding (latin-1, ascii, cp1252) may not hold, in
+# plain characters; anything else it cannot encode is written as a Python escape (\u2588).
+_PLAIN = {"█": "#", "│": "|", "─": "-", "—": "-", "–": "-", "→": "->", "•": "*", "±": "+/-", "×": "x",
+          "…": "...", "≤": "<=", "≥": ">=", "−": "-", "≈": "~", "·": "."}
+
+
+def _plain(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start:exc.end]
+    return "".join(_PLAIN.get(ch) or ch.encode("ascii", "backslashreplace").decode("ascii") for ch in text), exc.end
+
+
+codecs.register_error("rebalance-opt-plain", _plain)
+
+
+def plain_where_unencodable() -> None:
+    """Let stdout and stderr write what their encoding cannot hold as plain characters (``#`` for a
+    bar, ``->`` for an arrow) instead of failing: on a latin-1 or ascii stdout every view ended in
+    "unexpected error: UnicodeEncodeError" (exit 1), ``generate`` after logging its plan. JSON
+    output is ASCII already (``to_json``)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="rebalance-opt-plain")
+        except (AttributeError, ValueError, OSError):  # no stream, or not a text file we own
+            pass
 
 
 def to_json(obj: Any) -> str:
