@@ -34,7 +34,7 @@ from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
 from .orders import NOISE, WHOLE_SHARE, Scorer, Tracking, Trades, round_trades, to_orders
 from .plan import Objective, Plan, SolverInfo
-from .problem import DEFAULT_SOLVERS, Bucket, Layout, ModelCache, ModelData, Solution, SolveFailure, Structure
+from .problem import DEFAULT_SOLVERS, Bucket, ModelCache, ModelData, Solution, SolveFailure, Structure
 from .screen import LotScreen, before_in_class, class_runs, screened
 from .tax import estimate
 from .verify import verify_plan
@@ -400,12 +400,6 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
 
 
 # --- data for the model -----------------------------------------------------------------------
-def _layout(book: Book, tracking: Tracking) -> Layout:
-    """The model a first plan of the account uses: a shared size bucket for accounts without a
-    risk model that fit one, else the account's own structure (``ModelCache.for_account``)."""
-    return _bucket(book, tracking) or _structure(book, tracking)
-
-
 def _bucket(book: Book, tracking: Tracking) -> Bucket | None:
     """The size bucket of an account without a risk model, None when it has one or fits none."""
     if not tracking.identity:

@@ -39,6 +39,13 @@ def make(d: dict | None = None, **policy):
     return account_from_dict(d)
 
 
+def first_layout(book, tracking):
+    """The model a first plan of the account uses (``ModelCache.for_account`` on a structure not
+    planned before): its size bucket when it fits one, else its own structure."""
+    from rebalance_opt.solve import _bucket, _structure
+    return _bucket(book, tracking) or _structure(book, tracking)
+
+
 def cli(capsys, *args: str) -> tuple[int, str, str]:
     """Run the CLI in this process (``main``) as ``python cli.py ARGS``: (exit code, stdout, stderr)."""
     from rebalance_opt.cli import main

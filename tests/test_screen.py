@@ -15,7 +15,8 @@ from rebalance_opt import screen as screen_module
 from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
 from rebalance_opt.screen import LotScreen, screened
-from rebalance_opt.solve import BUY_CAP, Planner, _base_data, _layout, _tracking
+from rebalance_opt.solve import BUY_CAP, Planner, _base_data, _tracking
+from tests.conftest import first_layout
 from tests.test_properties import SETTINGS, accounts
 
 CACHE = ModelCache()
@@ -25,7 +26,7 @@ def _relaxation(raw: dict):
     """The planner's relaxation stage of an account: (solve(caps), screen, sellable caps)."""
     book = Book(account_from_dict(raw))
     tracking = _tracking(book)
-    model = CACHE.get(_layout(book, tracking))
+    model = CACHE.get(first_layout(book, tracking))
     base = _base_data(book, tracking)
     b_max = book.buy_targets(sold=np.zeros(len(book.symbols), dtype=bool)) * BUY_CAP
     seen = []

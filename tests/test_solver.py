@@ -12,15 +12,15 @@ from rebalance_opt import qp as qp_module
 from rebalance_opt.cli import main
 from rebalance_opt.problem import ModelCache, ModelData
 from rebalance_opt.solve import Planner
-from tests.conftest import ROOT, make
+from tests.conftest import ROOT, first_layout, make
 
 
 def _relaxation_model(account, cache: ModelCache | None = None):
     """(book, the planner's relaxation data, the compiled model of its layout) for ``account``."""
     from benchmarks.naive import relaxation_data
-    from rebalance_opt.solve import _layout, _tracking
+    from rebalance_opt.solve import _tracking
     book, data = relaxation_data(account)
-    return book, data, (cache or ModelCache()).get(_layout(book, _tracking(book)))
+    return book, data, (cache or ModelCache()).get(first_layout(book, _tracking(book)))
 
 
 def failing(status):
@@ -102,10 +102,10 @@ def test_a_bucket_model_gives_each_structure_its_own_incidence_however_they_alte
     from rebalance_opt import account_from_dict
     from rebalance_opt.book import Book
     from rebalance_opt.problem import _incidence_dense
-    from rebalance_opt.solve import _base_data, _layout, _tracking
+    from rebalance_opt.solve import _base_data, _tracking
     books = [Book(account_from_dict(household(s))) for s in range(40)]
-    layout = _layout(books[0], _tracking(books[0]))
-    pair = [b for b in books if _layout(b, _tracking(b)) == layout][:2]
+    layout = first_layout(books[0], _tracking(books[0]))
+    pair = [b for b in books if first_layout(b, _tracking(b)) == layout][:2]
     assert len(pair) == 2
     assert not (np.array_equal(pair[0].class_of_symbol, pair[1].class_of_symbol)
                 and np.array_equal(pair[0].lot_symbol, pair[1].lot_symbol))  # two structures
@@ -230,14 +230,14 @@ def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
 
     from benchmarks.synth import household
     from rebalance_opt import account_from_dict
-    from rebalance_opt.solve import _base_data, _layout, _tracking
+    from rebalance_opt.solve import _base_data, _tracking
     from rebalance_opt.book import Book
     from rebalance_opt.qp import _clarabel, _clarabel_settings
 
     for seed in range(5):
         book = Book(account_from_dict(household(seed)))
         tracking = _tracking(book)
-        model = Planner(cache=ModelCache()).cache.get(_layout(book, tracking))
+        model = Planner(cache=ModelCache()).cache.get(first_layout(book, tracking))
         qp = model.compiled.apply(model.values(_base_data(book, tracking)))
         reduction, P, q, minus_A, b = qp.reduced(-1.0)
         n_eq = reduction.n_eq
