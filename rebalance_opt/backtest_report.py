@@ -327,6 +327,51 @@ def _band_note(result: BacktestResult) -> str | None:
             "tax here is the forced selling of appreciated equity, which a band delays and does not avoid.")
 
 
+def _gains(run: StrategyRun) -> tuple[float, float]:
+    """(short-term, long-term) gains realized over the period: each year's net, summed."""
+    if not len(run.yearly):
+        return 0.0, 0.0
+    return float(run.yearly["realized_short_term"].sum()), float(run.yearly["realized_long_term"].sum())
+
+
+def _sources_note(result: BacktestResult) -> str | None:
+    """Short- and long-term gains realized by the cheapest-lots reset and by the first optimizer
+    sweep read at its drift (interpolated as the tax is), and what the long-term gains alone cost
+    against the goal: whether the goal is within reach of better lot choice and short-term
+    avoidance, or needs fewer long-term gains realized at the same drift."""
+    reference = REFERENCES[1]
+    e = next((e for e in result.equal_drift if e.reference == reference and e.between
+              and e.sweep.startswith("optimizer")), None)
+    runs = {r.metrics.strategy: r for r in result.runs}
+    if e is None or reference not in runs or e.reference_tax_paid <= 0:
+        return None
+    a, b = runs[e.between[0]], runs[e.between[1]]
+    da, db = a.metrics.mean_abs_drift, b.metrics.mean_abs_drift
+    t = 0.0 if abs(db - da) < 1e-15 else (e.drift - da) / (db - da)
+    (sa, la), (sb, lb) = _gains(a), _gains(b)
+    short, long_ = (1 - t) * sa + t * sb, (1 - t) * la + t * lb
+    ref_short, ref_long = _gains(runs[reference])
+    c = result.config
+    floor = c.long_term_rate * long_
+    goal = GOALS[reference]
+    text = (f"- **Where the tax comes from.** {reference} realized {_money(ref_long)} of long-term and "
+            f"{_money(ref_short)} of short-term gains (each year's net, summed); {e.sweep} at its drift "
+            f"({e.between[0]} and {e.between[1]}, interpolated) {_money(long_)} and {_money(short)}. Its saving "
+            f"is in the short-term gains, taxed at {c.short_term_rate:.0%}; the long-term ones, the forced selling "
+            f"of appreciated holdings, barely move. At {c.long_term_rate:.0%} they alone come to {_money(floor)}, "
+            f"{floor / e.reference_tax_paid:.2f}× {reference}'s tax paid")
+    if floor / e.reference_tax_paid > goal:
+        loose = max((r for r in result.runs if r.metrics.sweep == e.sweep), key=lambda r: r.metrics.mean_abs_drift)
+        text += (f": above the {goal:.2f}× goal before any short-term gain, so no short-term "
+                 "avoidance reaches it (the engine already sells each fund's highest-basis lots first); it would "
+                 "take fewer long-term gains realized at the same drift, and the "
+                 f"loosest point of the sweep, {loose.metrics.strategy} (mean drift {_pts(loose.metrics.mean_abs_drift)}"
+                 f" points), still realized {_money(_gains(loose)[1])} of them.")
+    else:
+        text += f", within the {goal:.2f}× goal."
+    return text
+
+
 def _verdict(result: BacktestResult) -> list[str]:
     lines = []
     for e in result.equal_drift:
@@ -376,7 +421,7 @@ def _caveats(result: BacktestResult) -> list[str]:
             "never cushion a crash by rising, and their interest is taxed only as a gain on sale (real bond interest "
             "is ordinary income every year). Every strategy pays to move money from equities into it; that forced "
             "selling of appreciated equity is most of the tax any strategy pays here.")
-    for note in (_band_note(result), _harvest_note(result)):
+    for note in (_sources_note(result), _band_note(result), _harvest_note(result)):
         if note:
             out.append(note)
     pairs = pair_stats(result)

@@ -262,6 +262,29 @@ def test_equal_drift_interpolates_the_sweep_at_the_references_drift():
     assert equal_drift(runs, "harvest ±1pt", "quarterly-fifo") is None
 
 
+def test_the_summary_splits_realized_gains_by_term_and_says_when_long_term_tax_alone_misses_the_goal():
+    from rebalance_opt.backtest import BacktestConfig, BacktestResult, equal_drift_all
+    from rebalance_opt.backtest_report import _sources_note
+
+    def with_gains(run, short, long_):
+        yearly = pd.DataFrame({"realized_short_term": [short / 2, short / 2], "realized_long_term": [long_, 0.0]})
+        return StrategyRun(run.metrics, run.monthly, yearly, run.daily_drift)
+    runs = [with_gains(_metrics("quarterly-mintax", "reset", None, 0.008, 1_000.0), 1_000.0, 4_000.0),
+            with_gains(_metrics("optimizer@0.1", "optimizer", 0.1, 0.005, 900.0), 600.0, 4_400.0),
+            with_gains(_metrics("optimizer@1", "optimizer", 1.0, 0.010, 800.0), 100.0, 3_900.0),
+            with_gains(_metrics("optimizer@10", "optimizer", 10.0, 0.030, 700.0), -50.0, 3_500.0)]
+    result = BacktestResult(BacktestConfig(), None, None, None, None, tuple(runs), tuple(equal_drift_all(runs)))
+    note = _sources_note(result)
+    # at drift 0.008, 3/5 of the way from optimizer@0.1 to optimizer@1: long-term 4,400 − 0.6 × 500 = 4,100,
+    # short-term 600 − 0.6 × 500 = 300; 20% of 4,100 = 820, 0.82× the reset's 1,000: above the 0.75× goal
+    assert "quarterly-mintax realized 4,000 of long-term and 1,000 of short-term gains" in note
+    assert "4,100 and 300" in note and "820, 0.82×" in note and "above the 0.75× goal" in note
+    assert "optimizer@10 (mean drift 3.00 points), still realized 3,500" in note
+    runs[0] = with_gains(_metrics("quarterly-mintax", "reset", None, 0.008, 2_000.0), 1_000.0, 4_000.0)
+    result = BacktestResult(BacktestConfig(), None, None, None, None, tuple(runs), tuple(equal_drift_all(runs)))
+    assert "0.41×" in _sources_note(result) and "within the 0.75× goal" in _sources_note(result)
+
+
 # --- data ------------------------------------------------------------------------------------------------------------
 def test_fund_and_bond_proxy_constructions():
     idx = pd.to_datetime(["2020-01-01", "2020-07-01", "2021-01-01"])
