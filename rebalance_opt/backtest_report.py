@@ -364,7 +364,8 @@ def _sources_note(result: BacktestResult) -> str | None:
         loose = max((r for r in result.runs if r.metrics.sweep == e.sweep), key=lambda r: r.metrics.mean_abs_drift)
         text += (f": above the {goal:.2f}× goal before any short-term gain, so no short-term "
                  "avoidance reaches it (the engine already sells each fund's highest-basis lots first); it would "
-                 "take fewer long-term gains realized at the same drift, and the "
+                 "take fewer long-term gains realized at the same drift, or more losses to net them against "
+                 "(harvesting's lever), and the "
                  f"loosest point of the sweep, {loose.metrics.strategy} (mean drift {_pts(loose.metrics.mean_abs_drift)}"
                  f" points), still realized {_money(_gains(loose)[1])} of them.")
     else:
