@@ -130,8 +130,11 @@ def _host_name(host_header: str) -> str:
 def _check_token(token: str | None) -> str | None:
     if token is None:
         return None
-    if not isinstance(token, str) or not token or any(c.isspace() for c in token) or not token.isprintable():
-        raise InputError("the access token must be a non-empty string without spaces", path="token")
+    # ASCII only: a browser cannot put any other character in a header (fetch refuses it), and the
+    # server reads header bytes as Latin-1, so a token of 'ü's started a server no request could pass.
+    if (not isinstance(token, str) or not token or not token.isascii() or any(c.isspace() for c in token)
+            or not token.isprintable()):
+        raise InputError("the access token must be non-empty ASCII text without spaces", path="token")
     return token
 
 

@@ -292,6 +292,15 @@ def test_malformed_tokens_are_refused(account_file, token):
         create_app([account_file], token=token)
 
 
+def test_a_token_a_browser_cannot_send_is_refused_at_start_up(account_file, uvicorn_calls):
+    # A non-ASCII token started the server, yet no request could carry it: fetch() refuses such a
+    # header, and a client that sent its UTF-8 bytes was compared as Latin-1 (always 401).
+    token = "ü" * 20
+    with pytest.raises(InputError, match="ASCII") as raised:
+        run([account_file], host="0.0.0.0", token=token)
+    assert raised.value.path == "token" and uvicorn_calls == []
+
+
 def test_a_missing_account_file_stops_start_up(tmp_path):
     with pytest.raises(InputError) as raised:
         create_app([tmp_path / "missing.toml"])
