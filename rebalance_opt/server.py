@@ -45,6 +45,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -431,7 +432,9 @@ def run(account_paths: Sequence[Path | str], host: str = "127.0.0.1", port: int 
     import uvicorn  # only the server needs it
 
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/" + (f"#token={token}" if token else "")
+    # Percent-encoded: the page reads the fragment as a query string, where `+` is a space and `&`
+    # ends the value (a token `a+b&c…` was read as `a b` and every request was a 401).
+    url = f"http://{shown}:{port}/" + (f"#token={quote(token, safe='')}" if token else "")
     print(f"rebalance-opt: serving {len(app.state.accounts.sources)} account file(s) at {url}", file=sys.stderr,
           flush=True)
     if not (WEB_DIR / "index.html").is_file():

@@ -359,6 +359,17 @@ def test_run_serves_a_public_address_with_a_token(account_file, uvicorn_calls, c
     assert client.get("/api/accounts", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 
 
+
+def test_the_printed_page_address_carries_the_token_the_page_will_read(account_file, uvicorn_calls, capsys):
+    # The page reads `#token=` with URLSearchParams, as a query string (`+` is a space, `&` ends
+    # the value, `%41` is `A`; parse_qs reads it the same way): printed raw, `a+b&c…` reached the
+    # page as "a b" and every request was refused.
+    token = "a+b&c=d%41/?#xyz!'()*~"
+    run([account_file], host="0.0.0.0", port=9125, token=token)
+    fragment = capsys.readouterr().err.split("#", 1)[1].split()[0]
+    from urllib.parse import parse_qs
+    assert parse_qs(fragment, keep_blank_values=True) == {"token": [token]}
+
 # --- the page ---------------------------------------------------------------------------------
 def test_serves_the_built_page_and_its_assets(tmp_path, account_file):
     web = tmp_path / "web"
