@@ -70,7 +70,6 @@ WEB_DIR = Path(__file__).resolve().parent / "web"   # `npm run build` in fronten
 DEFAULT_PORT = 8765
 MAX_BODY_BYTES = 16 * 1024        # the only body we accept is {"reason": ...}
 MIN_REMOTE_TOKEN_CHARS = 16
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # RebalanceError.exit_code -> HTTP status; any other exit code is a server-side failure (500). A
 # damaged audit log (exit 4) is, like a malformed account file, a file the app reads that is not valid.
@@ -284,10 +283,13 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
     accounts = _Accounts(account_paths)
     audit_log = AuditLog(resolve_log(audit_path))
     web = Path(web_dir) if web_dir is not None else WEB_DIR
+    # Which Host headers are answered: without a token, any loopback name or address (the one bound
+    # may be 127.0.0.2 or 0:0:0:0:0:0:0:1; a fixed list of three answered its own URL with 400).
+    host_answered: Any
     if allowed_hosts is not None:
-        hosts: frozenset[str] | None = frozenset(h.lower() for h in allowed_hosts)
+        host_answered = frozenset(h.lower() for h in allowed_hosts).__contains__
     else:
-        hosts = None if token else LOOPBACK_NAMES
+        host_answered = None if token else is_loopback
     expected_auth = f"Bearer {token}".encode() if token else None
 
     app = FastAPI(title="rebalance-opt", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
@@ -297,7 +299,7 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
     @app.middleware("http")
     async def guard(request: Request, call_next):
         length = request.headers.get("content-length")
-        if hosts is not None and _host_name(request.headers.get("host", "")) not in hosts:
+        if host_answered is not None and not host_answered(_host_name(request.headers.get("host", ""))):
             response: Response = _error(400, "this server answers only requests addressed to localhost")
         elif length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             response = _error(413, f"request body over {MAX_BODY_BYTES} bytes")

@@ -274,6 +274,19 @@ def test_without_a_token_only_loopback_host_names_are_answered(account_file):
         assert_error(client.get("/api/accounts", headers={"Host": host}), 400)
 
 
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.1.2.3", "0:0:0:0:0:0:0:1"])
+def test_the_server_answers_the_address_it_serves_on(account_file, uvicorn_calls, capsys, host):
+    # `--host 127.0.0.2` (loopback, so no token) printed http://127.0.0.2:PORT/ and then answered
+    # every request to it with 400 "only requests addressed to localhost".
+    run([account_file], host=host, port=9126)
+    [(app, _)] = uvicorn_calls
+    url = capsys.readouterr().err.split(" at ", 1)[1].split()[0]
+    assert url == (f"http://[{host}]:9126/" if ":" in host else f"http://{host}:9126/")
+    client = TestClient(app, base_url=url.rstrip("/"), raise_server_exceptions=False)
+    assert client.get("/api/accounts").status_code == 200
+    assert_error(client.get("/api/accounts", headers={"Host": "evil.example:9126"}), 400)
+
 def test_a_token_is_required_on_every_api_request(account_file):
     token = "correct-horse-battery-staple"
     client = client_for(account_file, token=token)
