@@ -36,11 +36,13 @@ from the URL fragment (``http://HOST:PORT/#token=TOKEN``), which browsers never 
 """
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import json
 import logging
 import math
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,15 +411,46 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
     return app
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """Raise InputError unless ``host``:``port`` can be bound as uvicorn binds it (every address the
+    name resolves to, address reuse on). uvicorn's own failure is a log line and exit 3, which is
+    this CLI's "no feasible plan", after the "serving at" line."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise InputError(f"cannot serve on {host!r}: not an address or a name of this machine ({reason})",
+                         path="host") from None
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise InputError(f"port {port} is already in use on {address[0]}: stop what listens there "
+                                     "or choose another --port", path="port") from None
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    raise InputError(f"no permission to listen on {shown} (ports below 1024 need privileges): "
+                                     "choose another --port", path="port") from None
+                raise InputError(f"cannot listen on {shown}: {exc.strerror or exc}", path="host") from None
+
+
 def run(account_paths: Sequence[Path | str], host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         token: str | None = None, *, log_level: str = "info", audit_path: str | Path | None = None) -> None:
     """Serve the app with uvicorn until interrupted.
 
     Raises InputError (exit 2) before binding anything when no account file is named (the app
     would serve nothing: the log lists only the entries of accounts served), ``host`` is not a
-    loopback address and no token (of at least MIN_REMOTE_TOKEN_CHARS characters) is given, or an
-    account file is missing.
+    loopback address and no token (of at least MIN_REMOTE_TOKEN_CHARS characters) is given, an
+    account file is missing, or ``host``:``port`` cannot be listened on (in use, no such address).
+    An IPv6 address may be given in brackets, as in a URL (``[::1]``).
     """
+    if host.startswith("[") and host.endswith("]"):  # is_loopback took "[::1]", which no bind does
+        host = host[1:-1]
     if not account_paths:
         raise InputError("name the account files to serve: `serve ACCOUNT.toml [ACCOUNT ...]` (without "
                          "one the page and the API would show nothing)", path="ACCOUNT")
@@ -431,6 +464,7 @@ def run(account_paths: Sequence[Path | str], host: str = "127.0.0.1", port: int 
             raise InputError(f"the access token must be at least {MIN_REMOTE_TOKEN_CHARS} characters "
                              f"to serve on {host!r}", path="token")
     app = create_app(account_paths, token=token, audit_path=audit_path)
+    _check_can_listen(host, port)
     import uvicorn  # only the server needs it
 
     shown = f"[{host}]" if ":" in host else host

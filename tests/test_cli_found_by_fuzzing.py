@@ -906,8 +906,11 @@ def test_an_account_id_is_not_blank_and_has_no_control_characters(capsys, tmp_pa
 def test_serve_without_account_files_is_an_input_error_not_an_empty_app(capsys, monkeypatch, tmp_path):
     # it started, serving a page and an API with nothing in them
     import uvicorn
+
+    import rebalance_opt.server as server
     served = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw))
+    monkeypatch.setattr(server, "_check_can_listen", lambda host, port: None)  # 8765 may be in use here
     code, _, err = cli(capsys, "serve", "--log", str(tmp_path / "audit.sqlite"))
     assert code == 2 and "name the account files to serve" in err and served == []
     account = tmp_path / "acct.json"

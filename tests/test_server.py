@@ -337,12 +337,20 @@ def test_is_loopback(host, loopback):
 
 # --- run() ------------------------------------------------------------------------------------
 @pytest.fixture
-def uvicorn_calls(monkeypatch):
+def uvicorn_runs(monkeypatch):
+    """uvicorn.run's calls, none of them serving (run() still checks it could listen)."""
     import uvicorn
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
     return calls
+
+
+@pytest.fixture
+def uvicorn_calls(uvicorn_runs, monkeypatch):
+    """As uvicorn_runs, and run() assumes it can listen (no port is bound, no IPv6 needed)."""
+    monkeypatch.setattr(server, "_check_can_listen", lambda host, port: None)
+    return uvicorn_runs
 
 
 def test_run_serves_loopback_by_default(account_file, uvicorn_calls, capsys):
@@ -382,6 +390,43 @@ def test_the_printed_page_address_carries_the_token_the_page_will_read(account_f
     fragment = capsys.readouterr().err.split("#", 1)[1].split()[0]
     from urllib.parse import parse_qs
     assert parse_qs(fragment, keep_blank_values=True) == {"token": [token]}
+
+
+def test_a_port_in_use_is_an_input_error_before_serving(account_file, tmp_path, uvicorn_runs, capsys):
+    # uvicorn logged "address already in use" and exited 3 (this CLI's "no feasible plan"), after
+    # printing that it was serving.
+    import socket
+
+    from .conftest import cli
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = cli(capsys, "serve", str(account_file), "--port", str(port),
+                             "--log", str(tmp_path / "audit.sqlite"))
+    assert code == 2 and out == ""
+    assert f"port {port} is already in use" in err and "--port" in err
+    assert "serving" not in err and uvicorn_runs == []
+
+
+@pytest.mark.parametrize("host", ["no-such-host.invalid", "999.1.1.1", "localhost:80", "192.0.2.1"])
+def test_an_address_that_cannot_be_served_on_is_an_input_error(account_file, uvicorn_runs, capsys, host):
+    # Each ended in uvicorn's "[Errno -2] Name or service not known" (or "cannot assign requested
+    # address" for an address of another machine) and exit 3, after the "serving at" line.
+    with pytest.raises(InputError, match="cannot (serve|listen) on") as raised:
+        run([account_file], host=host, token="a-long-enough-token-123")
+    assert raised.value.path == "host" and uvicorn_runs == []
+    assert "serving" not in capsys.readouterr().err
+
+
+def test_an_ipv6_address_in_brackets_is_served(account_file, uvicorn_calls, capsys):
+    # is_loopback("[::1]") let it through without a token; uvicorn then could not resolve "[::1]"
+    # (exit 3), and the address was printed as http://[[::1]]:PORT/.
+    run([account_file], host="[::1]", port=9127)
+    [(_, kw)] = uvicorn_calls
+    assert kw["host"] == "::1"
+    assert "http://[::1]:9127/" in capsys.readouterr().err
 
 # --- the page ---------------------------------------------------------------------------------
 def test_serves_the_built_page_and_its_assets(tmp_path, account_file):
