@@ -152,9 +152,17 @@ class _Source:
     def file(self) -> str:
         return str(self.path)
 
+    def check(self) -> None:
+        """InputError unless the file is there and regular: a named pipe (``serve <(cat a.toml)``,
+        or a file replaced by one) would block every request reading it until something wrote."""
+        if self.path.exists() and not self.path.is_file():  # a missing one is the reader's to name
+            raise InputError("is not a regular file (the server re-reads its account files on every request)",
+                             file=self.file)
+
     def load(self) -> Account:
         """The account, read afresh. Whatever stops it from being read is that file's error
         (``InputError``), so one unreadable file never breaks the listing or the other accounts."""
+        self.check()
         try:
             return load_account(self.path)
         except RebalanceError:
@@ -175,6 +183,7 @@ class _Accounts:
     def __init__(self, paths: Iterable[Path | str]):
         self.sources = tuple(_Source(i, Path(p)) for i, p in enumerate(paths))
         for src in self.sources:
+            src.check()
             if not src.path.is_file():
                 raise InputError("account file not found", file=src.file)
 

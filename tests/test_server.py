@@ -320,6 +320,34 @@ def test_a_missing_account_file_stops_start_up(tmp_path):
     assert raised.value.file == str(tmp_path / "missing.toml")
 
 
+
+def test_an_account_file_replaced_by_a_pipe_is_that_files_error_not_a_hang(account_file, tmp_path):
+    # Reading a named pipe blocks until something writes to it: every request reading the file
+    # (the listing, for everyone) hung, each holding a worker thread. Named at start-up (`serve
+    # <(cat a.toml)`), it was "account file not found".
+    import os
+    import threading
+
+    other = tmp_path / "other.toml"
+    other.write_text(ACCOUNT)
+    client = client_for(account_file, other)
+    other.unlink()
+    os.mkfifo(other)
+    answers = []
+    reader = threading.Thread(target=lambda: answers.append(client.get("/api/accounts")), daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # let the test end: open the pipe for writing, so the read sees its end
+        os.close(os.open(other, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(10)
+        pytest.fail("listing the accounts hung on the pipe")
+    listed = answers[0].json()
+    assert listed[0]["id"] == "household-1"
+    assert listed[1]["error"]["file"] == str(other) and "not a regular file" in listed[1]["error"]["message"]
+    assert "not a regular file" in assert_error(client.get("/api/accounts/1/drift"), 422)["message"]
+    with pytest.raises(InputError, match="not a regular file"):
+        create_app([other])
+
 def test_responses_carry_security_headers(account_file):
     response = client_for(account_file).get("/api/accounts")
     assert response.headers["x-content-type-options"] == "nosniff"
