@@ -42,6 +42,9 @@ VARIANCE_UNITS = ("variances of returns are in fractions (0.04 is a 20% volatili
                   "percent² is 10,000 times larger)")
 
 
+_MAPS = ("targets", "prices", "classes", "bands")  # the Account fields held as read-only maps
+
+
 def _frozen_map(data: Mapping | None) -> Mapping:
     return MappingProxyType(dict(data or {}))
 
@@ -174,10 +177,22 @@ class Account:
     lots_origin: LotsOrigin | None = field(default=None, compare=False)  # its lots_file, for errors
 
     def __post_init__(self) -> None:
-        for name in ("targets", "prices", "classes", "bands"):
+        for name in _MAPS:
             object.__setattr__(self, name, _frozen_map(getattr(self, name)))
         object.__setattr__(self, "lots", tuple(self.lots))
         object.__setattr__(self, "trades", tuple(self.trades))
+
+    # A MappingProxyType does not pickle (nor deepcopy): an account sent to a process pool or a
+    # Dask worker goes as its fields with the maps as dicts, frozen again on arrival; the derived
+    # views (cached properties) are recomputed there.
+    def __getstate__(self) -> dict:
+        return {f.name: dict(v) if f.name in _MAPS else v
+                for f in dataclasses.fields(self) for v in (getattr(self, f.name),)}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self.__post_init__()
 
     # --- derived views -------------------------------------------------------------
     @cached_property
