@@ -11,8 +11,9 @@ import dataclasses
 import math
 import unicodedata
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import cached_property
-from datetime import date
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Iterable, Mapping
 
@@ -22,6 +23,11 @@ from .errors import InputError
 
 CASH = "CASH"  # the reserved class name of cash in drift maps (SPEC section 2)
 TARGET_SUM_TOLERANCE = 1e-9
+# Dates the engine's date arithmetic (wash-sale windows of up to 3,660 days back, one-year
+# anniversaries forward) can work with, and far beyond any real lot: 0001-01-05 or the database
+# sentinel 9999-12-31 is a mistake in the file, not a trade date.
+FIRST_DATE, LAST_DATE = date(1800, 1, 1), date(2999, 12, 31)
+MAX_WASH_SALE_DAYS = 3660
 # Money and share amounts above this lose cent precision in double arithmetic (2^53 ≈ 9e15 cents
 # would be the hard limit); a quadrillion covers any real account with room to spare.
 MAX_AMOUNT = 1e15
@@ -46,7 +52,23 @@ _MAPS = ("targets", "prices", "classes", "bands")  # the Account fields held as 
 
 
 def _frozen_map(data: Mapping | None) -> Mapping:
-    return MappingProxyType(dict(data or {}))
+    """A read-only copy; a numpy scalar value (``np.int64`` from a frame) as its Python number. A map
+    that is none (a list, say) is kept as it is, for ``validate`` to name."""
+    if data is None:
+        return MappingProxyType({})
+    try:
+        return MappingProxyType({k: _python(v) for k, v in dict(data).items()})
+    except (TypeError, ValueError):
+        return data
+
+
+def _python(value):
+    """A numpy scalar other than a float (an ``np.int64``, ``np.bool_``, ``np.float32``) as its Python
+    value, which JSON (the audit log, ``Plan.to_dict``) takes, and a ``Decimal`` as a float (as the
+    file reader takes it); anything else as it is."""
+    if isinstance(value, np.generic) and not isinstance(value, float):
+        return value.item()
+    return float(value) if isinstance(value, Decimal) else value
 
 
 @dataclass(frozen=True)
@@ -179,8 +201,11 @@ class Account:
     def __post_init__(self) -> None:
         for name in _MAPS:
             object.__setattr__(self, name, _frozen_map(getattr(self, name)))
-        object.__setattr__(self, "lots", tuple(self.lots))
-        object.__setattr__(self, "trades", tuple(self.trades))
+        for name in ("lots", "trades"):  # as tuples; what is not iterable is left for ``validate`` to name
+            try:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+            except TypeError:
+                pass
 
     # A MappingProxyType does not pickle (nor deepcopy): an account sent to a process pool or a
     # Dask worker goes as its fields with the maps as dicts, frozen again on arrival; the derived
@@ -256,14 +281,26 @@ class Account:
 
     def replace(self, **changes) -> "Account":
         """A copy with some fields changed, validated again (for notebooks and simulations)."""
+        _known(changes, dataclasses.fields(self), "")
         if "lots" in changes:  # other lots than the lots_file's: their lines no longer apply
             changes.setdefault("lots_origin", None)
-        new = dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **{k: _python(v) for k, v in changes.items()})
         validate(new)
         return new
 
     def with_policy(self, **changes) -> "Account":
-        return self.replace(policy=dataclasses.replace(self.policy, **changes))
+        _known(changes, dataclasses.fields(Policy), "policy.")
+        for name in ("no_buy", "no_sell"):  # a list or set of symbols, held as a frozenset
+            value = changes.get(name)
+            if isinstance(value, (list, tuple, set)) and all(isinstance(s, str) for s in value):
+                changes[name] = frozenset(value)
+        return self.replace(policy=dataclasses.replace(self.policy, **{k: _python(v) for k, v in changes.items()}))
+
+
+def _known(changes: dict, fields, prefix: str) -> None:
+    unknown = sorted(set(changes) - {f.name for f in fields})
+    if unknown:
+        raise InputError("unknown field", path=prefix + unknown[0], value=changes[unknown[0]], has_value=True)
 
 
 def _err(account: Account, path: str, message: str, value=None, has_value=True) -> InputError:
@@ -294,6 +331,7 @@ def validate(account: Account) -> Account:
     Ranges of single values are checked by the file reader too, but are repeated here so an
     account built from Python objects gets the same guarantees.
     """
+    _check_types(account)
     a, p, t = account, account.policy, account.tax
     checks: list[tuple[bool, str, str, object]] = [
         (bool(a.id) and _plain_name(a.id), "account.id",
@@ -319,8 +357,8 @@ def validate(account: Account) -> Account:
         (_finite(p.min_trade) and p.min_trade >= 0, "policy.min_trade", "must be a finite number >= 0", p.min_trade),
         (_finite(p.trade_cost_bps) and 0 <= p.trade_cost_bps < 10_000, "policy.trade_cost_bps",
          "must be between 0 and 10000", p.trade_cost_bps),
-        (isinstance(p.wash_sale_days, int) and p.wash_sale_days >= 0, "policy.wash_sale_days",
-         "must be a whole number of days >= 0", p.wash_sale_days),
+        (0 <= p.wash_sale_days <= MAX_WASH_SALE_DAYS, "policy.wash_sale_days",
+         f"must be a whole number of days from 0 to {MAX_WASH_SALE_DAYS}", p.wash_sale_days),
     ]
     for ok, path, message, value in checks:
         if not ok:
@@ -373,6 +411,8 @@ def validate(account: Account) -> Account:
     prices = f"[prices] of {a.source}" if a.lots_origin is not None and a.source else "[prices]"
     first: dict[str, int] = {}
     for i, lot in enumerate(a.lots):
+        if not (isinstance(lot.id, str) and isinstance(lot.symbol, str) and _is_date(lot.acquired)):
+            raise _lot_type_error(a, i, lot)
         if not lot.id:
             raise lot_error(a, i, "id", "must be a non-empty string", lot.id)
         if lot.id in first:
@@ -381,13 +421,15 @@ def validate(account: Account) -> Account:
         if lot.symbol not in a.prices:
             raise lot_error(a, i, "symbol", f"has no price in {prices}", lot.symbol)
         if not (_finite(lot.quantity) and lot.quantity > 0):
-            raise lot_error(a, i, "quantity", "must be a finite number of shares > 0", lot.quantity)
+            raise lot_error(a, i, "quantity", _kind(lot.quantity, "a finite number of shares > 0"), lot.quantity)
         if not (_finite(lot.cost_basis) and lot.cost_basis >= 0):
-            raise lot_error(a, i, "cost_basis", "must be a finite cost per share >= 0", lot.cost_basis)
+            raise lot_error(a, i, "cost_basis", _kind(lot.cost_basis, "a finite cost per share >= 0"), lot.cost_basis)
         if lot.quantity * max(a.prices[lot.symbol], lot.cost_basis) > MAX_AMOUNT:
             raise lot_error(a, i, "quantity", f"{too_large} (quantity × price)", lot.quantity)
         if lot.acquired > a.as_of:
             raise lot_error(a, i, "acquired", f"is after as_of ({a.as_of.isoformat()})", lot.acquired.isoformat())
+        if lot.acquired < FIRST_DATE:
+            raise lot_error(a, i, "acquired", _DATE_RULE, lot.acquired.isoformat())
 
     for i, tr in enumerate(a.trades):
         path = f"trades[{i}]"
@@ -432,6 +474,94 @@ def validate(account: Account) -> Account:
             raise _err(a, "risk", f"gives class {a.risk.classes[k]} a variance above {MAX_VARIANCE:g}: "
                                   f"{VARIANCE_UNITS}", float(variances[k]))
     return a
+
+
+def _check_types(a: Account) -> None:
+    """Every field of the type the rules compare it as (what the file reader's schema ensures for a
+    file): an account built or changed in Python (``Account.replace``, ``with_policy``) with a
+    value of another type is an ``InputError`` naming it, never a ``TypeError`` from a comparison
+    nor a string taken for a flag (``allow_sells="no"`` allowed sells)."""
+    def need(ok: bool, path: str, what: str, value) -> None:
+        if not ok:
+            raise _err(a, path, f"must be {what}", value)
+
+    def maps(name: str, value_ok, what: str) -> None:
+        m = getattr(a, name)
+        need(isinstance(m, Mapping), name, "a mapping (a dict)", m)
+        for k, v in m.items():
+            need(isinstance(k, str) and bool(k), name, "keyed by non-empty strings", k)
+            need(value_ok(v), f"{name}.{k}", what, v)
+
+    for name, kind in (("lots", Lot), ("trades", Trade)):  # before anything reads a lot's symbol
+        items = getattr(a, name)
+        need(isinstance(items, tuple), name, f"a sequence of {kind.__name__}", items)
+        if not all(isinstance(item, kind) for item in items):
+            i = next(i for i, item in enumerate(items) if not isinstance(item, kind))
+            need(False, f"{name}[{i}]", f"a {kind.__name__}", items[i])
+    need(isinstance(a.id, str), "account.id", "a string", a.id)
+    need(isinstance(a.currency, str) and bool(a.currency), "account.currency", "a non-empty string", a.currency)
+    _check_date(a, a.as_of, "account.as_of")
+    need(_number(a.cash), "account.cash", "a number", a.cash)
+    need(isinstance(a.tax, TaxSettings), "tax", "a TaxSettings", a.tax)
+    for f in dataclasses.fields(TaxSettings):
+        need(_number(getattr(a.tax, f.name)), f"tax.{f.name}", "a number", getattr(a.tax, f.name))
+    p = a.policy
+    need(isinstance(p, Policy), "policy", "a Policy", p)
+    for f in dataclasses.fields(Policy):
+        value, path = getattr(p, f.name), f"policy.{f.name}"
+        if f.name in ("allow_sells", "fractional"):
+            need(isinstance(value, bool), path, "True or False", value)
+        elif f.name in ("no_buy", "no_sell"):
+            need(isinstance(value, (set, frozenset)) and all(isinstance(s, str) for s in value), path,
+                 "a set of symbols", value)
+        elif f.name == "wash_sale_days":
+            need(isinstance(value, int) and not isinstance(value, bool), path, "a whole number of days", value)
+        else:
+            need(_number(value), path, "a number", value)
+    maps("targets", _number, "a number")
+    maps("prices", _number, "a number")
+    maps("bands", _number, "a number")
+    maps("classes", lambda c: isinstance(c, str) and bool(c), "a non-empty string")
+    for i, tr in enumerate(a.trades):
+        need(isinstance(tr.symbol, str), f"trades[{i}].symbol", "a string", tr.symbol)
+        for key in ("quantity", "price"):
+            need(_number(getattr(tr, key)), f"trades[{i}].{key}", "a number", getattr(tr, key))
+        need(tr.realized_gain is None or _number(tr.realized_gain), f"trades[{i}].realized_gain",
+             "a number or None", tr.realized_gain)
+        _check_date(a, tr.date, f"trades[{i}].date")
+    need(a.risk is None or isinstance(a.risk, RiskModel), "risk", "a RiskModel or None", a.risk)
+
+
+def _lot_type_error(a: Account, i: int, lot) -> InputError:
+    """The error of a lot with a field of another type than a Lot's."""
+    for key in ("id", "symbol"):
+        value = getattr(lot, key)
+        if not isinstance(value, str):
+            return lot_error(a, i, key, "must be a string", value)
+    return lot_error(a, i, "acquired", _DATE_RULE, lot.acquired)
+
+
+def _kind(value, what: str) -> str:
+    """``must be <what>``, or ``must be a number`` for a value of another type (``np.int64``)."""
+    return f"must be {what}" if _number(value) else "must be a number"
+
+
+_DATE_RULE = (f"must be a date (datetime.date, not a datetime) from {FIRST_DATE.isoformat()} "
+              f"to {LAST_DATE.isoformat()}")
+
+
+def _is_date(d) -> bool:
+    return isinstance(d, date) and not isinstance(d, datetime)
+
+
+def _check_date(a: Account, d, path: str) -> None:
+    if not _is_date(d) or not FIRST_DATE <= d <= LAST_DATE:
+        raise _err(a, path, _DATE_RULE, d)
+
+
+def _number(x) -> bool:
+    """An int or float, not a bool (NaN and inf included: the range checks name those)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _plain_name(text: str) -> bool:

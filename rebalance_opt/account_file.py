@@ -23,18 +23,13 @@ import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       StrictInt, StrictStr, ValidationError)
 
-from .account import (IMPLIED_SLACK, MAX_VARIANCE, VARIANCE_UNITS, Account, Lot, LotsOrigin, Policy, RiskModel,
-                      TaxSettings, Trade, validate)
+from .account import (FIRST_DATE, IMPLIED_SLACK, LAST_DATE, MAX_VARIANCE, MAX_WASH_SALE_DAYS, VARIANCE_UNITS, Account,
+                      Lot, LotsOrigin, Policy, RiskModel, TaxSettings, Trade, validate)
 from .errors import InputError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-# Dates the engine's date arithmetic (wash-sale windows of up to 3,660 days back, one-year
-# anniversaries forward) can work with, and far beyond any real lot: 0001-01-05 or the database
-# sentinel 9999-12-31 is a mistake in the file, not a trade date.
-FIRST_DATE, LAST_DATE = date(1800, 1, 1), date(2999, 12, 31)
 
 
 _YMD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
@@ -118,7 +113,7 @@ class PolicySection(_Strict):
     trade_cost_bps: Annotated[Num, Field(ge=0, lt=10_000)] = 0.0
     no_buy: list[Name] = []
     no_sell: list[Name] = []
-    wash_sale_days: Annotated[StrictInt, Field(ge=0, le=3660)] = 30
+    wash_sale_days: Annotated[StrictInt, Field(ge=0, le=MAX_WASH_SALE_DAYS)] = 30
 
 
 class RiskSection(_Strict):

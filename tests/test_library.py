@@ -4,13 +4,20 @@ types through the public functions."""
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import pickle
 import re
 from concurrent.futures import ProcessPoolExecutor
+from datetime import date, datetime
+from decimal import Decimal
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from rebalance_opt import Book, Planner, account_to_dict, load_account, plan_rebalance
+from rebalance_opt import (Book, InputError, Planner, Trade, account_to_dict, load_account,
+                           plan_rebalance)
 
 from .conftest import ROOT
 
@@ -54,3 +61,63 @@ def test_accounts_planned_in_a_process_pool_plan_as_in_this_process():
     expected = [_comparable(Planner().plan(a)) for a in accounts]
     with ProcessPoolExecutor(2) as pool:
         assert list(pool.map(_plan_in_worker, accounts)) == expected
+
+
+# --- Account.replace and with_policy: values of other types ----------------------------------
+def _lot0(account, **changes):
+    return account.replace(lots=[dataclasses.replace(account.lots[0], **changes), *account.lots[1:]])
+
+
+@pytest.mark.parametrize("change, path", [
+    (lambda a: a.replace(as_of="2026-12-01"), "account.as_of"),                   # was TypeError
+    (lambda a: a.replace(as_of=datetime(2026, 12, 1)), "account.as_of"),          # was TypeError
+    (lambda a: a.replace(as_of=pd.Timestamp("2026-12-01")), "account.as_of"),     # was TypeError
+    (lambda a: a.replace(as_of=date(1, 1, 2), lots=(), trades=()), "account.as_of"),  # OverflowError planning
+    (lambda a: a.replace(id=5), "account.id"),                                    # was AttributeError
+    (lambda a: a.replace(currency=None), "account.currency"),                     # was taken, null in the plan
+    (lambda a: a.replace(cash="100"), "account.cash"),
+    (lambda a: a.replace(prices=[1.0]), "prices"),                                # was TypeError
+    (lambda a: a.replace(prices={**a.prices, 5: 1.0}), "prices"),
+    (lambda a: a.replace(lots=None), "lots"),                                     # was TypeError
+    (lambda a: a.replace(lots=[{"id": "x", "symbol": "VTI", "quantity": 1.0, "cost_basis": 1.0,
+                                "acquired": date(2020, 1, 2)}]), "lots[0]"),      # was AttributeError
+    (lambda a: _lot0(a, acquired="2020-01-02"), "lots[0].acquired"),              # was TypeError
+    (lambda a: _lot0(a, id=5), "lots[0].id"),                                     # was taken
+    (lambda a: a.replace(trades=[{"symbol": "VTI"}]), "trades[0]"),               # was AttributeError
+    (lambda a: a.replace(trades=[Trade("VTI", "buy", 1.0, 1.0, "2026-01-02")]), "trades[0].date"),
+    (lambda a: a.replace(tax={"short_term_rate": 0.3, "long_term_rate": 0.2}), "tax"),  # AttributeError
+    (lambda a: a.replace(tax=dataclasses.replace(a.tax, short_term_rate="0.3")), "tax.short_term_rate"),
+    (lambda a: a.replace(policy={"band": 0.1}), "policy"),                        # was AttributeError
+    (lambda a: a.replace(foo=1), "foo"),                                          # was TypeError
+    (lambda a: a.with_policy(band="0.1"), "policy.band"),                         # was TypeError
+    (lambda a: a.with_policy(max_tax=None), "policy.max_tax"),                    # was TypeError
+    (lambda a: a.with_policy(no_buy=None), "policy.no_buy"),                      # was TypeError
+    (lambda a: a.with_policy(no_buy="VTI"), "policy.no_buy"),                     # was read as V, T, I
+    (lambda a: a.with_policy(allow_sells="no"), "policy.allow_sells"),            # was taken: sells allowed
+    (lambda a: a.with_policy(fractional=1), "policy.fractional"),
+    (lambda a: a.with_policy(wash_sale_days=True), "policy.wash_sale_days"),
+    (lambda a: a.with_policy(wash_sale_days=10**9), "policy.wash_sale_days"),     # OverflowError planning
+    (lambda a: a.with_policy(tax_weigth=1.0), "policy.tax_weigth"),               # was TypeError
+])
+def test_an_account_changed_with_a_value_of_another_type_is_an_input_error_naming_it(change, path):
+    account = load_account(ROOT / "examples" / "household.toml")
+    with pytest.raises(InputError) as err:
+        plan_rebalance(change(account))
+    assert err.value.path == path
+
+
+def test_numpy_scalars_decimals_and_series_given_to_replace_are_taken_as_python_numbers():
+    """As ``account_from_dict`` takes them: an ``np.int64`` price or cash was refused ("must be a
+    finite price > 0 (got np.int64(300))"), a Series of prices was a ValueError, and an
+    ``np.int64`` band was taken as it was, failing JSON (the audit log's inputs) afterwards."""
+    account = load_account(ROOT / "examples" / "household.toml")
+    prices = {**account.prices, "VTI": 300}
+    plain = account.replace(cash=20_000, prices=prices).with_policy(band=0, wash_sale_days=31, allow_sells=True)
+    series = pd.Series(prices, dtype=object)
+    series["VTI"] = np.int64(300)
+    given = account.replace(cash=np.int64(20_000), prices=series).with_policy(
+        band=np.int64(0), wash_sale_days=np.int64(31), allow_sells=np.bool_(True))
+    assert given == plain and account.replace(cash=Decimal("20000")).cash == 20_000.0
+    assert json.dumps(account_to_dict(given)) == json.dumps(account_to_dict(plain))
+    assert _comparable(plan_rebalance(given)) == _comparable(plan_rebalance(plain))
+    assert account.with_policy(no_buy=["VTI"]).policy.no_buy == frozenset({"VTI"})
