@@ -64,6 +64,16 @@ Fraction = Annotated[Num, Field(ge=0, le=1)]
 Name = Annotated[StrictStr, Field(min_length=1)]
 
 
+def _numpy_scalar(v: Any) -> Any:
+    """An ``np.int64`` or ``np.bool_`` (a value from a pandas frame) as its Python value: the strict
+    int and bool fields refused them ("input should be a valid integer (got np.int64(30))"), where
+    number fields take numpy's numbers."""
+    return v.item() if isinstance(v, (np.integer, np.bool_)) else v
+
+
+Flag = Annotated[StrictBool, BeforeValidator(_numpy_scalar)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,15 +115,15 @@ class PolicySection(_Strict):
     band: Fraction = 0.05
     tax_weight: NonNeg = 0.1
     max_tax: Annotated[AnyNum, Field(ge=0)] = math.inf
-    allow_sells: StrictBool = True
+    allow_sells: Flag = True
     withdrawal: NonNeg = 0.0
     min_cash: NonNeg = 0.0
-    fractional: StrictBool = False
+    fractional: Flag = False
     min_trade: NonNeg = 0.0
     trade_cost_bps: Annotated[Num, Field(ge=0, lt=10_000)] = 0.0
     no_buy: list[Name] = []
     no_sell: list[Name] = []
-    wash_sale_days: Annotated[StrictInt, Field(ge=0, le=MAX_WASH_SALE_DAYS)] = 30
+    wash_sale_days: Annotated[StrictInt, BeforeValidator(_numpy_scalar), Field(ge=0, le=MAX_WASH_SALE_DAYS)] = 30
 
 
 class RiskSection(_Strict):
@@ -415,7 +425,10 @@ def _input_error(exc: ValidationError, source: str | None) -> InputError:
     e = exc.errors()[0]
     loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
     has_value = e["type"] != "missing"
-    return InputError(_message(e), path=_path(loc), file=source, value=e.get("input"), has_value=has_value)
+    message = _message(e)
+    if loc[-1:] == ("[key]",):  # pydantic's (table, key, "[key]"): the table's key itself is wrong
+        loc, message = loc[:-2], f"a key {message.removeprefix('input ').removeprefix('string ')}"
+    return InputError(message, path=_path(loc), file=source, value=e.get("input"), has_value=has_value)
 
 
 def account_to_dict(account: Account) -> dict[str, Any]:
@@ -466,9 +479,12 @@ def account_from_frames(*, id: str, as_of: date | str, cash: float, lots: "pd.Da
     class; ``trades`` (optional) has the columns of ``[[trades]]``. Errors name ``lots[i].field``
     with i the row position.
     """
-    def records(frame) -> list[dict[str, Any]]:
+    def records(name: str, frame) -> Any:
         if frame is None:
             return []
+        if not callable(getattr(frame, "to_dict", None)):  # a list of dicts, say (was an AttributeError)
+            raise InputError("must be a pandas DataFrame", path=name, file="<frames>",
+                             value=type(frame).__name__, has_value=True)
         out = []
         for row in frame.to_dict(orient="records"):
             clean = {}
@@ -486,16 +502,26 @@ def account_from_frames(*, id: str, as_of: date | str, cash: float, lots: "pd.Da
     def scalar(v: Any) -> Any:
         """A numpy scalar as its Python value; anything else as it is, for validation to judge
         (``float()`` here turned "abc" into a bare ValueError and "1_000" into 1000)."""
-        return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes)) else v
+        return v.item() if isinstance(v, np.generic) else v
 
+    def table(v: Any, keys=lambda k: k, values=scalar) -> Any:
+        """A dict or Series (``bool(series)`` is an error, ``dict(...)`` of a list a TypeError) as a
+        dict; anything else as it is, for validation to name ("prices: input should be a valid
+        dictionary")."""
+        if not callable(getattr(v, "items", None)):
+            return v
+        return {keys(k): values(x) for k, x in v.items()}
+
+    if hasattr(as_of, "date") and callable(as_of.date):  # a Timestamp or datetime: its day, as for lots
+        as_of = as_of.date()
     data: dict[str, Any] = {
         "account": {"id": id, "cash": scalar(cash), "as_of": as_of if isinstance(as_of, date) else str(as_of),
                     "currency": currency},
-        "tax": dict(tax), "targets": {str(k): scalar(v) for k, v in dict(targets).items()},
-        "classes": {str(k): str(v) for k, v in dict(classes or {}).items()},
-        "prices": {str(k): scalar(v) for k, v in dict(prices).items()},
-        "lots": records(lots), "trades": records(trades), "bands": dict(bands or {}),
-        "policy": dict(policy or {}),
+        "tax": table(tax), "targets": table(targets, str),
+        "classes": table(classes if classes is not None else {}, str, str),
+        "prices": table(prices, str),
+        "lots": records("lots", lots), "trades": records("trades", trades),
+        "bands": table(bands if bands is not None else {}), "policy": table(policy if policy is not None else {}),
     }
     if risk is not None:
         data["risk"] = dict(risk)

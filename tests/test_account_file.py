@@ -348,6 +348,54 @@ def test_account_from_frames_takes_numpy_scalars_as_numbers():
     assert (a.cash, a.prices["VTI"], a.targets["VTI"]) == (0.5, 2.0, 1.0)
 
 
+def test_account_from_frames_takes_series_timestamps_and_numpy_values_everywhere_it_takes_a_mapping():
+    """Its docstring offers Series for classes too; a Series for classes, bands or policy was a
+    raw ValueError (``bool(series)``), an ``as_of`` Timestamp was refused while the lots'
+    Timestamps were taken, and a policy's ``np.int64``/``np.bool_`` was "not a valid integer"."""
+    import numpy as np
+    import pandas as pd
+
+    from rebalance_opt import account_from_frames
+    lots = pd.DataFrame({"id": ["L1"], "symbol": ["VTI"], "quantity": [10], "cost_basis": [50.0],
+                         "acquired": pd.to_datetime(["2020-01-02"])})
+    plain = dict(id="t", as_of="2026-11-24", cash=1000.0, lots=lots, prices={"VTI": 100.0, "BND": 80.0},
+                 targets={"US": 0.6, "BND": 0.4}, tax={"short_term_rate": 0.37, "long_term_rate": 0.2},
+                 classes={"VTI": "US"}, bands={"US": 0.1},
+                 policy={"wash_sale_days": 31, "fractional": True, "allow_sells": False})
+    framed = {**plain, "as_of": pd.Timestamp("2026-11-24"), "classes": pd.Series(plain["classes"]),
+              "bands": pd.Series(plain["bands"]), "tax": pd.Series(plain["tax"]),
+              "policy": {"wash_sale_days": np.int64(31), "fractional": np.bool_(True),
+                         "allow_sells": np.bool_(False)}}
+    assert account_from_frames(**framed) == account_from_frames(**plain)
+
+
+@pytest.mark.parametrize("field,value,path", [
+    ("lots", [{"id": "a"}], "lots"),          # was AttributeError: 'list' object has no attribute 'to_dict'
+    ("prices", [1.0, 2.0], "prices"),         # was TypeError from dict()
+    ("tax", None, "tax"), ("targets", None, "targets"),  # were TypeError
+])
+def test_account_from_frames_given_no_table_is_an_input_error_naming_it(field, value, path):
+    from rebalance_opt import account_from_frames
+    args = dict(id="t", as_of="2026-11-24", cash=0.0, lots=None, prices={"VTI": 1.0}, targets={"VTI": 1.0},
+                tax={"short_term_rate": 0.3, "long_term_rate": 0.1})
+    args[field] = value
+    with pytest.raises(InputError) as e:
+        account_from_frames(**args)
+    assert e.value.path == path
+
+
+@pytest.mark.parametrize("section,key", [("prices", ""), ("targets", ""), ("classes", ""), ("prices", 5)])
+def test_a_bad_key_of_a_table_is_named_at_the_table(section, key):
+    """pydantic's location of a key (``prices``, key, ``[key]``) was written ``prices..[key]``."""
+    from rebalance_opt import account_from_dict
+    d = base_dict()
+    d[section][key] = "VTI" if section == "classes" else 0.1
+    with pytest.raises(InputError) as e:
+        account_from_dict(d)
+    assert e.value.path == section and str(e.value).startswith(f"{section}: a key should ")
+    assert e.value.value == key
+
+
 @pytest.mark.parametrize("risk", [
     {"classes": CLASSES, "covariance": [[100.0, -10.0, 0.0], [-10.0, 100.0, 0.0], [0.0, 0.0, 100.0]]},
     {"classes": CLASSES, "loadings": [[50.0], [-50.0], [1.0]], "factor_covariance": [[0.04]],
