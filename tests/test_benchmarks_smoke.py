@@ -45,11 +45,12 @@ def test_the_engines_compiled_path_solves_the_same_problem_as_cvxpy():
     variables fixed at zero removed): its optimum is cvxpy's ``Problem.solve`` optimum."""
     from benchmarks.naive import relaxation_data
     from rebalance_opt.problem import Bucket, RebalanceModel
-    from rebalance_opt.solve import _layout, _structure, _tracking
+    from rebalance_opt.solve import _structure, _tracking
+    from tests.conftest import first_layout
     for book in (synth.household(1), synth.household(2), synth.direct_index(0, 25, 3, 3)):
         account = account_from_dict(book)
         b, data = relaxation_data(account)
-        layouts = {_layout(b, _tracking(b)), _structure(b, _tracking(b))}
+        layouts = {first_layout(b, _tracking(b)), _structure(b, _tracking(b))}
         assert any(isinstance(x, Bucket) for x in layouts) == (account.risk is None)
         for layout in layouts:
             model = RebalanceModel(layout)

@@ -19,8 +19,8 @@ from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
 from rebalance_opt.orders import NOISE
 from rebalance_opt.solve import (BUY_CAP, SALE_NOISE, Planner, _base_data, _directions, _exact_from_relaxation,
-                                 _layout, _tracking, _unbought_bound, NO_SELL_LIMIT)
-from tests.conftest import make
+                                 _tracking, _unbought_bound, NO_SELL_LIMIT)
+from tests.conftest import first_layout, make
 from tests.test_properties import SETTINGS, accounts
 
 CACHE = ModelCache()
@@ -34,7 +34,7 @@ def _stage_two(account):
     tracking = _tracking(book)
     if book.invested <= 0:  # nothing to rebalance: the planner does not reach stage 2
         return book, None, tracking, None, None, []
-    model = CACHE.get(_layout(book, tracking))
+    model = CACHE.get(first_layout(book, tracking))
     base = _base_data(book, tracking)
     s_cap = base.s_max * book.lot_sellable
 
