@@ -53,6 +53,7 @@ FIX_TARGET = "BROKER"
 FIX_SIDE = {"buy": "1", "sell": "2"}
 FIX_MARKET = "1"            # OrdType(40) = Market
 FIX_BID_NO_BIDDING = "3"    # BidType(394) = No bidding process
+TMP_NAME_CHARS = 40          # of the basket's name in its temporary file's (4-byte characters: 160 bytes)
 
 
 # --- choosing and checking the format -----------------------------------------------------------
@@ -84,9 +85,23 @@ def check_destination(out: Path) -> None:
     """Fail before any work if ``out`` cannot be written: a directory, a file that is not a regular
     file (a device such as /dev/null, a FIFO: renaming the basket over it would replace it), or no
     writable directory; for a symbolic link, checked where it points, and a link pointing nowhere
-    (broken, or a loop) is refused rather than followed to create a file wherever it says."""
+    (broken, or a loop) is refused rather than followed to create a file wherever it says. A name
+    the file system refuses (longer than its limit) or that is not UTF-8 text (bytes of another
+    encoding: the audit log and the JSON output record the path as text) is refused too."""
     def error(problem: str) -> InputError:
         return InputError(problem, path="--out", value=str(out), has_value=True)
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:  # bytes of another encoding, which the audit log and JSON cannot record as text
+        raise error("is not UTF-8 text: the basket's path is recorded as text (in the audit log, and in the "
+                    "JSON output); give a name in UTF-8") from None
+    try:
+        _check_destination(out, error)
+    except OSError as exc:  # a name longer than the file system allows (ENAMETOOLONG), ...
+        raise error(f"cannot be used: {exc.strerror or exc}") from None
+
+
+def _check_destination(out: Path, error) -> None:
     if out.is_symlink() and not out.exists():
         raise error(f"is a symbolic link to {os.readlink(out)}, which does not exist (or loops): a basket "
                     "is written through a link to its file; create that file, or give the path itself")
@@ -325,7 +340,9 @@ def stage_basket(plans: Sequence[Plan], out: Path, fmt: str, created: datetime |
     ``rows`` as for ``render_basket``."""
     data = render_basket(plans, fmt, created, rows=rows, **fix_ids)
     target = basket_target(out)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # the temporary name is the basket's, shortened: a name near the file system's limit (255 bytes)
+    # plus ".", 8 random characters and ".tmp" would be too long (ENAMETOOLONG, after the solve)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name[:TMP_NAME_CHARS]}.", suffix=".tmp", dir=target.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -1109,3 +1109,44 @@ def test_a_terminal_in_a_legacy_encoding_gets_plain_characters_not_an_unexpected
     check = run("check", account).stdout
     assert "#" in check and "overweight" in check  # the bars, in plain characters
     assert json.loads(run("check", account, "--json").stdout)["account"] == "household-1"
+
+
+def _basket_args(command: str, folder: Path) -> list[str]:
+    return (["rebalance", "generate", str(folder / "household.toml")] if command == "generate"
+            else ["rebalance", "batch", str(folder), "--workers", "1"])
+
+
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_a_basket_named_up_to_the_file_systems_limit_is_written(capsys, folder, tmp_path, command):
+    # its temporary file, ".NAME.xxxxxxxx.tmp" beside it, went past the limit: "unexpected error: OSError:
+    # File name too long" (exit 1) after the solve
+    if os.pathconf(tmp_path, "PC_NAME_MAX") < 255:
+        pytest.skip("a file system with names under 255 bytes")
+    baskets = tmp_path / "baskets"
+    baskets.mkdir()
+    out = baskets / ("b" * 251 + ".csv")  # 255 bytes
+    code, stdout, _ = cli(capsys, *_basket_args(command, folder), "--out", str(out), "--json")
+    assert code == 0 and json.loads(stdout)["basket"]["path"] == str(out.resolve())
+    assert out.read_text().startswith("symbol,side,quantity")
+    assert [p.name for p in baskets.iterdir()] == [out.name]  # no temporary file left
+
+
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_a_basket_name_past_the_file_systems_limit_is_an_input_error(capsys, folder, tmp_path, command):
+    # "unexpected error: OSError: [Errno 36] File name too long" (exit 1)
+    out = tmp_path / ("b" * 300 + ".csv")
+    code, stdout, err = cli(capsys, *_basket_args(command, folder), "--out", str(out), "--json")
+    assert code == 2 and json.loads(stdout)["error"]["path"] == "--out" and "cannot be used" in err
+    assert not (tmp_path / "audit.sqlite").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of any bytes (macOS and Windows take Unicode)")
+@pytest.mark.parametrize("command", ["generate", "batch"])
+def test_a_basket_name_not_in_utf8_is_an_input_error_before_any_work(capsys, folder, tmp_path, command):
+    # a name in latin-1 bytes ("\xff") came through as a lone surrogate, which the audit entry's hash could
+    # not encode: "unexpected error: UnicodeEncodeError" (exit 1) after the solve (a batch's whole run)
+    out = tmp_path / os.fsdecode(b"orders-\xff.csv")
+    code, stdout, err = cli(capsys, *_basket_args(command, folder), "--out", str(out), "--json")
+    error = json.loads(stdout)["error"]
+    assert code == 2 and error["path"] == "--out" and "not UTF-8" in err and "\\udcff" in error["message"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["accounts"]  # no basket, no log
