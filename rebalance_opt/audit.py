@@ -135,10 +135,36 @@ def resolve_log(option: str | Path | None) -> LogLocation:
 
 
 def check_writable(where: LogLocation) -> None:
-    """Fail before any work if an entry could not be appended at ``where``; creates nothing."""
+    """Fail before any work if an entry could not be appended at ``where``; creates nothing.
+
+    Beside what cannot be written (a directory, no access, a damaged log), this refuses what SQLite
+    would only fail on once the plan is solved: a file that is not a regular file (a device, a pipe:
+    "disk I/O error", a journal file left beside it), a symbolic link that loops or points into a
+    folder that does not exist, a name the file system refuses (too long) or one leaving no room
+    for the files SQLite keeps beside the log (``-journal``, ``-wal``: "unable to open database
+    file", the log file created empty)."""
+    try:
+        _check_writable(where)
+    except OSError as exc:  # a name or path longer than the file system allows, ...
+        raise where.error(f"cannot be used as the audit log: {exc.strerror or exc}") from None
+
+
+def _check_writable(where: LogLocation) -> None:
     path = where.path
     if path.is_dir():
         raise where.error("is a directory, not an audit log file")
+    real = Path(os.path.realpath(path))  # SQLite opens the file a symbolic link points to, and works beside it
+    if real.is_symlink():  # where resolving a link stops: it loops
+        raise where.error("is a symbolic link that loops; give the audit log's file path")
+    if path.exists() and not path.is_file():
+        raise where.error("is not a regular file (a device or a pipe); give the audit log's file path")
+    existing = real.parent
+    while not existing.exists():
+        existing = existing.parent
+    room = _name_max(existing) - len(SIDE_FILE_SUFFIX)
+    if (not real.exists() or real.stat().st_size == 0) and len(os.fsencode(real.name)) > room:  # a new log
+        raise where.error(f"the audit log's name is too long: SQLite keeps files such as NAME{SIDE_FILE_SUFFIX} "
+                          f"beside it, so the name is at most {room} bytes")
     if path.exists():
         # A damaged log is exit 4 whether or not it is writable: check it as a reader would first
         if os.access(path, os.R_OK):
@@ -150,13 +176,24 @@ def check_writable(where: LogLocation) -> None:
         if not os.access(path, os.R_OK | os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
             raise where.error(f"the audit log is not writable (WAL mode needs its directory {folder} writable too)")
         return
-    if where.source != "default" and not path.parent.is_dir():
-        raise where.error("the audit log's directory does not exist")
-    existing = path.parent
-    while not existing.exists():
-        existing = existing.parent
+    if where.source != "default" and not real.parent.is_dir():
+        raise where.error("the audit log's directory does not exist" + (
+            f" (the link points to {real})" if real != path else ""))
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise where.error(f"cannot create the audit log: {existing} is not a writable directory")
+
+
+# The longest suffix of the files SQLite keeps beside the log: NAME-journal while it switches a new
+# log to WAL mode, then NAME-wal and NAME-shm.
+SIDE_FILE_SUFFIX = "-journal"
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) ``folder``'s file system takes; 255 where it cannot say."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - Windows has no pathconf
+        return 255
 
 
 # --- entries --------------------------------------------------------------------------------------
@@ -364,9 +401,13 @@ class AuditLog:
         that is not intact raises DamagedLog: before any row when its file or table is damaged,
         after the last readable row when a later part of the file is. Reading needs only read
         access (see ``_open_to_read``)."""
-        if not self.path.exists():
+        try:
+            exists, is_dir = self.path.exists(), self.path.is_dir()
+        except OSError as exc:  # a name longer than the file system allows (was "unexpected error")
+            raise self.where.error(f"cannot read the audit log: {exc.strerror or exc}") from None
+        if not exists:
             return
-        if self.path.is_dir():
+        if is_dir:
             raise self.where.error("is a directory, not an audit log file")
         conn, stamp = _open_to_read(self.where)
         try:

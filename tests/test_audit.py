@@ -393,6 +393,35 @@ def test_what_is_not_a_writable_log_is_an_input_error(tmp_path):
     assert not (tmp_path / "new.sqlite").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_log_path_sqlite_would_fail_on_after_the_solve_is_refused_before_any_work(tmp_path):
+    # each passed the check, so `generate` solved, then ended in "unable to open database file" or "disk
+    # I/O error" (exit 2, an empty file or a -journal left behind), or "unexpected error" (exit 1)
+    if os.pathconf(tmp_path, "PC_NAME_MAX") != 255:
+        pytest.skip("names are not limited to 255 bytes here")
+    loop = tmp_path / "loop.sqlite"
+    loop.symlink_to("loop.sqlite")
+    into_nowhere = tmp_path / "link.sqlite"
+    into_nowhere.symlink_to(tmp_path / "missing" / "log.sqlite")
+    fifo = tmp_path / "fifo.sqlite"
+    os.mkfifo(fifo)
+    too_long = tmp_path / ("c" * 300 + ".sqlite")
+    no_room = tmp_path / ("c" * 241 + ".sqlite")  # 248 bytes: SQLite's NAME-journal beside it would be 256
+    made = sorted(p.name for p in tmp_path.iterdir())
+    for path, words in ((loop, "loops"), (into_nowhere, "directory does not exist"), (fifo, "not a regular file"),
+                        (too_long, "cannot be used"), (no_room, "at most 247 bytes")):
+        with pytest.raises(InputError) as e:
+            check_writable(LogLocation(path, "--log"))
+        assert e.value.path == "--log" and e.value.file == str(path) and words in str(e.value), str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == made
+    with pytest.raises(InputError, match="cannot read the audit log"):  # was OSError: File name too long
+        AuditLog(too_long).entries()
+    longest = tmp_path / ("c" * 240 + ".sqlite")  # 247 bytes
+    check_writable(LogLocation(longest, "--log"))
+    fill(longest, 2)
+    assert AuditLog(longest).verify().ok
+
+
 def test_listing_filters_by_account_and_time(tmp_path):
     log = AuditLog(tmp_path / "log.sqlite")
     log.append(plan_dict("a"), INPUTS, now=datetime(2026, 1, 5, 12, tzinfo=timezone.utc))

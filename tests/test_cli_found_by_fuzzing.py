@@ -1150,3 +1150,23 @@ def test_a_basket_name_not_in_utf8_is_an_input_error_before_any_work(capsys, fol
     error = json.loads(stdout)["error"]
     assert code == 2 and error["path"] == "--out" and "not UTF-8" in err and "\\udcff" in error["message"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["accounts"]  # no basket, no log
+
+
+@pytest.mark.parametrize("log_name", ["loop", "c" * 300])
+def test_a_log_path_that_cannot_be_a_log_file_is_an_input_error_before_the_solve(capsys, monkeypatch, folder, tmp_path,
+                                                                                 log_name):
+    # a symbolic link that loops was "unexpected error: RuntimeError" (exit 1) with --out, and "unable to open
+    # database file" after the solve without; a name past the file system's limit was exit 1 in `log` too
+    def no_solve(*args, **kwargs):
+        raise AssertionError("solved before the log was checked")
+    monkeypatch.setattr("rebalance_opt.solve.plan_rebalance", no_solve)
+    log = tmp_path / log_name
+    if log_name == "loop":
+        log.symlink_to(log_name)
+    out = tmp_path / "orders.csv"
+    code, stdout, err = cli(capsys, "rebalance", "generate", str(folder / "household.toml"), "--log", str(log),
+                            "--out", str(out), "--json")
+    assert code == 2 and json.loads(stdout)["error"]["path"] == "--log" and not out.exists()
+    if log_name != "loop":
+        code, _, err = cli(capsys, "rebalance", "log", "--log", str(log))
+        assert code == 2 and "cannot read the audit log" in err
