@@ -1170,3 +1170,18 @@ def test_a_log_path_that_cannot_be_a_log_file_is_an_input_error_before_the_solve
     if log_name != "loop":
         code, _, err = cli(capsys, "rebalance", "log", "--log", str(log))
         assert code == 2 and "cannot read the audit log" in err
+
+
+def test_a_lots_file_link_that_loops_is_named_as_an_input_error_with_out(capsys, tmp_path):
+    # checking that the basket would not replace the lots file resolved the link: "unexpected error:
+    # RuntimeError: Symlink loop" (exit 1) with --out; without it the reader named the lots_file (exit 2)
+    d = base_dict()
+    d.pop("lots")
+    d["lots_file"] = "lots.csv"
+    (tmp_path / "lots.csv").symlink_to("lots.csv")
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    out = tmp_path / "orders.csv"
+    code, stdout, _ = cli(capsys, "rebalance", "generate", str(account), "--out", str(out), "--json")
+    assert code == 2 and json.loads(stdout)["error"]["path"] == "lots_file" and not out.exists()
+    assert not (tmp_path / "audit.sqlite").exists()

@@ -183,17 +183,26 @@ def refuse_overwrite(out: Path, inputs: list[tuple[Path, str]], folder: Path | N
     """Fail before any work if the basket ``out`` would replace a file the command reads or logs
     to (``(path, what it is)``), or land inside the account folder it plans (where it would be
     read as an account, or replace a lots file, next time)."""
-    try:
-        target = out.resolve()
-        if folder is not None and folder.resolve() in target.parents:
-            raise InputError(f"is inside the account folder {folder}; write the basket elsewhere", path="--out",
-                             value=str(out), has_value=True)
-        for path, what in inputs:
-            if path.resolve() == target:
-                raise InputError(f"is {what}; the basket would overwrite it", path="--out", value=str(out),
-                                 has_value=True)
-    except OSError:  # pragma: no cover - an unresolvable path is checked by check_destination
+    target = _resolved(out)
+    if target is None:  # pragma: no cover - an unresolvable --out is refused by check_destination
         return
+    if folder is not None and _resolved(folder) in target.parents:
+        raise InputError(f"is inside the account folder {folder}; write the basket elsewhere", path="--out",
+                         value=str(out), has_value=True)
+    for path, what in inputs:
+        if _resolved(path) == target:
+            raise InputError(f"is {what}; the basket would overwrite it", path="--out", value=str(out),
+                             has_value=True)
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` resolved, or None where it cannot be: a symbolic link that loops (a RuntimeError
+    before Python 3.13: a `lots_file` that loops was "unexpected error" with --out, where the
+    reader names it), a name too long. Such a path is no file the basket could replace."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return None
 
 
 def number_option(value: Any) -> float:
