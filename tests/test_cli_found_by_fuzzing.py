@@ -1185,3 +1185,15 @@ def test_a_lots_file_link_that_loops_is_named_as_an_input_error_with_out(capsys,
     code, stdout, _ = cli(capsys, "rebalance", "generate", str(account), "--out", str(out), "--json")
     assert code == 2 and json.loads(stdout)["error"]["path"] == "lots_file" and not out.exists()
     assert not (tmp_path / "audit.sqlite").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="arguments of any bytes")
+def test_a_log_account_filter_not_in_utf8_is_an_input_error(capsys, folder, tmp_path):
+    # `log --account $'\xff'` came through as a lone surrogate, which SQLite could not be given:
+    # "unexpected error: UnicodeEncodeError" (exit 1)
+    assert cli(capsys, "rebalance", "generate", str(folder / "household.toml"))[0] == 0
+    code, stdout, err = cli(capsys, "rebalance", "log", "--account", os.fsdecode(b"household-\xff"), "--json")
+    error = json.loads(stdout)["error"]
+    assert code == 2 and error["path"] == "--account" and "not UTF-8" in err and "\\udcff" in error["message"]
+    code, stdout, _ = cli(capsys, "rebalance", "log", "--account", "household-1", "--json")
+    assert code == 0 and len(json.loads(stdout)["entries"]) == 1
