@@ -807,8 +807,11 @@ def _retry_locked(action: Callable[[], Any], attempts: int = 200) -> Any:
 
 
 def _utc_now(now: datetime | None = None) -> str:
+    """A time as the log stores it and compares it as text: ``2026-11-24T15:30:00.000000Z``. The
+    year has its four digits (``strftime("%Y")`` writes year 999 as ``999``, which sorted after
+    ``2026``: ``log --since 0999-01-01`` listed no entry)."""
     t = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _maybe_crash(point: str) -> None:

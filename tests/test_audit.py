@@ -432,6 +432,10 @@ def test_listing_filters_by_account_and_time(tmp_path):
     assert [e.id for e in log.entries(since=parse_since("2026-02-05"))] == [2, 3]
     assert [e.id for e in log.entries(account="a", since=parse_since("2026-02-05T13:00:00Z"))] == [3]
     assert log.entries(account="zzz") == []
+    # a year before 1000 was written with three digits ("999-01-01..."), which sorts after "2026-..."
+    assert [e.id for e in log.entries(since=parse_since("0999-01-01"))] == [1, 2, 3]
+    assert [e.id for e in log.entries(since=parse_since("0300-06-01T00:00:00+01:00"))] == [1, 2, 3]
+    assert [e.id for e in log.entries(since=parse_since("9999-12-31"))] == []
     s = log.entries()[0].summary()
     assert s["orders"] == 1 and s["estimated_tax"] == 18.0 and s["solver_status"] == "optimal"
     with pytest.raises(InputError) as e:
