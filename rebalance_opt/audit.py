@@ -493,7 +493,10 @@ class AuditLog:
         """What about the entries table differs from what the log creates, though every entry is
         intact: its append-only triggers gone or rewritten, triggers it never had (one could drop
         or change what is appended), columns no hash covers. The chain still catches any change
-        to an entry, so these are warnings, not a failed verify."""
+        to an entry, so these are warnings, not a failed verify. A log without tables yet (a
+        zero-byte file: the new log appending takes it for) has no guards to miss."""
+        if not self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'"):
+            return ()
         expected = {name: " ".join(sql.replace("IF NOT EXISTS ", "").split()) for name, sql in _TRIGGERS.items()}
         found = {r["name"]: " ".join(str(r["sql"]).split())
                  for r in self._query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "

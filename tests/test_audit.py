@@ -637,6 +637,20 @@ def test_a_zero_byte_log_reads_as_the_empty_log_that_appending_takes_it_for(tmp_
     assert [e.id for e in log.entries()] == [1] and log.verify().ok
 
 
+def test_verifying_a_log_not_yet_written_warns_of_no_missing_triggers(tmp_path):
+    # `log --verify` said "warning: the append-only triggers entries_no_update, entries_no_delete are gone"
+    # of a log not created yet, and of a zero-byte file (`touch log.sqlite`), the new log appending takes it for
+    path = tmp_path / "log.sqlite"
+    result = AuditLog(path).verify()
+    assert result.ok and result.entries == 0 and result.warnings == () and not path.exists()
+    path.write_bytes(b"")
+    result = AuditLog(path).verify()
+    assert result.ok and result.entries == 0 and result.warnings == ()
+    fill(path, 1)
+    tamper(path)  # the guards dropped from a log with a table: still warned of
+    assert "are gone" in AuditLog(path).verify().warnings[0]
+
+
 @pytest.mark.parametrize("sql", ["UPDATE entries SET reason = CAST(x'ff41' AS TEXT) WHERE id = 2",
                                  "UPDATE entries SET reason = x'ff00fe' WHERE id = 2",
                                  "UPDATE entries SET account = x'61' WHERE id = 2"])
