@@ -148,8 +148,10 @@ def check_account_exportable(fmt: str, account, file: str | None = None) -> None
 
 # --- formatting ----------------------------------------------------------------------------------
 def cents(x: float) -> Decimal:
-    """Money rounded to the cent, half away from zero on its shortest decimal form (2.675 -> 2.68)."""
-    return Decimal(repr(float(x))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    """Money rounded to the cent, half away from zero on its shortest decimal form (2.675 -> 2.68);
+    an amount that rounds to zero is 0.00, never -0.00 (a loss under half a cent)."""
+    c = Decimal(repr(float(x))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return c if c else Decimal("0.00")
 
 
 def quantity_text(q: float) -> str:

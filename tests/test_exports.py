@@ -165,6 +165,12 @@ def test_cents_is_within_half_a_cent(x):
 def test_rounding_and_quantity_text_examples():
     assert str(cents(2.675)) == "2.68" and str(cents(7879.199999999999)) == "7879.20"
     assert str(cents(-0.125)) == "-0.13"
+
+
+@pytest.mark.parametrize("x", [-0.004, -1e-9, -0.0])
+def test_an_amount_that_rounds_to_zero_is_written_without_a_minus_sign(x):
+    # a lot sold at a loss under half a cent was written "gain": -0.0, "tax": -0.0 in a json basket
+    assert str(cents(x)) == "0.00" and json.dumps(float(cents(x))) == "0.0"
     assert quantity_text(28.0) == "28" and quantity_text(1e-05) == "0.00001"
     assert quantity_text(18.75) == "18.75" and quantity_text(0.1234567891234) == "0.1234567891234"
 
