@@ -21,8 +21,10 @@ BAR_WIDTH = 10  # characters on each side of the zero line
 
 
 def money(x: float, currency: str = "") -> str:
-    sign = "-" if x < 0 else ""
-    return f"{sign}{abs(x):,.2f}" + (f" {currency}" if currency else "")
+    """To the cent, with a minus only where the cents show one (a tax of -0.001 is 0.00, not -0.00)."""
+    text = f"{abs(x):,.2f}"
+    sign = "-" if x < 0 and text.strip("0.,") else ""
+    return f"{sign}{text}" + (f" {currency}" if currency else "")
 
 
 def pct(x: float) -> str:

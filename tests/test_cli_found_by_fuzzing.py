@@ -1197,3 +1197,10 @@ def test_a_log_account_filter_not_in_utf8_is_an_input_error(capsys, folder, tmp_
     assert code == 2 and error["path"] == "--account" and "not UTF-8" in err and "\\udcff" in error["message"]
     code, stdout, _ = cli(capsys, "rebalance", "log", "--account", "household-1", "--json")
     assert code == 0 and len(json.loads(stdout)["entries"]) == 1
+
+
+def test_money_never_shows_a_negative_zero():
+    # the log listing showed -0.00 for an estimated tax just below zero (a loss under half a cent)
+    from rebalance_opt.render import money
+    assert [money(x) for x in (-0.001, -0.0, 0.0, -0.006, -1234.567)] == ["0.00", "0.00", "0.00", "-0.01", "-1,234.57"]
+    assert money(-0.004, "USD") == "0.00 USD"

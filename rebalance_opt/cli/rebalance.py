@@ -97,6 +97,8 @@ def _log_table(rows: list[dict]):
     """The listing of ``rebalance log``: one row per entry, money to the cent."""
     from rich import box
     from rich.table import Table
+
+    from ..render import money
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("id", "time (UTC)", "account", "reason", "orders", "est. tax"):
         t.add_column(col, justify="right" if col in ("id", "orders", "est. tax") else "left",
@@ -106,7 +108,7 @@ def _log_table(rows: list[dict]):
         tax = r["estimated_tax"]
         t.add_row(str(r["id"]), str(r["time"])[:16].replace("T", " "), str(r["account"]), str(r["reason"]),
                   "" if r["orders"] is None else str(r["orders"]),
-                  f"{tax:,.2f}" if isinstance(tax, (int, float)) else "")
+                  money(tax) if isinstance(tax, (int, float)) else "")
     return t
 
 
