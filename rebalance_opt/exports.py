@@ -154,6 +154,13 @@ def cents(x: float) -> Decimal:
     return c if c else Decimal("0.00")
 
 
+def price_per_share(x: float) -> Decimal:
+    """An estimated price per share: to the cent from $1 up, to $0.0001 below (SEC Rule 612's
+    quoting increments), so a sub-dollar price is not written as 0.00 or off by half a cent."""
+    step = Decimal("0.01") if abs(x) >= 1 else Decimal("0.0001")
+    return Decimal(repr(float(x))).quantize(step, rounding=ROUND_HALF_UP)
+
+
 def quantity_text(q: float) -> str:
     """A share quantity exactly as planned: ``28`` for whole shares, every digit of ``0.125``."""
     q = float(q)
@@ -198,7 +205,7 @@ def csv_rows(plan: Plan) -> CsvRows:
     for o in plan.orders:
         writers["sell" if o.side == "sell" else "buy"].writerow(
             [guard_cell(o.symbol), guard_cell(o.side), quantity_text(o.quantity), "market",
-             str(cents(o.price)), str(cents(o.notional)), guard_cell(o.asset_class),
+             str(price_per_share(o.price)), str(cents(o.notional)), guard_cell(o.asset_class),
              guard_cell(lots_text(o)), guard_cell(plan.account), guard_cell(plan.currency)])
     return CsvRows(out["sell"].getvalue(), out["buy"].getvalue())
 
@@ -215,7 +222,7 @@ def render_csv(plans: Sequence[Plan], rows: Sequence[CsvRows] | None = None) -> 
 
 def _order_json(o: Order) -> dict:
     return {"symbol": o.symbol, "side": o.side, "quantity": _quantity_number(o.quantity),
-            "order_type": "market", "price": float(cents(o.price)), "notional": float(cents(o.notional)),
+            "order_type": "market", "price": float(price_per_share(o.price)), "notional": float(cents(o.notional)),
             "asset_class": o.asset_class,
             "lots": [{"lot": s.lot, "quantity": _quantity_number(s.quantity), "gain": float(cents(s.gain)),
                       "term": s.term, "tax": float(cents(s.tax))} for s in o.lots]}

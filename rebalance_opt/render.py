@@ -8,6 +8,7 @@ import errno
 import math
 import os
 import re
+from decimal import Decimal
 
 from rich import box
 from rich.console import Console, Group
@@ -25,6 +26,18 @@ def money(x: float, currency: str = "") -> str:
     text = f"{abs(x):,.2f}"
     sign = "-" if x < 0 and text.strip("0.,") else ""
     return f"{sign}{text}" + (f" {currency}" if currency else "")
+
+
+def shares(q: float) -> str:
+    """A share count exactly as planned, with thousands separators: ``1,234,567`` (``.6g`` showed
+    1.23457e+06) and every digit of a fraction, ``1,234.567891`` (``.6g`` showed 1,234.57)."""
+    q = float(q)
+    return f"{int(q):,}" if q.is_integer() else format(Decimal(repr(q)), ",f")
+
+
+def price(x: float, currency: str = "") -> str:
+    """A price per share: to the cent from $1 up, to $0.0001 below (as in basket files)."""
+    return money(x, currency) if abs(x) >= 1 else f"{x:,.4f}" + (f" {currency}" if currency else "")
 
 
 def pct(x: float) -> str:
@@ -77,7 +90,7 @@ def plan_view(plan: Plan) -> Group:
             orders.add_column(col, justify="right" if col in ("quantity", "price", "notional") else "left")
         for o in plan.orders:
             orders.add_row(Text(o.side.upper(), style="red" if o.side == "sell" else "green"), o.symbol,
-                           o.asset_class, f"{o.quantity:,.6g}", money(o.price), money(o.notional))
+                           o.asset_class, shares(o.quantity), price(o.price), money(o.notional))
         parts.append(orders)
     sales = [(o.symbol, s) for o in plan.sells for s in o.lots]
     if sales:
@@ -99,7 +112,7 @@ def lots_table(title: str, sales) -> Table:
     for col in ("symbol", "lot", "acquired", "quantity", "term", "gain", "tax"):
         t.add_column(col, justify="right" if col in ("quantity", "gain", "tax") else "left", no_wrap=True)
     for symbol, s in sales:
-        t.add_row(symbol, s.lot, s.acquired, f"{s.quantity:,.6g}", s.term, money(s.gain), money(s.tax))
+        t.add_row(symbol, s.lot, s.acquired, shares(s.quantity), s.term, money(s.gain), money(s.tax))
     return t
 
 
@@ -127,7 +140,7 @@ def impact_view(impact) -> Group:
                                                 ("pts off", "right"), ("class", "left"), ("buy-only", "right"),
                                                 ("plan", "right"), ("tax/pt", "right")])
         for s in impact.sells:
-            t.add_row(s.symbol, f"{s.quantity:,.6g}", money(s.lot_tax), f"{s.points:.1f}", s.asset_class,
+            t.add_row(s.symbol, shares(s.quantity), money(s.lot_tax), f"{s.points:.1f}", s.asset_class,
                       f"{s.drift_without * 100:+.1f}%" if s.drift_without is not None else "—",
                       f"{s.drift_with * 100:+.1f}%",
                       money(s.tax_per_point) if s.tax_per_point is not None else "—")
@@ -153,7 +166,7 @@ def impact_view(impact) -> Group:
 
 
 def what_if_view(w, currency: str = "") -> Group:
-    parts = [Text.assemble(("What if you sell ", "bold"), f"{w.quantity:,.6g} {w.symbol}?")]
+    parts = [Text.assemble(("What if you sell ", "bold"), f"{shares(w.quantity)} {w.symbol}?")]
     for pick in (w.minimum_tax, w.fifo):
         parts.append(lots_table(f"{pick.method} lots: lot tax {money(pick.lot_tax)}, estimated tax "
                                 f"{money(pick.tax.estimated_tax, currency)}",

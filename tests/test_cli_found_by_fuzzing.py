@@ -1204,3 +1204,24 @@ def test_money_never_shows_a_negative_zero():
     from rebalance_opt.render import money
     assert [money(x) for x in (-0.001, -0.0, 0.0, -0.006, -1234.567)] == ["0.00", "0.00", "0.00", "-0.01", "-1,234.57"]
     assert money(-0.004, "USD") == "0.00 USD"
+
+
+def test_the_plan_view_shows_share_counts_and_sub_dollar_prices_exactly(capsys, tmp_path):
+    # quantities were shown to 6 significant digits: 1,234,567 shares as 1.23457e+06, 1234.567891 as
+    # 1,234.57; a $0.0042 price as 0.00
+    d = base_dict(fractional=True)
+    d["prices"] = {"VTI": 0.00425, "VXUS": 50.0, "BND": 80.0}
+    d["lots"][0].update(quantity=30_000_000, cost_basis=0.001)
+    account = tmp_path / "a.json"
+    account.write_text(json.dumps(d))
+    code, out, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    code, view, err = cli(capsys, "rebalance", "generate", str(account), "--dry-run")
+    assert code == 0, err
+    flat = view.replace(",", "")
+    assert "e+" not in view and "0.0043" in view
+    for o in plan["orders"]:
+        q = o["quantity"]
+        assert (str(int(q)) if float(q).is_integer() else repr(float(q))) in flat, (q, view)
+    assert any(o["quantity"] >= 1e6 for o in plan["orders"])

@@ -109,6 +109,20 @@ def test_csv_money_is_rounded_to_the_cent(plan):
         assert re.fullmatch(r"\d+(\.\d+)?", row["quantity"]) and "e" not in row["quantity"]
 
 
+def test_a_sub_dollar_price_keeps_four_decimals_and_a_dollar_price_two():
+    # a $0.0042 share was written est_price 0.00 (rounded to the cent like an amount)
+    d = seed("penny-1")
+    d["prices"]["VXUS"] = 0.00425
+    d["lots"][2]["cost_basis"] = 0.005
+    d["lots"][2]["quantity"] = 1_000_000
+    p = plan_of(d)
+    rows = csv.DictReader(io.StringIO(render_basket([p], "csv").decode()))
+    prices = {r["symbol"]: r["est_price"] for r in rows}
+    assert prices["VXUS"] == "0.0043" and prices["BND"] == "72.35"  # 0.00425 half-up to $0.0001
+    doc = json.loads(render_basket([p], "json"))
+    assert {o["symbol"]: o["price"] for o in doc["accounts"][0]["orders"]}["VXUS"] == 0.0043
+
+
 def test_fractional_quantities_keep_every_digit(fractional_plan):
     assert any(not float(o.quantity).is_integer() for o in fractional_plan.orders)
     df = read_csv(render_basket([fractional_plan], "csv"))
