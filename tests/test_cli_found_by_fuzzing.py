@@ -1225,3 +1225,14 @@ def test_the_plan_view_shows_share_counts_and_sub_dollar_prices_exactly(capsys, 
         q = o["quantity"]
         assert (str(int(q)) if float(q).is_integer() else repr(float(q))) in flat, (q, view)
     assert any(o["quantity"] >= 1e6 for o in plan["orders"])
+
+
+def test_out_with_a_tilde_is_written_in_the_home_folder_as_log_is(capsys, tmp_path, monkeypatch):
+    # --out=~/basket.csv (no shell expansion after '=') wrote a folder named '~' in the current one
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--dry-run",
+                       "--out=~/basket.csv")
+    assert code == 0, err
+    assert (tmp_path / "home" / "basket.csv").is_file() and not (tmp_path / "~").exists()

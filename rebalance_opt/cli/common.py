@@ -171,12 +171,14 @@ def fail(exc: RebalanceError, as_json: bool) -> None:
 def out_path(text: str | None, what: str) -> Path | None:
     """The path an ``--out`` option names (None if left out). An empty one (``--out "$OUT"`` with
     the variable unset) is an input error, as an empty ``--log`` is: as a path it reads as ".",
-    which was reported as "is a directory (got '.')", or, for ``backtest``, took the current folder."""
+    which was reported as "is a directory (got '.')", or, for ``backtest``, took the current folder.
+    A leading ``~`` is the home folder, as for ``--log`` (``--out=~/b.csv`` reaches us unexpanded:
+    the shell expands a ``~`` only at the start of a word)."""
     if text is None:
         return None
     if text == "":
         raise InputError(f"is empty: give {what}", path="--out", value=text, has_value=True)
-    return Path(text)
+    return Path(text).expanduser()
 
 
 def refuse_overwrite(out: Path, inputs: list[tuple[Path, str]], folder: Path | None = None) -> None:
