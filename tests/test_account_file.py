@@ -325,11 +325,15 @@ def test_account_from_frames_reports_row_positions():
 
 
 @pytest.mark.parametrize("field,value,path", [
+    # float() on cash, prices and targets made "abc" a bare ValueError and "1_000" the number 1000
     ("cash", "abc", "account.cash"), ("cash", "1_000", "account.cash"),
     ("prices", {"VTI": "12"}, "prices.VTI"), ("targets", {"VTI": None}, "targets.VTI"),
+    # no table at all
+    ("lots", [{"id": "a"}], "lots"),          # was AttributeError: 'list' object has no attribute 'to_dict'
+    ("prices", [1.0, 2.0], "prices"),         # was TypeError from dict()
+    ("tax", None, "tax"), ("targets", None, "targets"),  # were TypeError
 ])
-def test_account_from_frames_reports_a_value_that_is_no_number_as_an_input_error(field, value, path):
-    # float() on cash, prices and targets made "abc" a bare ValueError and "1_000" the number 1000
+def test_account_from_frames_reports_a_value_that_is_no_number_or_no_table_as_an_input_error(field, value, path):
     from rebalance_opt import account_from_frames
     args = dict(id="t", as_of="2026-11-24", cash=0.0, lots=None, prices={"VTI": 1.0}, targets={"VTI": 1.0},
                 tax={"short_term_rate": 0.3, "long_term_rate": 0.1})
@@ -368,21 +372,6 @@ def test_account_from_frames_takes_series_timestamps_and_numpy_values_everywhere
               "policy": {"wash_sale_days": np.int64(31), "fractional": np.bool_(True),
                          "allow_sells": np.bool_(False)}}
     assert account_from_frames(**framed) == account_from_frames(**plain)
-
-
-@pytest.mark.parametrize("field,value,path", [
-    ("lots", [{"id": "a"}], "lots"),          # was AttributeError: 'list' object has no attribute 'to_dict'
-    ("prices", [1.0, 2.0], "prices"),         # was TypeError from dict()
-    ("tax", None, "tax"), ("targets", None, "targets"),  # were TypeError
-])
-def test_account_from_frames_given_no_table_is_an_input_error_naming_it(field, value, path):
-    from rebalance_opt import account_from_frames
-    args = dict(id="t", as_of="2026-11-24", cash=0.0, lots=None, prices={"VTI": 1.0}, targets={"VTI": 1.0},
-                tax={"short_term_rate": 0.3, "long_term_rate": 0.1})
-    args[field] = value
-    with pytest.raises(InputError) as e:
-        account_from_frames(**args)
-    assert e.value.path == path
 
 
 @pytest.mark.parametrize("section,key", [("prices", ""), ("targets", ""), ("classes", ""), ("prices", 5)])
