@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .drift import DriftReport
+from .exports import price_per_share
 from .plan import Plan
 
 BAR_WIDTH = 10  # characters on each side of the zero line
@@ -36,8 +37,9 @@ def shares(q: float) -> str:
 
 
 def price(x: float, currency: str = "") -> str:
-    """A price per share: to the cent from $1 up, to $0.0001 below (as in basket files)."""
-    return money(x, currency) if abs(x) >= 1 else f"{x:,.4f}" + (f" {currency}" if currency else "")
+    """A price per share as basket files write it (``exports.price_per_share``): to the cent from
+    $1 up, to $0.0001 below."""
+    return f"{price_per_share(x):,}" + (f" {currency}" if currency else "")
 
 
 def pct(x: float) -> str:
