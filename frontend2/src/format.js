@@ -61,20 +61,39 @@ export function formatMoney(amount, currency = 'USD', { signed = false } = {}) {
       format = new Intl.NumberFormat('en-US', {
         style: 'currency',
         currency,
-        signDisplay: signed ? 'exceptZero' : 'auto',
+        // 'negative': no minus on an amount that rounds to zero (-0.001 was "-$0.00")
+        signDisplay: signed ? 'exceptZero' : 'negative',
       })
     } catch {
       // An unknown currency code: plain number with the code after it.
       const plain = new Intl.NumberFormat('en-US', {
         minimumFractionDigits: 2,
         maximumFractionDigits: 2,
-        signDisplay: signed ? 'exceptZero' : 'auto',
+        signDisplay: signed ? 'exceptZero' : 'negative',
       })
       format = { format: (value) => `${plain.format(value)} ${currency}` }
     }
     moneyFormats.set(key, format)
   }
   return format.format(amount)
+}
+
+/**
+ * A price per share as the basket files write it: to the cent from 1 up, to 0.0001 below (the
+ * quoting increments of SEC Rule 612): 0.00425 -> "$0.0043" (formatMoney showed "$0.00").
+ */
+export function formatPrice(price, currency = 'USD') {
+  if (Math.abs(price) >= 1) return formatMoney(price, currency)
+  try {
+    return new Intl.NumberFormat('en-US', {
+      style: 'currency',
+      currency,
+      minimumFractionDigits: 4,
+      maximumFractionDigits: 4,
+    }).format(price)
+  } catch {
+    return `${price.toFixed(4)} ${currency}`
+  }
 }
 
 /** Share counts: whole shares print without decimals, fractional ones with up to six. */

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import { axisLimit } from './components/Portfolio/driftStyle.js'
-import { describeDrift, formatAxisPoints, formatMoney, formatPercent, formatPoints, formatQuantity } from './format.js'
+import {
+  describeDrift,
+  formatAxisPoints,
+  formatMoney,
+  formatPercent,
+  formatPoints,
+  formatPrice,
+  formatQuantity,
+} from './format.js'
 
 describe('formatPoints', () => {
   it.each([
@@ -36,6 +44,19 @@ describe('formatMoney', () => {
     expect(formatMoney(1234.5, 'EUR')).toBe('€1,234.50')
     expect(formatMoney(-30112.125, 'USD', { signed: true })).toBe('-$30,112.13')
     expect(formatMoney(12, 'USD', { signed: true })).toBe('+$12.00')
+  })
+
+  it('never shows a minus on an amount that rounds to zero', () => {
+    expect(formatMoney(-0.001)).toBe('$0.00')
+    expect(formatMoney(-0.004, 'USD', { signed: true })).toBe('$0.00')
+    expect(formatMoney(-0.004, 'XYZ1')).toBe('0.00 XYZ1')
+    expect(formatMoney(-5)).toBe('-$5.00')
+  })
+
+  it('writes a price per share below 1 to 0.0001, as the basket files do', () => {
+    expect(formatPrice(0.00425)).toBe('$0.0043')
+    expect(formatPrice(298.4)).toBe('$298.40')
+    expect(formatPrice(0.5, 'XYZ1')).toBe('0.5000 XYZ1')
   })
 
   it('falls back to the code for a currency Intl does not know', () => {

@@ -1,4 +1,4 @@
-import { formatMoney, formatQuantity } from '../../format.js'
+import { formatMoney, formatPrice, formatQuantity } from '../../format.js'
 
 function lotsText(order, currency) {
   if (!order.lots?.length) return '—'
@@ -42,7 +42,7 @@ export default function OrdersTable({ orders, currency }) {
             </td>
             <th scope="row">{order.symbol}</th>
             <td className="num">{formatQuantity(order.quantity)}</td>
-            <td className="num">{formatMoney(order.price, currency)}</td>
+            <td className="num">{formatPrice(order.price, currency)}</td>
             <td className="num">{formatMoney(order.notional, currency)}</td>
             <td className="orders__lots">{lotsText(order, currency)}</td>
           </tr>
