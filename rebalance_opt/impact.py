@@ -263,9 +263,21 @@ def _pick(account: Account, method: str, lots: list[Lot], quantity: float) -> Lo
     return LotPick(method, tuple(sales), lot_tax, estimate(account.tax, gains["short"], gains["long"]))
 
 
+def _number(x, path: str, what: str) -> float:
+    """A library argument as a finite float (an ``np.int64`` too, whose results JSON refused), else
+    an InputError naming it: ``"10"`` was a TypeError, ``True`` one share, ``"x"`` a ValueError."""
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        raise InputError(f"must be {what}", path=path, value=x, has_value=True)
+    return float(x)
+
+
 def what_if_sell(account: Account, symbol: str, quantity: float | None = None) -> WhatIf:
     """The tax of selling ``quantity`` shares of ``symbol`` (all of it when None): the lots the
     engine would relieve (minimum tax) against FIFO, each netted with this year's gains."""
+    if quantity is not None:
+        quantity = _number(quantity, "quantity", "a number of shares, or None for all of them")
     held = [l for l in account.lots if l.symbol == symbol and sellable(account, l)]
     if symbol not in account.prices or not any(l.symbol == symbol for l in account.lots):
         raise InputError("is not held in the account", path="--sell", value=symbol, has_value=True)
@@ -313,8 +325,8 @@ def frontier(account: Account, tax_weights=DEFAULT_TAX_WEIGHTS, planner: Planner
     """
     planner = planner or Planner()
     points = []
-    for w in sorted(tax_weights):
-        plan = planner.plan(account.with_policy(tax_weight=float(w)))
+    for w in sorted(_number(w, "tax_weights", "numbers (tax_weight values)") for w in tax_weights):
+        plan = planner.plan(account.with_policy(tax_weight=w))
         points.append(FrontierPoint(float(w), plan.lot_tax, plan.tax.estimated_tax,
                                     math.sqrt(plan.drift_after.squared_error), plan))
     return points

@@ -121,3 +121,21 @@ def test_numpy_scalars_decimals_and_series_given_to_replace_are_taken_as_python_
     assert json.dumps(account_to_dict(given)) == json.dumps(account_to_dict(plain))
     assert _comparable(plan_rebalance(given)) == _comparable(plan_rebalance(plain))
     assert account.with_policy(no_buy=["VTI"]).policy.no_buy == frozenset({"VTI"})
+
+
+def test_what_if_and_frontier_take_numpy_numbers_and_name_anything_else():
+    # what_if_sell(..., "10") was a TypeError, True one share, np.int64(10) a result JSON refused;
+    # frontier(account, ["x"]) a ValueError
+    from rebalance_opt.impact import frontier, what_if_sell
+    account = load_account(ROOT / "examples" / "household.toml")
+    symbol = account.lots[0].symbol
+    assert what_if_sell(account, symbol, np.int64(1)) == what_if_sell(account, symbol, 1.0)
+    json.dumps(what_if_sell(account, symbol, np.int64(1)).to_dict())
+    for bad in ("10", True, float("nan"), [1]):
+        with pytest.raises(InputError) as e:
+            what_if_sell(account, symbol, bad)
+        assert e.value.path == "quantity"
+    with pytest.raises(InputError) as e:
+        frontier(account, [0.1, "x"])
+    assert e.value.path == "tax_weights"
+    assert [p.tax_weight for p in frontier(account, [np.float64(0.3), np.int64(1)])] == [0.3, 1.0]
