@@ -301,7 +301,13 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
         host_answered = frozenset(h.lower() for h in allowed_hosts).__contains__
     else:
         host_answered = None if token else is_loopback
-    expected_auth = f"Bearer {token}".encode() if token else None
+    expected_token = token.encode() if token else None
+
+    def authorized(header: str) -> bool:
+        """``Authorization: Bearer TOKEN``, the scheme in any case (RFC 9110 11.1: ``bearer`` was
+        refused), the token compared in constant time."""
+        scheme, _, credentials = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(credentials.lstrip(" ").encode(), expected_token)
 
     app = FastAPI(title="rebalance-opt", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   default_response_class=_JSON)
@@ -314,8 +320,8 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
             response: Response = _error(400, "this server answers only requests addressed to localhost")
         elif length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             response = _error(413, f"request body over {MAX_BODY_BYTES} bytes")
-        elif (expected_auth is not None and request.url.path.startswith("/api/")
-              and not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected_auth)):
+        elif (expected_token is not None and request.url.path.startswith("/api/")
+              and not authorized(request.headers.get("authorization", ""))):
             response = _error(401, "missing or wrong access token", headers={"WWW-Authenticate": "Bearer"})
         else:
             response = await call_next(request)
@@ -410,7 +416,7 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
 
     app.mount("/assets", StaticFiles(directory=web / "assets", check_dir=False), name="assets")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: uptime checks (was 405)
     def index():
         page = web / "index.html"
         if not page.is_file():

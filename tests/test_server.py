@@ -287,6 +287,7 @@ def test_the_server_answers_the_address_it_serves_on(account_file, uvicorn_calls
     assert client.get("/api/accounts").status_code == 200
     assert_error(client.get("/api/accounts", headers={"Host": "evil.example:9126"}), 400)
 
+
 def test_a_token_is_required_on_every_api_request(account_file):
     token = "correct-horse-battery-staple"
     client = client_for(account_file, token=token)
@@ -297,6 +298,10 @@ def test_a_token_is_required_on_every_api_request(account_file):
     assert_error(client.post("/api/accounts/0/plan", json={}), 401)
     ok = client.get("/api/accounts/0/drift", headers={"Authorization": f"Bearer {token}", "Host": "10.0.0.2:8765"})
     assert ok.status_code == 200
+    # the scheme is case-insensitive (RFC 9110 11.1): "bearer" was a 401
+    for header in (f"bearer {token}", f"BEARER  {token}"):
+        assert client.get("/api/accounts", headers={"Authorization": header}).status_code == 200
+    assert_error(client.get("/api/accounts", headers={"Authorization": f"Basic {token}"}), 401)
 
 
 @pytest.mark.parametrize("token", ["", "has space", "tab\there"])
@@ -466,6 +471,8 @@ def test_serves_the_built_page_and_its_assets(tmp_path, account_file):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["cache-control"] == "no-cache"
+    head = client.head("/")  # an uptime check's request (was 405)
+    assert head.status_code == 200 and head.content == b"" and head.headers["content-type"].startswith("text/html")
     asset = client.get("/assets/app-1.js")
     assert asset.status_code == 200 and asset.text == "console.log(1)"
     assert client.get("/assets/missing.js").status_code == 404
