@@ -142,6 +142,7 @@ class EqualDrift:
     reference_total_tax: float
     reference_wealth: float
     between: tuple[str, str] | None         # the two sweep points interpolated
+    position: float | None = None           # where between them: 0 at the first, 1 at the second
 
     @property
     def tax_ratio(self) -> float | None:
@@ -443,7 +444,7 @@ def equal_drift(runs: Sequence[StrategyRun], sweep: str, reference: str) -> Equa
     if ref is None or not points:
         return None
     x = ref.mean_abs_drift
-    best: tuple[float, float, float, tuple[str, str]] | None = None
+    best: tuple[float, float, float, tuple[str, str], float] | None = None
     for a, b in zip(points, points[1:] if len(points) > 1 else points):
         lo, hi = sorted((a.mean_abs_drift, b.mean_abs_drift))
         if not (lo - 1e-12 <= x <= hi + 1e-12):
@@ -451,7 +452,7 @@ def equal_drift(runs: Sequence[StrategyRun], sweep: str, reference: str) -> Equa
         t = 0.0 if hi - lo < 1e-15 else (x - a.mean_abs_drift) / (b.mean_abs_drift - a.mean_abs_drift)
         tax, liquidation, wealth = (_lerp(a, b, t, attr) for attr in ("tax_paid", "liquidation_tax",
                                                                       "wealth_after_liquidation"))
-        point = (tax, tax + liquidation, wealth, (a.strategy, b.strategy))
+        point = (tax, tax + liquidation, wealth, (a.strategy, b.strategy), t)
         if best is None or point[0] < best[0]:
             best = point
     common = dict(sweep=sweep, reference=reference, drift=x, reference_tax_paid=ref.tax_paid,
@@ -460,7 +461,7 @@ def equal_drift(runs: Sequence[StrategyRun], sweep: str, reference: str) -> Equa
     if best is None:
         return EqualDrift(tax_paid=None, total_tax=None, wealth_after_liquidation=None, between=None, **common)
     return EqualDrift(tax_paid=best[0], total_tax=best[1], wealth_after_liquidation=best[2], between=best[3],
-                      **common)
+                      position=best[4], **common)
 
 
 def _lerp(a: Metrics, b: Metrics, t: float, attr: str) -> float:

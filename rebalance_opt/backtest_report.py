@@ -345,9 +345,7 @@ def _sources_note(result: BacktestResult) -> str | None:
     runs = {r.metrics.strategy: r for r in result.runs}
     if e is None or reference not in runs or e.reference_tax_paid <= 0:
         return None
-    a, b = runs[e.between[0]], runs[e.between[1]]
-    da, db = a.metrics.mean_abs_drift, b.metrics.mean_abs_drift
-    t = 0.0 if abs(db - da) < 1e-15 else (e.drift - da) / (db - da)
+    a, b, t = runs[e.between[0]], runs[e.between[1]], e.position  # interpolated as the tax is
     (sa, la), (sb, lb) = _gains(a), _gains(b)
     short, long_ = (1 - t) * sa + t * sb, (1 - t) * la + t * lb
     ref_short, ref_long = _gains(runs[reference])

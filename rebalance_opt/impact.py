@@ -327,6 +327,6 @@ def frontier(account: Account, tax_weights=DEFAULT_TAX_WEIGHTS, planner: Planner
     points = []
     for w in sorted(_number(w, "tax_weights", "numbers (tax_weight values)") for w in tax_weights):
         plan = planner.plan(account.with_policy(tax_weight=w))
-        points.append(FrontierPoint(float(w), plan.lot_tax, plan.tax.estimated_tax,
+        points.append(FrontierPoint(w, plan.lot_tax, plan.tax.estimated_tax,
                                     math.sqrt(plan.drift_after.squared_error), plan))
     return points

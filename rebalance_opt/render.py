@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .drift import DriftReport
-from .exports import price_per_share
+from .exports import price_per_share, quantity_text
 from .plan import Plan
 
 BAR_WIDTH = 10  # characters on each side of the zero line
@@ -32,8 +32,7 @@ def money(x: float, currency: str = "") -> str:
 def shares(q: float) -> str:
     """A share count exactly as planned, with thousands separators: ``1,234,567`` (``.6g`` showed
     1.23457e+06) and every digit of a fraction, ``1,234.567891`` (``.6g`` showed 1,234.57)."""
-    q = float(q)
-    return f"{int(q):,}" if q.is_integer() else format(Decimal(repr(q)), ",f")
+    return format(Decimal(quantity_text(q)), ",f")  # the digits basket files write
 
 
 def price(x: float, currency: str = "") -> str:
