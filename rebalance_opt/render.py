@@ -8,7 +8,7 @@ import errno
 import math
 import os
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from rich import box
 from rich.console import Console, Group
@@ -16,17 +16,21 @@ from rich.table import Table
 from rich.text import Text
 
 from .drift import DriftReport
-from .exports import price_per_share, quantity_text
+from .exports import cents, price_per_share, quantity_text
 from .plan import Plan
 
 BAR_WIDTH = 10  # characters on each side of the zero line
 
 
 def money(x: float, currency: str = "") -> str:
-    """To the cent, with a minus only where the cents show one (a tax of -0.001 is 0.00, not -0.00)."""
-    text = f"{abs(x):,.2f}"
-    sign = "-" if x < 0 and text.strip("0.,") else ""
-    return f"{sign}{text}" + (f" {currency}" if currency else "")
+    """To the cent as basket files write it (``exports.cents``: half away from zero, so 2.675 is
+    2.68 here too, where float formatting showed 2.67), with a minus only where the cents show one
+    (a tax of -0.001 is 0.00, not -0.00). Beyond what a Decimal cent holds (inf, 1e30), as a float."""
+    try:
+        text = format(cents(x), ",.2f")
+    except InvalidOperation:
+        text = f"{x:,.2f}"
+    return text + (f" {currency}" if currency else "")
 
 
 def shares(q: float) -> str:

@@ -1206,6 +1206,20 @@ def test_money_never_shows_a_negative_zero():
     assert money(-0.004, "USD") == "0.00 USD"
 
 
+def test_money_rounds_half_cents_as_the_basket_does():
+    # the terminal formatted floats (2.675 is 2.67499999... in binary: "2.67") while the basket
+    # rounds the shortest decimal half away from zero ("2.68"): the two disagreed by a cent
+    from decimal import Decimal
+
+    from rebalance_opt.exports import cents
+    from rebalance_opt.render import money
+    ties = [2.675, 1.005, -2.675, 1234567.895, 0.125]
+    assert [money(x) for x in ties] == ["2.68", "1.01", "-2.68", "1,234,567.90", "0.13"]
+    assert [money(x).replace(",", "") for x in ties] == [str(cents(x)) for x in ties]
+    assert money(float("inf")) == "inf" and money(1e30).startswith("1,000,000,000,000,000,0")
+    assert Decimal(money(1e15 + 0.5).replace(",", "")) == Decimal("1000000000000000.50")
+
+
 def test_the_plan_view_shows_share_counts_and_sub_dollar_prices_exactly(capsys, tmp_path):
     # quantities were shown to 6 significant digits: 1,234,567 shares as 1.23457e+06, 1234.567891 as
     # 1,234.57; a $0.0042 price as 0.00
