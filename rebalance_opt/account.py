@@ -285,7 +285,10 @@ class Account:
         if "lots" in changes:  # other lots than the lots_file's: their lines no longer apply
             changes.setdefault("lots_origin", None)
         new = dataclasses.replace(self, **{k: _python(v) for k, v in changes.items()})
-        validate(new)
+        try:
+            validate(new)
+        except InputError as exc:
+            raise _changed_in_python(exc) from None
         return new
 
     def with_policy(self, **changes) -> "Account":
@@ -301,6 +304,16 @@ def _known(changes: dict, fields, prefix: str) -> None:
     unknown = sorted(set(changes) - {f.name for f in fields})
     if unknown:
         raise InputError("unknown field", path=prefix + unknown[0], value=changes[unknown[0]], has_value=True)
+
+
+def _changed_in_python(exc: InputError) -> InputError:
+    """An error of an account changed by ``replace``: the change is at fault, not the file the
+    account was read from (already valid), so the error names no file, and says where the account
+    came from (``examples/household.toml, policy.band: ...`` sent people to a file that was fine)."""
+    if exc.file is None:
+        return exc
+    return InputError(f"{exc.message} (in a change made in Python to the account read from {exc.file})",
+                      path=exc.path, value=exc.value, has_value=exc.has_value)
 
 
 def _err(account: Account, path: str, message: str, value=None, has_value=True) -> InputError:

@@ -106,6 +106,19 @@ def test_an_account_changed_with_a_value_of_another_type_is_an_input_error_namin
     assert err.value.path == path
 
 
+def test_an_error_in_a_change_made_in_python_names_no_file_but_says_where_the_account_came_from():
+    # "examples/household.toml, policy.band: must be between 0 and 1" sent people to a valid file
+    account = load_account(ROOT / "examples" / "household.toml")
+    with pytest.raises(InputError) as err:
+        account.with_policy(band=2)
+    assert err.value.file is None and err.value.path == "policy.band" and err.value.value == 2
+    assert str(err.value).startswith("policy.band: must be between 0 and 1 (in a change made in Python")
+    assert account.source in str(err.value)
+    with pytest.raises(InputError) as err:  # an account of no file: the error as validate raises it
+        account.replace(source=None).replace(cash=-1.0)
+    assert str(err.value) == "account.cash: must be a finite number >= 0 (got -1.0)"
+
+
 def test_numpy_scalars_decimals_and_series_given_to_replace_are_taken_as_python_numbers():
     """As ``account_from_dict`` takes them: an ``np.int64`` price or cash was refused ("must be a
     finite price > 0 (got np.int64(300))"), a Series of prices was a ValueError, and an
