@@ -289,7 +289,7 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
               progress: Callable[[int], None] | None = None) -> BatchResult:
     """Plan every account (a folder's files, or an ``AccountSet`` read by ``read_account_set``);
     append one audit entry per plan to ``log`` (None: a dry run) and write one basket of every
-    plan to ``out``. ``progress`` is called with the number of accounts each finished chunk held."""
+    plan to ``out`` (nothing, when no account was planned: a file already there is left as it was). ``progress`` is called with the number of accounts each finished chunk held."""
     check_engine(engine, scheduler, workers)
     workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
     started = time.perf_counter()
@@ -311,7 +311,7 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
             freeze()
     outcome = BatchResult(results, engine, workers, 0.0, log=str(log.path) if log is not None else None)
     staged = None
-    if out is not None:
+    if out is not None and outcome.plans:  # every account failed: no basket, an existing file kept as it is
         rows = [r.basket_rows for r in results if r.plan is not None] if fmt == "csv" else None
         staged = stage_basket(outcome.plans, out, fmt, rows=rows)
         outcome.basket = staged.to_dict()

@@ -288,3 +288,28 @@ def test_a_folder_of_good_accounts_exits_zero(tmp_path):
     result = run_cli("rebalance", "batch", str(tmp_path / "ok"), "--dry-run", "--json", "--workers", "1")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["planned"] == 2
+
+
+def test_a_batch_where_every_account_fails_leaves_an_existing_basket_untouched(tmp_path):
+    accounts = tmp_path / "accounts"
+    accounts.mkdir()
+    (accounts / "broken.json").write_text('{"account": {"id": "broken"}}')
+    (accounts / "also-broken.json").write_text('{"account": {"id": "also-broken", "cash": -1}}')
+    out = tmp_path / "out" / "basket.csv"
+    out.parent.mkdir()
+    before = "symbol,side,quantity\nVTI,buy,10\n"
+    out.write_text(before)
+
+    outcome = run_batch(account_files(accounts), workers=1, log=LogLocation(tmp_path / "a.sqlite", "--log"),
+                        out=out, basket_format="csv")
+    assert len(outcome.failures) == 2 and outcome.plans == [] and outcome.basket is None
+    assert out.read_text() == before and sorted(p.name for p in out.parent.iterdir()) == ["basket.csv"]
+
+    result = run_cli("rebalance", "batch", str(accounts), "--json", "--workers", "1",
+                     "--log", str(tmp_path / "a.sqlite"), "--out", str(out))
+    assert result.returncode == 5, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["planned"] == 0 and summary["failed"] == 2 and summary["basket"] is None
+    assert "not written, every account failed" in result.stderr
+    assert out.read_text() == before and sorted(p.name for p in out.parent.iterdir()) == ["basket.csv"]
+    assert AuditLog(tmp_path / "a.sqlite").entries() == []

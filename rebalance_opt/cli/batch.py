@@ -73,7 +73,7 @@ def batch(
             console().print(_summary_table(outcome))
             if outcome.failures:
                 console().print(_failures_table(outcome))
-        for line in _notes(outcome):
+        for line in _notes(outcome, out):
             typer.echo(line, err=as_json)
         if outcome.failures:
             failed.append(len(outcome.failures))
@@ -150,13 +150,15 @@ def _short(source: str) -> str:
     return Path(file).name + (mark + account if mark else "")
 
 
-def _notes(outcome) -> list[str]:
+def _notes(outcome, out: Path | None = None) -> list[str]:
     s = outcome.summary()
     notes = [f"{s['planned']:,} of {s['accounts']:,} accounts planned with --engine {s['engine']} "
              f"({s['workers']} workers) in {s['seconds']:.2f} s"]
     if outcome.basket is not None:
         notes.append(f"basket: {outcome.basket['orders']:,} orders written to {outcome.basket['path']} "
                      f"({outcome.basket['format']})")
+    elif out is not None:
+        notes.append(f"basket: not written, every account failed ({out} left as it was)")
     notes.append(f"logged {len(outcome.log_ids):,} entries in {outcome.log}" if outcome.log is not None
                  else "dry run: nothing recorded in the audit log")
     done = "planned and logged" if outcome.log is not None else "planned"
