@@ -186,6 +186,7 @@ def _check_writable(where: LogLocation) -> None:
 # The longest suffix of the files SQLite keeps beside the log: NAME-journal while it switches a new
 # log to WAL mode, then NAME-wal and NAME-shm.
 SIDE_FILE_SUFFIX = "-journal"
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")  # every file SQLite may keep beside the log
 
 
 def _name_max(folder: Path) -> int:

@@ -36,6 +36,38 @@ def test_a_batch_basket_never_replaces_the_audit_log(capsys, folder, tmp_path):
     assert cli(capsys, "rebalance", "log", "--verify", "--log", str(log))[0] == 0
 
 
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_basket_never_replaces_the_audit_log_or_the_files_sqlite_keeps_beside_it(capsys, folder, tmp_path,
+                                                                                   suffix, dry_run):
+    log = tmp_path / "log.sqlite"
+    account = str(folder / "household.toml")
+    assert cli(capsys, "rebalance", "generate", account, "--log", str(log))[0] == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    out = Path(f"{log}{suffix}")
+    dry = ["--dry-run"] if dry_run else []
+    for command in (["generate", account], ["batch", str(folder), "--workers", "1"]):
+        code, output, err = cli(capsys, "rebalance", *command, "--log", str(log), "--out", str(out),
+                                "--format", "csv", "--json", *dry)
+        assert code == 2, err
+        error = json.loads(output)["error"]
+        assert error["path"] == "--out" and repr(str(out)) in error["message"]
+        assert ("is the audit log;" if not suffix else f"is the audit log's {suffix} file") in error["message"]
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before  # nothing written
+    assert cli(capsys, "rebalance", "log", "--verify", "--log", str(log))[0] == 0
+
+
+def test_a_dry_run_basket_never_replaces_the_log_named_by_the_environment(capsys, folder, tmp_path, monkeypatch):
+    log = tmp_path / "env.sqlite"
+    monkeypatch.setenv("REBALANCE_OPT_LOG", str(log))
+    assert cli(capsys, "rebalance", "generate", str(folder / "household.toml"))[0] == 0
+    before = log.read_bytes()
+    code, _, err = cli(capsys, "rebalance", "generate", str(folder / "household.toml"), "--dry-run",
+                       "--out", f"{log}-wal", "--format", "json")
+    assert code == 2 and "--out" in err and "-wal file" in err and not Path(f"{log}-wal").exists()
+    assert log.read_bytes() == before
+
+
 def test_a_batch_basket_is_never_written_into_the_account_folder(capsys, folder):
     account = folder / "household.toml"
     before = account.read_bytes()

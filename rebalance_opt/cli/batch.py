@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
+from .common import JsonOpt, audit_log_files, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
 
@@ -58,7 +58,7 @@ def batch(
         work = batch_input(accounts, template)
         if out is not None:
             inputs = [(accounts, "the account set")] + ([(template, "the template")] if template else []) \
-                + ([(where.path, "the audit log")] if where is not None else [])
+                + audit_log_files(where, log)
             refuse_overwrite(out, inputs, folder=accounts if accounts.is_dir() else None)
 
         from ..render import console

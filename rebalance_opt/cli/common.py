@@ -197,6 +197,24 @@ def refuse_overwrite(out: Path, inputs: list[tuple[Path, str]], folder: Path | N
                              has_value=True)
 
 
+def audit_log_files(where, log: str | None) -> list[tuple[Path, str]]:
+    """The audit log and the files SQLite keeps beside it (``-wal``, ``-shm``, ``-journal``, next to
+    the file a symbolic link points to), as ``refuse_overwrite`` inputs: a basket written over any
+    of them destroys or corrupts the log. ``where`` is the log the command appends to; a dry run
+    (None) appends nothing, but the log ``--log`` or the environment names is protected all the
+    same (a ``--log`` that names no usable log protects nothing, and is no error in a dry run)."""
+    from ..audit import SIDE_FILE_SUFFIXES, resolve_log
+    if where is None:
+        try:
+            where = resolve_log(log)
+        except InputError:
+            return []
+    real = _resolved(where.path) or where.path
+    return [(where.path, "the audit log")] + [
+        (Path(f"{real}{suffix}"), f"the audit log's {suffix} file (beside {where.path})")
+        for suffix in SIDE_FILE_SUFFIXES]
+
+
 def _resolved(path: Path) -> Path | None:
     """``path`` resolved, or None where it cannot be: a symbolic link that loops (a RuntimeError
     before Python 3.13: a `lots_file` that loops was "unexpected error" with --out, where the

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
+from .common import JsonOpt, audit_log_files, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 @rebalance.command("check")
 def check(account: Path = typer.Argument(..., help="Account file (.toml or .json)."), as_json: bool = JsonOpt):
@@ -59,7 +59,7 @@ def generate(
         data = read_account_data(account)  # read once: for its lots_file here, then validated
         if out is not None:
             refuse_overwrite(out, [(account, "the account file")] + _lots_file(account, data)
-                             + ([(where.path, "the audit log")] if where is not None else []))
+                             + audit_log_files(where, log))
         acct = account_from_dict(data, source=str(account), base_dir=account.parent)
         if basket_format is not None:
             check_account_exportable(basket_format, acct, file=str(account))
