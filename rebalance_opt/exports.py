@@ -12,7 +12,7 @@ else from FILE's extension ``.csv``, ``.json`` or ``.fix``):
   "as_of", "currency", "reason", "orders": [...]}]}``, each order as in SPEC section 3 plus
   ``asset_class`` and ``order_type``.
 * **fix** — one FIX 4.4 NewOrderList (35=E) message for the whole basket (every account), built
-  with ``simplefix``: ListID(66), BidType(394)=3 (no bidding process), TotNoOrders(68), and a
+  with ``simplefix``: ListID(66) (``list_id``: unique to the basket), BidType(394)=3 (no bidding process), TotNoOrders(68), and a
   NoOrders(73) group of ClOrdID(11), ListSeqNo(67), Account(1), Symbol(55), Side(54),
   OrderQty(38), OrdType(40)=1 (market) and Currency(15). One message rather than one per account
   because FIX 4.4 carries Account per order, so a single list executes the basket in one go.
@@ -32,6 +32,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -240,10 +241,15 @@ def render_json(plans: Sequence[Plan], created: datetime) -> bytes:
 
 
 def list_id(plans: Sequence[Plan], created: datetime) -> str:
-    """A ListID unique to this basket: its time and a digest of its orders."""
+    """A ListID unique to this basket: ``RB``, its time to the second, a digest of its orders
+    (10 hex digits of their sha256) and a nonce of 8 random hex digits. The time and
+    the digest alone were the same for two baskets of the same orders written within one second
+    (a dry run, then the run; the same plan generated twice), and a broker refuses or merges a
+    repeated ListID or ClOrdID; the nonce tells them apart (a clash needs the same orders, the
+    same second and one chance in 4 billion)."""
     digest = hashlib.sha256(json.dumps([[p.account, [o.to_dict() for o in p.orders]] for p in plans],
                                        sort_keys=True, default=str).encode()).hexdigest()[:10].upper()
-    return f"RB{created:%Y%m%d%H%M%S}-{digest}"
+    return f"RB{created:%Y%m%d%H%M%S}-{digest}-{secrets.token_hex(4).upper()}"
 
 
 def render_fix(plans: Sequence[Plan], created: datetime, sender: str = FIX_SENDER,

@@ -268,6 +268,20 @@ def test_fix_new_order_list_parses_back_with_every_required_field(plan):
     assert group == [11, 67, 1, 55, 54, 38, 40, 15] * n
 
 
+def test_fix_ids_differ_between_baskets_of_the_same_orders_written_in_the_same_second(plan):
+    first = parse_fix(render_basket([plan], "fix", CREATED))
+    again = parse_fix(render_basket([plan], "fix", CREATED.replace(microsecond=999_999)))
+    assert first.get(66) != again.get(66)
+    first_ids = {o[11] for o in fix_orders(first)}
+    again_ids = {o[11] for o in fix_orders(again)}
+    assert len(first_ids) == len(again_ids) == len(plan.orders) and not first_ids & again_ids
+    # RB, the time to the second, 10 hex digits of the orders' sha256, 8 random hex digits
+    pattern = re.compile(rb"RB20261124153000-([0-9A-F]{10})-[0-9A-F]{8}")
+    digests = {pattern.fullmatch(m.get(66)).group(1) for m in (first, again)}
+    assert len(digests) == 1, "the orders' digest stays the same for the same orders"
+    assert all(o[11] == b"%s-%d" % (first.get(66), int(o[67])) for o in fix_orders(first))
+
+
 def test_fix_fractional_quantity_is_exact_decimal(fractional_plan):
     orders = fix_orders(parse_fix(render_basket([fractional_plan], "fix", CREATED)))
     qty = sorted(o[38].decode() for o in orders)
