@@ -3,8 +3,10 @@
 ``python cli.py serve ACCOUNT ...`` calls :func:`run`; tests build the app with :func:`create_app`.
 
 Only the account files named at start-up can be read; a request addresses one by its position in
-that list (``0``, ``1``, ...) or by its account id, never by a path. Files are re-read on every
-request, so edits show up on the next reload of the page.
+that list (``0``, ``1``, ...) or by its account id, never by a path. An id may hold ``/``: ``{key}``
+is the rest of the URL path up to the route's last segment, percent-encoded (``firm%2Fhh-1``, as the
+page sends it, with ``encodeURIComponent``) or not. Files are re-read on every request, so edits
+show up on the next reload of the page.
 
 API (every body is JSON; every error is ``{"error": {"message", "path", "file"}}``)::
 
@@ -366,12 +368,12 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
     def list_accounts() -> list[dict[str, Any]]:
         return [accounts.summary(src) for src in accounts.sources]
 
-    @app.get("/api/accounts/{key}/drift", dependencies=[_query()])
+    @app.get("/api/accounts/{key:path}/drift", dependencies=[_query()])
     def account_drift(key: str) -> dict[str, Any]:
         _, account = accounts.find(key)
         return drift_report(account).to_dict()
 
-    @app.post("/api/accounts/{key}/plan", dependencies=[_query()])
+    @app.post("/api/accounts/{key:path}/plan", dependencies=[_query()])
     async def account_plan(key: str, request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if content_type != "application/json":
@@ -381,7 +383,7 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
         _, account = await run_in_threadpool(accounts.find, key)
         return await run_in_threadpool(_plan_payload, account, reason)
 
-    @app.get("/api/accounts/{key}/tax", dependencies=[_query()])
+    @app.get("/api/accounts/{key:path}/tax", dependencies=[_query()])
     def account_tax(key: str) -> dict[str, Any]:
         _, account = accounts.find(key)
         return tax_impact(account).to_dict()

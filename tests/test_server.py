@@ -136,6 +136,29 @@ def test_plan_is_the_engine_plan_with_rows_after(account_file):
     assert body["value_after"] == pytest.approx(body["value"] - body["withdrawal"])
 
 
+@pytest.mark.parametrize("account_id, key", [
+    ("firm/hh 1", "firm%2Fhh%201"),                  # as the page sends it (encodeURIComponent)
+    ("firm/hh 1", "firm/hh%201"),                    # the slash left as it is
+    ("firm//hh 1/drift", "firm%2F%2Fhh%201%2Fdrift"),  # a route's own last segment inside the id
+])
+def test_an_account_id_with_a_slash_is_addressable(tmp_path, account_id, key):
+    path = tmp_path / "slash.toml"
+    path.write_text(ACCOUNT.replace('id = "household-1"', f'id = "{account_id}"'))
+    client = client_for(path)
+    account = load_account(path)
+    assert account.id == account_id
+    drift = client.get(f"/api/accounts/{key}/drift")
+    assert drift.status_code == 200, drift.text
+    assert drift.json() == roundtrip(drift_report(account).to_dict())
+    plan = client.post(f"/api/accounts/{key}/plan", json={})
+    assert plan.status_code == 200, plan.text
+    assert plan.json()["orders"] == roundtrip(plan_rebalance(account).to_dict())["orders"]
+    tax = client.get(f"/api/accounts/{key}/tax")
+    assert tax.status_code == 200 and tax.json()["account"] == account_id
+    assert_error(client.get("/api/accounts/firm%2Fnobody/drift"), 404)
+    assert_error(client.get(f"/api/accounts/{key}/plan"), 405)
+
+
 def test_plan_takes_a_reason(account_file):
     response = client_for(account_file).post("/api/accounts/household-1/plan", json={"reason": "Year-end review"})
     assert response.status_code == 200
