@@ -63,6 +63,12 @@ def test_accounts_planned_in_a_process_pool_plan_as_in_this_process():
         assert list(pool.map(_plan_in_worker, accounts)) == expected
 
 
+@pytest.mark.parametrize("not_an_account", [None, {"account": {"id": "a"}}, "examples/household.toml"])
+def test_plan_rebalance_of_anything_but_an_account_is_a_type_error_naming_account(not_an_account):
+    with pytest.raises(TypeError, match=r"expects an Account .* got (NoneType|dict|str)$"):
+        plan_rebalance(not_an_account)  # None was an AttributeError: 'NoneType' object has no attribute 'policy'
+
+
 # --- Account.replace and with_policy: values of other types ----------------------------------
 def _lot0(account, **changes):
     return account.replace(lots=[dataclasses.replace(account.lots[0], **changes), *account.lots[1:]])
