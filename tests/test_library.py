@@ -56,6 +56,21 @@ def test_an_account_pickles_and_deep_copies_equal():
     assert pickle.loads(pickle.dumps(Book(account))).account == account
 
 
+def test_equal_accounts_hash_equal_and_key_a_dict():
+    """``hash(account)`` was "TypeError: unhashable type: 'mappingproxy'" (a frozen dataclass's
+    hash over its read-only maps)."""
+    account = load_account(ROOT / "examples" / "household.toml")
+    same = [load_account(ROOT / "examples" / "household.toml"), pickle.loads(pickle.dumps(account)),
+            copy.deepcopy(account), dataclasses.replace(account, source="elsewhere.toml"),  # source is not compared
+            account.replace(prices=dict(reversed(list(account.prices.items()))))]        # nor the maps' order
+    for other in same:
+        assert other == account and hash(other) == hash(account)
+    assert len({account, *same}) == 1
+    repriced = account.replace(prices={**account.prices, "VTI": account.prices["VTI"] + 1})
+    plans = {account: "first", repriced: "second"}
+    assert repriced != account and len(plans) == 2 and plans[same[0]] == "first"
+
+
 def test_accounts_planned_in_a_process_pool_plan_as_in_this_process():
     accounts = [load_account(ROOT / "examples" / f"{name}.toml") for name in ("household", "wash_sale")]
     expected = [_comparable(Planner().plan(a)) for a in accounts]
