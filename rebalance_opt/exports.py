@@ -82,6 +82,16 @@ def basket_target(out: Path) -> Path:
     return Path(os.path.realpath(out)) if out.is_symlink() else out
 
 
+def is_utf8(text: str) -> bool:
+    """Whether a command-line argument is text: bytes not in the locale's encoding (``$'\\xff'``)
+    reach Python as lone surrogates, which UTF-8 (SQLite, the audit log's hashes, JSON) cannot hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_destination(out: Path) -> None:
     """Fail before any work if ``out`` cannot be written: a directory, a file that is not a regular
     file (a device such as /dev/null, a FIFO: renaming the basket over it would replace it), or no
@@ -91,11 +101,9 @@ def check_destination(out: Path) -> None:
     encoding: the audit log and the JSON output record the path as text) is refused too."""
     def error(problem: str) -> InputError:
         return InputError(problem, path="--out", value=str(out), has_value=True)
-    try:
-        str(out).encode("utf-8")
-    except UnicodeEncodeError:  # bytes of another encoding, which the audit log and JSON cannot record as text
+    if not is_utf8(str(out)):  # bytes of another encoding, which the audit log and JSON cannot record as text
         raise error("is not UTF-8 text: the basket's path is recorded as text (in the audit log, and in the "
-                    "JSON output); give a name in UTF-8") from None
+                    "JSON output); give a name in UTF-8")
     try:
         _check_destination(out, error)
     except OSError as exc:  # a name longer than the file system allows (ENAMETOOLONG), ...

@@ -18,8 +18,8 @@ import simplefix
 from hypothesis import given, strategies as st
 
 from rebalance_opt import InputError, account_from_dict, plan_rebalance
-from rebalance_opt.exports import (CSV_COLUMNS, FORMULA_LEADS, cents, check_exportable, guard_cell, quantity_text,
-                                   render_basket, resolve_format, stage_basket, write_basket)
+from rebalance_opt.exports import (CSV_COLUMNS, FORMULA_LEADS, cents, check_destination, check_exportable, guard_cell,
+                                   is_utf8, quantity_text, render_basket, resolve_format, stage_basket, write_basket)
 
 CREATED = datetime(2026, 11, 24, 15, 30, 0, 123000, tzinfo=timezone.utc)
 
@@ -209,6 +209,19 @@ def test_json_basket_holds_the_orders_of_spec_section_3(plan):
         for s, lot in zip(o["lots"], src.lots):
             assert set(s) == {"lot", "quantity", "gain", "term", "tax"}
             assert s["gain"] == float(cents(lot.gain)) and s["tax"] == float(cents(lot.tax))
+
+
+@pytest.mark.parametrize("text, utf8", [
+    ("orders.csv", True), ("", True), ("naïve-日本-€.csv", True), ("\U0001F600", True),
+    ("orders-\udcff.csv", False),  # b"orders-\xff.csv" as Python decodes a latin-1 file name or argument
+    ("\ud800", False),             # a lone high surrogate
+])
+def test_one_utf8_check_serves_out_paths_and_log_account_filters(text, utf8):
+    # `check_destination` (--out) and `log --account` each had their own copy of this check
+    assert is_utf8(text) is utf8
+    if not utf8:
+        with pytest.raises(InputError, match="--out.*not UTF-8"):
+            check_destination(Path(text))
 
 
 # --- FIX ----------------------------------------------------------------------------------------

@@ -112,16 +112,6 @@ def _log_table(rows: list[dict]):
     return t
 
 
-def _is_utf8(text: str) -> bool:
-    """Whether an argument is text: bytes not in the locale's encoding reach Python as lone surrogates
-    (``$'\\xff'``), which SQLite cannot be given."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _lots_file(account: Path, data) -> list[tuple[Path, str]]:
     """The account's own lots CSV (``lots_file`` in its parsed ``data``), if it names one: the
     basket must not replace it."""
@@ -146,6 +136,7 @@ def log_command(
     """List audit log entries, show one, print the head hash, or verify the chain."""
     def body():
         from ..audit import AuditLog, parse_since, resolve_log
+        from ..exports import is_utf8
         where = resolve_log(log)
         audit = AuditLog(where)
         modes = [name for name, on in (("--show", show is not None), ("--verify", verify),
@@ -155,7 +146,7 @@ def log_command(
         filters = [name for name, v in (("--account", account), ("--since", since)) if v is not None]
         if modes and filters:
             raise InputError(f"filters only the listing, not {modes[0]}", path=filters[0])
-        if account is not None and not _is_utf8(account):  # bytes of another encoding (was UnicodeEncodeError)
+        if account is not None and not is_utf8(account):  # bytes of another encoding (was UnicodeEncodeError)
             raise InputError("is not UTF-8 text (bytes of another encoding), so it names no account",
                              path="--account", value=account, has_value=True)
         if verify:
