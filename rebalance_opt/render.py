@@ -46,7 +46,19 @@ def price(x: float, currency: str = "") -> str:
 
 
 def pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
+    """A weight as a percentage to 0.1, ``0.0%`` where it rounds to zero (never ``-0.0%``)."""
+    return f"{_unsigned_zero(f'{x * 100:.1f}')}%"
+
+
+def points(drift: float) -> str:
+    """A drift in points to 0.1, signed (``+18.3``, ``-2.6``); one that rounds to zero is ``0.0``,
+    with no sign (a drift of -0.001 points showed ``-0.0``), as on the web page."""
+    return _unsigned_zero(f"{drift * 100:+.1f}")
+
+
+def _unsigned_zero(text: str) -> str:
+    """A number's text without its sign where it shows zero (``-0.0``, ``+0.0``)."""
+    return text.lstrip("+-") if float(text) == 0 else text
 
 
 def drift_bar(drift: float, band: float, scale: float, status: str) -> Text:
@@ -75,7 +87,7 @@ def drift_table(report: DriftReport, title: str = "Drift") -> Table:
         t.add_column(col, justify=justify, no_wrap=True)
     for r in report.rows:
         status_style = {"overweight": "bold red", "underweight": "bold green"}.get(r.status, "")
-        t.add_row(r.name, pct(r.current_weight), pct(r.target_weight), f"{r.drift * 100:+.1f}",
+        t.add_row(r.name, pct(r.current_weight), pct(r.target_weight), points(r.drift),
                   drift_bar(r.drift, r.band, scale, r.status), Text(r.status.replace("_", " "), style=status_style))
     return t
 
@@ -146,8 +158,8 @@ def impact_view(impact) -> Group:
                                                 ("plan", "right"), ("tax/pt", "right")])
         for s in impact.sells:
             t.add_row(s.symbol, shares(s.quantity), money(s.lot_tax), f"{s.points:.1f}", s.asset_class,
-                      f"{s.drift_without * 100:+.1f}%" if s.drift_without is not None else "—",
-                      f"{s.drift_with * 100:+.1f}%",
+                      f"{points(s.drift_without)}%" if s.drift_without is not None else "—",
+                      f"{points(s.drift_with)}%",
                       money(s.tax_per_point) if s.tax_per_point is not None else "—")
         parts.append(t)
         parts.extend(Text(f"• {s.sentence}") for s in impact.sells)

@@ -1252,6 +1252,27 @@ def test_money_rounds_half_cents_as_the_basket_does():
     assert Decimal(money(1e15 + 0.5).replace(",", "")) == Decimal("1000000000000000.50")
 
 
+def test_the_drift_view_never_shows_a_negative_zero(capsys, tmp_path):
+    # a drift of -0.01 points was shown "-0.0" (and a zero drift "+0.0"); one that rounds to zero is "0.0"
+    from rebalance_opt.render import pct, points
+    assert [points(x) for x in (-1e-4, -0.0, 0.0, 1e-4, -6e-4, 0.183, -0.026)] == \
+        ["0.0", "0.0", "0.0", "0.0", "-0.1", "+18.3", "-2.6"]
+    assert [pct(x) for x in (-1e-12, -0.0, 0.5, 0.0004)] == ["0.0%", "0.0%", "50.0%", "0.0%"]
+    d = base_dict()
+    d["account"]["cash"] = 0.0
+    d.update(targets={"A": 0.5, "B": 0.5}, classes={}, prices={"A": 100.0, "B": 100.0}, lots=[
+        {"id": "L1", "symbol": "A", "quantity": 4999, "cost_basis": 100.0, "acquired": "2020-01-02"},
+        {"id": "L2", "symbol": "B", "quantity": 5001, "cost_basis": 100.0, "acquired": "2020-01-02"}])
+    account = tmp_path / "a.json"
+    account.write_text(json.dumps(d))  # A at 49.99% and B at 50.01% of 1,000,000: drifts of -0.01 and +0.01 points
+    code, out, err = cli(capsys, "rebalance", "check", str(account))
+    assert code == 0, err
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["A"], ["B"], ["CASH"])}
+    assert {name: row[1:4] for name, row in rows.items()} == {
+        "A": ["50.0%", "50.0%", "0.0"], "B": ["50.0%", "50.0%", "0.0"], "CASH": ["0.0%", "0.0%", "0.0"]}
+    assert "-0.0" not in out and "+0.0" not in out
+
+
 def test_the_plan_view_shows_share_counts_and_sub_dollar_prices_exactly(capsys, tmp_path):
     # quantities were shown to 6 significant digits: 1,234,567 shares as 1.23457e+06, 1234.567891 as
     # 1,234.57; a $0.0042 price as 0.00
