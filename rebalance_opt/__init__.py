@@ -16,18 +16,8 @@ from .drift import DriftReport, DriftRow, drift_report
 from .errors import DamagedLog, InputError, Infeasible, PlanRejected, RebalanceError, SolverFailed
 from .plan import LotSale, Order, Plan
 from .book import Book
-from .solve import Planner
-from .solve import plan_rebalance as _plan_rebalance
+from .solve import Planner, plan_rebalance
 from .tax import TaxSummary
-
-
-def plan_rebalance(account: Account, reason: str | None = None, planner: Planner | None = None) -> Plan:
-    """Plan a tax-aware rebalance of ``account`` (``solve.plan_rebalance``). Anything but an
-    ``Account`` is a TypeError saying so (``None`` was an AttributeError from deep in the planner)."""
-    if not isinstance(account, Account):
-        raise TypeError(f"plan_rebalance() expects an Account (from load_account, account_from_dict or "
-                        f"account_from_frames), got {type(account).__name__}")
-    return _plan_rebalance(account, reason, planner)
 
 
 __all__ = [

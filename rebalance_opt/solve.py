@@ -77,6 +77,11 @@ class Planner:
         self.screen_lots = screen_lots  # solve over screened lots (``screen``); False: every lot
 
     def plan(self, account: Account, reason: str | None = None) -> Plan:
+        """Plan a rebalance of ``account``. Anything but an ``Account`` is a TypeError saying so
+        (``None`` was an AttributeError from deep in the planner)."""
+        if not isinstance(account, Account):
+            raise TypeError(f"a plan expects an Account (from load_account, account_from_dict or "
+                            f"account_from_frames), got {type(account).__name__}")
         started = time.perf_counter()
         book = Book(account)
         p = account.policy

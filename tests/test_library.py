@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import rebalance_opt.solve
 from rebalance_opt import (Book, InputError, Planner, Trade, account_to_dict, load_account,
                            plan_rebalance)
 
@@ -80,8 +81,9 @@ def test_accounts_planned_in_a_process_pool_plan_as_in_this_process():
 
 @pytest.mark.parametrize("not_an_account", [None, {"account": {"id": "a"}}, "examples/household.toml"])
 def test_plan_rebalance_of_anything_but_an_account_is_a_type_error_naming_account(not_an_account):
-    with pytest.raises(TypeError, match=r"expects an Account .* got (NoneType|dict|str)$"):
-        plan_rebalance(not_an_account)  # None was an AttributeError: 'NoneType' object has no attribute 'policy'
+    for plan in (plan_rebalance, rebalance_opt.solve.plan_rebalance, Planner().plan):
+        with pytest.raises(TypeError, match=r"expects an Account .* got (NoneType|dict|str)$"):
+            plan(not_an_account)  # None was an AttributeError: 'NoneType' object has no attribute 'policy'
 
 
 # --- Account.replace and with_policy: values of other types ----------------------------------
