@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, audit_log_files, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
+from .common import JsonOpt, audit_log_files, basket_and_log, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
 
@@ -39,22 +39,9 @@ def batch(
     failed: list[int] = []
 
     def body():
-        from ..audit import check_reason, check_writable, resolve_log
         from ..batch import check_engine, run_batch
-        from ..exports import check_destination, resolve_format
-        out = out_path(out_text, "the basket's file path, or leave out --out to write no basket")
-        why = check_reason(reason, "--reason") if reason is not None else None
-        if out is None and fmt is not None:
-            raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
+        out, basket_format, why, where = basket_and_log(out_text, fmt, reason, dry_run, log)
         check_engine(engine, scheduler, workers)
-        basket_format = None
-        if out is not None:
-            check_destination(out)
-            basket_format = resolve_format(out, fmt)
-        where = None
-        if not dry_run:
-            where = resolve_log(log)
-            check_writable(where)
         work = batch_input(accounts, template)
         if out is not None:
             inputs = [(accounts, "the account set")] + ([(template, "the template")] if template else []) \

@@ -181,6 +181,27 @@ def out_path(text: str | None, what: str) -> Path | None:
     return Path(text).expanduser()
 
 
+def basket_and_log(out_text: str | None, fmt: str | None, reason: str | None, dry_run: bool, log: str | None):
+    """The options ``generate`` and ``batch`` share, checked before any work so an input error
+    writes nothing: ``(out, basket format, reason, log location)``, each None where not asked for
+    (the log with ``--dry-run``)."""
+    from ..audit import check_reason, check_writable, resolve_log
+    from ..exports import check_destination, resolve_format
+    out = out_path(out_text, "the basket's file path, or leave out --out to write no basket")
+    why = check_reason(reason, "--reason") if reason is not None else None
+    if out is None and fmt is not None:
+        raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
+    basket_format = None
+    if out is not None:
+        check_destination(out)
+        basket_format = resolve_format(out, fmt)
+    where = None
+    if not dry_run:
+        where = resolve_log(log)
+        check_writable(where)
+    return out, basket_format, why, where
+
+
 def refuse_overwrite(out: Path, inputs: list[tuple[Path, str]], folder: Path | None = None) -> None:
     """Fail before any work if the basket ``out`` would replace a file the command reads or logs
     to (``(path, what it is)``), or land inside the account folder it plans (where it would be

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, audit_log_files, out_path, rebalance, refuse_overwrite, run, to_json, whole_number_option
+from .common import JsonOpt, audit_log_files, basket_and_log, rebalance, refuse_overwrite, run, to_json, whole_number_option
 
 @rebalance.command("check")
 def check(account: Path = typer.Argument(..., help="Account file (.toml or .json)."), as_json: bool = JsonOpt):
@@ -40,22 +40,11 @@ def generate(
     """Solve for a tax-aware rebalance, print the plan, write the basket and log the rebalance."""
     def body():
         from ..account_file import account_from_dict, account_to_dict, read_account_data
-        from ..audit import AuditLog, check_reason, check_writable, resolve_log
-        from ..exports import check_account_exportable, check_destination, resolve_format, stage_basket
+        from ..audit import AuditLog
+        from ..exports import check_account_exportable, stage_basket
         from ..solve import plan_rebalance
         # Every option is checked before solving, so an input error writes nothing anywhere.
-        out = out_path(out_text, "the basket's file path, or leave out --out to write no basket")
-        why = check_reason(reason, "--reason") if reason is not None else None
-        basket_format = None
-        if out is None and fmt is not None:
-            raise InputError("needs --out FILE to write the basket to", path="--format", value=fmt, has_value=True)
-        if out is not None:
-            check_destination(out)
-            basket_format = resolve_format(out, fmt)
-        where = None
-        if not dry_run:
-            where = resolve_log(log)
-            check_writable(where)
+        out, basket_format, why, where = basket_and_log(out_text, fmt, reason, dry_run, log)
         data = read_account_data(account)  # read once: for its lots_file here, then validated
         if out is not None:
             refuse_overwrite(out, [(account, "the account file")] + _lots_file(account, data)
