@@ -183,10 +183,10 @@ def _check_writable(where: LogLocation) -> None:
         raise where.error(f"cannot create the audit log: {existing} is not a writable directory")
 
 
-# The longest suffix of the files SQLite keeps beside the log: NAME-journal while it switches a new
-# log to WAL mode, then NAME-wal and NAME-shm.
-SIDE_FILE_SUFFIX = "-journal"
-SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")  # every file SQLite may keep beside the log
+# The files SQLite keeps beside the log: NAME-journal while it switches a new log to WAL mode,
+# then NAME-wal and NAME-shm; the longest of them bounds the log's own name.
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
+SIDE_FILE_SUFFIX = max(SIDE_FILE_SUFFIXES, key=len)
 
 
 def _name_max(folder: Path) -> int:

@@ -289,7 +289,8 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
               progress: Callable[[int], None] | None = None) -> BatchResult:
     """Plan every account (a folder's files, or an ``AccountSet`` read by ``read_account_set``);
     append one audit entry per plan to ``log`` (None: a dry run) and write one basket of every
-    plan to ``out`` (nothing, when no account was planned: a file already there is left as it was). ``progress`` is called with the number of accounts each finished chunk held."""
+    plan to ``out`` (nothing when no account was planned: a file already there is left as it was).
+    ``progress`` is called with the number of accounts each finished chunk held."""
     check_engine(engine, scheduler, workers)
     workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
     started = time.perf_counter()
