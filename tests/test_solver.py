@@ -223,6 +223,64 @@ def test_plans_made_in_threads_sharing_a_planner_equal_plans_made_one_by_one():
     assert [orders(p) for p in together] == [orders(p) for p in alone * 2]
 
 
+def test_a_large_qp_tries_clarabel_without_refinement_first_then_the_refined_rungs(monkeypatch):
+    # Above TIGHT_MAX_VARIABLES the first rung is 1e-10 without iterative refinement; where it stops
+    # short, the refined 1e-10 solve and then the regularized one follow, as on a household.
+    from benchmarks.synth import lots_account
+    from rebalance_opt import account_from_dict
+    account = account_from_dict(lots_account(0, 2_000))
+    tried = []
+    real = qp_module._clarabel
+
+    def clarabel(P, q, minus_A, b, n_eq, settings):
+        tried.append((P.shape[0] > qp_module.TIGHT_MAX_VARIABLES, settings.tol_gap_rel,
+                      settings.iterative_refinement_enable, settings.static_regularization_enable))
+        if len(tried) == 1:
+            return "inaccurate (AlmostSolved)", None
+        return real(P, q, minus_A, b, n_eq, settings)
+
+    monkeypatch.setattr(qp_module, "_clarabel", clarabel)
+    plan = Planner(cache=ModelCache(), screen_lots=False).plan(account)
+    assert plan.solver.name == "CLARABEL" and tried[0][0], "the account's QP is a large one"
+    assert tried[:2] == [(True, 1e-10, False, False), (True, 1e-10, True, False)]
+    assert [qp_module.CLARABEL_LADDER[r]["tol_gap_rel"] for r in qp_module.LARGE_RUNGS] == [1e-10] * 3
+    assert [qp_module.CLARABEL_LADDER[r].get("static_regularization_enable") for r in qp_module.LARGE_RUNGS] == \
+        [False, False, True]
+
+
+def test_the_unrefined_large_rung_is_as_accurate_as_the_refined_one():
+    # the first large rung trades iterative refinement for time; against a 1e-12 refined solve its
+    # x and objective must be as close as the refined 1e-10 rung's (at 1e-10 both sit 1e-8 to 3e-5
+    # of the account from the tight optimum, whose ties leave a face of optima, not a point)
+    import numpy as np
+
+    from benchmarks.naive import relaxation_data
+    from benchmarks.synth import direct_index
+    from rebalance_opt import account_from_dict
+    from rebalance_opt.problem import RebalanceModel
+    from rebalance_opt.qp import CLARABEL_LADDER, LARGE_RUNGS, _clarabel, _clarabel_settings
+    from rebalance_opt.solve import _structure, _tracking
+    fast, refined = LARGE_RUNGS[0], CLARABEL_LADDER.index(qp_module.CLARABEL_RETRY)
+    tight = _clarabel_settings(CLARABEL_LADDER.index(qp_module.CLARABEL_SETTINGS))  # 1e-12, refined
+    for seed in (1, 2):
+        book, data = relaxation_data(account_from_dict(direct_index(seed, 150, 8, 4)))
+        model = RebalanceModel(_structure(book, _tracking(book)))
+        qp = model.compiled.apply(model.values(data))
+        reduction, P, q, minus_A, b = qp.reduced(-1.0)
+        assert P.shape[0] > qp_module.TIGHT_MAX_VARIABLES
+        solved = {name: _clarabel(P, q, minus_A, b, reduction.n_eq, settings)
+                  for name, settings in (("fast", _clarabel_settings(fast)), ("refined", _clarabel_settings(refined)),
+                                         ("tight", tight))}
+        assert {status for status, _ in solved.values()} == {"optimal"}
+        x = {name: x for name, (_, x) in solved.items()}
+        objective = {name: qp.objective(reduction.expand(qp, v)) for name, v in x.items()}
+        x_error = {name: float(np.max(np.abs(x[name] - x["tight"]))) for name in ("fast", "refined")}
+        objective_error = {name: abs(objective[name] - objective["tight"]) / abs(objective["tight"])
+                           for name in ("fast", "refined")}
+        assert x_error["fast"] <= max(2 * x_error["refined"], 1e-7), x_error
+        assert objective_error["fast"] <= max(2 * objective_error["refined"], 1e-10), objective_error
+
+
 def test_clarabel_given_plain_lists_solves_exactly_as_given_scipy_matrices():
     # The engine hands Clarabel its matrices as lists (``qp.Csc``: faster to set up); the
     # solution must be the one the scipy matrices give, to the bit, and ``Csc.scipy`` that matrix.
