@@ -415,7 +415,9 @@ def _osqp(P, q, A, b, n_eq) -> tuple[str, np.ndarray | None]:
     upper = np.where(np.arange(len(b)) < n_eq, -b, np.inf)
     solver = osqp.OSQP()
     solver.setup(P.scipy(), q, A.scipy(), lower, upper, **OSQP_SETTINGS)
-    result = solver.solve()
+    # A status, not an exception, for anything but "solved": osqp 1.1 warns that its default will
+    # become raise_error=True, which would turn the fallback's "inaccurate" into a crash.
+    result = solver.solve(raise_error=False)
     status = result.info.status
     if status == "solved":
         return cp.OPTIMAL, np.asarray(result.x)

@@ -37,6 +37,17 @@ def test_clarabel_failing_falls_back_to_osqp_and_the_plan_says_so(monkeypatch):
     assert [(o.symbol, o.quantity) for o in plan.orders] == [(o.symbol, o.quantity) for o in expected.orders]
 
 
+def test_osqp_is_asked_for_a_status_not_an_exception(monkeypatch):
+    # osqp 1.1 warns that solve() will raise on anything but "solved" by default: the fallback must
+    # keep reading statuses, so it asks for them, and no such warning is left
+    import warnings
+    monkeypatch.setattr(qp_module, "_clarabel", failing("inaccurate (MaxIterations)"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PendingDeprecationWarning)
+        plan = Planner(cache=ModelCache()).plan(make())
+    assert plan.solver.name == "OSQP"
+
+
 def test_every_solver_failing_emits_no_plan(monkeypatch):
     monkeypatch.setattr(qp_module, "_clarabel", failing("inaccurate (NumericalError)"))
     monkeypatch.setattr(qp_module, "_osqp", failing("inaccurate (maximum iterations reached)"))
