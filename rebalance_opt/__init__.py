@@ -19,7 +19,6 @@ from .book import Book
 from .solve import Planner, plan_rebalance
 from .tax import TaxSummary
 
-
 __all__ = [
     "CASH", "Account", "Lot", "Policy", "RiskModel", "TaxSettings", "Trade", "account_from_dict", "account_from_frames",
     "account_to_dict", "load_account",

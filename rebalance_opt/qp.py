@@ -48,8 +48,8 @@ CLARABEL_LARGE_FAST = dict(CLARABEL_RETRY, iterative_refinement_enable=False)
 CLARABEL_LADDER = (CLARABEL_FAST, CLARABEL_SETTINGS, CLARABEL_RETRY, CLARABEL_REGULARIZED, CLARABEL_LARGE_FAST)
 # The rungs tried in turn (indexes into CLARABEL_LADDER), up to TIGHT_MAX_VARIABLES free variables
 # and above it.
-SMALL_RUNGS = (0, 1, 2, 3)
-LARGE_RUNGS = (4, 2, 3)
+SMALL_RUNGS = (0, 1, 2, 3)  # FAST, SETTINGS, RETRY, REGULARIZED
+LARGE_RUNGS = (4, 2, 3)     # LARGE_FAST, RETRY, REGULARIZED
 LARGE_FIRST_RUNG = LARGE_RUNGS[0]
 # Above this many free variables 1e-12 is mostly out of reach in double precision (the benchmark's
 # direct-index problems stop at AlmostSolved), so those start at 1e-10: still a relative
