@@ -1,6 +1,6 @@
 """The rounding's exact fallback: a whole-share point meeting every hard constraint, found by a MILP.
 
-``orders.round_trades`` searches a few share counts per symbol, and only the symbols the continuous
+``rounding.round_trades`` searches a few share counts per symbol, and only the symbols the continuous
 solution trades. Where a withdrawal must be raised under ``min_trade`` and ``max_tax``, no
 combination of those may meet the hard constraints although a plan in whole shares exists (one
 that sells a different fund, or one larger order instead of several small ones). Then, and only
@@ -365,7 +365,7 @@ class _Program:
         out = np.zeros(len(self.book.symbols))
         step = self.step
         b = x[self.o_b: self.o_b + len(self.buy_sym)]
-        # count / 10⁶ rather than count × 1e-6: the float nearest the quantity (``orders.on_grid``)
+        # count / 10⁶ rather than count × 1e-6: the float nearest the quantity (``rounding.on_grid``)
         bought = np.floor(b + 1e-6) * step if step == 1.0 else np.floor(b / step + 1e-6) / round(1 / step)
         out[self.buy_sym] = bought
         sold = np.bincount(self.lot_sym_col, weights=x[self.o_s: self.o_s + len(self.lots)],

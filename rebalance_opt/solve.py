@@ -32,7 +32,8 @@ from .account import CASH, Account
 from .book import Book
 from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
-from .orders import NOISE, WHOLE_SHARE, Scorer, Tracking, Trades, round_trades, to_orders
+from .orders import Trades, to_orders
+from .rounding import NOISE, WHOLE_SHARE, Scorer, Tracking, round_trades
 from .plan import Objective, Plan, SolverInfo
 from .problem import DEFAULT_SOLVERS, Bucket, ModelCache, ModelData, Solution, SolveFailure, Structure
 from .screen import LotScreen, before_in_class, class_runs, screened
@@ -446,7 +447,7 @@ def _base_data(book: Book, tracking: Tracking) -> ModelData:
     lot_tax = book.lot_rate * (1.0 - book.lot_basis / price_of_lot)
     # A lot worth under DUST_LOT of U is no variable of the solve (cap 0): at 1e-12 of U an
     # interior point cannot resolve its bound, and it stopped short (SolverFailed) on a lot of a
-    # millionth of a share; no sale that small is a trade anyway (``orders.NOISE``, 1e-7 of U).
+    # millionth of a share; no sale that small is a trade anyway (``rounding.NOISE``, 1e-7 of U).
     # The rounding still relieves it when its symbol is sold.
     s_cap = np.where(book.lot_value >= DUST_LOT * u, book.lot_value / u, 0.0)
     # A tax budget no set of sales can reach is no row at all (+inf: ``Reduction`` drops it),

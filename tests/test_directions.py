@@ -17,7 +17,7 @@ from benchmarks.synth import household, perturbed, sized_household
 from rebalance_opt import account_from_dict
 from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
-from rebalance_opt.orders import NOISE
+from rebalance_opt.rounding import NOISE
 from rebalance_opt.solve import (BUY_CAP, SALE_NOISE, Planner, _base_data, _directions, _exact_from_relaxation,
                                  _tracking, _unbought_bound, NO_SELL_LIMIT)
 from tests.conftest import first_layout, make

@@ -91,7 +91,7 @@ def test_a_lot_of_a_millionth_of_a_share_does_not_stop_the_solver():
     # Its cap, 8e-12 of the invested value, is below what an interior point resolves at a 1e-12
     # gap: with tax_weight 0 (nothing else to tell its lots apart) Clarabel and OSQP stopped short
     # and the plan failed (SolverFailed). Such a lot is left out of the solve; by hand, no sale of
-    # it could be a trade ($0.000001, far under orders.NOISE of the account).
+    # it could be a trade ($0.000001, far under rounding.NOISE of the account).
     d = {"account": {"id": "a", "as_of": "2026-11-24", "cash": 124200.0}, "classes": {"S6": "C2", "S5": "C2"},
          "prices": {"S1": 1.0, "S2": 9.0, "S3": 1.0, "S5": 5.0, "S6": 1.0}, "targets": {"C2": 1.0},
          "lots": [lot("L0", "S1", 1e-06, 1.0), lot("L1", "S2", 500.0, 10.0), lot("L2", "S2", 100.0, 1.0),

@@ -14,8 +14,8 @@ LAYERS: list[set[str]] = [
     {"account"},                                                  # the validated account
     {"account_file", "tax", "drift", "audit"},                    # reading it; tax rules; drift; the log
     {"book", "account_set", "plan", "verify", "backtest_data", "problem"},
-    {"exact_round", "screen", "exports", "simulate"},
-    {"orders", "render"},
+    {"exact_round", "screen", "exports", "simulate", "orders"},
+    {"rounding", "render"},
     {"solve"},                                                    # the planner
     {"impact", "batch", "strategies"},
     {"backtest", "server"},

@@ -133,7 +133,7 @@ def test_polishing_a_sell_of_a_whole_fractional_holding_steps_down_to_whole_shar
 def test_the_count_of_combinations_is_exact_for_hundreds_of_traded_symbols():
     # 500 traded symbols with 2 options each (3 with no trade): counted in numpy integers the
     # product wrapped around to a small number, and the exhaustive search tried 3^500 plans.
-    from rebalance_opt.orders import _Candidates, combinations
+    from rebalance_opt.rounding import _Candidates, combinations
     two = [1.0, 2.0]
     cands = [_Candidates(i, 0, 1.5, two, two, two, [0.0, 0.0]) for i in range(500)]
     assert combinations(cands) == 2 ** 500
@@ -158,7 +158,7 @@ def _moves_of_a_household(specific: bool):
     made-up continuous trade of about 2% of the account (buys and sells alternating)."""
     from benchmarks.synth import household
     from rebalance_opt.book import Book
-    from rebalance_opt.orders import Scorer, Tracking, _Moves, _nearest, _Rounder, _with_zero
+    from rebalance_opt.rounding import Scorer, Tracking, _Moves, _nearest, _Rounder, _with_zero
 
     book = Book(account_from_dict(household(3)))
     n_classes = len(book.classes)
@@ -205,10 +205,10 @@ def test_two_symbol_moves_over_a_subset_are_those_of_the_whole():
 
 
 def test_two_symbol_search_leaves_no_single_or_pair_move_that_improves(monkeypatch):
-    from rebalance_opt import orders
-    monkeypatch.setattr(orders, "PAIR_MOVES", 10_000)  # every pair, not the best-scoring moves'
+    from rebalance_opt import rounding
+    monkeypatch.setattr(rounding, "PAIR_MOVES", 10_000)  # every pair, not the best-scoring moves'
     cands, scorer, moves, current, n_classes = _moves_of_a_household(False)
-    result = np.array(orders._coordinate_search(cands, scorer, n_classes, current, moves, pairs=True))
+    result = np.array(rounding._coordinate_search(cands, scorer, n_classes, current, moves, pairs=True))
     objective, violation, (now_obj, now_vio) = moves.evaluate(result)
     assert now_vio == 0
     assert np.all((objective >= now_obj - 1e-15) | (violation > 0))
@@ -217,7 +217,7 @@ def test_two_symbol_search_leaves_no_single_or_pair_move_that_improves(monkeypat
 
 
 def test_a_repeated_evaluation_is_the_same_and_a_new_choice_is_evaluated_afresh():
-    from rebalance_opt.orders import _Moves
+    from rebalance_opt.rounding import _Moves
     cands, scorer, moves, current, n_classes = _moves_of_a_household(False)
     first = moves.evaluate(current)
     again = moves.evaluate(current.copy())  # the same choice: the kept result
@@ -259,21 +259,21 @@ def test_a_symbols_lot_sums_are_the_same_in_python_and_numpy(rows):
                 min_size=1, max_size=3),
        st.floats(0.0, 2.0), st.floats(-0.5, 0.5))
 def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w, base):
-    from rebalance_opt import orders
+    from rebalance_opt import rounding
     from rebalance_opt.book import Book
-    from rebalance_opt.orders import Scorer, Tracking, _Candidates, _class_combinations
+    from rebalance_opt.rounding import Scorer, Tracking, _Candidates, _class_combinations
     from tests.conftest import base_dict, make
     scorer = Scorer(Book(make(base_dict(tax_weight=0.3, trade_cost_bps=5.0))), Tracking())
     group = [_Candidates(i, 0, 1.0, [v for v, _ in opts], [v for v, _ in opts], [abs(v) for v, _ in opts],
                          [t for _, t in opts])
              for i, opts in enumerate(symbols)]
     python = _class_combinations(group, w, base, scorer)
-    few = orders.FEW_COMBINATIONS
+    few = rounding.FEW_COMBINATIONS
     try:
-        orders.FEW_COMBINATIONS = 0
+        rounding.FEW_COMBINATIONS = 0
         numpy = _class_combinations(group, w, base, scorer)
     finally:
-        orders.FEW_COMBINATIONS = few
+        rounding.FEW_COMBINATIONS = few
     assert python.shape == numpy.shape == (3, math.prod(len(o) for o in symbols))
     assert np.array_equal(python, numpy)
 
@@ -282,7 +282,7 @@ def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w
 @given(st.lists(st.tuples(st.sampled_from([0.0, 1.0, 2.0, 0.5, math.inf]), st.sampled_from([0.0, -1.0, 1e-9, 3.0])),
                 min_size=1, max_size=12))
 def test_the_best_choice_is_the_first_feasible_one_of_least_objective(rows):
-    from rebalance_opt.orders import _best
+    from rebalance_opt.rounding import _best
     objective = np.array([o for o, _ in rows])
     violation = np.array([v for _, v in rows])
     feasible = [i for i, (_, v) in enumerate(rows) if v <= 0]
@@ -309,7 +309,7 @@ def test_more_than_64_traded_symbols_round_by_exhaustive_search():
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=30).flatmap(
     lambda sizes: st.tuples(st.just(sizes), st.integers(0, math.prod(sizes) - 1))))
 def test_unravel_is_numpys_unravel_index_for_any_number_of_symbols(case):
-    from rebalance_opt.orders import _unravel
+    from rebalance_opt.rounding import _unravel
     sizes, flat = case
     assert _unravel(flat, sizes) == [int(i) for i in np.unravel_index(flat, sizes)]
     assert _unravel(flat, sizes + [1] * 70) == _unravel(flat, sizes) + [0] * 70

@@ -112,11 +112,11 @@ def test_a_stage_with_no_whole_share_plan_at_all_is_still_infeasible():
 
 def forced_fallback(monkeypatch):
     """Every rounding goes straight to the exact search, as if its own search found nothing."""
-    from rebalance_opt import orders as orders_module
+    from rebalance_opt import rounding
 
     def nothing(*args, **kwargs):
         raise Infeasible("forced")
-    monkeypatch.setattr(orders_module, "_round", nothing)
+    monkeypatch.setattr(rounding, "_round", nothing)
 
 
 def harvest_needed() -> dict:
@@ -172,21 +172,21 @@ def test_every_plan_of_the_exact_search_passes_the_independent_check(monkeypatch
     # orders, meets every hard constraint by rebalance_opt/verify.py (which shares no code).
     import types
 
-    from rebalance_opt import orders as orders_module
+    from rebalance_opt import orders, rounding
     from rebalance_opt import verify
     from rebalance_opt.solve import _cash_after
 
-    real = orders_module._exact_fallback
+    real = rounding._exact_fallback
     checked = []
 
     def checking(book, *args):
         trades = real(book, *args)
-        plan = types.SimpleNamespace(orders=orders_module.to_orders(book, trades),
+        plan = types.SimpleNamespace(orders=orders.to_orders(book, trades),
                                      cash_after=_cash_after(book, trades, book.account.policy.trade_cost_bps * 1e-4))
         assert verify.violations(book.account, plan) == []
         checked.append(plan)
         return trades
-    monkeypatch.setattr(orders_module, "_exact_fallback", checking)
+    monkeypatch.setattr(rounding, "_exact_fallback", checking)
     forced_fallback(monkeypatch)
     plan_rebalance(account_from_dict(d))
     assert checked
