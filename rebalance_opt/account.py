@@ -211,8 +211,12 @@ class Account:
     # read-only map as the set of its items (equal maps in any order). The hash dataclasses make
     # hashed the maps themselves: "TypeError: unhashable type: 'mappingproxy'".
     def __hash__(self) -> int:
-        return hash(tuple(frozenset(value.items()) if f.name in _MAPS else value
-                          for f in dataclasses.fields(self) if f.compare for value in (getattr(self, f.name),)))
+        parts = []
+        for f in dataclasses.fields(self):
+            if f.compare:
+                value = getattr(self, f.name)
+                parts.append(frozenset(value.items()) if f.name in _MAPS else value)
+        return hash(tuple(parts))
 
     # A MappingProxyType does not pickle (nor deepcopy): an account sent to a process pool or a
     # Dask worker goes as its fields with the maps as dicts, frozen again on arrival; the derived
