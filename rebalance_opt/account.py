@@ -131,6 +131,7 @@ class Policy:
     no_buy: frozenset[str] = frozenset()
     no_sell: frozenset[str] = frozenset()
     wash_sale_days: int = 30
+    milp_rounding: bool = False  # README key: every rounding also tries the exact (MILP) search
 
 
 @dataclass(frozen=True)
@@ -533,7 +534,7 @@ def _check_types(a: Account) -> None:
     need(isinstance(p, Policy), "policy", "a Policy", p)
     for f in dataclasses.fields(Policy):
         value, path = getattr(p, f.name), f"policy.{f.name}"
-        if f.name in ("allow_sells", "fractional"):
+        if f.name in ("allow_sells", "fractional", "milp_rounding"):
             need(isinstance(value, bool), path, "True or False", value)
         elif f.name in ("no_buy", "no_sell"):
             need(isinstance(value, (set, frozenset)) and all(isinstance(s, str) for s in value), path,

@@ -124,6 +124,7 @@ class PolicySection(_Strict):
     no_buy: list[Name] = []
     no_sell: list[Name] = []
     wash_sale_days: Annotated[StrictInt, BeforeValidator(_numpy_scalar), Field(ge=0, le=MAX_WASH_SALE_DAYS)] = 30
+    milp_rounding: Flag = False
 
 
 class RiskSection(_Strict):
@@ -445,6 +446,8 @@ def account_to_dict(account: Account) -> dict[str, Any]:
               "no_sell": sorted(p.no_sell), "wash_sale_days": p.wash_sale_days}
     if math.isfinite(p.max_tax):
         policy["max_tax"] = p.max_tax
+    if p.milp_rounding:  # a README key: left out at its default, so earlier inputs read the same
+        policy["milp_rounding"] = True
     out: dict[str, Any] = {
         "account": {"id": account.id, "cash": account.cash, "as_of": account.as_of.isoformat(),
                     "currency": account.currency},

@@ -33,7 +33,7 @@ from .book import Book
 from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
 from .orders import Trades, to_orders
-from .rounding import NOISE, WHOLE_SHARE, Scorer, Tracking, round_trades
+from .rounding import NOISE, WHOLE_SHARE, Scorer, Tracking, round_trades, terms_of
 from .plan import Objective, Plan, SolverInfo
 from .problem import DEFAULT_SOLVERS, Bucket, ModelCache, ModelData, Solution, SolveFailure, Structure
 from .screen import LotScreen, before_in_class, class_runs, screened
@@ -480,15 +480,8 @@ def _drift_after(book: Book, trades: Trades) -> DriftReport:
 
 
 def _objective(scorer: Scorer, book: Book, trades: Trades) -> Objective:
-    """SPEC section 2's objective of rounded trades, term by term (``Scorer``'s arithmetic)."""
-    values = trades.shares * book.price
-    class_dv = np.bincount(book.class_of_symbol, weights=values, minlength=len(book.classes))
-    notional = float(np.abs(values).sum())
-    lot_tax = float(trades.lot_shares @ book.lot_tax_per_share)
-    cash_delta = -float(values.sum()) - scorer.kappa * notional
-    dev = scorer.base_dev + np.append(class_dv, cash_delta) / scorer.u
-    tracking = float(scorer.tracking.value(dev[None, :])[0])
-    return Objective(tracking, scorer.tax_weight * lot_tax / scorer.v, scorer.kappa * notional / scorer.v)
+    """SPEC section 2's objective of rounded trades, term by term (``rounding.terms_of``)."""
+    return terms_of(scorer, book, trades)
 
 
 # --- explanations -------------------------------------------------------------------------------

@@ -64,6 +64,7 @@ CASES = [
     (("policy", "trade_cost_bps", -1), "policy.trade_cost_bps"),
     (("policy", "wash_sale_days", -1), "policy.wash_sale_days"),
     (("policy", "allow_sells", "yes"), "policy.allow_sells"),
+    (("policy", "milp_rounding", "yes"), "policy.milp_rounding"),
     (("policy", "bnd", 0.03), "policy.bnd"),
     (("policy", "no_buy", ["VTII"]), "policy.no_buy"),
     (("bands", {"GOLD": 0.02}), "bands.GOLD"),
@@ -264,6 +265,17 @@ def test_json_and_toml_files_give_the_same_account(tmp_path):
     from rebalance_opt.account_file import account_to_dict
     from_json = load_account(write_json(tmp_path, account_to_dict(from_toml)))
     assert from_json == from_toml
+
+
+def test_milp_rounding_is_kept_in_the_canonical_inputs_and_left_out_at_its_default(tmp_path):
+    from rebalance_opt.account_file import account_to_dict
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML)
+    account = load_account(p)
+    assert "milp_rounding" not in account_to_dict(account)["policy"]  # earlier logs' inputs read the same
+    on = account.with_policy(milp_rounding=True)
+    assert account_to_dict(on)["policy"]["milp_rounding"] is True
+    assert load_account(write_json(tmp_path, account_to_dict(on))) == on
 
 
 ROOT_TOML = """

@@ -118,6 +118,7 @@ def _lot0(account, **changes):
     (lambda a: a.with_policy(no_buy="VTI"), "policy.no_buy"),                     # was read as V, T, I
     (lambda a: a.with_policy(allow_sells="no"), "policy.allow_sells"),            # was taken: sells allowed
     (lambda a: a.with_policy(fractional=1), "policy.fractional"),
+    (lambda a: a.with_policy(milp_rounding="yes"), "policy.milp_rounding"),
     (lambda a: a.with_policy(wash_sale_days=True), "policy.wash_sale_days"),
     (lambda a: a.with_policy(wash_sale_days=10**9), "policy.wash_sale_days"),     # OverflowError planning
     (lambda a: a.with_policy(tax_weigth=1.0), "policy.tax_weigth"),               # was TypeError

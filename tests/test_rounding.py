@@ -130,6 +130,54 @@ def test_no_one_share_change_of_a_traded_symbol_improves_a_whole_share_plan(d):
             assert value is None or value >= mine - 1e-12, (sym, q, other, mine, value)
 
 
+COARSE = {  # $5.8k in three funds: one share of A1 is 11% of the account, of B1 6%
+    "account": {"id": "coarse", "cash": 1384.55, "as_of": AS_OF.isoformat()},
+    "tax": {"short_term_rate": 0.37, "long_term_rate": 0.2},
+    "targets": {"A": 0.323, "B": 0.335}, "classes": {"A1": "A", "A2": "A", "B1": "B"},
+    "prices": {"A1": 612.68, "A2": 337.18, "B1": 366.6},
+    "lots": [{"id": "A1-0", "symbol": "A1", "quantity": 1, "cost_basis": 534.34, "acquired": "2024-11-14"},
+             {"id": "A1-1", "symbol": "A1", "quantity": 5, "cost_basis": 441.11, "acquired": "2025-07-16"},
+             {"id": "B1-0", "symbol": "B1", "quantity": 2, "cost_basis": 341.22, "acquired": "2025-11-08"}],
+    "policy": {"band": 0.01, "tax_weight": 0.0, "trade_cost_bps": 0.0},
+}
+
+
+def _signed(plan) -> dict[str, float]:
+    return {o.symbol: o.quantity * (1 if o.side == "buy" else -1) for o in plan.orders}
+
+
+def test_milp_rounding_finds_the_best_whole_share_plan_where_the_local_search_stops_short():
+    # Every whole-share plan of COARSE, by SPEC section 2's rules: A2 (no lots) is bought only
+    # when A1, first in its class, is sold; a symbol is bought or sold, not both.
+    d = COARSE
+    best = math.inf
+    for a1, a2, b1 in itertools.product(range(-6, 10), range(0, 18), range(-2, 16)):
+        if a2 > 0 and a1 >= 0:
+            continue
+        value = objective(d, {"A1": float(a1), "A2": float(a2), "B1": float(b1)})
+        if value is not None:
+            best = min(best, value)
+    local = plan_rebalance(account_from_dict(d))
+    milp = plan_rebalance(account_from_dict({**d, "policy": {**d["policy"], "milp_rounding": True}}))
+    assert local.stage == milp.stage == "full"
+    # The local search rounds the continuous plan (sell 3 A1, buy 3 B1) and no one-share step
+    # improves it; the best plan sells 4 A1 and buys 2 A2, its class-mate, for a finer weight.
+    assert objective(d, _signed(local)) > best + 1e-4
+    assert _signed(milp) == {"A1": -4.0, "A2": 2.0, "B1": 3.0}
+    assert objective(d, _signed(milp)) == pytest.approx(best, abs=1e-12)
+    assert milp.objective.total == pytest.approx(best, abs=1e-12)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_accounts())
+def test_milp_rounding_is_never_worse_than_the_local_search(d):
+    assume(d["account"]["cash"] > 0 or d["lots"])
+    local = plan_rebalance(account_from_dict(d))
+    milp = plan_rebalance(account_from_dict({**d, "policy": {**d["policy"], "milp_rounding": True}}))
+    assert milp.objective.total <= local.objective.total + 1e-12
+    assert objective(d, _signed(milp)) == pytest.approx(milp.objective.total, abs=1e-9)
+
+
 @pytest.mark.parametrize("seed, gap", [(7, 1e-2), (349, 1e-4)])
 def test_a_plan_too_large_for_exhaustive_search_still_rounds_close_to_its_continuous_optimum(seed, gap):
     # Synthetic households of 28 funds: too many floor/ceil combinations to score them all. From
