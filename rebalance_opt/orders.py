@@ -90,10 +90,11 @@ def _rest(quantity: float, whole: list[float]) -> float:
     """``quantity`` less the lots sold whole, worked out on the decimals the numbers are written
     as (their shortest repr: a file's lot quantities, an order of millionths), so a partial lot is
     relieved by the decimal a broker reads: 100.123456 − 3.807683 is 96.315773, where float
-    subtraction gave 96.31577300000004 (in the basket's lots column)."""
+    subtraction gave 96.31577300000004 (in the basket's lots column). Numpy floats are read as
+    floats: numpy 2's repr of one is ``np.float64(3.5)``, no decimal."""
     if not whole:
         return quantity
-    return float(Decimal(repr(quantity)) - sum(Decimal(repr(q)) for q in whole))
+    return float(Decimal(repr(float(quantity))) - sum(Decimal(repr(float(q))) for q in whole))
 
 
 def relieve(book: Book, symbol: int, quantity: float, lot_allowed: np.ndarray) -> np.ndarray:

@@ -100,6 +100,25 @@ def test_minimum_tax_lot_order_beats_fifo():
     assert fifo_tax == pytest.approx(100.0)
 
 
+def test_relieving_a_numpy_quantity_that_ends_inside_a_lot_gives_the_rest_of_it():
+    # 25 shares of the 40 above: the two loss lots whole (minimum-tax order), then 5 of st-gain.
+    # A numpy float (what a caller computing quantities in numpy passes) failed: Decimal was
+    # given numpy 2's repr, "np.float64(25.0)".
+    import numpy as np
+    d = base_dict()
+    d["prices"]["VTI"] = 100.0
+    d["lots"] = [
+        {"id": "old", "symbol": "VTI", "quantity": 10, "cost_basis": 20.0, "acquired": "2015-01-02"},
+        {"id": "st-gain", "symbol": "VTI", "quantity": 10, "cost_basis": 90.0, "acquired": "2026-06-01"},
+        {"id": "loss", "symbol": "VTI", "quantity": 10, "cost_basis": 130.0, "acquired": "2025-01-02"},
+        {"id": "st-loss", "symbol": "VTI", "quantity": 10, "cost_basis": 110.0, "acquired": "2026-09-01"},
+    ]
+    book = Book(make(d))
+    relieved = relieve(book, book.symbol_index["VTI"], np.float64(25.0), book.lot_sellable)
+    assert dict(zip((l.id for l in book.lots), relieved.tolist())) == {"old": 0.0, "st-gain": 5.0, "loss": 10.0,
+                                                                        "st-loss": 10.0}
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_the_books_vectorized_lot_order_is_the_minimum_tax_order_per_symbol(seed):
     from benchmarks.synth import household
