@@ -19,7 +19,7 @@ from rebalance_opt.book import Book
 from rebalance_opt.problem import ModelCache, ModelData, SolveFailure
 from rebalance_opt.rounding import NOISE
 from rebalance_opt.solve import (BUY_CAP, SALE_NOISE, Planner, _base_data, _directions, _exact_from_relaxation,
-                                 _tracking, _unbought_bound, NO_SELL_LIMIT)
+                                 _tracking, _unbought_bound, direction_choices, NO_SELL_LIMIT)
 from tests.conftest import first_layout, make
 from tests.test_properties import SETTINGS, accounts
 
@@ -51,9 +51,8 @@ def _stage_two(account):
     relaxed = solve(first * BUY_CAP, s_cap)
     if relaxed is None:
         return book, base, tracking, s_cap, relaxed, []
-    net_sell, conflict = _directions(book, relaxed)
     out = []
-    for sells_symbol in [net_sell, net_sell ^ conflict]:
+    for sells_symbol in direction_choices(book, relaxed):
         buys = book.buy_targets(sold=sells_symbol)
         lot_allowed = book.lot_sellable & ~buys[book.lot_symbol]
         exact = solve(buys * BUY_CAP, s_cap * lot_allowed)
@@ -343,3 +342,34 @@ def test_reading_choices_off_the_relaxation_keeps_each_plans_objective_with_fewe
     for f, s in zip(fast, slow):
         assert f.objective.total == pytest.approx(s.objective.total, abs=1e-9)
     assert sum(f.solver.solves for f in fast) < sum(s.solver.solves for s in slow)
+
+
+HARVEST = {  # VXUS far above its 5% target forces stage 2; VTI and BND each hold a loss lot
+    "account": {"id": "h", "cash": 5000.0, "as_of": "2026-11-24"},
+    "tax": {"short_term_rate": 0.37, "long_term_rate": 0.2},
+    "targets": {"US": 0.55, "BOND": 0.35, "INTL": 0.05},
+    "classes": {"VTI": "US", "BND": "BOND", "AGG": "BOND", "VXUS": "INTL"},
+    "prices": {"VTI": 250.0, "BND": 72.0, "AGG": 98.0, "VXUS": 60.0},
+    "lots": [{"id": "vti-loss", "symbol": "VTI", "quantity": 150, "cost_basis": 280.0, "acquired": "2022-01-10"},
+             {"id": "vti-gain", "symbol": "VTI", "quantity": 50, "cost_basis": 150.0, "acquired": "2019-03-01"},
+             {"id": "bnd-loss", "symbol": "BND", "quantity": 300, "cost_basis": 80.0, "acquired": "2022-02-01"},
+             {"id": "vxus", "symbol": "VXUS", "quantity": 400, "cost_basis": 50.0, "acquired": "2020-05-01"}],
+    "policy": {"tax_weight": 0.5, "band": 0.03},
+}
+
+
+def test_a_loss_is_harvested_into_the_class_mate_even_where_another_fund_has_none():
+    # The relaxation harvests both loss lots and buys both funds back. Keeping both funds drops
+    # both harvests; selling both leaves US with nothing to buy. The plan sells BND's loss lot
+    # and buys AGG, BOND's next fund, and keeps VTI, alone in US.
+    plan = Planner(cache=ModelCache()).plan(account_from_dict(HARVEST))
+    orders = {o.symbol: (o.side, o.quantity) for o in plan.orders}
+    assert orders["BND"] == ("sell", 300.0) and orders["AGG"][0] == "buy"
+    assert orders["VTI"][0] == "buy" and "VXUS" in orders and orders["VXUS"][0] == "sell"
+    # By hand: VXUS's gain 10/share and BND's loss 8/share, both long-term at 20%.
+    sold_vxus = orders["VXUS"][1]
+    assert plan.tax.estimated_tax == pytest.approx(0.2 * (10 * sold_vxus - 8 * 300))
+    # The best plan that keeps BND (what the two choices alone gave) pays the whole VXUS tax.
+    kept = Planner(cache=ModelCache()).plan(account_from_dict({**HARVEST, "policy": {**HARVEST["policy"],
+                                                                                      "no_sell": ["BND"]}}))
+    assert plan.objective.total < kept.objective.total - 1e-3
