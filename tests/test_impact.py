@@ -132,3 +132,18 @@ def test_tax_command_bad_options_exit_2_naming_the_option(args, path):
     r = run_cli("rebalance", "tax", str(HOUSEHOLD), "--json", *args)
     assert r.returncode == 2, r.stderr
     assert json.loads(r.stdout)["error"]["path"] == path
+
+
+def test_tax_command_bad_sell_is_an_input_error_even_where_no_plan_is_feasible(tmp_path, capsys):
+    """``--sell`` was checked after the plan was solved, so on an account with no feasible plan a
+    mistyped symbol came out as exit 3 ("no feasible plan") instead of exit 2 naming ``--sell``."""
+    import json
+
+    from tests.conftest import cli
+    d = base_dict(withdrawal=1e9)  # more than the account holds: no plan (exit 3)
+    account = tmp_path / "acct.json"
+    account.write_text(json.dumps(d))
+    code, out, err = cli(capsys, "rebalance", "tax", str(account), "--json")
+    assert code == 3
+    code, out, err = cli(capsys, "rebalance", "tax", str(account), "--json", "--sell", "QQQ")
+    assert code == 2 and json.loads(out)["error"]["path"] == "--sell" and "QQQ" in err

@@ -52,9 +52,9 @@ def tax_command(
                              path="--tax-weights", value=tax_weights, has_value=True)
         weights = parse_weights(tax_weights) if tax_weights is not None else list(DEFAULT_TAX_WEIGHTS)
         acct = load_account(account)
+        what_if = what_if_sell(acct, *what) if what else None  # a bad --sell is exit 2 before any solve
         planner = Planner()
         impact = tax_impact(acct, planner)
-        what_if = what_if_sell(acct, *what) if what else None
         points = frontier(acct, weights, planner) if show_frontier else None
         if as_json:
             out = impact.to_dict()
