@@ -282,6 +282,9 @@ def what_if_sell(account: Account, symbol: str, quantity: float | None = None) -
     if symbol not in account.prices or not any(l.symbol == symbol for l in account.lots):
         raise InputError("is not held in the account", path="--sell", value=symbol, has_value=True)
     available = math.fsum(l.quantity for l in held)
+    if quantity is None and not held:  # "all of it" of nothing: name the symbol, not a quantity never given
+        raise InputError(f"no share of {symbol} may be sold (policy.no_sell, or loss lots a wash sale blocks)",
+                         path="--sell", value=symbol, has_value=True)
     given, quantity = quantity, available if quantity is None else quantity
     if not (quantity > 0) or quantity > available + 1e-9:
         raise InputError(f"must be > 0 and at most the {available:,.6g} shares of {symbol} that may be sold "

@@ -147,3 +147,13 @@ def test_tax_command_bad_sell_is_an_input_error_even_where_no_plan_is_feasible(t
     assert code == 3
     code, out, err = cli(capsys, "rebalance", "tax", str(account), "--json", "--sell", "QQQ")
     assert code == 2 and json.loads(out)["error"]["path"] == "--sell" and "QQQ" in err
+
+
+def test_what_if_selling_all_of_a_no_sell_symbol_names_the_symbol_not_a_quantity():
+    """``--sell VTI`` with VTI in no_sell said "must be > 0 and at most the 0 shares ... (got 0.0)",
+    a quantity the user never gave."""
+    from rebalance_opt import InputError
+    with pytest.raises(InputError, match=r"no share of VTI may be sold .*no_sell.*\(got 'VTI'\)"):
+        what_if_sell(make(no_sell=["VTI"]), "VTI")
+    with pytest.raises(InputError, match=r"at most the 0 shares of VTI .*\(got 5\.0\)"):
+        what_if_sell(make(no_sell=["VTI"]), "VTI", 5)  # a quantity given is still the value named
