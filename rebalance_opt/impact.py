@@ -41,6 +41,13 @@ class Alternative:
                 "turnover": self.turnover, "trades": self.trades, "drift_after": self.drift_after}
 
 
+def _pct(drift: float) -> str:
+    """A drift in signed points (``+18.3%``), one that rounds to zero ``0.0%`` without a sign, as the
+    tables and the web page show it (a drift of -0.01 points read ``-0.0%``)."""
+    text = f"{drift * 100:+.1f}"
+    return (text.lstrip("+-") if float(text) == 0 else text) + "%"
+
+
 @dataclass(frozen=True)
 class SellImpact:
     """One sell of the optimized plan: its lot tax next to the weight it takes off its class.
@@ -69,9 +76,9 @@ class SellImpact:
     @property
     def sentence(self) -> str:
         head = f"Selling {self.quantity:,.6g} {self.symbol}"
-        frame = (f"{self.asset_class} goes from {self.drift_without * 100:+.1f}% (buying only) "
-                 f"to {self.drift_with * 100:+.1f}%" if self.drift_without is not None
-                 else f"{self.asset_class} goes from {self.drift_now * 100:+.1f}% now to {self.drift_with * 100:+.1f}%"
+        frame = (f"{self.asset_class} goes from {_pct(self.drift_without)} (buying only) "
+                 f"to {_pct(self.drift_with)}" if self.drift_without is not None
+                 else f"{self.asset_class} goes from {_pct(self.drift_now)} now to {_pct(self.drift_with)}"
                  + (" of what stays invested after the withdrawal" if self.withdrawal else ""))
         if self.lot_tax < 0:
             swap = f", replaced by {self.replaced_by}" if self.replaced_by else ""

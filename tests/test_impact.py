@@ -157,3 +157,15 @@ def test_what_if_selling_all_of_a_no_sell_symbol_names_the_symbol_not_a_quantity
         what_if_sell(make(no_sell=["VTI"]), "VTI")
     with pytest.raises(InputError, match=r"at most the 0 shares of VTI .*\(got 5\.0\)"):
         what_if_sell(make(no_sell=["VTI"]), "VTI", 5)  # a quantity given is still the value named
+
+
+def test_sell_sentence_shows_a_drift_that_rounds_to_zero_without_a_sign():
+    """The sentence read "INTL_STOCK goes from +0.3% (buying only) to -0.0%" where the tables show
+    ``0.0`` (README: a drift that rounds to zero is shown without a sign)."""
+    from rebalance_opt.impact import SellImpact
+    s = SellImpact("VXUS", "INTL_STOCK", 200, 13_240.0, -108.0, 5.6, drift_without=0.003,
+                   drift_with=-0.0001, replaced_by="IXUS")
+    assert s.sentence.endswith("INTL_STOCK goes from +0.3% (buying only) to 0.0%.")
+    s = SellImpact("VTI", "US_STOCK", 10, 2_984.0, 50.0, 1.0, drift_without=None, drift_with=0.00049,
+                   replaced_by=None, drift_now=-0.1234)
+    assert "US_STOCK goes from -12.3% now to 0.0%" in s.sentence
