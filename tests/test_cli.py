@@ -105,3 +105,19 @@ def test_console_script_reaches_the_same_cli():
     r = subprocess.run([str(script), "rebalance", "check", str(ROOT / "examples" / "household.toml"), "--json"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout)["account"] == "household-1"
+
+
+def test_generate_json_keys_beyond_the_spec_are_named_in_the_readme(capsys, tmp_path):
+    """The README lists the keys ``generate --json`` adds to SPEC section 3's object; ``currency``
+    was printed but not listed."""
+    import re
+
+    from tests.conftest import cli
+    code, out, _ = cli(capsys, "rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--json",
+                       "--dry-run", "--out", str(tmp_path / "b.csv"))
+    assert code == 0
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = text.split("`generate --json` prints SPEC section 3's object.", 1)[1].split("\n\n", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", paragraph))
+    documented |= {"basket"}  # listed under "Decisions where the SPEC is silent"
+    assert set(json.loads(out)) - PLAN_KEYS <= documented
