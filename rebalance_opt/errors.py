@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+from datetime import date, time
 from typing import Any
 
 
@@ -37,11 +38,17 @@ class InputError(RebalanceError, ValueError):
         where = ", ".join(p for p in (self.file, self.path) if p)
         text = f"{where}: {self.message}" if where else self.message
         if self.has_value:
-            text += f" (got {self.value!r})"
+            text += f" (got {_shown(self.value)})"
         return text
 
     def to_dict(self) -> dict[str, Any]:
         return {"message": str(self), "path": self.path, "file": self.file}
+
+
+def _shown(value: Any) -> str:
+    """A bad value as the user wrote it: a TOML date, time or date-time bare, as TOML writes it
+    (``0001-03-14``, where a string is quoted), not Python's ``datetime.date(1, 3, 14)``."""
+    return value.isoformat() if isinstance(value, (date, time)) else repr(value)
 
 
 class DamagedLog(RebalanceError):

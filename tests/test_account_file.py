@@ -420,3 +420,13 @@ def test_a_risk_model_built_in_python_is_bounded_like_a_files():
         account.replace(risk=huge)
     assert e.value.path == "risk" and "INTL_STOCK" in e.value.message and e.value.value == pytest.approx(1e4)
     assert account.replace(risk=RiskModel.from_covariance(CLASSES, np.diag([0.04, 100.0, 0.01]))).risk
+
+
+@pytest.mark.parametrize("written", ["0001-01-02", "2020-01-02T10:00:00", "10:00:00"])
+def test_a_bad_toml_date_is_shown_as_written_not_as_a_python_repr(tmp_path, written):
+    """A TOML date, date-time or time was named in Python's terms: ``(got datetime.date(1, 1, 2))``."""
+    p = tmp_path / "a.toml"
+    p.write_text(ROOT_TOML.replace("acquired = 2020-01-02", f"acquired = {written}", 1))
+    with pytest.raises(InputError) as e:
+        load_account(p)
+    assert e.value.path == "lots[0].acquired" and str(e.value).endswith(f"(got {written})")
