@@ -73,6 +73,9 @@ class BacktestConfig:
             raise InputError(f"must be from {MIN_INITIAL} (a cent) to {MAX_AMOUNT:.0e}: the account starts with it, "
                              "and money is planned and reported to the cent", path="--initial",
                              value=self.initial, has_value=True)
+        if self.withdraw_from is not None and self.withdrawal == 0:  # was ignored: no withdrawal, exit 0
+            raise InputError("is the first day of --withdrawal, which is not set: give --withdrawal X (a month)",
+                             path="--withdraw-from", value=str(self.withdraw_from), has_value=True)
         if self.years is not None and not (math.isfinite(self.years) and self.years > 0):
             raise InputError("must be a number of years > 0", path="--years", value=self.years, has_value=True)
         for name in ("short_term_rate", "long_term_rate"):
@@ -212,6 +215,7 @@ def run_backtest(strategies: Sequence[str | Strategy] = DEFAULT_STRATEGIES,
     if not chosen:
         raise InputError("no strategy to run", path="--strategies")
     window = price_window(data, config)
+    _check_withdraw_from(config, window)
     runs: list[StrategyRun] = []
     if workers > 1 and len(chosen) > 1:
         with local_pool(workers) as pool:
@@ -227,6 +231,16 @@ def run_backtest(strategies: Sequence[str | Strategy] = DEFAULT_STRATEGIES,
                 progress(runs[-1].metrics)
     first, last = window.index[0].date(), window.index[-1].date()
     return BacktestResult(config, data, universe, first, last, tuple(runs), tuple(equal_drift_all(runs)))
+
+
+def _check_withdraw_from(config: BacktestConfig, window: pd.DataFrame) -> None:
+    """InputError if the withdrawals would start after the run's last monthly step: the report would
+    show deposits all along, as if no --withdrawal had been asked for."""
+    last = window.index[step_positions(window.index)[-1]].date()
+    if config.withdrawal > 0 and config.withdraw_from is not None and config.withdraw_from > last:
+        raise InputError(f"is after the run's last monthly step ({last}): no withdrawal would be made; give an "
+                         "earlier date or more --years", path="--withdraw-from", value=str(config.withdraw_from),
+                         has_value=True)
 
 
 def _check_universe(universe: Universe, data: PriceData) -> None:

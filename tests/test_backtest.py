@@ -486,6 +486,25 @@ def test_withdrawals_stop_deposits_and_are_raised_by_selling(doubling):
     assert m["cash-flow"].turnover > 0
 
 
+def test_withdraw_from_without_a_withdrawal_is_an_input_error(doubling, tmp_path, capsys):
+    # was ignored: deposits all along, exit 0, as if no withdrawal had been asked for
+    csv, _ = doubling
+    code, _, err = cli(capsys, "backtest", "--prices", str(csv), "--withdraw-from", "2023-03-01",
+                       "--out", str(tmp_path / "o"))
+    assert code == 2 and "--withdraw-from" in err and "--withdrawal" in err and "2023-03-01" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_withdraw_from_after_the_last_monthly_step_is_an_input_error(doubling):
+    # the steps are the first trading day of each month: the last is 1 June 2023 (the prices end 30 June),
+    # so from 2 June no withdrawal was ever made, silently
+    csv, _ = doubling
+    with pytest.raises(InputError) as err:
+        _run(csv, ["cash-flow"], withdrawal=100.0, withdraw_from=date(2023, 6, 2))
+    assert err.value.path == "--withdraw-from" and "2023-06-01" in str(err.value)
+    assert _run(csv, ["cash-flow"], withdrawal=100.0, withdraw_from=date(2023, 6, 1))["cash-flow"].withdrawals == 100.0
+
+
 def test_the_summary_sets_the_band_against_a_plain_monthly_optimizer_at_equal_drift():
     from types import SimpleNamespace
 
