@@ -323,6 +323,14 @@ def test_cli_backtests_single_stock_targets_on_the_bundled_prices(tmp_path):
     assert mixed.returncode == 2 and "--single-stocks" in mixed.stderr and "Traceback" not in mixed.stderr
 
 
+def test_bonds_with_own_prices_is_an_input_error(doubling, tmp_path, capsys):
+    # --bonds is the bundled data's bond proxy: with --prices it was ignored (no bond in the run, exit 0)
+    csv, _ = doubling
+    code, _, err = cli(capsys, "backtest", "--prices", str(csv), "--bonds", "0.2", "--out", str(tmp_path / "o"))
+    assert code == 2 and "--bonds" in err and "--universe" in err and "(got 0.2)" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_steps_are_the_first_trading_day_of_each_month():
     days = pd.to_datetime(["2023-01-30", "2023-01-31", "2023-02-01", "2023-02-02", "2023-03-01"])
     assert list(step_positions(pd.DatetimeIndex(days))) == [0, 2, 4]

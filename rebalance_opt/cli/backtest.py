@@ -28,8 +28,8 @@ def backtest(
                                                                   "column per symbol (default: the bundled data)."),
     universe: Optional[Path] = typer.Option(None, "--universe", help="TOML with \\[targets] and \\[classes] for "
                                             "--prices (default: every column its own class, equal weights)."),
-    bonds: float = typer.Option(0.4, "--bonds", parser=number_option, help="Bundled data: weight of the bond proxy "
-                                "(0: equities only)."),
+    bonds: Optional[float] = typer.Option(None, "--bonds", parser=number_option, help="Bundled data: weight of the "
+                                          "bond proxy (0: equities only; default: 0.4)."),
     single_stocks: bool = typer.Option(False, "--single-stocks", help="Bundled data: each of the 20 stocks its own "
                                        "class at an equal weight, instead of three sector funds."),
     # numbers through number_option: plain ASCII decimals (typer's float took 1_000)
@@ -51,7 +51,7 @@ def backtest(
     """Simulate rebalancing strategies through history: tax paid, wealth, drift, turnover."""
     def body():
         from ..backtest import BacktestConfig, run_backtest
-        from ..backtest_data import bundled, default_universe, load_prices_csv, load_universe
+        from ..backtest_data import BOND_WEIGHT, bundled, default_universe, load_prices_csv, load_universe
         from ..backtest_report import write_report
         from ..strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, make_strategies
 
@@ -60,6 +60,9 @@ def backtest(
         if single_stocks and prices is not None:
             raise InputError("is for the bundled data; with --prices, say the classes in --universe",
                              path="--single-stocks")
+        if bonds is not None and prices is not None:  # was ignored: the run had no bond proxy, exit 0
+            raise InputError("is for the bundled data; with --prices, give the weights in --universe",
+                             path="--bonds", value=bonds, has_value=True)
         if universe is not None and prices is None:
             raise InputError("describes your own prices; give them with --prices", path="--universe",
                              value=str(universe), has_value=True)
@@ -75,7 +78,7 @@ def backtest(
             data = load_prices_csv(prices)
             uni = load_universe(universe, data) if universe is not None else default_universe(data)
         else:
-            data, uni = bundled(bond_weight=bonds, single_stocks=single_stocks)
+            data, uni = bundled(bond_weight=BOND_WEIGHT if bonds is None else bonds, single_stocks=single_stocks)
 
         from ..render import console
         err = console(stderr=True)
