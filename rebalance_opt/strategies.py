@@ -321,6 +321,13 @@ DEFAULT_TAX_WEIGHTS = (0.03, 0.1, 0.3, 1.0, 3.0)
 _NAME = re.compile(r"^(?P<kind>[a-z-]+?)(?:@(?P<arg>[0-9.eE+-]+)(?:/(?P<band>[0-9.eE+-]+))?)?$")
 
 
+def sweeps_tax_weights(spec: str) -> bool:
+    """Whether ``spec`` expands to one strategy per tax weight (``optimizer`` or ``harvest`` without
+    ``@W``): the names --tax-weights applies to."""
+    m = _NAME.match(spec.strip().lower())
+    return m is not None and m["kind"] in ("optimizer", "harvest") and m["arg"] is None
+
+
 def make_strategy(spec: str, tax_weights: Sequence[float] = (0.1,), band: float = DEFAULT_OPTIMIZER_BAND
                   ) -> list[Strategy]:
     """Strategies from a name (see ``STRATEGY_HELP``); ``optimizer``/``harvest`` without ``@W``

@@ -331,6 +331,21 @@ def test_bonds_with_own_prices_is_an_input_error(doubling, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("strategies", ["quarterly-fifo", "optimizer@0.3,harvest@1/0"])
+def test_tax_weights_without_a_strategy_that_sweeps_them_is_an_input_error(doubling, tmp_path, capsys, strategies):
+    # only a bare optimizer or harvest takes one strategy per --tax-weights value; otherwise the
+    # weights were ignored (exit 0), as `tax --tax-weights` without --frontier once was
+    csv, _ = doubling
+    code, _, err = cli(capsys, "backtest", "--prices", str(csv), "--strategies", strategies, "--tax-weights", "0.1,1",
+                       "--out", str(tmp_path / "o"))
+    assert code == 2 and "--tax-weights" in err and "(got '0.1,1')" in err
+    assert not (tmp_path / "o").exists()
+    code, stdout, err = cli(capsys, "backtest", "--prices", str(csv), "--strategies", "quarterly-fifo,Harvest",
+                            "--tax-weights", "0.1,1", "--out", str(tmp_path / "o"), "--no-plots", "--json")
+    assert code == 0, err
+    assert [s["strategy"] for s in json.loads(stdout)["strategies"]] == ["quarterly-fifo", "harvest@0.1", "harvest@1"]
+
+
 def test_steps_are_the_first_trading_day_of_each_month():
     days = pd.to_datetime(["2023-01-30", "2023-01-31", "2023-02-01", "2023-02-02", "2023-03-01"])
     assert list(step_positions(pd.DatetimeIndex(days))) == [0, 2, 4]

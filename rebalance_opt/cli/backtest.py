@@ -53,7 +53,7 @@ def backtest(
         from ..backtest import BacktestConfig, run_backtest
         from ..backtest_data import BOND_WEIGHT, bundled, default_universe, load_prices_csv, load_universe
         from ..backtest_report import write_report
-        from ..strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, make_strategies
+        from ..strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, make_strategies, sweeps_tax_weights
 
         out = out_path(out_text, "the report's folder, or leave out --out for ./backtest-output")
         check_out(out, [(p, o) for p, o in ((prices, "--prices"), (universe, "--universe")) if p is not None])
@@ -70,6 +70,10 @@ def backtest(
                    else DEFAULT_TAX_WEIGHTS)  # at most 10,000: make_strategies says so
         names = _names(strategies) if strategies is not None else DEFAULT_STRATEGIES
         chosen = make_strategies(names, weights)   # unknown names fail here, before any data is read
+        if tax_weights is not None and not any(sweeps_tax_weights(n) for n in names):  # were ignored, exit 0
+            raise InputError("are swept by optimizer and harvest (without @W), and --strategies names neither: "
+                             "add one, or leave out --tax-weights", path="--tax-weights", value=tax_weights,
+                             has_value=True)
         config = BacktestConfig(start=_date(start, "--start"), years=years, initial=initial, deposit=deposit,
                                 withdrawal=withdrawal, withdraw_from=_date(withdraw_from, "--withdraw-from"),
                                 short_term_rate=short_term_rate, long_term_rate=long_term_rate)
