@@ -16,8 +16,9 @@ from rebalance_opt.backtest import (BacktestConfig, EqualDrift, Metrics, Strateg
 from rebalance_opt.backtest_data import (BUNDLED_GROUPS, Universe, _bundled_from, buy_and_hold_index,
                                          constant_yield_index, load_prices_csv, load_universe, tilted_weights)
 from rebalance_opt.backtest_report import write_report
-from rebalance_opt.strategies import (CalendarReset, ClassView, EnginePolicy, ToleranceBand, band_values,
-                                      make_strategies, make_strategy, trade_to, water_fill)
+from rebalance_opt.strategies import (DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, CalendarReset, ClassView,
+                                      EnginePolicy, ToleranceBand, band_values, make_strategies, make_strategy,
+                                      trade_to, water_fill)
 from tests.conftest import cli, run_cli
 
 
@@ -90,6 +91,22 @@ def test_strategy_names():
             make_strategy(bad)
         assert err.value.path == "--strategies" and bad in str(err.value)
 
+
+
+def test_the_strategies_the_readme_lists_are_the_names_accepted():
+    # the README listed six names; --help sends users there for the rest (calendars, band-mintax, bands)
+    import re
+    section = (Path(__file__).parents[1] / "README.md").read_text().split("## Backtest", 1)[1]
+    default = re.search(r"The\s+default:\s+`([^`]+)`", section)[1]
+    assert tuple(default.split(",")) == DEFAULT_STRATEGIES and DEFAULT_TAX_WEIGHTS == (0.03, 0.1, 0.3, 1.0, 3.0)
+    assert [(s.months, s.lot_order) for n in ("monthly-fifo", "semiannual-mintax", "annual-fifo")
+            for s in make_strategy(n)] == [(1, "fifo"), (6, "mintax"), (12, "fifo")]
+    assert [(s.band, s.lot_order) for n in ("band-mintax", "band-fifo@0.03") for s in make_strategy(n)] == [
+        (0.05, "mintax"), (0.03, "fifo")]
+    (cash,) = make_strategy("cash-flow")
+    assert cash.allow_sells is False
+    assert [(s.tax_weight, s.band, s.replacements) for n in ("optimizer@0.3", "optimizer@0.3/0", "harvest@1")
+            for s in make_strategy(n)] == [(0.3, 0.01, False), (0.3, 0.0, False), (1.0, 0.01, True)]
 
 
 def test_a_negative_zero_tax_weight_is_named_at_0():
