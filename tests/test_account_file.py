@@ -248,7 +248,6 @@ def test_toml_numbers_keep_tomls_grammar(tmp_path):
 
 
 def test_lots_from_a_lots_file_lose_their_lines_once_replaced(tmp_path):
-    from rebalance_opt import Lot
     account = load_account(_with_lots_file(tmp_path, "A,VTI,10,50,2020-01-02\nB,BND,5,90,2021-01-04\n"))
     assert account.lots_origin.lines == (2, 3)
     lots = account.lots + (account.lots[0],)
