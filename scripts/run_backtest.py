@@ -15,7 +15,7 @@ optimizer too), on 60/40 runs starting in 2000 and in 2010, and with each of the
 own class (equities only, and with 40% bonds), written to robustness.csv and summarized in
 summary.md.
 
-About 70 seconds on 2 cores (``--quick``: a two-year smoke run in seconds).
+About 75 seconds to 4 minutes on 2 cores, with the host (``--quick``: a two-year smoke run in seconds).
 """
 from __future__ import annotations
 
