@@ -90,7 +90,7 @@ class Planner:
             none = Solution(np.zeros(len(book.symbols)), np.zeros(len(book.lots)), 0.0, "optimal", "none", 0.0)
             empty = Trades(np.zeros(len(book.symbols)), np.zeros(len(book.lots)))
             scorer = Scorer(book, _tracking(book))
-            nothing = _Candidate(empty, _objective(scorer, book, empty), "cash_first", none)
+            nothing = _Candidate(empty, terms_of(scorer, book, empty), "cash_first", none)
             return self._finish(book, nothing, scorer, reason, {"solves": 0, "seconds": 0.0}, started,
                                 drift_report(account))
         _check_feasible_at_all(book)
@@ -128,7 +128,7 @@ class Planner:
                 trades = round_trades(book, shares, lot_allowed, scorer, buyable=buys, sell_room=sell_room)
             except Infeasible:
                 return None
-            return _Candidate(trades, _objective(scorer, book, trades), stage, sol)
+            return _Candidate(trades, terms_of(scorer, book, trades), stage, sol)
 
         no_sells = np.zeros(len(book.symbols), dtype=bool)
         first_buys = book.buy_targets(sold=no_sells)
@@ -509,11 +509,6 @@ def _drift_after(book: Book, trades: Trades) -> DriftReport:
     shares = {s: float(book.shares[i] + trades.shares[i]) for i, s in enumerate(book.symbols)}
     kappa = a.policy.trade_cost_bps * 1e-4
     return drift_report(a, shares, _cash_after(book, trades, kappa) - a.policy.withdrawal, book.invested)
-
-
-def _objective(scorer: Scorer, book: Book, trades: Trades) -> Objective:
-    """SPEC section 2's objective of rounded trades, term by term (``rounding.terms_of``)."""
-    return terms_of(scorer, book, trades)
 
 
 # --- explanations -------------------------------------------------------------------------------
