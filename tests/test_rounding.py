@@ -48,9 +48,7 @@ def objective(d: dict, shares: dict[str, float]) -> float | None:
     """SPEC section 2's objective of signed share trades, or None when cash goes below zero."""
     p, prices = d["policy"], d["prices"]
     kappa = p["trade_cost_bps"] * 1e-4
-    held = {}
-    for l in d["lots"]:
-        held[l["symbol"]] = held.get(l["symbol"], 0) + l["quantity"]
+    held = _held(d)
     cash = d["account"]["cash"]
     value = cash + sum(prices[s] * q for s, q in held.items())
     lot_tax = notional = 0.0
@@ -77,6 +75,19 @@ def objective(d: dict, shares: dict[str, float]) -> float | None:
     return tracking + p["tax_weight"] * lot_tax / value + kappa * notional / value
 
 
+def _signed(plan) -> dict[str, float]:
+    """A plan's shares per symbol traded: + bought, − sold."""
+    return {o.symbol: o.quantity * (1 if o.side == "buy" else -1) for o in plan.orders}
+
+
+def _held(d: dict) -> dict[str, float]:
+    """Shares held per symbol of an account dict."""
+    held: dict[str, float] = {}
+    for l in d["lots"]:
+        held[l["symbol"]] = held.get(l["symbol"], 0) + l["quantity"]
+    return held
+
+
 @settings(max_examples=max(40, settings.default.max_examples), deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(small_accounts())
@@ -85,10 +96,8 @@ def test_whole_share_plan_is_as_good_as_exhaustive_floor_ceil_search(d):
     whole = plan_rebalance(account_from_dict(d))
     frac_d = {**d, "policy": {**d["policy"], "fractional": True}}
     frac = plan_rebalance(account_from_dict(frac_d))
-    continuous = {o.symbol: o.quantity * (1 if o.side == "buy" else -1) for o in frac.orders}
-    held = {}
-    for l in d["lots"]:
-        held[l["symbol"]] = held.get(l["symbol"], 0) + l["quantity"]
+    continuous = _signed(frac)
+    held = _held(d)
     options = []
     for sym, x in continuous.items():
         lo, hi = math.floor(abs(x)), math.ceil(abs(x))
@@ -99,8 +108,7 @@ def test_whole_share_plan_is_as_good_as_exhaustive_floor_ceil_search(d):
         value = objective(d, dict(combo))
         if value is not None:
             best = min(best, value)
-    whole_shares = {o.symbol: o.quantity * (1 if o.side == "buy" else -1) for o in whole.orders}
-    mine = objective(d, whole_shares)
+    mine = objective(d, _signed(whole))
     assert mine is not None
     assert abs(mine - whole.objective.total) < 1e-9  # the engine reports the objective it achieves
     assert mine <= best + TOLERANCE, (mine, best)
@@ -115,12 +123,10 @@ def test_no_one_share_change_of_a_traded_symbol_improves_a_whole_share_plan(d):
     # better. (Dropping a sale is left out: it can move the class's buys to another symbol.)
     assume(d["account"]["cash"] > 0 or d["lots"])
     plan = plan_rebalance(account_from_dict(d))
-    shares = {o.symbol: o.quantity * (1 if o.side == "buy" else -1) for o in plan.orders}
+    shares = _signed(plan)
     mine = objective(d, shares)
     assert mine is not None
-    held = {}
-    for l in d["lots"]:
-        held[l["symbol"]] = held.get(l["symbol"], 0) + l["quantity"]
+    held = _held(d)
     for sym, q in shares.items():
         steps = [q - 1, q + 1] + ([0.0] if q > 0 else [])
         for other in steps:
@@ -140,10 +146,6 @@ COARSE = {  # $5.8k in three funds: one share of A1 is 11% of the account, of B1
              {"id": "B1-0", "symbol": "B1", "quantity": 2, "cost_basis": 341.22, "acquired": "2025-11-08"}],
     "policy": {"band": 0.01, "tax_weight": 0.0, "trade_cost_bps": 0.0},
 }
-
-
-def _signed(plan) -> dict[str, float]:
-    return {o.symbol: o.quantity * (1 if o.side == "buy" else -1) for o in plan.orders}
 
 
 def test_milp_rounding_finds_the_best_whole_share_plan_where_the_local_search_stops_short():
