@@ -487,8 +487,11 @@ class AuditLog:
                                 f"the kept head {kept_hash[:12]}… is not in the log: entries were cut off back "
                                 "past it, or the chain was rewritten and rehashed")
         since = prev_id - found_at if found_at is not None else None
+        # A mistyped --log verified as an empty chain ("ok: 0 entries"), as if the log were fine.
+        missing = () if self.path.exists() else (f"there is no log file at {log}: nothing has been recorded "
+                                                 "there (is this the log you meant?)",)
         return VerifyResult(log, True, prev_id, prev_hash, prev_id, since_kept_head=since,
-                            warnings=self._guard_warnings())
+                            warnings=missing + self._guard_warnings())
 
     def _guard_warnings(self) -> tuple[str, ...]:
         """What about the entries table differs from what the log creates, though every entry is

@@ -199,6 +199,15 @@ def test_log_verify_prints_the_warnings_on_stderr_and_exits_0(tmp_path):
     assert "warning: the append-only triggers entries_no_update are gone" in r.stderr
 
 
+def test_log_verify_of_a_mistyped_log_path_warns_that_there_is_no_log_there(tmp_path):
+    # It printed "ok: 0 entries, chain intact" and nothing else, as if the log were fine.
+    path = tmp_path / "typo.sqlite"
+    r = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "cli.py"), "rebalance", "log", "--verify",
+                        "--log", str(path)], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stdout.startswith("ok: 0 entries, chain intact")
+    assert f"warning: there is no log file at {path}" in r.stderr and not path.exists()
+
+
 # --- tamper detection ---------------------------------------------------------------------------
 @pytest.mark.parametrize("sql,bad,word", [
     ("UPDATE entries SET reason = 'Quarterly Reset' WHERE id = 3", 3, "altered"),
@@ -642,7 +651,9 @@ def test_verifying_a_log_not_yet_written_warns_of_no_missing_triggers(tmp_path):
     # of a log not created yet, and of a zero-byte file (`touch log.sqlite`), the new log appending takes it for
     path = tmp_path / "log.sqlite"
     result = AuditLog(path).verify()
-    assert result.ok and result.entries == 0 and result.warnings == () and not path.exists()
+    assert result.ok and result.entries == 0 and not path.exists()
+    assert result.warnings == (f"there is no log file at {path}: nothing has been recorded there "
+                               "(is this the log you meant?)",)  # only that: no missing triggers
     path.write_bytes(b"")
     result = AuditLog(path).verify()
     assert result.ok and result.entries == 0 and result.warnings == ()
