@@ -338,12 +338,13 @@ def _flip_replaceable(book: Book, net_sell: np.ndarray, conflict: np.ndarray) ->
     only the one: on 91 synthetic households planned in full, a whole-share search over every
     choice found a better plan for 41 before this choice was tried (README, How a plan is made)."""
     sold = net_sell.copy()
-    klass = book.class_of_symbol
-    for i in np.flatnonzero(conflict):
-        trial = sold.copy()
-        trial[i] = True
-        if book.buy_targets(sold=trial)[klass == klass[i]].any():
-            sold = trial
+    klass, eligible = book.class_of_symbol, book.buy_eligible
+    # per class, the symbols left to buy (``Book.buy_targets`` takes the first of them)
+    left = np.bincount(klass[eligible & ~sold], minlength=len(book.classes))
+    for i in np.flatnonzero(conflict & ~sold):
+        if left[klass[i]] - int(eligible[i]) >= 1:
+            sold[i] = True
+            left[klass[i]] -= int(eligible[i])
     if np.array_equal(sold, net_sell) or np.array_equal(sold, net_sell ^ conflict):
         return None
     return sold
