@@ -245,6 +245,7 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
     exact fallback, when the search finds no feasible combination (``_exact_fallback``), and for
     ``policy.milp_rounding``; by default the symbols the continuous solution buys."""
     step = FRACTIONAL_STEP if book.account.policy.fractional else WHOLE_SHARE
+    buyable = continuous_shares > 0 if buyable is None else buyable
     rounder = _Rounder(book, lot_allowed, step)
     value = np.abs(continuous_shares) * book.price
     traded = np.flatnonzero(value > NOISE * book.invested)
@@ -259,7 +260,6 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
         failed = exc
     else:
         if book.account.policy.milp_rounding:
-            buyable = continuous_shares > 0 if buyable is None else buyable
             return _milp_improved(book, continuous_shares, lot_allowed, scorer, search, step, buyable, sell_room,
                                   trades)
         return trades
@@ -271,7 +271,6 @@ def round_trades(book: Book, continuous_shares: np.ndarray, lot_allowed: np.ndar
             return _round(rounder, everything, continuous_shares, search)
         except Infeasible as exc:
             failed = exc
-    buyable = continuous_shares > 0 if buyable is None else buyable
     return _exact_fallback(book, continuous_shares, lot_allowed, scorer, step, buyable, sell_room, failed)
 
 
