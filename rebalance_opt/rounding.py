@@ -350,9 +350,28 @@ def _violation_of(scorer: Scorer, book: Book, trades: Trades) -> float:
 
 
 def _round(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray, scorer: Scorer) -> Trades:
+    """The search from the counts around the continuous trades; where those miss a hard limit by
+    the solver's tolerance, from the counts around trades that meet it (``_fitted``) instead, with
+    fractional shares, or as well, keeping the better plan, with whole shares. A millionth-share
+    search from counts that are all short of cash only inches towards what the fitted start
+    reaches at once: in a harvesting backtest (122 such roundings) it ended lower by at most 5e-8
+    of the objective in 34, up to 1.9 times higher in others, and took 40 times as long."""
     n_classes = len(rounder.book.classes)
-    cands, choice = _start(rounder, traded, continuous_shares, scorer, n_classes)
-    return _polish(rounder, cands, choice, continuous_shares, scorer, n_classes)
+    fitted = _fitted(rounder, traded, continuous_shares, scorer)
+    if fitted is None:
+        starts = (continuous_shares,)
+    else:
+        starts = (fitted,) if rounder.step < WHOLE_SHARE else (continuous_shares, fitted)
+    found, failed = [], None
+    for start in starts:
+        try:
+            cands, choice = _start(rounder, traded, start, scorer, n_classes)
+            found.append(_polish(rounder, cands, choice, continuous_shares, scorer, n_classes))
+        except Infeasible as exc:
+            failed = exc
+    if not found:
+        raise failed
+    return found[0] if len(found) == 1 else min(found, key=lambda t: terms_of(scorer, rounder.book, t).total)
 
 
 def _polish(rounder: "_Rounder", cands: list[_Candidates], choice: list[int], direction: np.ndarray,
@@ -396,6 +415,46 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
     if with_zero <= EXHAUSTIVE_LIMIT:
         return cands, _exhaustive(cands, scorer, n_classes)
     return cands, _search_from_two_starts(cands, scorer, n_classes)
+
+
+def _fitted(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray,
+            scorer: Scorer) -> np.ndarray | None:
+    """The continuous trades made smaller to meet the hard limits they miss by the solver's
+    tolerance; None when they miss none. The solver meets the
+    cash floor, tax budget and sell room to a relative tolerance: cents on a large account, more
+    than a millionth of a share, so with fractional shares every count around a buy of all the
+    cash could be short of cash, and the search started from no trade and stepped up a millionth
+    at a time (a backtest account kept $5,000 of deposits uninvested for months). Sales shrink by
+    the fraction that meets the tax budget and sell room (a lot-level tax T is convex with
+    T(0) = 0, so T(s·q) <= s·T(q)), then buys by the fraction that meets the cash floor, each with
+    a margin of one step of every traded symbol (the counts are floored on the grid)."""
+    if not len(traded):
+        return None
+    price = rounder.book.price[traded]
+    q = continuous_shares[traded]
+    value = q * price
+    sells = q < 0
+    step_value = rounder.step * float(price.sum())
+    buy_value, sell_value = float(value[~sells].sum()), float(-value[sells].sum())
+    lot_tax = math.fsum(rounder.lots(int(i)).tax_of(float(-continuous_shares[i])) for i in traded[sells])
+    sold = (1 - scorer.kappa) * sell_value
+    margin = step_value + MONEY_TOLERANCE
+    shrink = 0.0  # the fraction of every sale to drop
+    if lot_tax - scorer.max_tax > MONEY_TOLERANCE:
+        shrink = (lot_tax - scorer.max_tax + margin) / lot_tax
+    if sold - scorer.max_sold > MONEY_TOLERANCE:
+        shrink = max(shrink, (sold - scorer.max_sold + margin) / sold)
+    sell_scale = max(1.0 - shrink, 0.0)
+    cash_after = scorer.cash - (1 + scorer.kappa) * buy_value + sell_scale * sold
+    deficit = scorer.cash_floor - cash_after
+    buy_scale = 1.0
+    if deficit > MONEY_TOLERANCE and buy_value > 0:
+        buy_scale = max(1.0 - (deficit + margin) / ((1 + scorer.kappa) * buy_value), 0.0)
+    if sell_scale == 1.0 and buy_scale == 1.0:
+        return None
+    out = continuous_shares.copy()
+    out[traded] = q * np.where(sells, sell_scale, buy_scale)
+    return out
 
 
 def combinations(cands: list[_Candidates], with_zero: bool = False) -> int:

@@ -235,6 +235,57 @@ def test_a_fractional_plan_spending_cash_to_the_floor_passes_the_independent_che
     assert plan.cash_after >= -5e-7
 
 
+def _one_fund(cash: float, lots: list[dict], target: float, max_tax: float = math.inf):
+    """A fractional account of one fund (price 100, or 134.165 with no lots) and its book."""
+    from rebalance_opt.book import Book
+    price = 100.0 if lots else 134.165
+    d = {"account": {"id": "f", "cash": cash, "as_of": AS_OF.isoformat()},
+         "tax": {"short_term_rate": 0.37, "long_term_rate": 0.2},
+         "targets": {"FUNDS": target}, "classes": {"FND": "FUNDS"}, "prices": {"FND": price}, "lots": lots,
+         "policy": {"band": 0.0, "fractional": True, "max_tax": max_tax}}
+    return Book(account_from_dict(d)), price
+
+
+def test_a_fractional_buy_of_all_the_cash_a_few_cents_too_large_still_spends_the_cash():
+    # The solver meets the cash floor to a relative tolerance: cents on a large account, more than
+    # a millionth of a share. Every count around such a buy was short of cash, so the search
+    # started from no trade and stepped up a millionth at a time: 0.001 shares bought.
+    from rebalance_opt.rounding import Scorer, Tracking, round_trades
+    book, price = _one_fund(5_000.0, [], 1.0)
+    continuous = np.array([(5_000.0 + 0.03) / price])  # 3 cents more than the cash
+    trades = round_trades(book, continuous, book.lot_sellable, Scorer(book, Tracking()))
+    most = math.floor(5_000.0 / price * 1e6) / 1e6  # the largest count of millionths the cash buys
+    assert abs(trades.shares[0] - most) <= 1e-6
+    assert trades.shares[0] * price <= 5_000.0 + 5e-7
+
+
+def test_a_fractional_sale_a_few_cents_over_the_tax_budget_still_sells_up_to_the_budget():
+    # 100 long-term shares with a gain of 50 each: 10 of tax per share, a budget of 300 allows 30.
+    from rebalance_opt.rounding import Scorer, Tracking, round_trades
+    lot = {"id": "L", "symbol": "FND", "quantity": 100, "cost_basis": 50.0,
+           "acquired": (AS_OF - timedelta(days=800)).isoformat()}
+    book, _ = _one_fund(0.0, [lot], 0.5, max_tax=300.0)
+    continuous = np.array([-(30.0 + 2.5e-6)])  # 2.5 cents of tax over the budget
+    trades = round_trades(book, continuous, book.lot_sellable, Scorer(book, Tracking()))
+    assert abs(trades.shares[0] + 30.0) <= 1e-6
+    assert trades.lot_shares @ book.lot_tax_per_share <= 300.0 + 5e-7
+
+
+def test_a_fractional_backtest_account_invests_its_cash_where_the_solver_overshot_it_by_cents():
+    # A harvesting backtest's account (1997-07-01): the continuous plan sells two funds and buys
+    # bonds with all the cash, 3 cents more than there is; the plan bought 0.0067 of bonds instead,
+    # and month after month the deposits piled up (the mean drift reached 7.8 points).
+    import json
+    from pathlib import Path
+    d = json.loads((Path(__file__).parent / "data" / "fractional_buy_short_of_cash.json").read_text())
+    plan = plan_rebalance(account_from_dict(d))  # raises if the independent check fails
+    proceeds = sum(o.quantity * d["prices"][o.symbol] for o in plan.sells)
+    bought = sum(o.quantity * d["prices"][o.symbol] for o in plan.buys)
+    assert proceeds > 18_000  # the two sales the continuous plan makes
+    assert d["account"]["cash"] + proceeds - bought < 1.0  # and every dollar of it in bonds
+    assert plan.cash_after >= -5e-7
+
+
 def _moves_of_a_household(specific: bool):
     """Candidates and their moves for a synthetic household's first 12 symbols, each with a
     made-up continuous trade of about 2% of the account (buys and sells alternating)."""
