@@ -72,13 +72,14 @@ _STDOUT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _stdout_to_stderr():
-    """The process's stdout (file descriptor 1) points at stderr while HiGHS runs: the HiGHS
-    1.12 in scipy prints a stray debug line ("HighsMipSolverData::transformNewIntegerFeasible
+def _stdout_discarded():
+    """The process's stdout (file descriptor 1) points at the null device while HiGHS runs: the
+    HiGHS 1.12 in scipy prints a stray debug line ("HighsMipSolverData::transformNewIntegerFeasible
     Solution tmpSolver.run();") straight to stdout when a presolved solution needs repair
-    (ERGO-Code/HiGHS#2783), whatever its output options, and stdout of ``generate --json``
-    holds only JSON (SPEC section 3). C's buffers are flushed before stdout is put back. One
-    solve at a time per process (a lock): another thread's prints meanwhile go to stderr too."""
+    (ERGO-Code/HiGHS#2783), whatever its output options: stdout of ``generate --json`` holds only
+    JSON (SPEC section 3), and on stderr the line came once per repair (hundreds in a backtest
+    with ``milp_rounding``), telling a user nothing. C's buffers are flushed before stdout is put
+    back. One solve at a time per process (a lock): another thread's prints meanwhile are lost too."""
     with _STDOUT_LOCK:
         try:
             sys.stdout.flush()
@@ -87,7 +88,11 @@ def _stdout_to_stderr():
             yield
             return
         try:
-            os.dup2(2, 1)
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, 1)
+            finally:
+                os.close(null)
             yield
         finally:
             try:
@@ -353,7 +358,7 @@ class _Program:
             A = sp.vstack([A, extra[0]]).tocsr()
             lo, hi = np.r_[lo, extra[1]], np.r_[hi, extra[2]]
         constraints = [LinearConstraint(A, lo, hi)] if A.shape[0] else []
-        with _stdout_to_stderr():
+        with _stdout_discarded():
             return milp(objective, integrality=self.integrality, bounds=Bounds(self.lb, self.ub),
                         constraints=constraints,
                         options={"node_limit": NODE_LIMIT, "time_limit": TIME_LIMIT, "mip_rel_gap": MIP_GAP,

@@ -215,9 +215,20 @@ class _Rounder:
         key = (i, q)
         if key not in self._around:
             size, step = abs(q), self.step
-            below = on_grid(math.ceil(size / step - 1e-9) - 1, step)
-            above = on_grid(math.floor(size / step + 1e-9) + 1, step)
-            c = self.options(i, x, {0.0, size, above, max(below, 0.0)})
+            down, up = math.ceil(size / step - 1e-9), math.floor(size / step + 1e-9)
+            sizes = {0.0, size, on_grid(up + 1, step), on_grid(max(down - 1, 0), step)}
+            if step < WHOLE_SHARE:
+                # Millionths: steps of 10, 100, ... millionths too, up to ten times the count (at
+                # least ten shares). One millionth a round could not move a fractional plan: where
+                # the search had cut a buy to its min_trade size to cover a sale it dropped, the
+                # polish's 1,000 steps restored a thousandth of a share of the rest.
+                k, span = 10, 10 * max(up, STEPS_PER_SHARE)
+                while k <= span:
+                    sizes.add(on_grid(up + k, step))
+                    if down - k >= 0:
+                        sizes.add(on_grid(down - k, step))
+                    k *= 10
+            c = self.options(i, x, sizes)
             c.continuous = size
             self._around[key] = c
         return self._around[key]

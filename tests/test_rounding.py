@@ -305,6 +305,37 @@ def test_fractional_rounding_of_trades_just_short_of_cash_stays_at_their_objecti
     assert terms_of(scorer, book, trades).total <= reference + 1e-6
 
 
+def test_a_fractional_plan_spreads_the_cash_a_sale_raised_to_min_trade_brings():
+    # The continuous plan sells $617 of A (under min_trade, which the convex model does not know)
+    # and all of C, and buys B with all of it. Rounded, A is best sold at min_trade ($1,000),
+    # which brings $383 more: the polish, a millionth of a share a round, bought a thousandth of
+    # a share with it and left $382 in cash. By hand: A's class is then s = $383 under its target
+    # whatever else is done; the other deviations (B's class, C's, cash; C and cash can only stay
+    # at or above theirs) sum to +s, so the least sum of squares splits s equally among the
+    # three: tracking (s² + 3·(s/3)²) / U². Not selling A at all costs 2·(617.4)² / U², more.
+    from rebalance_opt.book import Book
+    from rebalance_opt.rounding import Scorer, Tracking, round_trades, terms_of
+    lots = [{"id": "A1", "symbol": "A", "quantity": 20, "cost_basis": 68.6, "acquired": "2020-01-02"},
+            {"id": "C1", "symbol": "C", "quantity": 100, "cost_basis": 200.0, "acquired": "2020-01-02"}]
+    u = 20 * 68.6 + 100 * 200.0
+    a_target = round(11 * 68.6 / u, 6)
+    d = {"account": {"id": "m", "cash": 0.0, "as_of": AS_OF.isoformat()},
+         "tax": {"short_term_rate": 0.37, "long_term_rate": 0.2},
+         "targets": {"AC": a_target, "CC": 0.0, "BC": 1.0 - a_target}, "classes": {"A": "AC", "C": "CC", "B": "BC"},
+         "prices": {"A": 68.6, "C": 200.0, "B": 640.47}, "lots": lots,
+         "policy": {"band": 0.0, "fractional": True, "min_trade": 1_000.0}}
+    book = Book(account_from_dict(d))
+    assert list(book.symbols) == ["A", "C", "B"]
+    continuous = np.array([-9.0, -100.0, (9 * 68.6 + 20_000.0) / 640.47])
+    scorer = Scorer(book, Tracking())
+    trades = round_trades(book, continuous, book.lot_sellable, scorer)
+    a_sold = math.ceil(1_000.0 / 68.6 * 1e6) / 1e6  # min_trade in millionths of a share
+    under = a_target - (20 - a_sold) * 68.6 / u
+    best = under ** 2 + 3 * (under / 3) ** 2
+    assert trades.shares[0] == -a_sold
+    assert abs(terms_of(scorer, book, trades).tracking - best) < 1e-9
+
+
 def test_a_fractional_backtest_account_invests_its_cash_where_the_solver_overshot_it_by_cents():
     # A harvesting backtest's account (1997-07-01): the continuous plan sells two funds and buys
     # bonds with all the cash, 3 cents more than there is; the plan bought 0.0067 of bonds instead,
