@@ -29,7 +29,9 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
                  extra_files: tuple[str, ...] = ()) -> list[Path]:
     """Write the CSVs, the plots (``plots``) and ``summary.md`` to ``out``; returns the paths.
     ``appendix`` (markdown) goes into the summary before its list of files, which names
-    ``extra_files`` too (files the caller writes to the same folder)."""
+    ``extra_files`` too (files the caller writes to the same folder). A report file of an earlier
+    run that this one does not write (its plots, after ``--no-plots``) is removed: it would show
+    another run's numbers beside this run's tables."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -53,6 +55,11 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
     path.write_text(summary_markdown(result, [p.name for p in written] + list(extra_files), appendix),
                     encoding="utf-8")
     written.append(path)
+    for name in set(REPORT_FILES) - {p.name for p in written} - set(extra_files):
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError:  # a folder of that name, or no permission: not this run's to clear
+            pass
     return written
 
 

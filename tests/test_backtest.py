@@ -252,6 +252,16 @@ def test_the_report_writes_tables_plots_and_summary(short_run, tmp_path):
     assert (tmp_path / "report" / "frontier.png").stat().st_size > 10_000
 
 
+def test_a_report_without_plots_removes_the_plots_of_an_earlier_run(short_run, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (the backtest extra)")
+    out = tmp_path / "report"
+    write_report(short_run, out)
+    (out / "notes.txt").write_text("mine")  # not a report file: kept
+    files = write_report(short_run, out, plots=False)
+    assert not any(f.suffix == ".png" for f in files)
+    assert sorted(p.name for p in out.iterdir()) == sorted([f.name for f in files] + ["notes.txt"])
+
+
 # --- equal drift --------------------------------------------------------------------------------------------------
 def _metrics(name, family, tw, drift, tax, liq=0.0, wealth=100.0) -> StrategyRun:
     m = Metrics(strategy=name, label=name, family=family, tax_weight=tw, band=0.01 if tw is not None else None,
