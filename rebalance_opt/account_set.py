@@ -393,7 +393,10 @@ def load_template(path: Path, has_as_of_column: bool = False) -> dict[str, Any]:
     shared = {k: v for k, v in data.items() if k not in ("lots", "lots_file", "trades")}
     shared["account"] = {k: v for k, v in account.items() if k not in ("id", "cash")}
     check = {**shared, "account": {**shared["account"], "id": TEMPLATE_PLACEHOLDER_ID, "cash": 0.0}}
-    if has_as_of_column and "as_of" not in account:
+    if "as_of" not in account:
+        if not has_as_of_column:
+            raise InputError("is missing: give it in the template's [account], or per account in an "
+                             "account.as_of column of the account set", file=name, path="account.as_of")
         check["account"]["as_of"] = LAST_DATE  # a placeholder: each row's own as_of is checked later
     account_from_dict(check, source=name)
     return shared

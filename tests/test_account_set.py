@@ -340,7 +340,8 @@ def test_template_rules(tmp_path):
     rows = lot_rows("a", 100.0)
     no_as_of = {**TEMPLATE, "account": {}}
     path, template = write_set(tmp_path / "no-as-of", rows, no_as_of)
-    with pytest.raises(InputError, match="account.as_of: required key is missing"):
+    with pytest.raises(InputError, match="account.as_of: is missing: give it in the template's \\[account\\], "
+                                         "or per account in an account.as_of column"):
         read_account_set(path, template)
     path, template = write_set(tmp_path / "as-of-column", [{**r, "account.as_of": "2026-11-24"} for r in rows]
                                + [{"account": "b", "cash": 5.0}], no_as_of)
