@@ -112,6 +112,8 @@ class Metrics:
     withdrawals: float
     engine_failures: int             # steps where the engine gave no plan (cash flow traded instead)
     seconds: float
+    tax_from_outside: float = 0.0    # tax paid (and in tax_paid) that the account could not cover:
+                                     # money put in from outside, taken off both wealths
 
     @property
     def sweep(self) -> str | None:
@@ -321,6 +323,7 @@ class _Tally:
     """What a run adds up step by step."""
 
     paid: float = 0.0
+    from_outside: float = 0.0
     deposits: float = 0.0
     withdrawals: float = 0.0
     sold: float = 0.0
@@ -335,6 +338,7 @@ class _Tally:
     def add(self, account: Account, ex: Execution, ends: tuple[YearEnd, ...], deposit: float, withdrawal: float,
             note: str | None) -> None:
         self.paid += math.fsum(e.tax_paid for e in ends)
+        self.from_outside += ex.tax_from_outside
         self.year_ends.extend(ends)
         self.deposits += deposit
         self.withdrawals += withdrawal
@@ -379,9 +383,15 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
             if i > 0:
                 broker, ends = broker.move_to(d, quote(pos), deposit)
             due = math.fsum(e.tax_paid for e in ends)
-            withdrawal = min(withdrawal, max(broker.account.value - due, 0.0) * 0.99)  # never the whole account
-            decision = strategy.decide(broker.account, Step(d, i, withdrawal + due))
-            broker, ex = broker.execute(decision.fills, withdrawal + due)
+            # Never the whole account, nor the tax the open years already owe (it falls due later),
+            # nor the tax the sales for it may add (at most the short-term rate on what is raised):
+            # withdrawals once drained an account that then could not pay last year's bill.
+            value, rate = broker.account.value, max(config.short_term_rate, config.long_term_rate)
+            withdrawal = min(withdrawal, max(value - due - broker.tax_due(), 0.0) * 0.99 / (1 + rate))
+            # The strategy raises the tax too, up to 99% of what is left; any rest of the bill is
+            # paid from outside the account (``Execution.tax_from_outside``).
+            decision = strategy.decide(broker.account, Step(d, i, withdrawal + min(due, (value - withdrawal) * 0.99)))
+            broker, ex = broker.execute(decision.fills, withdrawal, due)
         except InputError as exc:  # the simulated account, not a file: say which run, when, and what to change
             raise InputError(f"{strategy.name}'s simulated account on {d} is beyond what the engine takes "
                              f"({exc}); start from less (--initial, --deposit) or a shorter run") from None
@@ -408,12 +418,13 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
         tax_weight=getattr(strategy, "tax_weight", None) if engine else None,
         band=getattr(strategy, "band", None) if engine else None,
         tax_paid=tally.paid + last_due, liquidation_tax=liquidation, final_value=final_value,
-        wealth_after_tax=final_value - last_due, wealth_after_liquidation=final_value - last_due - liquidation,
+        wealth_after_tax=final_value - last_due - tally.from_outside,
+        wealth_after_liquidation=final_value - last_due - liquidation - tally.from_outside,
         mean_abs_drift=float(daily["mean_abs"].mean()), max_abs_drift=float(daily["max_abs"].max()),
         tracking_error=daily["tracking_error"], turnover=tally.sold / years / float(daily["value"].mean()),
         trades=tally.orders, wash_sales=tally.wash_sales, disallowed_losses=tally.disallowed,
         losses_realized=tally.losses, deposits=tally.deposits, withdrawals=tally.withdrawals,
-        engine_failures=len(tally.notes),
+        engine_failures=len(tally.notes), tax_from_outside=tally.from_outside,
         seconds=time.perf_counter() - started)
     drift = pd.Series(daily["mean_abs"], index=pd.DatetimeIndex(window.index), name=strategy.name)
     yearly = pd.DataFrame([asdict(e) for e in tally.year_ends],

@@ -434,6 +434,12 @@ def _caveats(result: BacktestResult) -> list[str]:
     if pairs:
         out.append("- **Replacement funds** are not free of tracking: " + "; ".join(pairs) + ". The harvesting "
                    "strategies hold some of them, so part of their wealth difference is the funds', not tax.")
+    outside = [(r.metrics.strategy, r.metrics.tax_from_outside) for r in result.runs if r.metrics.tax_from_outside > 0]
+    if outside:
+        out.append("- **Tax paid from outside the account.** When a year's tax fell due, these accounts held too "
+                   "little to pay all of it (withdrawals, or a fall in prices after the gains were realized): "
+                   + ", ".join(f"{name} {_money(x)}" for name, x in outside) + ". It counts in tax paid, and "
+                   "as money put in, it is taken off both wealth columns.")
     failures = [(r.metrics.strategy, r.metrics.engine_failures) for r in result.runs if r.metrics.engine_failures]
     if failures:
         out.append("- **Engine failures.** On some steps the engine returned no plan (the solvers did not reach an "

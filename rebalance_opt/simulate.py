@@ -267,6 +267,7 @@ class Execution:
     sales: tuple[LotSaleRecord, ...]
     wash_sales: tuple[WashSale, ...]
     withdrawn: float
+    tax_from_outside: float = 0.0  # tax due this step that the account's cash could not cover
 
     @property
     def bought(self) -> float:
@@ -325,10 +326,13 @@ class Broker:
                             tax=ledger.settings(as_of.year), trades=trades)
         return dataclasses.replace(self, account=account, ledger=ledger, pending=pending), tuple(ends)
 
-    def execute(self, fills: tuple[Fill, ...], withdrawal: float = 0.0) -> tuple["Broker", Execution]:
+    def execute(self, fills: tuple[Fill, ...], withdrawal: float = 0.0, tax: float = 0.0
+                ) -> tuple["Broker", Execution]:
         """Execute ``fills`` on ``account.as_of`` (sells first, their proceeds fund the buys), then
-        take ``withdrawal`` out of cash. Raises ``ValueError`` for a fill the books cannot take (an
-        unknown lot, more shares than held, cash going negative)."""
+        take ``withdrawal`` out of cash, then ``tax`` (a year's tax falling due): what cash cannot
+        cover of the tax is paid from outside the account (``Execution.tax_from_outside``), as a
+        tax bill is owed whatever the account holds. Raises ``ValueError`` for a fill the books
+        cannot take (an unknown lot, more shares than held, cash going negative)."""
         a, d = self.account, self.account.as_of
         lots: dict[str, Lot] = {lot.id: lot for lot in a.lots}
         purchased = dict(self.purchased)
@@ -432,12 +436,14 @@ class Broker:
         cash -= withdrawal
         if cash < -EPS_MONEY * max(1.0, a.value):
             raise ValueError(f"cash after the fills and a withdrawal of {withdrawal:,.2f} is {cash:,.2f} on {d}")
+        from_cash = min(tax, max(cash, 0.0))
+        cash -= from_cash
         purchased = {k: v for k, v in purchased.items() if k in lots}
         account = a.replace(cash=max(cash, 0.0), lots=tuple(lots.values()), trades=tuple(trades),
                             tax=ledger.settings(d.year))
         broker = Broker(account, ledger, purchased, frozenset(w for w in washed if w in lots),
                         tuple(p for p in pending if p.shares > EPS_SHARES), serial)
-        return broker, Execution(d, tuple(fills), tuple(sales), tuple(washes), withdrawal)
+        return broker, Execution(d, tuple(fills), tuple(sales), tuple(washes), withdrawal, tax - from_cash)
 
     # --- the end ---------------------------------------------------------------------------------
     def tax_due(self) -> float:

@@ -180,6 +180,15 @@ def trade_to(account: Account, view: ClassView, desired: np.ndarray, order: str,
             sym = account.members(cls)[0]
             buys.append((sym, account.prices[sym], delta))
     cash = account.cash + math.fsum(f.notional for f in sells) - withdrawal
+    if cash < 0 and not sells:
+        # A withdrawal under the dust threshold is still owed: sell it from the class furthest
+        # above where it should be (an account drained down to its tax reserve asked for $0.96,
+        # nothing was sold, and the run stopped on a negative cash balance).
+        held = [k for k, cls in enumerate(view.classes) if any(account.class_of(l.symbol) == cls for l in account.lots)]
+        if held:
+            k = max(held, key=lambda j: float(view.values[j] - desired[j]))
+            sells = _sell_class(account, view.classes[k], -cash, order)
+            cash = account.cash + math.fsum(f.notional for f in sells) - withdrawal
     want_total = math.fsum(v for _, _, v in buys)
     scale = min(1.0, max(cash, 0.0) / want_total) if want_total > 0 else 0.0
     out_buys = []

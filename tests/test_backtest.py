@@ -17,8 +17,8 @@ from rebalance_opt.backtest_data import (BUNDLED_GROUPS, Universe, _bundled_from
                                          constant_yield_index, load_prices_csv, load_universe, tilted_weights)
 from rebalance_opt.backtest_report import write_report
 from rebalance_opt.strategies import (DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, CalendarReset, ClassView,
-                                      EnginePolicy, ToleranceBand, band_values, make_strategies, make_strategy,
-                                      trade_to, water_fill)
+                                      EnginePolicy, ToleranceBand, band_values, cash_flow_values, make_strategies,
+                                      make_strategy, trade_to, water_fill)
 from tests.conftest import cli, run_cli
 
 
@@ -58,6 +58,17 @@ def test_band_resets_only_classes_outside_the_band_and_spreads_the_rest_over_the
     desired, broke = band_values(ClassView.of(a2, 0.0), 0.05)
     assert not broke
     assert desired == pytest.approx([43.0, 32.0, 32.0])
+
+
+def test_a_withdrawal_under_the_dust_threshold_is_still_raised():
+    # No cash, a withdrawal of 0.96: every class's share of it is under DUST, so nothing was sold
+    # and the books refused the negative cash ("unexpected error: ValueError").
+    a = _account([Lot("a", "A", 10, 1.0, date(2020, 1, 2)), Lot("b", "B", 5, 1.0, date(2020, 1, 2))],
+                 {"A": 10.0, "B": 10.0})  # A 100, B 50: A the further above its target
+    view = ClassView.of(a, 0.96)
+    fills = trade_to(a, view, cash_flow_values(view), "fifo", 0.96)
+    assert [(f.symbol, f.side) for f in fills] == [("A", "sell")]
+    assert 0.96 <= fills[0].notional < 0.96 + 10.0 * 1e-6 + 1e-9  # to the millionth of a share
 
 
 def test_fifo_sells_the_oldest_lot_and_mintax_the_cheapest():
@@ -534,6 +545,25 @@ def test_withdrawals_stop_deposits_and_are_raised_by_selling(doubling):
         assert x.tax_paid + x.liquidation_tax == pytest.approx(500 * 0.37)
     assert m["cash-flow"].tax_paid > 0          # cash flow sold to raise the withdrawals
     assert m["cash-flow"].turnover > 0
+
+
+def test_withdrawals_leave_the_tax_the_year_already_owes_in_the_account(tmp_path):
+    # A doubles on 1 February 2023; from March, 300 a month is withdrawn from an account of 1,500,
+    # raised by selling A at a short-term gain. The 2023 bill falls due in February 2024. Each
+    # withdrawal was capped at 99% of the account less the tax due that day only, so by then the
+    # account was drained while owing the year's tax, and the run stopped with "unexpected error:
+    # ValueError: cash after the fills ... is -...". The tax the open year owes is now kept back.
+    days = pd.bdate_range("2023-01-02", "2024-03-29")
+    a = [10.0 if d < pd.Timestamp("2023-02-01") else 20.0 for d in days]
+    csv = _write_prices(tmp_path / "p.csv", days, a, [10.0] * len(days))
+    # A withdrawal is capped to leave the open years' tax and the short-term tax on what it raises;
+    # all a drained account cannot pay is the last 1% (the sale paying the bill keeps 1% back, as
+    # every sale does, and adds a little tax of its own): that comes from outside the account.
+    m = _run(csv, ["cash-flow", "quarterly-fifo"], withdrawal=300.0, withdraw_from=date(2023, 3, 1))
+    for x in m.values():
+        assert x.tax_paid > 0 and x.withdrawals < 1_500  # capped: the account never had more
+        assert 0 <= x.tax_from_outside <= 0.011 * x.tax_paid
+        assert x.final_value >= 0 and x.wealth_after_tax <= x.final_value - x.tax_from_outside
 
 
 def test_withdraw_from_without_a_withdrawal_is_an_input_error(doubling, tmp_path, capsys):

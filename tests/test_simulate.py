@@ -212,6 +212,17 @@ def test_liquidation_tax_nets_with_the_open_year():
     assert b.liquidation_tax() == pytest.approx(0 - 50 * 0.37)
 
 
+def test_a_tax_bill_beyond_the_cash_is_paid_from_outside_the_account():
+    # 10 shares bought at 10, sold at 20 (a 100 short-term gain); the bill (say 500, a past year's)
+    # is due from 150 of cash after a withdrawal of 50: 150 paid from the account, 350 from outside.
+    b = _broker(lots=[Lot("A", "XYZ", 10, 10.0, D(2023, 1, 3))], as_of=D(2023, 6, 1), price=20.0)
+    b, ex = b.execute((Fill("XYZ", "sell", 10, 20.0, (("A", 10),)),), withdrawal=50.0, tax=500.0)
+    assert b.account.cash == 0.0
+    assert ex.withdrawn == 50.0 and ex.tax_from_outside == pytest.approx(350.0)
+    b2, ex2 = _broker(cash=600.0).execute((), tax=500.0)  # covered: nothing from outside
+    assert b2.account.cash == pytest.approx(100.0) and ex2.tax_from_outside == 0.0
+
+
 def test_the_books_refuse_fills_they_cannot_take():
     b = _broker(lots=[Lot("A", "XYZ", 10, 10.0, D(2023, 1, 3))], price=10.0)
     with pytest.raises(ValueError, match="lot 'B'"):
