@@ -114,6 +114,8 @@ class Metrics:
     seconds: float
     tax_from_outside: float = 0.0    # tax paid (and in tax_paid) that the account could not cover:
                                      # money put in from outside, taken off both wealths
+    days_empty: int = 0              # days withdrawals had emptied the account (left out of drift
+                                     # and tracking error)
 
     @property
     def sweep(self) -> str | None:
@@ -420,17 +422,25 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
         tax_paid=tally.paid + last_due, liquidation_tax=liquidation, final_value=final_value,
         wealth_after_tax=final_value - last_due - tally.from_outside,
         wealth_after_liquidation=final_value - last_due - liquidation - tally.from_outside,
-        mean_abs_drift=float(daily["mean_abs"].mean()), max_abs_drift=float(daily["max_abs"].max()),
+        mean_abs_drift=_over_held(np.nanmean, daily["mean_abs"]), max_abs_drift=_over_held(np.nanmax, daily["max_abs"]),
         tracking_error=daily["tracking_error"], turnover=tally.sold / years / float(daily["value"].mean()),
         trades=tally.orders, wash_sales=tally.wash_sales, disallowed_losses=tally.disallowed,
         losses_realized=tally.losses, deposits=tally.deposits, withdrawals=tally.withdrawals,
-        engine_failures=len(tally.notes), tax_from_outside=tally.from_outside,
+        engine_failures=len(tally.notes), tax_from_outside=tally.from_outside, days_empty=daily["days_empty"],
         seconds=time.perf_counter() - started)
     drift = pd.Series(daily["mean_abs"], index=pd.DatetimeIndex(window.index), name=strategy.name)
     yearly = pd.DataFrame([asdict(e) for e in tally.year_ends],
                           columns=["year", "tax_paid", "carryforward_short_term", "carryforward_long_term",
                                    "realized_short_term", "realized_long_term"])
     return StrategyRun(metrics, monthly, yearly, drift, tuple(tally.notes))
+
+
+EMPTY_ACCOUNT = 0.005  # an account worth less (half a cent) has been emptied: no weights, no returns
+
+
+def _over_held(reduce, values: np.ndarray) -> float:
+    """``reduce`` (nanmean, nanmax) over the days the account held money; 0 if it never did."""
+    return float(reduce(values)) if np.isfinite(values).any() else 0.0
 
 
 def _daily(prices: np.ndarray, holdings: np.ndarray, cash: np.ndarray, steps: np.ndarray, universe: Universe,
@@ -443,20 +453,25 @@ def _daily(prices: np.ndarray, holdings: np.ndarray, cash: np.ndarray, steps: np
     member = np.array([[universe.funds[k].count(s) > 0 for k in classes] for s in symbols], float)
     class_values = (h * prices) @ member
     value = class_values.sum(axis=1) + c
-    weights = np.column_stack([class_values, c]) / value[:, None]
+    # An account withdrawals have emptied has no weights: its days are NaN here, and the run's
+    # drift and tracking error are over the days it held money (``days_empty`` counts the rest).
+    held = value > EMPTY_ACCOUNT
+    weights = np.full((len(value), len(classes) + 1), np.nan)
+    weights[held] = np.column_stack([class_values, c])[held] / value[held, None]
     targets = np.array([universe.targets[k] for k in classes] + [max(0.0, 1 - sum(universe.targets.values()))])
     drift = np.abs(weights - targets)
     # day t's return comes from the holdings in force at the close of day t − 1
     held_before = value[:-1]
     held_after = (h[:-1] * prices[1:]).sum(axis=1) + c[:-1]
-    portfolio = held_after / held_before - 1.0
+    live = held[:-1]
+    portfolio = held_after[live] / held_before[live] - 1.0
     primary = [symbols.index(universe.primary(k)) for k in classes]
-    class_returns = prices[1:, primary] / prices[:-1, primary] - 1.0
+    class_returns = prices[1:, primary][live] / prices[:-1, primary][live] - 1.0
     benchmark = class_returns @ targets[:-1]
     active = portfolio - benchmark
     te = float(np.std(active, ddof=1) * math.sqrt(TRADING_DAYS)) if len(active) > 1 else 0.0
     return {"value": value, "mean_abs": drift.mean(axis=1), "max_abs": drift[:, :-1].max(axis=1),
-            "tracking_error": te}
+            "tracking_error": te, "days_empty": int((~held).sum())}
 
 
 # --- comparing at equal drift --------------------------------------------------------------------------

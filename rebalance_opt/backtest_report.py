@@ -440,6 +440,11 @@ def _caveats(result: BacktestResult) -> list[str]:
                    "little to pay all of it (withdrawals, or a fall in prices after the gains were realized): "
                    + ", ".join(f"{name} {_money(x)}" for name, x in outside) + ". It counts in tax paid, and "
                    "as money put in, it is taken off both wealth columns.")
+    emptied = [(r.metrics.strategy, r.metrics.days_empty) for r in result.runs if r.metrics.days_empty]
+    if emptied:
+        out.append("- **Emptied accounts.** Withdrawals emptied these accounts before the end (trading days with "
+                   "nothing left): " + ", ".join(f"{name} {days:,}" for name, days in emptied) + ". Their drift and "
+                   "tracking error are over the days they held money.")
     failures = [(r.metrics.strategy, r.metrics.engine_failures) for r in result.runs if r.metrics.engine_failures]
     if failures:
         out.append("- **Engine failures.** On some steps the engine returned no plan (the solvers did not reach an "

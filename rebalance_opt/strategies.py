@@ -169,26 +169,32 @@ def trade_to(account: Account, view: ClassView, desired: np.ndarray, order: str,
     """Fills taking every class to ``desired``: sells relieve the class's lots in ``order``; buys go
     to the class's first listed fund (wash sales ignored, as naive tools do); buys shrink if cash
     (after sells and the withdrawal) runs short."""
-    sells: list[Fill] = []
+    selling: dict[int, float] = {}             # class -> value to sell
     buys: list[tuple[str, float, float]] = []  # symbol, price, value wanted
     dust = max(DUST, 1e-7 * view.value)
-    for cls, have, want in zip(view.classes, view.values, desired):
+    for k, (cls, have, want) in enumerate(zip(view.classes, view.values, desired)):
         delta = float(want - have)
         if delta < -dust:
-            sells.extend(_sell_class(account, cls, -delta, order))
+            selling[k] = -delta
         elif delta > dust and account.target(cls) > 0:
             sym = account.members(cls)[0]
             buys.append((sym, account.prices[sym], delta))
-    cash = account.cash + math.fsum(f.notional for f in sells) - withdrawal
-    if cash < 0 and not sells:
-        # A withdrawal under the dust threshold is still owed: sell it from the class furthest
-        # above where it should be (an account drained down to its tax reserve asked for $0.96,
-        # nothing was sold, and the run stopped on a negative cash balance).
-        held = [k for k, cls in enumerate(view.classes) if any(account.class_of(l.symbol) == cls for l in account.lots)]
-        if held:
-            k = max(held, key=lambda j: float(view.values[j] - desired[j]))
-            sells = _sell_class(account, view.classes[k], -cash, order)
-            cash = account.cash + math.fsum(f.notional for f in sells) - withdrawal
+
+    def sells_for(amounts: dict[int, float]) -> tuple[list[Fill], float]:
+        fills = [f for k, v in amounts.items() for f in _sell_class(account, view.classes[k], v, order)]
+        return fills, account.cash + math.fsum(f.notional for f in fills) - withdrawal
+
+    sells, cash = sells_for(selling)
+    # A withdrawal is owed in full: what the dust threshold left unsold (a class's share of it
+    # under $1) comes from the classes furthest above where they should be. An account drained
+    # to $1.44 was asked for $0.68, sold $0.55, and the run stopped on a negative cash balance.
+    for k in sorted(range(len(view.classes)), key=lambda j: float(view.values[j] - desired[j]), reverse=True):
+        if cash >= 0:
+            break
+        room = float(view.values[k]) - selling.get(k, 0.0)
+        if room > 0:
+            selling[k] = selling.get(k, 0.0) + min(-cash, room)
+            sells, cash = sells_for(selling)
     want_total = math.fsum(v for _, _, v in buys)
     scale = min(1.0, max(cash, 0.0) / want_total) if want_total > 0 else 0.0
     out_buys = []

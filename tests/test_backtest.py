@@ -3,6 +3,7 @@ on the bundled real prices, equal-drift reading, the report and the command line
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from pathlib import Path
 
@@ -564,6 +565,23 @@ def test_withdrawals_leave_the_tax_the_year_already_owes_in_the_account(tmp_path
         assert x.tax_paid > 0 and x.withdrawals < 1_500  # capped: the account never had more
         assert 0 <= x.tax_from_outside <= 0.011 * x.tax_paid
         assert x.final_value >= 0 and x.wealth_after_tax <= x.final_value - x.tax_from_outside
+
+
+def test_an_account_withdrawals_empty_has_its_drift_over_the_days_it_held_money(tmp_path):
+    # Flat prices, 1,000 invested, 500 asked for every month: each withdrawal takes 99%/1.37 of
+    # what is left, and within a year less than half a cent remains. Its weights were 0/0 on
+    # those days: drift and tracking error came out NaN (and numpy warned on the terminal).
+    import warnings
+    days = pd.bdate_range("2023-01-02", "2024-12-31")
+    csv = _write_prices(tmp_path / "p.csv", days, [10.0] * len(days), [10.0] * len(days))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        m = _run(csv, ["cash-flow", "quarterly-fifo"], withdrawal=500.0, withdraw_from=date(2023, 2, 1))
+    for x in m.values():
+        assert x.days_empty > 0
+        assert math.isfinite(x.mean_abs_drift) and math.isfinite(x.max_abs_drift) and math.isfinite(x.tracking_error)
+        assert x.withdrawals == pytest.approx(1_000.0, abs=0.01)  # all of it, in the end
+        assert x.tax_paid == 0 and x.tax_from_outside == 0       # no gains at flat prices
 
 
 def test_withdraw_from_without_a_withdrawal_is_an_input_error(doubling, tmp_path, capsys):
