@@ -447,10 +447,11 @@ def _fitted(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarr
     sells = q < 0
     step_value = rounder.step * float(price.sum())
     buy_value, sell_value = float(value[~sells].sum()), float(-value[sells].sum())
-    lot_tax = math.fsum(rounder.lots(int(i)).tax_of(float(-continuous_shares[i])) for i in traded[sells])
     sold = (1 - scorer.kappa) * sell_value
     margin = step_value + MONEY_TOLERANCE
     shrink = 0.0  # the fraction of every sale to drop
+    lot_tax = 0.0 if math.isinf(scorer.max_tax) else math.fsum(
+        rounder.lots(int(i)).tax_of(float(-continuous_shares[i])) for i in traded[sells])
     if lot_tax - scorer.max_tax > MONEY_TOLERANCE:
         shrink = (lot_tax - scorer.max_tax + margin) / lot_tax
     if sold - scorer.max_sold > MONEY_TOLERANCE:
