@@ -434,7 +434,8 @@ def _caveats(result: BacktestResult) -> list[str]:
     if pairs:
         out.append("- **Replacement funds** are not free of tracking: " + "; ".join(pairs) + ". The harvesting "
                    "strategies hold some of them, so part of their wealth difference is the funds', not tax.")
-    outside = [(r.metrics.strategy, r.metrics.tax_from_outside) for r in result.runs if r.metrics.tax_from_outside > 0]
+    outside = [(r.metrics.strategy, r.metrics.tax_from_outside) for r in result.runs
+               if r.metrics.tax_from_outside >= 0.01]
     if outside:
         out.append("- **Tax paid from outside the account.** When a year's tax fell due, these accounts held too "
                    "little to pay all of it (withdrawals, or a fall in prices after the gains were realized): "

@@ -437,6 +437,8 @@ class Broker:
         if cash < -EPS_MONEY * max(1.0, a.value):
             raise ValueError(f"cash after the fills and a withdrawal of {withdrawal:,.2f} is {cash:,.2f} on {d}")
         from_cash = min(tax, max(cash, 0.0))
+        if tax - from_cash <= EPS_MONEY * max(1.0, a.value):  # float dust: the account paid it all
+            from_cash = tax
         cash -= from_cash
         purchased = {k: v for k, v in purchased.items() if k in lots}
         account = a.replace(cash=max(cash, 0.0), lots=tuple(lots.values()), trades=tuple(trades),
