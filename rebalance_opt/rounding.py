@@ -431,14 +431,14 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
 def _fitted(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarray,
             scorer: Scorer) -> np.ndarray | None:
     """The continuous trades made smaller to meet the hard limits they miss by the solver's
-    tolerance; None when they miss none. The solver meets the
-    cash floor, tax budget and sell room to a relative tolerance: cents on a large account, more
-    than a millionth of a share, so with fractional shares every count around a buy of all the
-    cash could be short of cash, and the search started from no trade and stepped up a millionth
-    at a time (a backtest account kept $5,000 of deposits uninvested for months). Sales shrink by
-    the fraction that meets the tax budget and sell room (a lot-level tax T is convex with
-    T(0) = 0, so T(s·q) <= s·T(q)), then buys by the fraction that meets the cash floor, each with
-    a margin of one step of every traded symbol (the counts are floored on the grid)."""
+    tolerance; None when they miss none. The solver meets the cash floor, tax budget and sell room
+    to a relative tolerance: cents on a large account, more than a millionth of a share, so with
+    fractional shares every count around a buy of all the cash could be short of cash, and the
+    search started from no trade and stepped up a millionth at a time (a backtest account kept
+    $5,000 of deposits uninvested for months). Sales shrink by the fraction that meets the tax
+    budget and sell room (a lot-level tax T is convex with T(0) = 0, so T(s·q) <= s·T(q)), then
+    buys by the fraction that meets the cash floor, each with a margin of one step of every
+    traded symbol (the counts are floored on the grid). The tax is read only under a budget."""
     if not len(traded):
         return None
     price = rounder.book.price[traded]
