@@ -389,7 +389,8 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
             # nor the tax the sales for it may add (at most the short-term rate on what is raised):
             # withdrawals once drained an account that then could not pay last year's bill.
             value, rate = broker.account.value, max(config.short_term_rate, config.long_term_rate)
-            withdrawal = min(withdrawal, max(value - due - broker.tax_due(), 0.0) * 0.99 / (1 + rate))
+            if withdrawal > 0:  # the open years' tax is worked out only when there is one to cap
+                withdrawal = min(withdrawal, max(value - due - broker.tax_due(), 0.0) * 0.99 / (1 + rate))
             # The strategy raises the tax too, up to 99% of what is left; any rest of the bill is
             # paid from outside the account (``Execution.tax_from_outside``).
             decision = strategy.decide(broker.account, Step(d, i, withdrawal + min(due, (value - withdrawal) * 0.99)))
