@@ -40,6 +40,26 @@ def test_batch_benchmark_runs_end_to_end():
     assert "local" in run.batch_table(rows)
 
 
+def test_batch_memory_sampler_reads_pss_at_most_once_a_second_per_process(monkeypatch):
+    """Reading PSS takes the kernel ~4 ms per process: the sampler reads it once per process per
+    PSS_EVERY and scales the cheap resident size in between, so a fast sample agrees with a full
+    reading without taking the batch's CPU."""
+    import os
+
+    import psutil
+    full = batch_bench.tree_memory(os.getpid())
+    reads = []
+    real = psutil.Process.memory_full_info
+    monkeypatch.setattr(psutil.Process, "memory_full_info", lambda self: reads.append(self.pid) or real(self))
+    sampler = batch_bench.TreeMemory()
+    samples = [sampler(os.getpid()) for _ in range(20)]
+    assert reads == [os.getpid()]  # 20 samples well within a second: one PSS read
+    assert all(abs(s - full) <= 0.2 * full for s in samples)
+    monkeypatch.setattr(batch_bench.TreeMemory, "PSS_EVERY", 0.0)
+    sampler(os.getpid())
+    assert reads == [os.getpid()] * 2
+
+
 def test_the_engines_compiled_path_solves_the_same_problem_as_cvxpy():
     """The engine hands the solver cvxpy's own compiled data (bucket-padded or not, with the
     variables fixed at zero removed): its optimum is cvxpy's ``Problem.solve`` optimum."""
