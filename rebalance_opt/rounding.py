@@ -121,9 +121,13 @@ class Scorer:
         objective = self.tracking.value(dev) + (self.tax_weight * lot_tax + self.kappa * notional) / self.v
         return objective, self.violation(cash_delta, lot_tax, self.sold(dv, notional))
 
-    def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray, sold: np.ndarray | None = None) -> np.ndarray:
-        out = (np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
-               + np.maximum(lot_tax - self.max_tax - MONEY_TOLERANCE, 0.0))
+    def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray | None,
+                  sold: np.ndarray | None = None) -> np.ndarray:
+        """How far plans break the cash floor, the tax budget and the sell room (money / V, 0:
+        not at all). ``lot_tax`` may be None without a budget (it then breaks nothing)."""
+        out = np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
+        if lot_tax is not None:
+            out = out + np.maximum(lot_tax - self.max_tax - MONEY_TOLERANCE, 0.0)
         if sold is not None:  # net proceeds, against ``max_sold``
             out = out + np.maximum(sold - self.max_sold - MONEY_TOLERANCE, 0.0)
         return out / max(self.v, 1.0)
@@ -495,9 +499,10 @@ def _best(objective: np.ndarray, violation: np.ndarray) -> int | None:
 def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> list[int]:
     """The best feasible combination of every symbol's candidates. With a diagonal tracking term
     (no factor rows) the objective splits by class but for cash: each class's combinations are
-    built first (outer sums over its symbols) and reduced to three numbers (cash moved, lot tax,
-    and the class's own tracking plus tax and trading cost), and only those are combined across
-    classes, so the full product carries three rows and no combination × symbol index is formed."""
+    built first (outer sums over its symbols) and reduced to two numbers (cash moved, and the
+    class's own tracking plus tax and trading cost; and lot tax under a tax budget, net proceeds
+    under a sell room), and only those are combined across classes, so the full product carries
+    two to four rows and no combination × symbol index is formed."""
     if scorer.tracking.factor is not None:
         return _exhaustive_factor(cands, scorer, n_classes)
     s, t = scorer, scorer.tracking
@@ -506,15 +511,16 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     traded_classes = {c.klass for c in cands}
     untouched = [k for k in range(n_classes) if k not in traded_classes]
     rest = float(np.sum(w[untouched] * np.square(s.base_dev[untouched]))) if untouched else 0.0
-    capped = s.max_sold != math.inf  # then a fourth row: net proceeds of sales
-    totals = np.array([[0.0], [0.0], [rest]] + ([[0.0]] if capped else []))
+    budget = s.max_tax != math.inf  # then a row of lot tax (without a budget it breaks nothing)
+    capped = s.max_sold != math.inf  # then a row of net proceeds of sales
+    totals = np.array([[0.0]] + ([[0.0]] if budget else []) + [[rest]] + ([[0.0]] if capped else []))
     for klass, group in itertools.groupby(order, key=lambda j: cands[j].klass):
         group = [cands[j] for j in group]
-        own = _class_combinations(group, float(w[klass]), float(s.base_dev[klass]), s)  # cash, tax, cost[, sold]
+        own = _class_combinations(group, float(w[klass]), float(s.base_dev[klass]), s, budget)
         totals = (totals[:, :, None] + own[:, None, :]).reshape(len(totals), -1)
-    cash, tax, cost = totals[:3]
+    cash, cost = totals[0], totals[1 + budget]
     objective = cost + w[n_classes] * np.square(s.base_dev[n_classes] + cash / s.u)
-    violation = s.violation(cash, tax, totals[3] if capped else None)
+    violation = s.violation(cash, totals[1] if budget else None, totals[-1] if capped else None)
     best = _best(objective, violation)
     if best is None:
         raise Infeasible(_why_infeasible(scorer, violation.min()))
@@ -536,19 +542,20 @@ def _unravel(flat: int, sizes: list[int]) -> list[int]:
     return out[::-1]
 
 
-def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scorer) -> np.ndarray:
+def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scorer, budget: bool) -> np.ndarray:
     """Every combination of one class's symbols' options (the last symbol's varying fastest), as
-    rows: cash moved, lot tax, and the class's own cost (its tracking, tax and trading cost), and
-    with a sell room (``Scorer.max_sold``) the net proceeds of its sales. A few combinations are
-    summed in plain Python, more with numpy outer sums: the same operations in the same order
-    either way, so the same floats."""
+    rows: cash moved, lot tax (only under a tax budget, ``budget``: a fifth of ``_exhaustive``'s
+    work on the largest products is carrying rows), and the class's own cost (its tracking, tax
+    and trading cost), and with a sell room (``Scorer.max_sold``) the net proceeds of its sales.
+    A few combinations are summed in plain Python, more with numpy outer sums: the same
+    operations in the same order either way, so the same floats."""
     if math.prod(len(c.shares) for c in group) <= FEW_COMBINATIONS:
         value, notional, lot_tax = [0.0], [0.0], [0.0]
         for c in group:
             value = [a + b for a in value for b in c.value]
             notional = [a + b for a in notional for b in c.notional]
             lot_tax = [a + b for a in lot_tax for b in c.lot_tax]
-        rows = [[-v - s.kappa * n for v, n in zip(value, notional)], lot_tax,
+        rows = [[-v - s.kappa * n for v, n in zip(value, notional)]] + ([lot_tax] if budget else []) + [
                 [w * ((base + v / s.u) * (base + v / s.u)) + (s.tax_weight * t + s.kappa * n) / s.v
                  for v, n, t in zip(value, notional, lot_tax)]]
         if s.max_sold != math.inf:
@@ -560,7 +567,7 @@ def _class_combinations(group: list[_Candidates], w: float, base: float, s: Scor
         notional = (notional[:, None] + np.array(c.notional)).ravel()
         lot_tax = (lot_tax[:, None] + np.array(c.lot_tax)).ravel()
     own = w * np.square(base + value / s.u) + (s.tax_weight * lot_tax + s.kappa * notional) / s.v
-    rows = [-value - s.kappa * notional, lot_tax, own]
+    rows = [-value - s.kappa * notional] + ([lot_tax] if budget else []) + [own]
     if s.max_sold != math.inf:
         rows.append(s.sold(value, notional))
     return np.array(rows)

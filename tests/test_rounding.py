@@ -455,8 +455,8 @@ def test_a_symbols_lot_sums_are_the_same_in_python_and_numpy(rows):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.tuples(st.floats(-1e5, 1e5), st.floats(0, 1e3)), min_size=1, max_size=4),
                 min_size=1, max_size=3),
-       st.floats(0.0, 2.0), st.floats(-0.5, 0.5))
-def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w, base):
+       st.floats(0.0, 2.0), st.floats(-0.5, 0.5), st.booleans())
+def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w, base, budget):
     from rebalance_opt import rounding
     from rebalance_opt.book import Book
     from rebalance_opt.rounding import Scorer, Tracking, _Candidates, _class_combinations
@@ -465,14 +465,14 @@ def test_a_class_combinations_are_the_same_floats_in_python_and_numpy(symbols, w
     group = [_Candidates(i, 0, 1.0, [v for v, _ in opts], [v for v, _ in opts], [abs(v) for v, _ in opts],
                          [t for _, t in opts])
              for i, opts in enumerate(symbols)]
-    python = _class_combinations(group, w, base, scorer)
+    python = _class_combinations(group, w, base, scorer, budget)
     few = rounding.FEW_COMBINATIONS
     try:
         rounding.FEW_COMBINATIONS = 0
-        numpy = _class_combinations(group, w, base, scorer)
+        numpy = _class_combinations(group, w, base, scorer, budget)
     finally:
         rounding.FEW_COMBINATIONS = few
-    assert python.shape == numpy.shape == (3, math.prod(len(o) for o in symbols))
+    assert python.shape == numpy.shape == (2 + budget, math.prod(len(o) for o in symbols))
     assert np.array_equal(python, numpy)
 
 
