@@ -86,19 +86,6 @@ class Lot:
     acquired: date
 
 
-def lots_from_columns(ids, symbols, quantities, cost_bases, acquired) -> list[Lot]:
-    """``list(map(Lot, ids, symbols, quantities, cost_bases, acquired))``, each lot built without the
-    frozen dataclass's ``__init__`` (an ``object.__setattr__`` per field): 0.35 us a lot instead of
-    0.65, ~5% of loading a household account (~100 lots). The values are taken as they are:
-    ``validate`` checks them."""
-    new, lots = object.__new__, []
-    for id, symbol, quantity, cost_basis, acquired_on in zip(ids, symbols, quantities, cost_bases, acquired):
-        lot = new(Lot)
-        lot.__dict__.update(id=id, symbol=symbol, quantity=quantity, cost_basis=cost_basis, acquired=acquired_on)
-        lots.append(lot)
-    return lots
-
-
 @dataclass(frozen=True)
 class LotsOrigin:
     """Where an account's lots were read from: a ``lots_file`` and the line of each lot, so that an

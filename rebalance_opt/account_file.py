@@ -25,8 +25,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       StrictInt, StrictStr, ValidationError)
 
 from .account import (FIRST_DATE, IMPLIED_SLACK, LAST_DATE, MAX_VARIANCE, MAX_WASH_SALE_DAYS, VARIANCE_UNITS, Account,
-                      Lot, LotsOrigin, Policy, RiskModel, TaxSettings, Trade, lots_from_columns,
-                      validate)
+                      Lot, LotsOrigin, Policy, RiskModel, TaxSettings, Trade, validate)
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -271,7 +270,7 @@ def _plain_lots(rows: Any) -> list[Lot] | None:
     ``LotRow`` to find and name the first error. The rows are checked a column at a time, in C
     (sets of types, one regex over the dates): validating each row with pydantic and copying it into
     a ``Lot`` took ~3 us per lot, 40% of loading a household account (1,500 benchmark households,
-    ~100 lots each; ``benchmarks/batch_bench.py``); this takes ~1 us."""
+    ~100 lots each; ``benchmarks/batch_bench.py``); this takes ~1.3 us."""
     if type(rows) is not list or not rows or set(map(type, rows)) != {dict} or set(map(len, rows)) != {5}:
         return None
     try:
@@ -287,7 +286,7 @@ def _plain_lots(rows: Any) -> list[Lot] | None:
     dates = _plain_dates(acquired)
     if dates is None:
         return None
-    return lots_from_columns(ids, symbols, quantities, costs, dates)
+    return list(map(Lot, ids, symbols, quantities, costs, dates))
 
 
 def _plain_floats(values: tuple) -> tuple[float, ...] | None:

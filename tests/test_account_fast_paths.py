@@ -24,7 +24,7 @@ import rebalance_opt.account as account_module
 import rebalance_opt.account_file as account_file
 from benchmarks import synth
 from rebalance_opt import InputError
-from rebalance_opt.account import Lot, lots_from_columns
+from rebalance_opt.account import Lot
 
 
 def _outcome(build):
@@ -153,16 +153,6 @@ def test_a_lot_changed_in_python_gives_the_per_item_error(monkeypatch, key, valu
     lots[2] = dataclasses.replace(lots[2], **{key: value})
     slow, fast = _slow_and_fast(monkeypatch, lambda: account.replace(lots=lots))
     assert fast == slow
-
-
-def test_lots_from_columns_are_the_lots_the_dataclass_builds():
-    assert list(Lot.__dataclass_fields__) == ["id", "symbol", "quantity", "cost_basis", "acquired"]
-    columns = (["a", "b"], ["VTI", "BND"], [1.0, 2], [3.5, 0.0], [date(2020, 1, 1), date(2021, 2, 3)])
-    built = lots_from_columns(*columns)
-    assert built == list(map(Lot, *columns)) and repr(built) == repr(list(map(Lot, *columns)))
-    assert hash(built[0]) == hash(Lot(*[c[0] for c in columns]))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        built[0].quantity = 5.0
 
 
 def _json_object_per_pair(pairs):
