@@ -225,8 +225,10 @@ class Reduction:
         in_p[c.p_rows[p_nonzero]] = in_p[c.p_cols[p_nonzero]] = True
         single = (np.bincount(cols[live], minlength=c.n) == 1) & ~in_p
         candidates = np.flatnonzero(live & single[cols] & is_eq)  # positions in nz
-        _, first = np.unique(rows[candidates], return_index=True)  # one per row
-        sub_entries = nz[candidates[np.sort(first)]]
+        first: dict[int, int] = {}  # one per row, the first in entry order (a few dozen: cheaper than np.unique)
+        for k, row in enumerate(rows[candidates].tolist()):
+            first.setdefault(row, k)
+        sub_entries = nz[candidates[np.array(list(first.values()), dtype=np.intp)]]
         sub_cols, sub_rows = c.a_cols[sub_entries], c.a_rows[sub_entries]
         keep_col[sub_cols] = False
         keep_col.flags.writeable = False
