@@ -124,9 +124,10 @@ class Scorer:
     def violation(self, cash_delta: np.ndarray, lot_tax: np.ndarray | None,
                   sold: np.ndarray | None = None) -> np.ndarray:
         """How far plans break the cash floor, the tax budget and the sell room (money / V, 0:
-        not at all). ``lot_tax`` may be None without a budget (it then breaks nothing)."""
+        not at all). Without a budget (max_tax = inf) lot tax breaks nothing, and ``lot_tax`` may
+        be None."""
         out = np.maximum(self.cash_floor - (self.cash + cash_delta) - MONEY_TOLERANCE, 0.0)
-        if lot_tax is not None:
+        if lot_tax is not None and self.max_tax != math.inf:
             out = out + np.maximum(lot_tax - self.max_tax - MONEY_TOLERANCE, 0.0)
         if sold is not None:  # net proceeds, against ``max_sold``
             out = out + np.maximum(sold - self.max_sold - MONEY_TOLERANCE, 0.0)
