@@ -224,6 +224,38 @@ def test_one_utf8_check_serves_out_paths_and_log_account_filters(text, utf8):
             check_destination(Path(text))
 
 
+def test_an_out_directory_that_refuses_new_files_fails_before_solving(tmp_path, monkeypatch):
+    """Permission bits are not the whole story (root writes anywhere by them, yet not in /proc; a
+    read-only mount): ``check_destination`` creates and removes a file where the basket would be
+    staged. It used to pass, and the basket failed after the solve as an unexpected error (exit 1)."""
+    import errno
+
+    from rebalance_opt import exports
+    check_destination(tmp_path / "basket.csv")
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
+
+    def refuse(**kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(exports.tempfile, "mkstemp", refuse)
+    with pytest.raises(InputError, match="--out: cannot create a file in its directory: Read-only file system") as exc:
+        check_destination(tmp_path / "basket.csv")
+    assert exc.value.exit_code == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_generate_into_proc_is_an_input_error_and_logs_nothing(tmp_path):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "audit.sqlite"
+    done = subprocess.run([sys.executable, str(root / "cli.py"), "rebalance", "generate",
+                           str(root / "examples" / "household.toml"), "--out", "/proc/basket.csv", "--log", str(log)],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "--out: cannot create a file in its directory" in done.stderr and "Traceback" not in done.stderr
+    assert not log.exists()
+
+
 # --- FIX ----------------------------------------------------------------------------------------
 REQUIRED_HEADER = (8, 9, 35, 49, 56, 34, 52)
 REQUIRED_BODY = (66, 394, 68, 73)
