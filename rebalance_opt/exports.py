@@ -126,15 +126,23 @@ def _check_destination(out: Path, error) -> None:
         raise error("its directory does not exist")
     if not os.access(parent, os.W_OK | os.X_OK) or (dest.exists() and not os.access(dest, os.W_OK)):
         raise error(f"not writable{where}")
-    # The permission bits do not tell everything (root may write anywhere by them, yet not in /proc;
-    # a file system mounted read-only): create and remove a file where the basket will be staged,
-    # so such a place fails here, before solving, not as an unexpected error after it.
+    refused = cannot_create_in(parent)
+    if refused:
+        raise error(f"cannot create a file in its directory{where}: {refused}")
+
+
+def cannot_create_in(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (None: one can), found by creating and removing one.
+    The permission bits do not tell everything (root may write anywhere by them, yet not in /proc;
+    a file system mounted read-only), so an output that cannot be written fails before the work,
+    not as an unexpected error after it."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".rebalance-opt-probe.", suffix=".tmp", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=".rebalance-opt-probe.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise error(f"cannot create a file in its directory{where}: {exc.strerror or exc}") from None
+        return str(exc.strerror or exc)
     os.close(fd)
     os.unlink(probe)
+    return None
 
 
 def check_exportable(fmt: str, texts: Iterable[tuple[str, str]], file: str | None = None) -> None:

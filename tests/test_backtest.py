@@ -495,6 +495,23 @@ def test_cli_an_out_folder_that_cannot_be_written_is_an_input_error_before_simul
     assert sorted(p.name for p in taken.iterdir()) == ["summary.csv"]
 
 
+def test_cli_an_out_folder_where_nothing_can_be_created_is_an_input_error_before_simulating(
+        doubling, tmp_path, capsys, monkeypatch):
+    # permission bits pass (as root, even /proc), the folder refuses files: it was "unexpected
+    # error: FileNotFoundError" (exit 1) after the whole simulation
+    import errno
+
+    from rebalance_opt import exports
+    csv, _ = doubling
+
+    def refuse(**kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(exports.tempfile, "mkstemp", refuse)
+    code, _, err = cli(capsys, "backtest", "--prices", str(csv), "--out", str(tmp_path / "report"), "--no-plots")
+    assert code == 2 and "--out" in err and "nothing can be created in" in err and "Read-only file system" in err
+    assert list(tmp_path.iterdir()) == [csv]  # no report folder
+
+
 @pytest.mark.parametrize("body, says", [
     (b"date,A\n2023-01-02,1\n2023-01-03,\xff\n", "line 3: not UTF-8 text (byte 31)"),
     (b"date,A\n2023-01-02," + b"1" * 200_000 + b"\n", "field larger than field limit"),

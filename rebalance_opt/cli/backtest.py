@@ -9,6 +9,7 @@ import typer
 
 from ..account_file import iso_date
 from ..errors import InputError
+from ..exports import cannot_create_in
 from .common import JsonOpt, app, number_option, out_path, parse_numbers, run, to_json, whole_number_option
 
 @app.command("backtest")
@@ -138,6 +139,9 @@ def check_out(out: Path, inputs: list[tuple[Path, str]]) -> None:
         raise error(f"cannot be made: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise error(f"cannot be written: {existing} is not writable")
+    refused = cannot_create_in(existing)  # (the probe is removed: nothing is left behind)
+    if refused:
+        raise error(f"cannot be written: nothing can be created in {existing} ({refused})")
 
 
 def _names(text: str) -> list[str]:
