@@ -130,17 +130,23 @@ fig.autofmt_xdate()
 plt.show()""",
 ]
 
-def build(cells):
+def build(cells, name):
+    """The notebook of ``cells``; cell ids are ``name-N`` (nbformat's own are random, so every
+    regeneration rewrote every id and the diff showed each cell changed)."""
     n = nbf.v4.new_notebook()
     n.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     out = []
-    for c in cells:
-        if c.startswith("@@"):
-            out.append(nbf.v4.new_markdown_cell(c[2:]))
-        else:
-            out.append(nbf.v4.new_code_cell(c))
+    for i, c in enumerate(cells):
+        cell = nbf.v4.new_markdown_cell(c[2:]) if c.startswith("@@") else nbf.v4.new_code_cell(c)
+        cell.id = f"{name}-{i}"
+        out.append(cell)
     n.cells = out
     return n
 
-nbf.write(build(one), "notebooks/01_drift_and_frontier.ipynb")
-nbf.write(build(two), "notebooks/02_tuning_over_time.ipynb")
+
+NOTEBOOKS = {"notebooks/01_drift_and_frontier.ipynb": (one, "drift-frontier"),
+             "notebooks/02_tuning_over_time.ipynb": (two, "tuning-over-time")}
+
+if __name__ == "__main__":
+    for path, (cells, name) in NOTEBOOKS.items():
+        nbf.write(build(cells, name), path)
