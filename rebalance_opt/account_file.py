@@ -346,6 +346,8 @@ def _lots_from_csv(handle, name: str) -> tuple[list[Lot], LotsOrigin]:
     reader = csv.reader(handle)
     expected = ["id", "symbol", "quantity", "cost_basis", "acquired"]
     header = next(reader, None)
+    if header is not None:  # "id, symbol, ..." names the same columns (as an account set's header)
+        header = [c.strip(SPACE) for c in header]
     if header is None or sorted(header) != sorted(expected):
         raise InputError(f"columns must be {','.join(expected)}", file=name, path="line 1",
                          value=header, has_value=True)
@@ -361,7 +363,9 @@ def _lots_from_csv(handle, name: str) -> tuple[list[Lot], LotsOrigin]:
                              value=cells[width:] if more else cells, has_value=True)
         row = dict(zip(header, cells))
         try:
-            values = {k: row[k] for k in expected}
+            # ASCII whitespace around a cell is not part of it ("L1, VTI, 10, 50, 2020-01-02"):
+            # an id " L1" went into baskets as " L1", a date " 2020-01-02" was refused
+            values = {k: row[k].strip(SPACE) for k in expected}
             for k in ("quantity", "cost_basis"):
                 values[k] = _csv_number(values[k])
             r = LotRow.model_validate(values)

@@ -150,7 +150,7 @@ def _parse_text(text: str, kind: str) -> Any:
         return {"true": True, "false": False}.get(text.strip().lower(), text)
     if kind == "list":
         return [part.strip() for part in text.split(LIST_SEPARATOR) if part.strip()]
-    return text
+    return text.strip(SPACE)  # text and dates: ASCII whitespace around a cell is not part of it
 
 
 # --- reading the set (the parent) ---------------------------------------------------------------
@@ -472,13 +472,19 @@ class SetChunk:
 
 def column_parser(column: pd.Series, kind: str) -> Callable[[Any], Any] | None:
     """``parse_cell`` for every cell of a column, specialized by the column's type: None where
-    the cells already are their values (text columns of text, dates as ISO text, float columns
-    of numbers), ``float`` with a fallback for text numbers."""
+    the cells already are their values (float columns of numbers), ``float`` with a fallback
+    for text numbers, a trim for a string column of text or dates (``_parse_text``)."""
     if pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
-        return _text_number if kind == "number" else None if kind in ("text", "date") else partial(parse_cell, kind=kind)
+        return _text_number if kind == "number" else _trimmed if kind in ("text", "date") else partial(parse_cell, kind=kind)
     if kind == "number" and pd.api.types.is_float_dtype(column.dtype):
         return None
     return partial(parse_cell, kind=kind)
+
+
+def _trimmed(text: Any) -> Any:
+    """A cell of a string column of text or dates without ASCII whitespace around it (a null, an
+    empty cell, as it is)."""
+    return text.strip(SPACE) if isinstance(text, str) else text
 
 
 def _text_number(text: str) -> Any:

@@ -222,6 +222,20 @@ def test_a_lots_file_number_is_a_plain_ascii_decimal(tmp_path, capsys, cell):
     assert f"line 3: quantity: must be a number (got {cell!r})" in error["message"] and "Traceback" not in err
 
 
+def test_ascii_spaces_around_lots_file_cells_and_header_names_are_not_part_of_them(tmp_path):
+    # "L1, VTI, 10, 50, 2020-01-02" (a hand-written csv): the id went into baskets as " L1", and the
+    # date was refused; the header "id, symbol, ..." was "columns must be id,symbol,..."
+    p = _with_lots_file(tmp_path, "")
+    (tmp_path / "lots.csv").write_text("id, symbol, quantity , cost_basis,\tacquired\n"
+                                       " A , VTI, 10, 50.5, 2020-01-02\nB,\tBND ,5,90,2024-03-04 \n")
+    lots = load_account(p).lots
+    assert [(l.id, l.symbol, l.quantity, l.acquired.isoformat()) for l in lots] == [
+        ("A", "VTI", 10, "2020-01-02"), ("B", "BND", 5, "2024-03-04")]
+    (tmp_path / "lots.csv").write_text("id,symbol,quantity,cost_basis,acquired\n   ,VTI,10,50,2020-01-02\n")
+    with pytest.raises(InputError, match="line 2"):  # an id of spaces alone is still no id
+        load_account(p)
+
+
 def test_well_formed_lots_file_numbers_are_read_as_before(tmp_path):
     from rebalance_opt.account_file import parse_number
     p = _with_lots_file(tmp_path, "A,VTI, 10 ,+5e1,2020-01-02\nB,BND,5.,.5,2021-01-04\nC,BND,1,-0,2021-01-04\n")

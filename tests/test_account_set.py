@@ -534,3 +534,20 @@ def test_cli_an_account_id_with_control_characters_fails_and_prints_them_escaped
     assert human.returncode == 5, human.stderr
     assert "\x1b" not in human.stdout + human.stderr
     assert "#account=bad\\x1b[31m" in human.stdout
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_ascii_spaces_around_lot_and_account_cells_are_not_part_of_them(tmp_path, kind):
+    # a lot id " L1" went into the basket as " L1"; a date " 2020-01-02" was refused
+    padded = [{**row, "id": f" {row['id']}\t", "symbol": f"{row['symbol']} ", "acquired": f" {row['acquired']}"}
+              for row in lot_rows("a", 10_000.0)]
+    if kind == "csv":
+        padded[0]["account.currency"] = padded[1]["account.currency"] = " USD "
+        padded[2]["account.currency"] = "USD"
+        account_set = read_account_set(*write_set(tmp_path, padded))
+    else:
+        account_set = _parquet_set(tmp_path, padded, {})
+    outcome = run_batch(account_set, workers=1, log=None)
+    assert [r.error for r in outcome.results] == [None]
+    expected = plan_rebalance(account_from_dict(expected_account("a", 10_000.0)))
+    assert plans_by_account(outcome)["a"] == comparable(expected.to_dict())
