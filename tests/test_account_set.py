@@ -551,3 +551,13 @@ def test_ascii_spaces_around_lot_and_account_cells_are_not_part_of_them(tmp_path
     assert [r.error for r in outcome.results] == [None]
     expected = plan_rebalance(account_from_dict(expected_account("a", 10_000.0)))
     assert plans_by_account(outcome)["a"] == comparable(expected.to_dict())
+
+
+def test_a_string_column_of_text_or_dates_is_trimmed_too():
+    # pandas' own string dtype (Arrow-backed columns, pandas' future default) skipped parse_cell
+    from rebalance_opt.account_set import column_parser
+    column = pd.Series([" L1 ", "L2\t", None], dtype="string")
+    for kind in ("text", "date"):
+        parse = column_parser(column, kind)
+        assert [parse(v) for v in column.tolist()][:2] == ["L1", "L2"]
+        assert parse(column.tolist()[2]) is pd.NA  # an empty cell stays one
