@@ -82,8 +82,11 @@ def drift_table(report: DriftReport, title: str = "Drift") -> Table:
     bands = f"band ±{report.band * 100:.1f} pts" + (f" ({', '.join(own)})" if own else "")
     t = Table(title=f"{title}: {report.account} on {report.as_of}, value {money(report.value, report.currency)}, "
                     f"{bands}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # The bar column is left-justified with its header's '│' over the bars' zero line: centred,
+    # rich trimmed each bar's trailing spaces first, so the zero line wandered from row to row.
+    bar_header = f"{'under ':>{BAR_WIDTH}}│{' over':<{BAR_WIDTH}}"
     for col, justify in [("class", "left"), ("now", "right"), ("target", "right"), ("drift pts", "right"),
-                         ("under │ over", "center"), ("status", "left")]:
+                         (bar_header, "left"), ("status", "left")]:
         t.add_column(col, justify=justify, no_wrap=True)
     for r in report.rows:
         status_style = {"overweight": "bold red", "underweight": "bold green"}.get(r.status, "")

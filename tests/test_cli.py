@@ -72,6 +72,25 @@ def test_check_terminal_view_shows_status_words_not_only_colour():
     assert "overweight" in r.stdout and "underweight" in r.stdout and "in band" in r.stdout
 
 
+def test_the_drift_bars_share_one_zero_line_with_their_header():
+    # the bar column was centred, and rich trimmed each bar's trailing spaces first: the zero line
+    # sat at column 53 for an overweight row, 57 for cash, 58 for the underweight rows
+    from rebalance_opt.drift import DriftReport, DriftRow
+    from rebalance_opt.render import drift_table
+    from rich.console import Console
+    rows = tuple(DriftRow(name, weight * 1000, weight, target, weight - target, 0.05, status) for name, weight, target, status in (
+        ("A", 0.583, 0.40, "overweight"), ("B", 0.124, 0.15, "in_band"), ("C", 0.148, 0.25, "underweight"),
+        ("D", 0.082, 0.17, "underweight"), ("E", 0.0, 0.0, "in_band"), ("CASH", 0.063, 0.03, "in_band")))
+    console = Console(width=100, record=True, color_system=None)
+    console.print(drift_table(DriftReport("acct", "2026-11-24", "USD", 1000.0, 0.05, rows)))
+    lines = [line for line in console.export_text().splitlines() if "│" in line]
+    assert len(lines) == len(rows) + 1  # the header and every row
+    assert len({line.index("│") for line in lines}) == 1, lines
+    r = run_cli("rebalance", "check", str(ROOT / "examples" / "household.toml"))
+    lines = [line for line in r.stdout.splitlines() if "│" in line]
+    assert len(lines) == 8 and len({line.index("│") for line in lines}) == 1, lines
+
+
 def test_infeasible_plan_exits_3_with_the_reason_and_json_error(tmp_path):
     text = (ROOT / "examples" / "withdrawal.toml").read_text().replace("withdrawal = 40000.0", "withdrawal = 9e6")
     p = tmp_path / "too-much.toml"
