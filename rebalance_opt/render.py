@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 from rich import box
 from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -156,7 +157,7 @@ def impact_view(impact) -> Group:
     cur = plan.currency
     parts = [Text.assemble(("Pre-trade tax impact ", "bold"), f"{plan.account} as of {plan.as_of}")]
     if impact.sells:
-        t = _simple("Sells and what they buy", [("symbol", "left"), ("quantity", "right"), ("lot tax", "right"),
+        t = _simple("Sells and what they buy", [("symbol", "left"), ("shares", "right"), ("lot tax", "right"),
                                                 ("pts off", "right"), ("class", "left"), ("buy-only", "right"),
                                                 ("plan", "right"), ("tax/pt", "right")])
         for s in impact.sells:
@@ -217,6 +218,27 @@ def visible(text: str) -> str:
 class _Console(Console):
     def render_str(self, text: str, **kwargs) -> Text:
         return super().render_str(visible(text), **kwargs)
+
+    def print(self, *objects, **kwargs) -> None:
+        """As ``Console.print``, except that a table is never cut: one wider than the terminal (or
+        than 80 columns, rich's width for a pipe) is printed whole, in lines the terminal wraps,
+        where rich would shorten its cells (a tax per point of 101.88 showed as ``101.…``, a lot
+        id ``VTI-2026`` as ``VTI-202…``). A group is printed part by part."""
+        if len(objects) == 1 and isinstance(objects[0], Group) and not kwargs:
+            for part in objects[0].renderables:
+                self.print(part)
+            return
+        if len(objects) == 1 and isinstance(objects[0], Table) and not kwargs:
+            need = Measurement.get(self, self.options.update_width(10 ** 6), objects[0])
+            if need.maximum > self.width:
+                width = self.width
+                self.width = need.maximum
+                try:
+                    super().print(objects[0], crop=False)
+                finally:
+                    self.width = width
+                return
+        super().print(*objects, **kwargs)
 
     def on_broken_pipe(self) -> None:
         """Hand a closed pipe to the command line (``cli.common.run``), which tells whether it was

@@ -91,6 +91,24 @@ def test_the_drift_bars_share_one_zero_line_with_their_header():
     assert len(lines) == 8 and len({line.index("│") for line in lines}) == 1, lines
 
 
+@pytest.mark.parametrize("columns", ["80", "60", "30"])
+def test_numbers_in_the_terminal_views_are_never_cut_however_narrow_the_terminal(columns):
+    # at 80 columns (any pipe) the tax view showed SCHB's tax per point 101.88 as "101.…" and
+    # its header as "tax/…"; narrower, rich cut every column (83.41 showed as "83")
+    import os
+    env = {**os.environ, "COLUMNS": columns}
+    r = run_cli("rebalance", "tax", str(ROOT / "examples" / "household.toml"), "--sell", "VTI:200", env=env)
+    assert r.returncode == 0, r.stderr
+    for text in ("tax/pt", "83.41", "101.88", "1,227.12", "-995.40", "INTL_STOCK", "VTI-2026", "2026-04-02",
+                 "2,519.22", "29,220.00", "203,574"):
+        assert text in r.stdout, (text, r.stdout)
+    assert "…" not in r.stdout
+    r = run_cli("rebalance", "generate", str(ROOT / "examples" / "household.toml"), "--dry-run", env=env)
+    assert r.returncode == 0 and "…" not in r.stdout
+    for text in ("43,268.00", "60,429.60", "-4,977.00", "overweight", "underweight"):
+        assert text in r.stdout, (text, r.stdout)
+
+
 def test_infeasible_plan_exits_3_with_the_reason_and_json_error(tmp_path):
     text = (ROOT / "examples" / "withdrawal.toml").read_text().replace("withdrawal = 40000.0", "withdrawal = 9e6")
     p = tmp_path / "too-much.toml"
