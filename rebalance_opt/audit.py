@@ -534,7 +534,7 @@ def parse_head(text: str) -> tuple[int | None, str]:
                              value=text, has_value=True)
         entry_id = int(left)
     if len(raw) != 64 or any(c not in "0123456789abcdef" for c in raw):
-        raise InputError("a head hash is 64 hex digits (as printed by `log --head`)", path="--head",
+        raise InputError("a head hash is 64 hex digits (`log --head` prints ID:HASH)", path="--head",
                          value=text, has_value=True)
     # 64 zeros is no entry's hash but the empty log's head, which `log --head` prints as 0:000…;
     # any other pairing could never have been printed (the id was ignored with 64 zeros).

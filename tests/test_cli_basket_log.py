@@ -222,11 +222,15 @@ def test_verify_and_head_from_the_command_line(tmp_path, capsys, log_env):
     code, out, _ = cli(capsys, "rebalance", "log", "--verify")
     assert code == 0 and out.startswith("ok: 4 entries")
     code, out, err = cli(capsys, "rebalance", "log", "--head")
-    head = out.strip()
-    assert code == 0 and len(head) == 64 and "entry 4" in err
+    kept = out.strip()  # ID:HASH, what --verify --head checks most strictly
+    assert code == 0 and kept.startswith("4:") and "entry 4" in err and f"--verify --head {kept}`" in err
+    head = kept.split(":")[1]
+    assert len(head) == 64
     code, out, _ = cli(capsys, "rebalance", "log", "--head", "--json")  # a bare --head before another option
     assert json.loads(out) == {"log": str(log_env), "id": 4, "hash": head}
     code, out, _ = cli(capsys, "rebalance", "log", "--verify", "--head", head, "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    code, out, _ = cli(capsys, "rebalance", "log", "--verify", "--head", kept, "--json")  # as printed
     assert code == 0 and json.loads(out)["ok"] is True
 
     conn = sqlite3.connect(log_env)

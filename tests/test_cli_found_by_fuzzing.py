@@ -416,11 +416,11 @@ def test_a_log_the_user_cannot_write_is_read_and_verified_read_only(capsys, fold
     # A WAL-mode log in a read-only folder: log --verify said "not a rebalance-opt audit log:
     # attempt to write a readonly database" (SQLite could not create the log's -shm index there).
     logs, log = _log_in(capsys, folder, tmp_path)
-    head = cli(capsys, "rebalance", "log", "--head", "--log", str(log))[1].strip()
+    head = cli(capsys, "rebalance", "log", "--head", "--log", str(log))[1].strip().split(":")[1]
     before = log.read_bytes()
     verified = _run_read_only(logs, "rebalance", "log", "--verify", "--log", str(log))
     assert verified.returncode == 0 and "ok: 2 entries" in verified.stdout, verified.stderr
-    assert _run_read_only(logs, "rebalance", "log", "--head", "--log", str(log)).stdout.strip() == head
+    assert _run_read_only(logs, "rebalance", "log", "--head", "--log", str(log)).stdout.strip() == f"2:{head}"
     shown = _run_read_only(logs, "rebalance", "log", "--show", "2", "--log", str(log))
     assert shown.returncode == 0 and json.loads(shown.stdout)["hash"] == head
     listed = _run_read_only(logs, "rebalance", "log", "--json", "--log", str(log))

@@ -116,8 +116,9 @@ def log_command(
     show: Optional[int] = typer.Option(None, "--show", parser=whole_number_option(), help="Print entry ID whole."),
     verify: bool = typer.Option(False, "--verify", help="Check the hash chain; exit 4 naming the first "
                                                          "altered or missing entry."),
-    head: Optional[str] = typer.Option(None, "--head", help="Alone: print the head hash to keep elsewhere. "
-                                                             "With --verify HASH: check the log still holds it."),
+    head: Optional[str] = typer.Option(None, "--head", help="Alone: print the head (ID:HASH) to keep elsewhere. "
+                                                             "With --verify and a kept ID:HASH: check the log still "
+                                                             "holds it."),
     as_json: bool = JsonOpt,
     log: Optional[str] = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
                                                             "~/.local/share/rebalance-opt/audit.sqlite)."),
@@ -154,15 +155,17 @@ def log_command(
                     typer.echo(f"warning: {warning}", err=True)
         elif head is not None:
             if head:
-                raise InputError("a head hash is checked with --verify --head HASH; --head alone prints it",
+                raise InputError("a head is checked with --verify --head ID:HASH; --head alone prints it",
                                  path="--head", value=head, has_value=True)
             entry_id, digest = audit.head()
             if as_json:
                 typer.echo(to_json({"log": str(where.path), "id": entry_id, "hash": digest}))
             else:
-                typer.echo(digest)
+                # ID:HASH, the form --verify --head checks most strictly (that entry, with that
+                # hash), so `KEPT=$(rebalance-opt rebalance log --head)` keeps what to check
+                typer.echo(f"{entry_id}:{digest}")
                 typer.echo(f"head of {where.path}: entry {entry_id}; keep it elsewhere and check with "
-                           f"`rebalance log --verify --head {entry_id}:{digest}`", err=True)
+                           f"`rebalance-opt rebalance log --verify --head {entry_id}:{digest}`", err=True)
         elif show is not None:
             entry = audit.get(show)
             if entry is None:
