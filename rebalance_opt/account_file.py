@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import io
 import json
 import math
@@ -493,11 +494,29 @@ def _message(e: dict) -> str:
     return msg.removeprefix("Value error, ")[0].lower() + msg.removeprefix("Value error, ")[1:]
 
 
+def _clean_loc(loc: tuple) -> tuple:
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
+
+
+def _typo_hint(exc: ValidationError, e: dict) -> str:
+    """For a missing key, the unknown key beside it that looks like its typo (``short_term_rat``),
+    if any: the typo is the error to fix, the missing key only its consequence."""
+    if e["type"] != "missing":
+        return ""
+    loc = _clean_loc(e["loc"])
+    unknown = [str(x["loc"][-1]) for x in exc.errors()
+               if x["type"] == "extra_forbidden" and _clean_loc(x["loc"])[:-1] == loc[:-1]]
+    close = difflib.get_close_matches(str(loc[-1]), unknown, n=1)
+    if close:
+        return f"; is the unknown key {close[0]!r} beside it a typo of it?"
+    return f"; beside it is the unknown key {unknown[0]!r}" if unknown else ""
+
+
 def _input_error(exc: ValidationError, source: str | None) -> InputError:
     e = exc.errors()[0]
-    loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "constrained-"))))
+    loc = _clean_loc(e["loc"])
     has_value = e["type"] != "missing"
-    message = _message(e)
+    message = _message(e) + _typo_hint(exc, e)
     if loc[-1:] == ("[key]",):  # pydantic's (table, key, "[key]"): the table's key itself is wrong
         loc, message = loc[:-2], f"a key {message.removeprefix('input ').removeprefix('string ')}"
     return InputError(message, path=_path(loc), file=source, value=e.get("input"), has_value=has_value)

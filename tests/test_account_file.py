@@ -443,3 +443,25 @@ def test_a_bad_toml_date_is_shown_as_written_not_as_a_python_repr(tmp_path, writ
     with pytest.raises(InputError) as e:
         load_account(p)
     assert e.value.path == "lots[0].acquired" and str(e.value).endswith(f"(got {written})")
+
+
+@pytest.mark.parametrize("section, typo, key, hint", [
+    ("tax", "short_term_rat", "short_term_rate", "is the unknown key 'short_term_rat' beside it a typo of it?"),
+    ("account", "csh", "cash", "is the unknown key 'csh' beside it a typo of it?"),
+    ("account", "ident", "id", "beside it is the unknown key 'ident'"),  # not close enough to call a typo
+])
+def test_a_missing_key_names_the_unknown_key_beside_it(tmp_path, capsys, section, typo, key, hint):
+    # only "tax.short_term_rate: required key is missing" was said: the typo that caused it was not
+    d = base_dict()
+    d[section][typo] = d[section].pop(key)
+    code, _, err = cli(capsys, "rebalance", "check", str(write_json(tmp_path, d)))
+    assert code == 2 and f"{section}.{key}: required key is missing; {hint}" in err, err
+
+
+def test_a_missing_lot_key_is_hinted_only_with_its_own_lots_unknown_key(tmp_path):
+    d = base_dict()
+    d["lots"][1]["quantity_x"] = d["lots"][1].pop("quantity")
+    d["lots"][2]["quantty"] = 1.0  # another lot's unknown key is that lot's error, not this one's hint
+    with pytest.raises(InputError) as e:
+        load_account(write_json(tmp_path, d))
+    assert e.value.path == "lots[1].quantity" and "'quantity_x'" in str(e.value) and "quantty" not in str(e.value)
