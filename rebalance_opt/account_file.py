@@ -46,8 +46,8 @@ def iso_date(v: Any) -> date:
     elif isinstance(v, str) and _YMD.fullmatch(v):  # not ISO's other forms: 20230103, 2023-W01-2
         try:
             parsed = date.fromisoformat(v)
-        except ValueError:
-            pass
+        except ValueError as exc:  # written right, but no such day ("must be written YYYY-MM-DD" misled)
+            raise ValueError(f"is written YYYY-MM-DD but is no day of the calendar ({exc})") from None
     if parsed is None:
         raise ValueError("must be a date written YYYY-MM-DD")
     if not FIRST_DATE <= parsed <= LAST_DATE:

@@ -465,3 +465,14 @@ def test_a_missing_lot_key_is_hinted_only_with_its_own_lots_unknown_key(tmp_path
     with pytest.raises(InputError) as e:
         load_account(write_json(tmp_path, d))
     assert e.value.path == "lots[1].quantity" and "'quantity_x'" in str(e.value) and "quantty" not in str(e.value)
+
+
+@pytest.mark.parametrize("written, why", [("2022-02-30", "day is out of range for month"),
+                                          ("2022-13-01", "month must be in 1..12")])
+def test_a_date_written_right_that_is_no_day_says_so(tmp_path, written, why):
+    # "must be a date written YYYY-MM-DD" for 2022-02-30, which is written that way
+    with pytest.raises(InputError) as e:
+        load_account(write_json(tmp_path, mutate(("lots", 0, "acquired", written))))
+    assert e.value.path == "lots[0].acquired" and f"is no day of the calendar ({why})" in str(e.value)
+    with pytest.raises(InputError, match="must be a date written YYYY-MM-DD"):  # still, for other forms
+        load_account(write_json(tmp_path, mutate(("lots", 0, "acquired", "2022/02/03"))))
