@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from datetime import date
 from pathlib import Path
 
@@ -648,3 +650,15 @@ def test_an_account_that_outgrows_the_engine_mid_run_names_the_run_the_day_and_w
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cash-flow's simulated account on 2023-02-01" in r.stderr and "--initial, --deposit" in r.stderr
     assert not out.exists()
+
+
+def test_cli_equal_drift_lines_say_which_side_of_the_reference_the_wealth_is(tmp_path):
+    # "wealth after liquidation -119" read as a wealth of -119; it is 119 below the reference's
+    pytest.importorskip("skfolio", reason="the bundled prices ship in skfolio (the backtest extra)")
+    r = run_cli("backtest", "--years", "2", "--strategies", "quarterly-fifo,optimizer", "--tax-weights", "0.03,3",
+                "--no-plots", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if "at quarterly-fifo's drift" in line]
+    assert lines, r.stdout
+    for line in lines:
+        assert re.search(r"wealth after liquidation [0-9,]+ (above|below) the reference's$", line.rstrip()), line

@@ -103,9 +103,10 @@ def backtest(
             c.print(_table(result))
             for e in result.equal_drift:
                 if e.tax_ratio is not None:
+                    gain = e.wealth_gain or 0.0  # the reference's wealth, not an amount held: say which side
                     c.print(f"{e.sweep} at {e.reference}'s drift ({e.drift * 100:.2f} pts): tax paid "
                             f"{e.tax_ratio:.2f}× the reference's, wealth after liquidation "
-                            f"{e.wealth_gain:+,.0f}")
+                            f"{abs(gain):,.0f} {'above' if gain >= 0 else 'below'} the reference's", soft_wrap=True)
             c.print(f"report: {out / 'summary.md'} ({len(files)} files in {out})")
     run(as_json, body)
 
