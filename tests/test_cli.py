@@ -109,6 +109,18 @@ def test_numbers_in_the_terminal_views_are_never_cut_however_narrow_the_terminal
         assert text in r.stdout, (text, r.stdout)
 
 
+def test_help_shows_flags_as_flags_and_every_command_whole():
+    # typer's boxed help showed "--json <bool>" (as if it took a value) and the plain one cut the
+    # command list's descriptions ("Plan every account in a folder or set: a summary, one...")
+    r = run_cli("rebalance", "generate", "--help")
+    assert r.returncode == 0 and "--dry-run" in r.stdout and "<bool>" not in r.stdout
+    for args in ([], ["rebalance"]):
+        r = run_cli(*args, "--help")
+        commands = r.stdout.split("Commands:")[1]
+        assert r.returncode == 0 and "..." not in commands and "…" not in commands, r.stdout
+    assert all(c in run_cli("rebalance", "--help").stdout for c in ("batch", "tax", "check", "generate", "log"))
+
+
 def test_infeasible_plan_exits_3_with_the_reason_and_json_error(tmp_path):
     text = (ROOT / "examples" / "withdrawal.toml").read_text().replace("withdrawal = 40000.0", "withdrawal = 9e6")
     p = tmp_path / "too-much.toml"

@@ -12,7 +12,7 @@ from ..errors import InputError
 from ..exports import cannot_create_in
 from .common import JsonOpt, app, number_option, out_path, parse_numbers, run, to_json, whole_number_option
 
-@app.command("backtest")
+@app.command("backtest", short_help="Simulate strategies through history: tax, wealth, drift.")
 def backtest(
     years: Optional[float] = typer.Option(None, "--years", parser=number_option, help="Years to simulate, to the "
                                           "month (default: to the end of the prices)."),

@@ -12,7 +12,7 @@ from .common import JsonOpt, audit_log_files, basket_and_log, rebalance, refuse_
 PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
 
 
-@rebalance.command("batch")
+@rebalance.command("batch", short_help="Plan many accounts: one basket, one log entry each.")
 def batch(
     accounts: Path = typer.Argument(..., help="Folder of account files (.toml or .json), or one account set: "
                                               "a .csv or .parquet table of lots with an account column."),

@@ -20,9 +20,10 @@ from ..account_file import PLAIN_INTEGER, SPACE, parse_number
 from ..errors import InputError, RebalanceError
 from ..render import visible
 
-app = typer.Typer(help="rebalance-opt: tax-aware portfolio rebalancing.", no_args_is_help=True,
+app = typer.Typer(help="rebalance-opt: tax-aware portfolio rebalancing.", no_args_is_help=True, rich_markup_mode=None,
                   add_completion=False, pretty_exceptions_enable=False)
-rebalance = typer.Typer(help="Drift, plans and the audit log of one account.", no_args_is_help=True)
+rebalance = typer.Typer(help="Drift, plans and the audit log of one account.", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(rebalance, name="rebalance")
 
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there.")

@@ -31,7 +31,7 @@ def parse_weights(text: str) -> list[float]:
                          "policy.tax_weight)", at_most=MAX_TAX_WEIGHT)
 
 
-@rebalance.command("tax")
+@rebalance.command("tax", short_help="A rebalance's tax before trading; is each sell worth it?")
 def tax_command(
     account: Path = typer.Argument(..., help="Account file (.toml or .json)."),
     as_json: bool = JsonOpt,

@@ -24,7 +24,7 @@ def check(account: Path = typer.Argument(..., help="Account file (.toml or .json
     run(as_json, body)
 
 
-@rebalance.command("generate")
+@rebalance.command("generate", short_help="Plan a tax-aware rebalance: orders, basket, log entry.")
 def generate(
     account: Path = typer.Argument(..., help="Account file (.toml or .json)."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why this rebalance (default: inferred)."),
@@ -108,7 +108,7 @@ def _lots_file(account: Path, data) -> list[tuple[Path, str]]:
     return [(account.parent / name, "the account's lots_file")] if isinstance(name, str) else []
 
 
-@rebalance.command("log")
+@rebalance.command("log", short_help="List, show or verify the audit log.")
 def log_command(
     account: Optional[str] = typer.Option(None, "--account", help="List only this account's entries."),
     since: Optional[str] = typer.Option(None, "--since", help="List entries at or after this date "
@@ -123,7 +123,7 @@ def log_command(
     log: Optional[str] = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
                                                             "~/.local/share/rebalance-opt/audit.sqlite)."),
 ):
-    """List audit log entries, show one, print the head hash, or verify the chain."""
+    """List audit log entries, show one, print the head (ID:HASH), or verify the chain."""
     def body():
         from ..audit import AuditLog, parse_since, resolve_log
         from ..exports import is_utf8

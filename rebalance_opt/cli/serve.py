@@ -9,7 +9,7 @@ import typer
 from .common import app, run, whole_number_option
 
 
-@app.command("serve")
+@app.command("serve", short_help="Serve the drift page and its JSON API.")
 def serve(
     accounts: list[Path] = typer.Argument(None, help="Account files the web app may read (at least one)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback unless a token is set)."),
