@@ -525,8 +525,9 @@ def _input_error(exc: ValidationError, source: str | None) -> InputError:
 def account_to_dict(account: Account) -> dict[str, Any]:
     """The account in the file structure of SPEC section 1, lots inline: the canonical inputs.
 
-    ``account_from_dict(account_to_dict(a))`` rebuilds an equal account; the audit log stores this
-    (serialized with sorted keys) and its sha256 digest. An infinite ``max_tax`` is left out (the
+    ``account_from_dict(account_to_dict(a))`` rebuilds an equal account, with its maps in the same
+    order (``[classes]`` order is each class's buy order); the audit log stores this (in that order,
+    ``audit.inputs_json``) and its sha256 digest. An infinite ``max_tax`` is left out (the
     default), so the result is plain JSON.
     """
     p, t, r = account.policy, account.tax, account.risk

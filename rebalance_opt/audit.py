@@ -213,6 +213,19 @@ def canonical_json(obj: Any) -> str:
 
 # One encoder for every call (``json.dumps`` with these options builds a new one each time).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ORDERED = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def inputs_json(inputs: Mapping[str, Any]) -> str:
+    """An account's inputs (``account_to_dict``) as stored: ``canonical_json``'s form, but in the
+    account's own key order, since order is part of the input: a class's symbols in ``[classes]``
+    are its buy order (SPEC section 2), and the symbols' order breaks ties. Sorted, the inputs of
+    two accounts that buy different funds were one text with one sha256, and replaying a logged
+    entry bought another fund (5 of 8 replays differed)."""
+    try:
+        return _ORDERED.encode(inputs)
+    except (TypeError, ValueError):
+        return _ORDERED.encode(_finite(inputs))
 
 
 def _finite(x: Any) -> Any:
@@ -239,7 +252,7 @@ def entry_hash(row: Mapping[str, Any]) -> str:
 def record_of(plan_dict: Mapping[str, Any], inputs: Mapping[str, Any],
               basket: Mapping[str, Any] | None = None) -> dict[str, str]:
     """The stored text columns (no id, time or hashes) of a plan (``Plan.to_dict()``) and its inputs."""
-    inputs_text = canonical_json(inputs)
+    inputs_text = inputs_json(inputs)
     rest = {k: v for k, v in plan_dict.items() if k not in _OWN_COLUMNS}
     return {
         "account": str(plan_dict["account"]), "as_of": str(plan_dict["as_of"]), "reason": str(plan_dict["reason"]),

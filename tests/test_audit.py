@@ -130,9 +130,9 @@ def test_entry_holds_the_spec_fields_and_canonical_inputs(tmp_path):
     assert whole["solver"]["total_seconds"] == plan.solver.total_seconds
     assert whole["policy"] == account_to_dict(account)["policy"]
     assert whole["basket"]["format"] == "csv"
-    # canonical inputs: sorted keys, and they rebuild the very account
+    # the inputs in the account's own order (class order is buy order), and they rebuild the very account
     stored = rows(tmp_path / "log.sqlite")[0]["inputs"]
-    assert stored == json.dumps(account_to_dict(account), sort_keys=True, separators=(",", ":"))
+    assert stored == json.dumps(account_to_dict(account), separators=(",", ":"), ensure_ascii=False)
     assert whole["inputs_sha256"] == sha256_text(stored)
     assert account_from_dict(whole["inputs"]) == account
 
@@ -786,3 +786,28 @@ def test_a_log_reached_by_a_symbolic_link_needs_the_folder_it_points_into_writab
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != target.parent and real_access(p, mode))
     with pytest.raises(InputError, match=f"directory {target.parent} writable"):
         check_writable(LogLocation(link, "--log"))
+
+
+def test_a_logged_entry_replays_to_the_same_orders_when_class_order_picks_the_fund(tmp_path):
+    # The inputs were stored with sorted keys: [classes] came back alphabetical, so a class whose
+    # buy fund is listed second (AGG above BND) replayed buying BND, and two accounts that buy
+    # different funds shared one inputs_sha256.
+    from rebalance_opt import load_account
+    root = Path(__file__).parents[1] / "examples"
+    text = (root / "cash_flow.toml").read_text()
+    assert 'BND = "US_BOND"\nAGG = "US_BOND"' in text
+    swapped = tmp_path / "agg_first.toml"
+    swapped.write_text(text.replace('BND = "US_BOND"\nAGG = "US_BOND"', 'AGG = "US_BOND"\nBND = "US_BOND"'))
+    log = AuditLog(tmp_path / "log.sqlite")
+    entries = []
+    for path in (root / "cash_flow.toml", swapped):
+        account = load_account(path)
+        entries.append(log.append(plan_rebalance(account).to_dict(), account_to_dict(account)))
+    logged = [log.get(e.id).to_dict() for e in entries]
+    bought = [{o["symbol"] for o in entry["orders"] if o["side"] == "buy"} for entry in logged]
+    assert "BND" in bought[0] and "AGG" in bought[1]  # the two files buy different bond funds
+    assert logged[0]["inputs_sha256"] != logged[1]["inputs_sha256"]
+    for entry in logged:  # the inputs, as `log --show` prints them, plan the very orders logged
+        replayed = plan_rebalance(account_from_dict(json.loads(json.dumps(entry["inputs"])))).to_dict()
+        assert [(o["symbol"], o["side"], o["quantity"]) for o in replayed["orders"]] == \
+            [(o["symbol"], o["side"], o["quantity"]) for o in entry["orders"]]
