@@ -174,9 +174,10 @@ class _Source:
 
 
 class _UnknownAccount(Exception):
-    def __init__(self, key: str, unreadable: int):
+    def __init__(self, key: str, unreadable: int, ids: list[str] | None = None):
         self.key = key
         self.unreadable = unreadable
+        self.ids = ids  # where only an id is taken (/api/log): the served ids, not indexes
 
 
 class _Accounts:
@@ -340,6 +341,9 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
 
     @app.exception_handler(_UnknownAccount)
     async def unknown_account(_: Request, exc: _UnknownAccount):
+        if exc.ids is not None:  # /api/log?account= filters by id; an index names no logged account
+            known = ", ".join(repr(i) for i in exc.ids) or "none"
+            return _error(404, f"unknown account {exc.key!r} (the log is filtered by account id: {known})")
         known = ", ".join(str(s.index) for s in accounts.sources) or "none"
         message = f"unknown account {exc.key!r} (use an account id or an index: {known})"
         if exc.unreadable:
@@ -401,7 +405,7 @@ def create_app(account_paths: Sequence[Path | str], token: str | None = None, *,
     def log_entries(account: str | None = None) -> list[dict[str, Any]]:
         ids = served_ids()
         if account is not None and account not in ids:
-            raise _UnknownAccount(account, 0)
+            raise _UnknownAccount(account, 0, sorted(ids))
         return [e.summary() for e in audit_log.entries(account=account) if e.row["account"] in ids]
 
     @app.get("/api/log/{entry_id}", dependencies=[_query()])

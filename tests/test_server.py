@@ -550,6 +550,9 @@ def test_log_endpoint_lists_only_entries_of_the_accounts_served(account_file, tm
         assert client.get(f"/api/log/{mine.id}").json()["id"] == mine.id
         assert_error(client.get(f"/api/log/{theirs.id}"), 404)
         assert_error(client.get("/api/log", params={"account": "someone-else"}), 404)
+        # the log is filtered by id only: the message named indexes (0), which it refuses too
+        error = assert_error(client.get("/api/log", params={"account": "0"}), 404)
+        assert "index" not in error["message"] and "'household-1'" in error["message"], error
 
 
 @pytest.mark.parametrize("entry_id", ["abc", "1.5", "-1", "0x1", "%20", "\u0661"])
