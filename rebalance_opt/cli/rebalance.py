@@ -180,7 +180,7 @@ def log_command(
                     from ..render import console
                     console().print(_log_table([e.summary() for e in entries]))
                 exists = "" if where.path.exists() else " (no log there yet)"
-                typer.echo(f"{len(entries)} entries in {where.path}{exists}")
+                typer.echo(f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'} in {where.path}{exists}")
     failed: list = []
     run(as_json, body)
     if failed:
