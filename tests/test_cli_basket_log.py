@@ -77,7 +77,7 @@ def test_human_output_and_log_option(tmp_path, capsys, log_env):
     assert code == 0 and f"logged as entry 1 in {other}" in out
     assert other.exists() and not log_env.exists(), "--log wins over REBALANCE_OPT_LOG"
     code, out, _ = cli(capsys, "rebalance", "log", "--log", str(other))
-    assert code == 0 and "Drift Trigger" in out and "1 entries" in out
+    assert code == 0 and "Drift Trigger" in out and "1 entry in" in out
     code, out, _ = cli(capsys, "rebalance", "log")
     assert code == 0 and "0 entries" in out and "no log there yet" in out
     assert not log_env.exists(), "listing creates nothing"
