@@ -205,10 +205,7 @@ def canonical_json(obj: Any) -> str:
     what that refuses (a non-finite number, a mapping that is not a dict) takes the slower walk,
     which yields the same text for everything the direct path accepts.
     """
-    try:
-        return _CANONICAL.encode(obj)
-    except (TypeError, ValueError):
-        return _CANONICAL.encode(_finite(obj))
+    return _encoded(_CANONICAL, obj)
 
 
 # One encoder for every call (``json.dumps`` with these options builds a new one each time).
@@ -222,10 +219,16 @@ def inputs_json(inputs: Mapping[str, Any]) -> str:
     are its buy order (SPEC section 2), and the symbols' order breaks ties. Sorted, the inputs of
     two accounts that buy different funds were one text with one sha256, and replaying a logged
     entry bought another fund (5 of 8 replays differed)."""
+    return _encoded(_ORDERED, inputs)
+
+
+def _encoded(encoder: json.JSONEncoder, obj: Any) -> str:
+    """``obj`` by ``encoder``; only what it refuses (a non-finite number, a mapping that is not a
+    dict) takes the slower walk through ``_finite``, which gives the same text for the rest."""
     try:
-        return _ORDERED.encode(inputs)
+        return encoder.encode(obj)
     except (TypeError, ValueError):
-        return _ORDERED.encode(_finite(inputs))
+        return encoder.encode(_finite(obj))
 
 
 def _finite(x: Any) -> Any:

@@ -103,7 +103,7 @@ def backtest(
             c.print(_table(result))
             for e in result.equal_drift:
                 if e.tax_ratio is not None:
-                    gain = e.wealth_gain or 0.0  # the reference's wealth, not an amount held: say which side
+                    gain = e.wealth_gain or 0.0  # a difference from the reference's wealth: say which side
                     c.print(f"{e.sweep} at {e.reference}'s drift ({e.drift * 100:.2f} pts): tax paid "
                             f"{e.tax_ratio:.2f}× the reference's, wealth after liquidation "
                             f"{abs(gain):,.0f} {'above' if gain >= 0 else 'below'} the reference's", soft_wrap=True)
