@@ -330,7 +330,8 @@ class VerifyResult:
     @property
     def message(self) -> str:
         if self.ok:
-            text = f"ok: {self.entries} entries, chain intact, head {self.head_id}:{self.head}"
+            text = (f"ok: {self.entries} {'entry' if self.entries == 1 else 'entries'}, chain intact, "
+                    f"head {self.head_id}:{self.head}")
             if self.since_kept_head is not None:
                 text += f"; the kept head is in the chain ({self.since_kept_head} entries appended since)"
             return text
