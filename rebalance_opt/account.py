@@ -212,16 +212,23 @@ class Account:
             except TypeError:
                 pass
 
-    # Equal accounts hash equal: the fields ``==`` compares (not ``source``, ``lots_origin``), each
-    # read-only map as the set of its items (equal maps in any order). The hash dataclasses make
-    # hashed the maps themselves: "TypeError: unhashable type: 'mappingproxy'".
+    # ``==`` and the hash compare the fields that make the plan (not ``source``, ``lots_origin``),
+    # each read-only map as the set of its items, except ``classes``, whose order is each class's
+    # buy order (SPEC section 2): two accounts listing a class's funds in another order may buy
+    # another fund, so they differ (compared as dicts they were equal, and one could key the
+    # other's plan). The hash dataclasses make hashed the maps themselves: "unhashable type:
+    # 'mappingproxy'".
+    def _key(self) -> tuple:
+        return tuple(tuple(value.items()) if f.name == "classes" else frozenset(value.items()) if f.name in _MAPS
+                     else value for f in dataclasses.fields(self) if f.compare for value in (getattr(self, f.name),))
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
     def __hash__(self) -> int:
-        parts = []
-        for f in dataclasses.fields(self):
-            if f.compare:
-                value = getattr(self, f.name)
-                parts.append(frozenset(value.items()) if f.name in _MAPS else value)
-        return hash(tuple(parts))
+        return hash(self._key())
 
     # A MappingProxyType does not pickle (nor deepcopy): an account sent to a process pool or a
     # Dask worker goes as its fields with the maps as dicts, frozen again on arrival; the derived

@@ -72,6 +72,17 @@ def test_equal_accounts_hash_equal_and_key_a_dict():
     assert repriced != account and len(plans) == 2 and plans[same[0]] == "first"
 
 
+def test_accounts_whose_classes_list_funds_in_another_order_differ():
+    # the order of [classes] is each class's buy order: cash_flow.toml buys BND, with AGG listed
+    # first it buys AGG; the two compared (and hashed) equal, so one could key the other's plan
+    account = load_account(ROOT / "examples" / "cash_flow.toml")
+    swapped = account.replace(classes=dict(reversed(list(account.classes.items()))))
+    bought = [{o.symbol for o in plan_rebalance(a).orders if o.side == "buy"} for a in (account, swapped)]
+    assert bought[0] != bought[1]
+    assert swapped != account and len({account, swapped}) == 2
+    assert swapped.replace(classes=dict(account.classes)) == account
+
+
 def test_accounts_planned_in_a_process_pool_plan_as_in_this_process():
     accounts = [load_account(ROOT / "examples" / f"{name}.toml") for name in ("household", "wash_sale")]
     expected = [_comparable(Planner().plan(a)) for a in accounts]
