@@ -16,6 +16,7 @@ from .drift import DriftReport, DriftRow, drift_report
 from .errors import DamagedLog, InputError, Infeasible, PlanRejected, RebalanceError, SolverFailed
 from .plan import LotSale, Order, Plan
 from .book import Book
+from .problem import ModelCache
 from .solve import Planner, plan_rebalance
 from .tax import TaxSummary
 
@@ -23,5 +24,6 @@ __all__ = [
     "CASH", "Account", "Lot", "Policy", "RiskModel", "TaxSettings", "Trade", "account_from_dict", "account_from_frames",
     "account_to_dict", "load_account",
     "DriftReport", "DriftRow", "drift_report", "DamagedLog", "InputError", "Infeasible", "PlanRejected",
-    "RebalanceError", "SolverFailed", "LotSale", "Order", "Plan", "Planner", "Book", "plan_rebalance", "TaxSummary",
+    "RebalanceError", "SolverFailed", "LotSale", "Order", "Plan", "Planner", "ModelCache", "Book", "plan_rebalance",
+    "TaxSummary",
 ]

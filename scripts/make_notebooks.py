@@ -8,7 +8,7 @@ one = [
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from rebalance_opt import Planner, drift_report, load_account
+from rebalance_opt import ModelCache, Planner, drift_report, load_account
 from rebalance_opt.impact import frontier, tax_impact
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
@@ -29,13 +29,14 @@ ax.set_xlabel("drift (points)")
 ax.set_title("Drift from target")
 plt.show()""",
 "@@## Sweep `tax_weight`\nWith `tax_weight = 1`, tax of 1% of the account weighs as much as a 10-point drift in one class. One `Planner` keeps the compiled model, so the sweep re-solves without recompiling.",
-"""planner = Planner()
+"""planner = Planner(cache=ModelCache())  # its own cache (Planner() shares the process-wide one)
 weights = [0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 points = frontier(account, weights, planner)
 curve = pd.DataFrame([p.to_dict() for p in points]).set_index("tax_weight")
 curve["tracking_error_pts"] = curve.tracking_error * 100
 curve[["lot_tax", "estimated_tax", "tracking_error_pts", "turnover", "stage"]]""",
-"""# the frontier is monotone: more tax_weight never pays more tax, never tracks closer
+"""# on these weights more tax_weight never pays more tax, never tracks closer (with fractional
+# shares that holds on any sweep; whole shares can break it by under a share: README)
 assert (curve.lot_tax.diff().dropna() <= 1e-6 * account.value).all()
 assert (curve.tracking_error.diff().dropna() >= -1e-6).all()
 assert len(planner.cache) == 1  # one compiled model served the whole sweep""",
