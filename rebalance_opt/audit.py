@@ -563,23 +563,6 @@ def parse_head(text: str) -> tuple[int | None, str]:
     return entry_id, raw
 
 
-MAX_REASON_CHARS = 500  # a reason is a label ("Quarterly Reset", "Drift Trigger"), not a document
-
-
-def check_reason(text: str, path: str) -> str:
-    """A rebalance reason as the log records it: stripped, not empty, at most MAX_REASON_CHARS,
-    and text that can be stored and shown (no NUL, no lone surrogate)."""
-    reason = text.strip()
-    if not reason:
-        raise InputError("must not be empty", path=path, value=text, has_value=True)
-    if len(reason) > MAX_REASON_CHARS:
-        raise InputError(f"must be at most {MAX_REASON_CHARS} characters", path=path, value=f"{len(reason)} characters",
-                         has_value=True)
-    if "\x00" in reason or any(0xD800 <= ord(ch) <= 0xDFFF for ch in reason):
-        raise InputError("must be text without NUL characters or lone surrogates", path=path)
-    return reason
-
-
 def parse_since(text: str) -> datetime:
     """``YYYY-MM-DD`` (midnight UTC) or an ISO date-time (UTC unless it names an offset)."""
     try:

@@ -60,7 +60,8 @@ from starlette.exceptions import HTTPException
 
 from .account import Account
 from .account_file import DuplicateJSONKey, json_object, load_account
-from .audit import MAX_REASON_CHARS, AuditLog, check_reason, resolve_log
+from .audit import AuditLog, resolve_log
+from .plan import MAX_REASON_CHARS, check_reason
 from .drift import drift_report
 from .errors import InputError, RebalanceError
 from .impact import tax_impact

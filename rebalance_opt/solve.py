@@ -34,7 +34,7 @@ from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
 from .orders import Trades, to_orders
 from .rounding import NOISE, WHOLE_SHARE, Scorer, Tracking, round_trades, terms_of
-from .plan import Objective, Plan, SolverInfo
+from .plan import Objective, Plan, SolverInfo, check_reason
 from .problem import DEFAULT_SOLVERS, Bucket, ModelCache, ModelData, Solution, SolveFailure, Structure
 from .screen import LotScreen, before_in_class, class_runs, screened
 from .tax import estimate
@@ -79,10 +79,13 @@ class Planner:
 
     def plan(self, account: Account, reason: str | None = None) -> Plan:
         """Plan a rebalance of ``account``. Anything but an ``Account`` is a TypeError saying so
-        (``None`` was an AttributeError from deep in the planner)."""
+        (``None`` was an AttributeError from deep in the planner). ``reason`` (None: inferred) is
+        checked as ``--reason`` is: an empty one was silently replaced, a number stored as it was."""
         if not isinstance(account, Account):
             raise TypeError(f"a plan expects an Account (from load_account, account_from_dict or "
                             f"account_from_frames), got {type(account).__name__}")
+        if reason is not None:
+            reason = check_reason(reason, "reason")
         started = time.perf_counter()
         book = Book(account)
         p = account.policy

@@ -187,3 +187,14 @@ def test_what_if_and_frontier_take_numpy_numbers_and_name_anything_else():
         frontier(account, [0.1, "x"])
     assert e.value.path == "tax_weights"
     assert [p.tax_weight for p in frontier(account, [np.float64(0.3), np.int64(1)])] == [0.3, 1.0]
+
+
+@pytest.mark.parametrize("reason, message", [("", "must not be empty"), ("   ", "must not be empty"),
+                                             (5, "must be text"), ("x" * 501, "at most 500 characters")])
+def test_the_library_checks_a_reason_as_the_command_line_does(reason, message):
+    # plan_rebalance(account, reason="") silently used the inferred reason; reason=5 was stored as 5
+    account = load_account(ROOT / "examples" / "household.toml")
+    with pytest.raises(InputError, match=message) as e:
+        plan_rebalance(account, reason=reason)
+    assert e.value.path == "reason"
+    assert plan_rebalance(account, reason="  Quarterly Reset ").reason == "Quarterly Reset"

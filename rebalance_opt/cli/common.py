@@ -186,7 +186,8 @@ def basket_and_log(out_text: str | None, fmt: str | None, reason: str | None, dr
     """The options ``generate`` and ``batch`` share, checked before any work so an input error
     writes nothing: ``(out, basket format, reason, log location)``, each None where not asked for
     (the log with ``--dry-run``)."""
-    from ..audit import check_reason, check_writable, resolve_log
+    from ..audit import check_writable, resolve_log
+    from ..plan import check_reason
     from ..exports import check_destination, resolve_format
     out = out_path(out_text, "the basket's file path, or leave out --out to write no basket")
     why = check_reason(reason, "--reason") if reason is not None else None
