@@ -6,10 +6,14 @@ used by the CLI, the web API, the audit log and the batch alike.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .drift import DriftReport
 from .errors import InputError
 from .tax import TaxSummary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 MAX_REASON_CHARS = 500  # a reason is a label ("Quarterly Reset", "Drift Trigger"), not a document
@@ -116,8 +120,8 @@ class Plan:
     drift_after: DriftReport
     value: float                    # V, before trading
     cash_before: float
-    cash_after: float
-    withdrawal: float
+    cash_after: float               # after the trades and their cost, before the withdrawal is paid out
+    withdrawal: float               # set aside from cash_after (what stays: cash_after − withdrawal)
     trading_cost: float
     lot_tax: float                  # Σ rate(term) × gain over lots sold (the model's tax term)
     objective: Objective
@@ -140,6 +144,22 @@ class Plan:
 
     def with_log_id(self, log_id: int | None) -> "Plan":
         return replace(self, log_id=log_id)
+
+    def orders_frame(self) -> "pd.DataFrame":
+        """The orders as a pandas frame, one row per order in basket order (sells first): symbol,
+        side, quantity, price, notional, asset_class, and for a sell its lot tax and gain."""
+        import pandas as pd
+        rows = [{"symbol": o.symbol, "side": o.side, "quantity": o.quantity, "price": o.price,
+                 "notional": o.notional, "asset_class": o.asset_class,
+                 "gain": sum(s.gain for s in o.lots), "lot_tax": sum(s.tax for s in o.lots)} for o in self.orders]
+        return pd.DataFrame(rows, columns=["symbol", "side", "quantity", "price", "notional", "asset_class",
+                                           "gain", "lot_tax"])
+
+    def lot_sales_frame(self) -> "pd.DataFrame":
+        """Every lot the sells relieve, one row each: symbol and the ``LotSale`` fields."""
+        import pandas as pd
+        columns = ["symbol", "lot", "quantity", "gain", "term", "tax", "cost_basis", "acquired"]
+        return pd.DataFrame([{"symbol": o.symbol, **s.to_dict()} for o in self.sells for s in o.lots], columns=columns)
 
     def to_dict(self) -> dict:
         """SPEC section 3's ``generate --json`` object (plus documented extra keys)."""

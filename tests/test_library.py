@@ -198,3 +198,17 @@ def test_the_library_checks_a_reason_as_the_command_line_does(reason, message):
         plan_rebalance(account, reason=reason)
     assert e.value.path == "reason"
     assert plan_rebalance(account, reason="  Quarterly Reset ").reason == "Quarterly Reset"
+
+
+def test_a_plans_orders_and_lot_sales_come_as_frames():
+    plan = plan_rebalance(load_account(ROOT / "examples" / "household.toml"))
+    orders, lots = plan.orders_frame(), plan.lot_sales_frame()
+    assert list(orders.symbol) == [o.symbol for o in plan.orders] and list(orders.side[:len(plan.sells)]) == ["sell"] * len(plan.sells)
+    assert list(orders.quantity) == [o.quantity for o in plan.orders]
+    assert orders.notional.sum() == pytest.approx(plan.turnover)
+    assert len(lots) == sum(len(o.lots) for o in plan.sells) and set(lots.term) <= {"short", "long"}
+    assert lots.tax.sum() == pytest.approx(plan.lot_tax) == pytest.approx(orders.lot_tax.sum())
+    by_symbol = lots.groupby("symbol").quantity.sum()
+    assert all(by_symbol[o.symbol] == o.quantity for o in plan.sells)  # a sell's lots add up to it
+    empty = plan_rebalance(load_account(ROOT / "examples" / "cash_flow.toml")).lot_sales_frame()
+    assert empty.empty and list(empty.columns)[:2] == ["symbol", "lot"]
