@@ -251,6 +251,7 @@ class Account:
         return tuple(dict.fromkeys(chain(listed, self.prices, [lot.symbol for lot in self.lots])))
 
     def class_of(self, symbol: str) -> str:
+        """The asset class of ``symbol`` (an unmapped symbol is its own class)."""
         return self.classes.get(symbol, symbol)
 
     @cached_property
@@ -275,9 +276,11 @@ class Account:
         return max(0.0, 1.0 - sum(self.targets.values()))
 
     def target(self, cls: str) -> float:
+        """The target weight of class ``cls`` (``CASH``: what the targets leave over); 0 if unlisted."""
         return self.cash_target if cls == CASH else self.targets.get(cls, 0.0)
 
     def band(self, cls: str) -> float:
+        """The tolerance band of class ``cls``: its own from ``[bands]``, else ``policy.band``."""
         return self.bands.get(cls, self.policy.band)
 
     def shares(self) -> dict[str, float]:
@@ -309,6 +312,8 @@ class Account:
         return new
 
     def with_policy(self, **changes) -> "Account":
+        """A copy with some policy keys changed (``tax_weight=0.3``, ``withdrawal=5000``), validated
+        again; an unknown key is an error naming it."""
         _known(changes, dataclasses.fields(Policy), "policy.")
         for name in ("no_buy", "no_sell"):  # a list or set of symbols, held as a frozenset
             value = changes.get(name)

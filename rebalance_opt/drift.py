@@ -52,17 +52,21 @@ class DriftReport:
         return self.row(CASH).current_weight
 
     def row(self, name: str) -> DriftRow:
+        """The row of class ``name`` (or ``CASH``)."""
         return next(r for r in self.rows if r.name == name)
 
     def drift_map(self) -> dict[str, float]:
+        """Drift (weight − target, a fraction) per class and cash."""
         return {r.name: r.drift for r in self.rows}
 
     @property
     def in_band(self) -> bool:
+        """Whether every class and cash is within its band."""
         return all(r.status == "in_band" for r in self.rows)
 
     @property
     def squared_error(self) -> float:
+        """Σ drift² over classes and cash (the tracking term without a risk model)."""
         return math.fsum(r.drift ** 2 for r in self.rows)
 
     def to_dict(self) -> dict:

@@ -65,6 +65,7 @@ class Order:
 
     @property
     def notional(self) -> float:
+        """Quantity × estimated price, unrounded (basket files round it to the cent)."""
         return self.quantity * self.price
 
     def to_dict(self) -> dict:
@@ -132,17 +133,21 @@ class Plan:
 
     @property
     def buys(self) -> tuple[Order, ...]:
+        """The buy orders, in basket order."""
         return tuple(o for o in self.orders if o.side == "buy")
 
     @property
     def sells(self) -> tuple[Order, ...]:
+        """The sell orders, each with the lots it relieves."""
         return tuple(o for o in self.orders if o.side == "sell")
 
     @property
     def turnover(self) -> float:
+        """Σ notional over all orders (money traded, both sides)."""
         return sum(o.notional for o in self.orders)
 
     def with_log_id(self, log_id: int | None) -> "Plan":
+        """This plan with the audit log entry that recorded it."""
         return replace(self, log_id=log_id)
 
     def orders_frame(self) -> "pd.DataFrame":
