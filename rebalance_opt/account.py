@@ -16,7 +16,7 @@ from functools import cached_property
 from itertools import chain, repeat
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -219,8 +219,11 @@ class Account:
     # other's plan). The hash dataclasses make hashed the maps themselves: "unhashable type:
     # 'mappingproxy'".
     def _key(self) -> tuple:
-        return tuple(tuple(value.items()) if f.name == "classes" else frozenset(value.items()) if f.name in _MAPS
-                     else value for f in dataclasses.fields(self) if f.compare for value in (getattr(self, f.name),))
+        def part(name: str, value: Any) -> Any:
+            if name == "classes":
+                return tuple(value.items())  # in order: the buy order
+            return frozenset(value.items()) if name in _MAPS else value
+        return tuple(part(f.name, getattr(self, f.name)) for f in dataclasses.fields(self) if f.compare)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
