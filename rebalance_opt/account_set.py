@@ -482,9 +482,9 @@ def column_parser(column: pd.Series, kind: str) -> Callable[[Any], Any] | None:
 
 
 def _trimmed(text: Any) -> Any:
-    """A cell of a string column of text or dates without ASCII whitespace around it (a null, an
-    empty cell, as it is)."""
-    return text.strip(SPACE) if isinstance(text, str) else text
+    """A cell of a string column of text or dates as ``_parse_text`` reads one (a null, an empty
+    cell, as it is)."""
+    return _parse_text(text, "text") if isinstance(text, str) else text
 
 
 def _text_number(text: str) -> Any:
