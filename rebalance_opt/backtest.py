@@ -21,13 +21,13 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .account import MAX_AMOUNT, Account, Policy, TaxSettings
-from .backtest_data import PriceData, Universe, bundled, default_universe
+from .backtest_data import Income, PriceData, Universe, bundled, default_universe
 from .errors import InputError
 from .pool import local_pool
 from .simulate import Broker, Execution, YearEnd
@@ -94,7 +94,7 @@ class Metrics:
     family: str
     tax_weight: float | None
     band: float | None                # the engine's band (optimizer and harvest)
-    tax_paid: float                  # every year's tax on gains realized in the period
+    tax_paid: float                  # every year's tax on gains realized in the period (and on income)
     liquidation_tax: float           # what selling everything at the end would add (< 0: its losses
                                      # would lower the last year's bill)
     final_value: float               # account value at the end, before either
@@ -116,6 +116,14 @@ class Metrics:
                                      # money put in from outside, taken off both wealths
     days_empty: int = 0              # days withdrawals had emptied the account (left out of drift
                                      # and tracking error)
+    income: float = 0.0              # dividends and interest paid to the account in cash
+    income_tax: float = 0.0          # the tax on that income (part of tax_paid)
+
+    @property
+    def tax_on_sales(self) -> float:
+        """Tax paid on the gains the strategy's sales realized: what its decisions cost (the tax on
+        income is the same for a strategy whatever it sells, up to what it holds)."""
+        return self.tax_paid - self.income_tax
 
     @property
     def sweep(self) -> str | None:
@@ -150,10 +158,22 @@ class EqualDrift:
     reference_wealth: float
     between: tuple[str, str] | None         # the two sweep points interpolated
     position: float | None = None           # where between them: 0 at the first, 1 at the second
+    income_tax: float | None = None         # the part of tax_paid on income (dividends, interest)
+    reference_income_tax: float = 0.0
 
     @property
     def tax_ratio(self) -> float | None:
+        """All tax paid, income's included, against the reference's."""
         return None if self.tax_paid is None or self.reference_tax_paid <= 0 else self.tax_paid / self.reference_tax_paid
+
+    @property
+    def sales_tax_ratio(self) -> float | None:
+        """Tax on the gains sales realized against the reference's: the goal's ratio. The same as
+        ``tax_ratio`` when no income is paid in cash (every return inside the prices)."""
+        reference = self.reference_tax_paid - self.reference_income_tax
+        if self.tax_paid is None or reference <= 0:
+            return None
+        return (self.tax_paid - (self.income_tax or 0.0)) / reference
 
     @property
     def total_tax_ratio(self) -> float | None:
@@ -167,7 +187,9 @@ class EqualDrift:
     def to_dict(self) -> dict:
         return {"sweep": self.sweep, "reference": self.reference, "drift": self.drift,
                 "tax_paid": self.tax_paid, "reference_tax_paid": self.reference_tax_paid,
-                "tax_ratio": self.tax_ratio, "total_tax": self.total_tax,
+                "tax_ratio": self.tax_ratio, "income_tax": self.income_tax,
+                "reference_income_tax": self.reference_income_tax, "sales_tax_ratio": self.sales_tax_ratio,
+                "total_tax": self.total_tax,
                 "reference_total_tax": self.reference_total_tax, "total_tax_ratio": self.total_tax_ratio,
                 "wealth_after_liquidation": self.wealth_after_liquidation,
                 "reference_wealth_after_liquidation": self.reference_wealth, "wealth_gain": self.wealth_gain,
@@ -223,14 +245,14 @@ def run_backtest(strategies: Sequence[str | Strategy] = DEFAULT_STRATEGIES,
     runs: list[StrategyRun] = []
     if workers > 1 and len(chosen) > 1:
         with local_pool(workers) as pool:
-            futures = [pool.submit(simulate, s, window, universe, config) for s in chosen]
+            futures = [pool.submit(simulate, s, window, universe, config, data.income) for s in chosen]
             for f in futures:
                 runs.append(f.result())
                 if progress:
                     progress(runs[-1].metrics)
     else:
         for s in chosen:
-            runs.append(simulate(s, window, universe, config))
+            runs.append(simulate(s, window, universe, config, data.income))
             if progress:
                 progress(runs[-1].metrics)
     first, last = window.index[0].date(), window.index[-1].date()
@@ -333,6 +355,7 @@ class _Tally:
     wash_sales: int = 0
     disallowed: float = 0.0
     losses: float = 0.0
+    income: float = 0.0
     rows: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     year_ends: list[YearEnd] = field(default_factory=list)
@@ -358,14 +381,17 @@ class _Tally:
                           "sold": ex.sold, "orders": len(ex.fills), "wash_sales": len(ex.wash_sales)})
 
 
-def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, config: BacktestConfig
-             ) -> StrategyRun:
-    """One strategy over the price window: monthly steps, daily marking, the metrics."""
+def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, config: BacktestConfig,
+             income: Mapping[str, Income] | None = None) -> StrategyRun:
+    """One strategy over the price window: monthly steps, daily marking, the metrics. ``income``:
+    symbols whose return is partly paid in cash (``payouts``)."""
     started = time.perf_counter()
     symbols = list(universe.symbols)
-    prices = window[symbols].to_numpy(float)
+    total_return = window[symbols].to_numpy(float)
     dates = [t.date() for t in window.index]
     steps = step_positions(window.index)
+    prices, payout = payouts(total_return, dates, steps, [(income or {}).get(s) for s in symbols])
+    is_interest = np.array([(income or {}).get(s, Income(0.0)).kind == "interest" for s in symbols])
 
     def quote(pos: int) -> dict[str, float]:
         return dict(zip(symbols, prices[pos].tolist()))
@@ -383,7 +409,11 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
         ends: tuple[YearEnd, ...] = ()
         try:
             if i > 0:
-                broker, ends = broker.move_to(d, quote(pos), deposit)
+                held = broker.account.shares()  # held since the last step: this step's income
+                paid = np.array([held.get(s, 0.0) for s in symbols]) * payout[i]
+                dividends, interest = float(paid[~is_interest].sum()), float(paid[is_interest].sum())
+                broker, ends = broker.move_to(d, quote(pos), deposit, dividends, interest)
+                tally.income += dividends + interest
             due = math.fsum(e.tax_paid for e in ends)
             # Never the whole account, nor the tax the open years already owe (it falls due later),
             # nor the tax the sales for it may add (at most the short-term rate on what is raised):
@@ -410,7 +440,7 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
     liquidation = end.liquidation_tax()
     final_value = end.account.value
 
-    daily = _daily(prices, holdings, cash, steps, universe, symbols)
+    daily = _daily(prices, holdings, cash, steps, universe, symbols, total_return, payout)
     monthly = pd.DataFrame(tally.rows)
     month_of_day = np.searchsorted(steps, np.arange(len(dates)), side="right") - 1
     monthly["drift"] = pd.Series(daily["mean_abs"]).groupby(month_of_day).mean().to_numpy()
@@ -428,11 +458,13 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
         trades=tally.orders, wash_sales=tally.wash_sales, disallowed_losses=tally.disallowed,
         losses_realized=tally.losses, deposits=tally.deposits, withdrawals=tally.withdrawals,
         engine_failures=len(tally.notes), tax_from_outside=tally.from_outside, days_empty=daily["days_empty"],
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, income=tally.income,
+        income_tax=math.fsum(e.income_tax for e in tally.year_ends))
     drift = pd.Series(daily["mean_abs"], index=pd.DatetimeIndex(window.index), name=strategy.name)
     yearly = pd.DataFrame([asdict(e) for e in tally.year_ends],
                           columns=["year", "tax_paid", "carryforward_short_term", "carryforward_long_term",
-                                   "realized_short_term", "realized_long_term"])
+                                   "realized_short_term", "realized_long_term", "dividends", "interest",
+                                   "income_tax"])
     return StrategyRun(metrics, monthly, yearly, drift, tuple(tally.notes))
 
 
@@ -444,10 +476,37 @@ def _over_held(reduce, values: np.ndarray) -> float:
     return float(reduce(values)) if np.isfinite(values).any() else 0.0
 
 
+def payouts(total_return: np.ndarray, dates: list[date], steps: np.ndarray,
+            income: Sequence[Income | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Prices with income taken out, and the cash each share pays on each step.
+
+    A symbol paying ``y`` a year goes ex-income on every monthly step: its price is the
+    total-return price deflated by (1 + y)^(years from the first step to the latest step so far),
+    and a share held from one step to the next is paid price × ((1 + y)^(years between them) − 1)
+    on the second, the drop in price that day. So a holding plus its payout earns exactly the
+    total return, between steps it rides the total-return price (drift and tracking error see
+    no jump), and the first step pays nothing. Rows: days (prices), steps (payouts)."""
+    prices = total_return.copy()
+    payout = np.zeros((len(steps), total_return.shape[1]))
+    years = np.array([(d - dates[0]).days for d in dates], float) / 365.25
+    at = np.searchsorted(steps, np.arange(len(dates)), side="right") - 1   # the step in force each day
+    since = years[steps[at]]
+    between = np.diff(years[steps], prepend=0.0)
+    for k, inc in enumerate(income):
+        if inc is None or inc.annual_yield == 0:
+            continue
+        g = 1.0 + inc.annual_yield
+        prices[:, k] = total_return[:, k] * g ** -since
+        payout[:, k] = prices[steps, k] * (g ** between - 1.0)
+    return prices, payout
+
+
 def _daily(prices: np.ndarray, holdings: np.ndarray, cash: np.ndarray, steps: np.ndarray, universe: Universe,
-           symbols: list[str]) -> dict:
+           symbols: list[str], total_return: np.ndarray | None = None, payout: np.ndarray | None = None) -> dict:
     """Daily values and drift from the holdings after each step (held until the next one), and the
-    tracking error of daily returns against the target mix of each class's primary fund."""
+    tracking error of daily returns against the target mix of each class's primary fund. With
+    income paid in cash, the account's return on a step day counts the ``payout`` its holdings
+    received, and the benchmark is the primaries' ``total_return`` prices."""
     at = np.searchsorted(steps, np.arange(len(prices)), side="right") - 1   # the step in force at each close
     h, c = holdings[at], cash[at]
     classes = universe.classes
@@ -464,10 +523,13 @@ def _daily(prices: np.ndarray, holdings: np.ndarray, cash: np.ndarray, steps: np
     # day t's return comes from the holdings in force at the close of day t − 1
     held_before = value[:-1]
     held_after = (h[:-1] * prices[1:]).sum(axis=1) + c[:-1]
+    if payout is not None and len(steps) > 1:  # a step's income, paid to the holdings of the step before
+        held_after[steps[1:] - 1] += (holdings[:-1] * payout[1:]).sum(axis=1)
     live = held[:-1]
     portfolio = held_after[live] / held_before[live] - 1.0
     primary = [symbols.index(universe.primary(k)) for k in classes]
-    class_returns = prices[1:, primary][live] / prices[:-1, primary][live] - 1.0
+    bench = prices if total_return is None else total_return
+    class_returns = bench[1:, primary][live] / bench[:-1, primary][live] - 1.0
     benchmark = class_returns @ targets[:-1]
     active = portfolio - benchmark
     te = float(np.std(active, ddof=1) * math.sqrt(TRADING_DAYS)) if len(active) > 1 else 0.0
@@ -478,31 +540,31 @@ def _daily(prices: np.ndarray, holdings: np.ndarray, cash: np.ndarray, steps: np
 # --- comparing at equal drift --------------------------------------------------------------------------
 def equal_drift(runs: Sequence[StrategyRun], sweep: str, reference: str) -> EqualDrift | None:
     """The ``sweep``'s runs (in tax_weight order) read at ``reference``'s mean drift, by linear
-    interpolation between consecutive runs whose drifts bracket it (the lowest tax where several
-    pairs do). None when the sweep or the reference did not run."""
+    interpolation between consecutive runs whose drifts bracket it (the lowest tax on sales where
+    several pairs do). None when the sweep or the reference did not run."""
     ref = next((r.metrics for r in runs if r.metrics.strategy == reference), None)
     points = sorted((r.metrics for r in runs if r.metrics.sweep == sweep), key=lambda m: m.tax_weight or 0.0)
     if ref is None or not points:
         return None
     x = ref.mean_abs_drift
-    best: tuple[float, float, float, tuple[str, str], float] | None = None
+    best: tuple[float, float, float, tuple[str, str], float, float] | None = None
     for a, b in zip(points, points[1:] if len(points) > 1 else points):
         lo, hi = sorted((a.mean_abs_drift, b.mean_abs_drift))
         if not (lo - 1e-12 <= x <= hi + 1e-12):
             continue
         t = 0.0 if hi - lo < 1e-15 else (x - a.mean_abs_drift) / (b.mean_abs_drift - a.mean_abs_drift)
-        tax, liquidation, wealth = (_lerp(a, b, t, attr) for attr in ("tax_paid", "liquidation_tax",
-                                                                      "wealth_after_liquidation"))
-        point = (tax, tax + liquidation, wealth, (a.strategy, b.strategy), t)
-        if best is None or point[0] < best[0]:
+        tax, liquidation, wealth, income_tax = (_lerp(a, b, t, attr) for attr in (
+            "tax_paid", "liquidation_tax", "wealth_after_liquidation", "income_tax"))
+        point = (tax, tax + liquidation, wealth, (a.strategy, b.strategy), t, income_tax)
+        if best is None or point[0] - point[5] < best[0] - best[5]:
             best = point
     common = dict(sweep=sweep, reference=reference, drift=x, reference_tax_paid=ref.tax_paid,
                   reference_total_tax=ref.tax_paid + ref.liquidation_tax,
-                  reference_wealth=ref.wealth_after_liquidation)
+                  reference_wealth=ref.wealth_after_liquidation, reference_income_tax=ref.income_tax)
     if best is None:
         return EqualDrift(tax_paid=None, total_tax=None, wealth_after_liquidation=None, between=None, **common)
     return EqualDrift(tax_paid=best[0], total_tax=best[1], wealth_after_liquidation=best[2], between=best[3],
-                      position=best[4], **common)
+                      position=best[4], income_tax=best[5], **common)
 
 
 def _lerp(a: Metrics, b: Metrics, t: float, attr: str) -> float:

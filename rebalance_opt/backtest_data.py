@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import math
 import tomllib
@@ -91,15 +92,39 @@ class Universe:
         return {s: cls for cls in self.classes for s in (self.funds[cls] if replacements else self.funds[cls][:1])}
 
 
+INCOME_KINDS = ("dividend", "interest")
+
+
+@dataclass(frozen=True)
+class Income:
+    """Part of a symbol's total return paid out in cash: ``annual_yield`` of its value a year.
+    A ``dividend`` is taxed as a qualified dividend, at the long-term rate (IRC §1(h)(11)); an
+    ``interest`` payment as ordinary income, at the short-term rate. Neither nets against capital
+    gains or losses (the $3,000 of a net capital loss that may offset ordinary income, IRC
+    §1211(b), is not modelled, as SPEC's tax leaves it out)."""
+
+    annual_yield: float
+    kind: str = "dividend"
+
+    def __post_init__(self) -> None:
+        if self.kind not in INCOME_KINDS:
+            raise ValueError(f"income kind must be one of {INCOME_KINDS}, got {self.kind!r}")
+        if not (math.isfinite(self.annual_yield) and 0 <= self.annual_yield < 1):
+            raise ValueError(f"an annual yield must be in 0..1, got {self.annual_yield!r}")
+
+
 @dataclass(frozen=True)
 class PriceData:
-    """Daily prices (DatetimeIndex ascending, one column per symbol, every value > 0) and where
-    they come from."""
+    """Daily total-return prices (DatetimeIndex ascending, one column per symbol, every value > 0)
+    and where they come from. ``income``: the symbols whose return is partly paid in cash (the
+    simulation takes it out of the price on each monthly step and pays it to the account); every
+    other symbol's return stays in its price, as an adjusted close's dividends do."""
 
     prices: pd.DataFrame
     source: str
     notes: tuple[str, ...] = field(default=())
     file: str | None = None  # the --prices file they were read from (None: the bundled data)
+    income: Mapping[str, Income] = field(default_factory=dict)
 
     @property
     def first(self) -> date:
@@ -112,13 +137,17 @@ class PriceData:
 
 # --- the bundled universe ------------------------------------------------------------------------
 def bundled(bond_weight: float = BOND_WEIGHT, bond_yield: float = BOND_YIELD,
-            single_stocks: bool = False) -> tuple[PriceData, Universe]:
+            single_stocks: bool = False, dividend_yield: float | None = None) -> tuple[PriceData, Universe]:
     """The skfolio S&P 500 sample as three sector classes with two funds each (or, with
     ``single_stocks``, each stock its own class), plus the bond proxy at ``bond_weight`` (0:
-    equities only); the equity classes share the rest equally."""
+    equities only); the equity classes share the rest equally. ``dividend_yield`` (None: every
+    return stays in the prices) pays income in cash: every equity fund that yield a year as
+    dividends, and the bond proxy its yield as interest (``with_dividends``)."""
     if not (0 <= bond_weight < 1):
         raise InputError("must be a weight in 0..1 (below 1: some equity)", path="--bonds", value=bond_weight,
                          has_value=True)
+    if dividend_yield is not None:
+        check_dividend_yield(dividend_yield)
     try:
         from skfolio.datasets import load_sp500_dataset
     except ImportError:  # pragma: no cover - depends on the environment
@@ -126,7 +155,34 @@ def bundled(bond_weight: float = BOND_WEIGHT, bond_yield: float = BOND_YIELD,
                          "or pass your own prices with --prices CSV", path="--prices") from None
     stocks = load_sp500_dataset().sort_index()
     stocks.index = pd.DatetimeIndex(stocks.index).normalize()
-    return _bundled_from(stocks, bond_weight, bond_yield, single_stocks)
+    data, universe = _bundled_from(stocks, bond_weight, bond_yield, single_stocks)
+    return (data if dividend_yield is None else with_dividends(data, dividend_yield, bond_yield)), universe
+
+
+def check_dividend_yield(dividend_yield: float) -> None:
+    if not (math.isfinite(dividend_yield) and 0 <= dividend_yield < 1):
+        raise InputError("must be a yield a year in 0..1 (0.02 for 2%)", path="--dividend-yield",
+                         value=dividend_yield, has_value=True)
+
+
+def with_dividends(data: PriceData, dividend_yield: float, bond_yield: float = BOND_YIELD) -> PriceData:
+    """``data`` with income paid in cash: every column pays ``dividend_yield`` a year of its value
+    as dividends out of its total return, except the bundled bond proxy, which pays ``bond_yield``
+    as interest (its price then stays flat: a bond fund paying out its coupons). The yield is an
+    assumption, the same for every stock: adjusted closes say how much a stock returned, not how
+    much of it was paid out."""
+    check_dividend_yield(dividend_yield)
+    income = {s: (Income(bond_yield, "interest") if s == BOND_SYMBOL and data.file is None
+                  else Income(dividend_yield, "dividend")) for s in data.prices.columns}
+    notes = [n for n in data.notes if "dividends folded into adjusted closes" not in n]
+    if data.file is None:
+        notes.append("survivors (today's large caps), closes rounded to 0.001")
+    notes.append(f"income paid in cash on each monthly step: an assumed {dividend_yield:.2%} a year of every stock "
+                 "fund's value as dividends (taxed at the long-term rate, as qualified dividends), taken out of its "
+                 "adjusted close" + (f"; {BOND_SYMBOL}'s {bond_yield:.1%} as interest (taxed at the short-term rate, "
+                                      "as ordinary income), its price flat" if BOND_SYMBOL in income
+                                      and data.file is None else ""))
+    return dataclasses.replace(data, notes=tuple(notes), income=income)
 
 
 def _bundled_from(stocks: pd.DataFrame, bond_weight: float, bond_yield: float,

@@ -6,7 +6,8 @@ Files written to the output folder:
 * ``equal_drift.csv`` — each tax_weight sweep read at the quarterly resets' mean drift;
 * ``frontier.csv`` — the sweeps' points: tax paid, liquidation tax and wealth against drift;
 * ``monthly.csv`` — per strategy and month: value, cumulative tax paid, drift, trading;
-* ``yearly.csv`` — per strategy and tax year: realized short- and long-term gains, tax, carryforwards;
+* ``yearly.csv`` — per strategy and tax year: realized short- and long-term gains, income and its
+  tax (when income is paid in cash), tax, carryforwards;
 * ``drift.png``, ``cumulative_tax.png``, ``frontier.png`` — the same as plots;
 * ``summary.md`` — what was run, the table, the equal-drift reading, and the caveats.
 """
@@ -47,8 +48,8 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
     save(frontier_frame(result), "frontier.csv")
     save(monthly_frame(result), "monthly.csv")
     save(pd.concat([r.yearly.assign(strategy=r.metrics.strategy) for r in result.runs], ignore_index=True)
-         [["strategy", "year", "realized_short_term", "realized_long_term", "tax_paid", "carryforward_short_term",
-           "carryforward_long_term"]], "yearly.csv")
+         [["strategy", "year", "realized_short_term", "realized_long_term", "dividends", "interest", "income_tax",
+           "tax_paid", "carryforward_short_term", "carryforward_long_term"]], "yearly.csv")
     if plots:
         written += plot_all(result, out)
     path = out / "summary.md"
@@ -187,27 +188,41 @@ def _ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}×"
 
 
-def results_table(runs: list[StrategyRun]) -> str:
-    head = ("| strategy | tax paid | liquidation tax | wealth after tax | wealth after liquidation | mean abs drift "
-            "(pts) | max drift (pts) | tracking error | turnover / yr | orders | wash sales |")
-    rows = [head, "|" + "---|" * 11]
+def with_income(result: BacktestResult) -> bool:
+    """Whether the run paid income in cash (``--dividend-yield``): then tax paid includes the tax
+    on it, and the goals read the tax on sales."""
+    data = getattr(result, "data", None)
+    paying = data is not None and any(i.annual_yield > 0 for i in data.income.values())
+    return paying or any(r.metrics.income for r in result.runs)
+
+
+def results_table(runs: list[StrategyRun], income: bool = False) -> str:
+    head = ("| strategy | tax paid |" + (" of it on income |" if income else "") + " liquidation tax | wealth after "
+            "tax | wealth after liquidation | mean abs drift (pts) | max drift (pts) | tracking error | turnover / yr "
+            "| orders | wash sales |")
+    rows = [head, "|" + "---|" * (12 if income else 11)]
     for r in runs:
         m = r.metrics
-        rows.append(f"| {m.strategy} | {_money(m.tax_paid)} | {_money(m.liquidation_tax)} | {_money(m.wealth_after_tax)} "
+        rows.append(f"| {m.strategy} | {_money(m.tax_paid)} |" + (f" {_money(m.income_tax)} |" if income else "")
+                    + f" {_money(m.liquidation_tax)} | {_money(m.wealth_after_tax)} "
                     f"| {_money(m.wealth_after_liquidation)} | {_pts(m.mean_abs_drift)} | {_pts(m.max_abs_drift)} "
                     f"| {m.tracking_error * 100:.2f}% | {m.turnover * 100:.1f}% | {m.trades} | {m.wash_sales} |")
     return "\n".join(rows)
 
 
-def equal_drift_table(items: tuple[EqualDrift, ...]) -> str:
-    rows = ["| sweep | at the drift of | drift (pts) | tax paid | reference's | ratio | goal | tax incl. liquidation, ratio "
-            "| wealth after liquidation − reference's | interpolated between |", "|" + "---|" * 10]
+def equal_drift_table(items: tuple[EqualDrift, ...], income: bool = False) -> str:
+    """The sweeps at the references' drift. With income paid in cash, the goal reads the tax on
+    sales (``EqualDrift.sales_tax_ratio``), shown beside the ratio of all tax paid."""
+    rows = ["| sweep | at the drift of | drift (pts) | tax paid | reference's | ratio |"
+            + (" tax on sales, ratio |" if income else "") + " goal | tax incl. liquidation, ratio "
+            "| wealth after liquidation − reference's | interpolated between |", "|" + "---|" * (11 if income else 10)]
     for e in items:
         goal = GOALS.get(e.reference)
-        verdict = "—" if goal is None or e.tax_ratio is None else (
-            f"≤ {goal:.2f}× {'met' if e.tax_ratio <= goal else 'not met'}")
+        ratio = e.sales_tax_ratio
+        verdict = "—" if goal is None or ratio is None else f"≤ {goal:.2f}× {'met' if ratio <= goal else 'not met'}"
         rows.append(f"| {e.sweep} | {e.reference} | {_pts(e.drift)} | {_money(e.tax_paid)} | {_money(e.reference_tax_paid)} "
-                    f"| {_ratio(e.tax_ratio)} | {verdict} | {_ratio(e.total_tax_ratio)} | {_money(e.wealth_gain)} "
+                    f"| {_ratio(e.tax_ratio)} |" + (f" {_ratio(ratio)} |" if income else "")
+                    + f" {verdict} | {_ratio(e.total_tax_ratio)} | {_money(e.wealth_gain)} "
                     f"| {' and '.join(e.between) if e.between else 'outside the sweep'} |")
     return "\n".join(rows)
 
@@ -239,6 +254,7 @@ def summary_markdown(result: BacktestResult, files: list[str], appendix: str = "
     years = (result.last - result.first).days / 365.25
     u = result.universe
     mix = ", ".join(f"{cls} {w:.0%} ({' → '.join(u.funds[cls])})" for cls, w in u.targets.items())
+    income = with_income(result)
     flows = f"{c.initial:,.0f} invested on the first day, {c.deposit:,.0f} deposited every month"
     if c.withdrawal > 0:
         flows += f", {c.withdrawal:,.0f} withdrawn every month from {c.withdraw_from or result.first}"
@@ -248,8 +264,9 @@ def summary_markdown(result: BacktestResult, files: list[str], appendix: str = "
         f"{result.first} to {result.last} ({years:.1f} years), monthly steps on the first trading day of each "
         f"month. {flows}. Tax rates {c.short_term_rate:.0%} short-term, {c.long_term_rate:.0%} long-term; each "
         "year's tax is paid from the account once its wash-sale window has closed (early February), by the "
-        "strategy selling what it chooses. Fractional shares, no trading costs, dividends inside adjusted "
-        "prices.",
+        "strategy selling what it chooses. Fractional shares, no trading costs, "
+        + ("income paid in cash on each monthly step (see Data) and taxed with the year's bill, at the rate of its "
+           "kind, netted with no gain or loss." if income else "dividends inside adjusted prices."),
         "",
         f"**Data:** {result.data.source}.",
         *[f"- {n}" for n in result.data.notes],
@@ -259,9 +276,10 @@ def summary_markdown(result: BacktestResult, files: list[str], appendix: str = "
         "",
         "## Results",
         "",
-        results_table(list(result.runs)),
+        results_table(list(result.runs), income),
         "",
-        "Tax paid: every tax year's bill on gains realized in the period, the last year included. Liquidation tax: "
+        "Tax paid: every tax year's bill on gains realized in the period, the last year included"
+        + (", and on the income received (of it on income)" if income else "") + ". Liquidation tax: "
         "what selling everything on the last day would add. Drift: |weight − target| averaged over the classes and "
         "cash and over every trading day; max drift is the largest of any class on any day. Tracking error: "
         "annualized standard deviation of the daily return minus the return of the target mix of each class's "
@@ -272,9 +290,13 @@ def summary_markdown(result: BacktestResult, files: list[str], appendix: str = "
         "Final wealth mostly measures how much equity a strategy held, so strategies are compared at the same "
         "drift: each tax_weight sweep of the engine is read at the quarterly resets' mean drift, interpolating "
         "linearly between the two sweep points around it. The issue's goal: tax paid at most 0.5× the quarterly "
-        "FIFO reset's and 0.75× the quarterly cheapest-lots reset's, with wealth after liquidation at least theirs.",
+        "FIFO reset's and 0.75× the quarterly cheapest-lots reset's, with wealth after liquidation at least theirs."
+        + (" With income paid in cash, the goal reads the tax on sales: the tax on the gains a strategy's own sales "
+           "realize. Every strategy owes tax on the dividends and interest its holdings receive whatever it sells, "
+           "so that tax (about the same for all) is left out of this ratio and kept in the ratio of all tax paid, "
+           "shown beside it." if income else ""),
         "",
-        equal_drift_table(result.equal_drift),
+        equal_drift_table(result.equal_drift, income),
         "",
         *_verdict(result),
         "## Reading the numbers honestly",
@@ -307,8 +329,8 @@ def _harvest_note(result: BacktestResult) -> str | None:
     def short_term_taxed(run: StrategyRun) -> float:   # net short-term gains of the years that had them
         return float(run.yearly["realized_short_term"].clip(lower=0).sum()) if len(run.yearly) else 0.0
     text = (f"- **Harvesting.** {hm.strategy} realized {_money(hm.losses_realized)} of losses (after wash sales) "
-            f"against {om.strategy}'s {_money(om.losses_realized)}, and paid {_money(hm.tax_paid)} against "
-            f"{_money(om.tax_paid)}. A harvested loss lowers the basis of what replaces it, so the tax returns when "
+            f"against {om.strategy}'s {_money(om.losses_realized)}, and paid {_money(hm.tax_on_sales)} against "
+            f"{_money(om.tax_on_sales)}{' of tax on sales' if with_income(result) else ''}. A harvested loss lowers the basis of what replaces it, so the tax returns when "
             "that is sold.")
     hs, os_ = short_term_taxed(h), short_term_taxed(o)
     if hs > os_:
@@ -328,9 +350,12 @@ def _band_note(result: BacktestResult) -> str | None:
     banded = [e for name, e in sorted(at.items()) if name.startswith("optimizer ±") and e is not plain]
     if plain is None or not banded:
         return None
-    parts = ", ".join(f"{e.sweep} {_money(e.tax_paid)} ({e.tax_paid / plain.tax_paid - 1:+.1%})" for e in banded)
+    def on_sales(e: EqualDrift) -> float:
+        return e.tax_paid - (e.income_tax or 0.0)
+    parts = ", ".join(f"{e.sweep} {_money(on_sales(e))} ({on_sales(e) / on_sales(plain) - 1:+.1%})" for e in banded)
     return (f"- **The band.** At {REFERENCES[0]}'s drift the plain monthly optimizer (no band, minimum-tax lots) "
-            f"pays {_money(plain.tax_paid)}; with a band: {parts}. A band makes the engine trade less often, but the "
+            f"pays {_money(on_sales(plain))}{' of tax on sales' if with_income(result) else ''}; with a band: "
+            f"{parts}. A band makes the engine trade less often, but the "
             "tax here is the forced selling of appreciated equity, which a band delays and does not avoid.")
 
 
@@ -350,7 +375,8 @@ def _sources_note(result: BacktestResult) -> str | None:
     e = next((e for e in result.equal_drift if e.reference == reference and e.between
               and e.sweep.startswith("optimizer")), None)
     runs = {r.metrics.strategy: r for r in result.runs}
-    if e is None or reference not in runs or e.reference_tax_paid <= 0:
+    ref_tax = e.reference_tax_paid - e.reference_income_tax if e is not None else 0.0  # on sales
+    if e is None or reference not in runs or ref_tax <= 0:
         return None
     a, b, t = runs[e.between[0]], runs[e.between[1]], e.position  # interpolated as the tax is
     (sa, la), (sb, lb) = _gains(a), _gains(b)
@@ -364,8 +390,8 @@ def _sources_note(result: BacktestResult) -> str | None:
             f"({e.between[0]} and {e.between[1]}, interpolated) {_money(long_)} and {_money(short)}. Its saving "
             f"is in the short-term gains, taxed at {c.short_term_rate:.0%}; the long-term ones, the forced selling "
             f"of appreciated holdings, barely move. At {c.long_term_rate:.0%} they alone come to {_money(floor)}, "
-            f"{floor / e.reference_tax_paid:.2f}× {reference}'s tax paid")
-    if floor / e.reference_tax_paid > goal:
+            f"{floor / ref_tax:.2f}× {reference}'s tax {'on sales' if with_income(result) else 'paid'}")
+    if floor / ref_tax > goal:
         loose = max((r for r in result.runs if r.metrics.sweep == e.sweep), key=lambda r: r.metrics.mean_abs_drift)
         text += (f": above the {goal:.2f}× goal before any short-term gain, so no short-term "
                  "avoidance reaches it (the engine already sells each fund's highest-basis lots first); it would "
@@ -378,18 +404,29 @@ def _sources_note(result: BacktestResult) -> str | None:
     return text
 
 
+def _income_tax_line(result: BacktestResult) -> str:
+    """The income received and its tax, per reference strategy."""
+    parts = [f"{r.metrics.strategy} received {_money(r.metrics.income)} and paid {_money(r.metrics.income_tax)} on it"
+             for r in result.runs if r.metrics.strategy in REFERENCES]
+    return "; ".join(parts) if parts else "in the table's \"of it on income\""
+
+
 def _verdict(result: BacktestResult) -> list[str]:
     lines = []
+    income = with_income(result)
     for e in result.equal_drift:
         goal = GOALS.get(e.reference)
         if goal is None:
             continue
-        if e.tax_ratio is None:
+        ratio = e.sales_tax_ratio
+        if e.tax_ratio is None or ratio is None:
             lines.append(f"- {e.sweep}: its drifts do not bracket {e.reference}'s; no equal-drift reading.")
             continue
         wealth = ("at least" if (e.wealth_gain or 0) >= 0 else "below")
-        lines.append(f"- {e.sweep} at {e.reference}'s drift: tax paid {e.tax_ratio:.2f}× (goal ≤ {goal:.2f}×: "
-                     f"{'met' if e.tax_ratio <= goal else 'not met'}); wealth after liquidation {wealth} the "
+        paid = (f"tax on sales {ratio:.2f}× (goal ≤ {goal:.2f}×: {'met' if ratio <= goal else 'not met'}; all tax "
+                f"paid, income's too, {e.tax_ratio:.2f}×)" if income else
+                f"tax paid {ratio:.2f}× (goal ≤ {goal:.2f}×: {'met' if ratio <= goal else 'not met'})")
+        lines.append(f"- {e.sweep} at {e.reference}'s drift: {paid}; wealth after liquidation {wealth} the "
                      f"reference's ({_money(e.wealth_gain)}); tax including liquidation {_ratio(e.total_tax_ratio)}.")
     return lines + [""] if lines else []
 
@@ -418,10 +455,25 @@ def _caveats(result: BacktestResult) -> list[str]:
         "- **Survivors.** The 20 stocks are large companies in 2022, chosen with hindsight: few of their lots sit "
         "at a loss for long, so there is less to harvest than in a real market, and gains are larger than a "
         "random 1990 portfolio's would have been.")
-    out.append(
-        "- **Adjusted closes.** Dividends are folded into prices, so the tax a real account pays every year on "
-        "dividends (about the same for every strategy) is missing, and gains on sale are larger than they would be.")
-    if "BONDS" in result.universe.targets:
+    if with_income(result):
+        out.append(
+            "- **Dividends are an assumption.** Adjusted closes say what a stock returned, not how much of it was "
+            "paid out, so every stock is assumed to pay the same yield, taken out of its price on each monthly "
+            "step and paid in cash (real yields differ by stock and year, and are paid quarterly). That cash, and "
+            "the bond proxy's interest, is what cash-first rebalancing buys the underweight classes with, so a "
+            "higher yield lets the engine sell less; the quarterly resets get the same cash and still sell back to "
+            f"target. Tax on income: {_income_tax_line(result)}.")
+    else:
+        out.append(
+            "- **Adjusted closes.** Dividends are folded into prices, so the tax a real account pays every year on "
+            "dividends (about the same for every strategy) is missing, and gains on sale are larger than they would "
+            "be; `--dividend-yield` pays an assumed yield in cash instead.")
+    if "BONDS" in result.universe.targets and with_income(result):
+        out.append(
+            "- **The bond proxy never loses.** Its price stays flat and it pays its yield as interest, taxed every "
+            "year as ordinary income, so bonds never have a loss to harvest and never cushion a crash by rising. "
+            "Every strategy still moves money from equities into it; what income does not cover is sold.")
+    elif "BONDS" in result.universe.targets:
         out.append(
             "- **The bond proxy never loses.** It grows at a constant yield, so bonds never have a loss to harvest, "
             "never cushion a crash by rising, and their interest is taxed only as a gain on sale (real bond interest "

@@ -70,6 +70,9 @@ class YearEnd:
     carryforward_long_term: float
     realized_short_term: float = 0.0   # the year's own net realized gains, before carryforwards
     realized_long_term: float = 0.0
+    dividends: float = 0.0             # income received in the year (``TaxLedger.book_income``)
+    interest: float = 0.0
+    income_tax: float = 0.0            # the tax on that income, part of ``tax_paid``
 
 
 def close_year(settings: TaxSettings) -> tuple[TaxSettings, float]:
@@ -155,6 +158,8 @@ class TaxYear:
     year: int
     short_term: float = 0.0
     long_term: float = 0.0
+    dividends: float = 0.0   # qualified dividends: taxed at the long-term rate (IRC §1(h)(11))
+    interest: float = 0.0    # ordinary income: taxed at the short-term rate
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,18 @@ class TaxLedger:
                        else dataclasses.replace(y, long_term=y.long_term + amount))
         return dataclasses.replace(self, years=tuple(years[k] for k in sorted(years)))
 
+    def book_income(self, year: int, dividends: float = 0.0, interest: float = 0.0) -> "TaxLedger":
+        """Add income received in ``year``. It is taxed on its own, at the rate of its kind, and
+        nets with no capital gain or loss (``settle_first``)."""
+        if not (dividends or interest):
+            return self
+        if self.years and year < self.years[0].year:
+            raise ValueError(f"tax year {year} is already settled")
+        years = {y.year: y for y in self.years}
+        y = years.get(year, TaxYear(year))
+        years[year] = dataclasses.replace(y, dividends=y.dividends + dividends, interest=y.interest + interest)
+        return dataclasses.replace(self, years=tuple(years[k] for k in sorted(years)))
+
     def _base(self) -> TaxSettings:
         return TaxSettings(self.short_term_rate, self.long_term_rate,
                            carryforward_short_term=self.carryforward_short_term,
@@ -195,14 +212,16 @@ class TaxLedger:
         return dataclasses.replace(s, realized_short_term=this.short_term, realized_long_term=this.long_term)
 
     def settle_first(self) -> tuple["TaxLedger", YearEnd]:
-        """Settle the earliest open year: its tax falls due, a net loss carries forward."""
+        """Settle the earliest open year: its tax falls due (on its net capital gains, SPEC section
+        2, plus its income at the rate of each kind), a net capital loss carries forward."""
         first = self.years[0]
         new, due = close_year(dataclasses.replace(self._base(), realized_short_term=first.short_term,
                                                   realized_long_term=first.long_term))
+        income_tax = first.dividends * self.long_term_rate + first.interest * self.short_term_rate
         ledger = dataclasses.replace(self, carryforward_short_term=new.carryforward_short_term,
                                      carryforward_long_term=new.carryforward_long_term, years=self.years[1:])
-        return ledger, YearEnd(first.year, due, new.carryforward_short_term, new.carryforward_long_term,
-                               first.short_term, first.long_term)
+        return ledger, YearEnd(first.year, due + income_tax, new.carryforward_short_term, new.carryforward_long_term,
+                               first.short_term, first.long_term, first.dividends, first.interest, income_tax)
 
     def settle_through(self, year: int) -> tuple["TaxLedger", tuple[YearEnd, ...]]:
         """Settle every open year up to and including ``year``."""
@@ -306,11 +325,12 @@ class Broker:
     def window(self) -> timedelta:
         return timedelta(days=self.account.policy.wash_sale_days)
 
-    def move_to(self, as_of: date, prices: Mapping[str, float], deposit: float = 0.0
-                ) -> tuple["Broker", tuple[YearEnd, ...]]:
-        """Go to ``as_of`` with new prices and a deposit. Every tax year that no purchase can wash
-        any more (``wash_sale_days`` after its 31 December have passed) settles; the tax due is
-        returned, for the caller to withdraw (``execute(..., withdrawal=...)``)."""
+    def move_to(self, as_of: date, prices: Mapping[str, float], deposit: float = 0.0, dividends: float = 0.0,
+                interest: float = 0.0) -> tuple["Broker", tuple[YearEnd, ...]]:
+        """Go to ``as_of`` with new prices, a deposit, and income received (cash, taxed in
+        ``as_of``'s year). Every tax year that no purchase can wash any more (``wash_sale_days``
+        after its 31 December have passed) settles; the tax due is returned, for the caller to
+        withdraw (``execute(..., withdrawal=...)``)."""
         a = self.account
         if as_of < a.as_of:
             raise ValueError(f"cannot move back in time from {a.as_of} to {as_of}")
@@ -318,11 +338,12 @@ class Broker:
         while ledger.years and as_of > date(ledger.years[0].year, 12, 31) + self.window:
             ledger, end = ledger.settle_first()
             ends.append(end)
+        ledger = ledger.book_income(as_of.year, dividends, interest)
         earliest = as_of - self.window
         pending = tuple(p for p in self.pending if p.sold >= earliest)
         keep_after = as_of - self.window - timedelta(days=1)
         trades = tuple(t for t in a.trades if t.date >= keep_after)
-        account = a.replace(as_of=as_of, prices={**a.prices, **prices}, cash=a.cash + deposit,
+        account = a.replace(as_of=as_of, prices={**a.prices, **prices}, cash=a.cash + deposit + dividends + interest,
                             tax=ledger.settings(as_of.year), trades=trades)
         return dataclasses.replace(self, account=account, ledger=ledger, pending=pending), tuple(ends)
 

@@ -33,6 +33,10 @@ def backtest(
                                           "bond proxy (0: equities only; default: 0.4)."),
     single_stocks: bool = typer.Option(False, "--single-stocks", help="Bundled data: each of the 20 stocks its own "
                                        "class at an equal weight, instead of three sector funds."),
+    dividend_yield: Optional[float] = typer.Option(None, "--dividend-yield", parser=number_option, help="Pay income "
+                                                   "in cash: every stock yields this a year as dividends, taken out "
+                                                   "of its adjusted close (0.02 for 2%), and the bundled bond proxy "
+                                                   "pays its 4% as interest (default: income stays in the prices)."),
     # numbers through number_option: plain ASCII decimals (typer's float took 1_000)
     initial: float = typer.Option(100_000.0, "--initial", parser=number_option,
                                   help="Cash invested on the first day."),
@@ -52,7 +56,8 @@ def backtest(
     """Simulate rebalancing strategies through history: tax paid, wealth, drift, turnover."""
     def body():
         from ..backtest import BacktestConfig, run_backtest
-        from ..backtest_data import BOND_WEIGHT, bundled, default_universe, load_prices_csv, load_universe
+        from ..backtest_data import (BOND_WEIGHT, bundled, check_dividend_yield, default_universe, load_prices_csv,
+                                     load_universe, with_dividends)
         from ..backtest_report import write_report
         from ..strategies import DEFAULT_STRATEGIES, DEFAULT_TAX_WEIGHTS, make_strategies, sweeps_tax_weights
 
@@ -79,11 +84,16 @@ def backtest(
                                 withdrawal=withdrawal, withdraw_from=_date(withdraw_from, "--withdraw-from"),
                                 short_term_rate=short_term_rate, long_term_rate=long_term_rate)
         config.check()
+        if dividend_yield is not None:
+            check_dividend_yield(dividend_yield)  # before the prices are read
         if prices is not None:
             data = load_prices_csv(prices)
             uni = load_universe(universe, data) if universe is not None else default_universe(data)
+            if dividend_yield is not None:
+                data = with_dividends(data, dividend_yield)
         else:
-            data, uni = bundled(bond_weight=BOND_WEIGHT if bonds is None else bonds, single_stocks=single_stocks)
+            data, uni = bundled(bond_weight=BOND_WEIGHT if bonds is None else bonds, single_stocks=single_stocks,
+                                dividend_yield=dividend_yield)
 
         from ..render import console
         err = console(stderr=True)
@@ -104,11 +114,17 @@ def backtest(
             for e in result.equal_drift:
                 if e.tax_ratio is not None:
                     gain = e.wealth_gain or 0.0  # a difference from the reference's wealth: say which side
-                    c.print(f"{e.sweep} at {e.reference}'s drift ({e.drift * 100:.2f} pts): tax paid "
-                            f"{e.tax_ratio:.2f}× the reference's, wealth after liquidation "
-                            f"{abs(gain):,.0f} {'above' if gain >= 0 else 'below'} the reference's", soft_wrap=True)
+                    tax = (f"tax paid {e.tax_ratio:.2f}×" if not (e.income_tax or e.reference_income_tax) else
+                           f"tax on sales {_times(e.sales_tax_ratio)} (all tax paid, income's too, {e.tax_ratio:.2f}×)")
+                    c.print(f"{e.sweep} at {e.reference}'s drift ({e.drift * 100:.2f} pts): {tax} the reference's, "
+                            f"wealth after liquidation {abs(gain):,.0f} {'above' if gain >= 0 else 'below'} the "
+                            "reference's", soft_wrap=True)
             c.print(f"report: {out / 'summary.md'} ({len(files)} files in {out})")
     run(as_json, body)
+
+
+def _times(ratio: float | None) -> str:
+    return "—" if ratio is None else f"{ratio:.2f}×"
 
 
 def check_out(out: Path, inputs: list[tuple[Path, str]]) -> None:
@@ -165,12 +181,14 @@ def _table(result):
     from rich import box
     from rich.table import Table
     t = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=f"Backtest {result.first} to {result.last}")
-    for col in ("strategy", "tax paid", "liq. tax", "wealth after liq.", "drift pts", "TE", "turnover", "orders",
-                "wash"):
+    income = any(r.metrics.income for r in result.runs)  # a column only when income is paid in cash
+    for col in ("strategy", "tax paid", *(("of it on income",) if income else ()), "liq. tax", "wealth after liq.",
+                "drift pts", "TE", "turnover", "orders", "wash"):
         t.add_column(col, justify="left" if col == "strategy" else "right", no_wrap=True)
     for r in result.runs:
         m = r.metrics
-        t.add_row(m.strategy, f"{m.tax_paid:,.0f}", f"{m.liquidation_tax:,.0f}", f"{m.wealth_after_liquidation:,.0f}",
+        t.add_row(m.strategy, f"{m.tax_paid:,.0f}", *((f"{m.income_tax:,.0f}",) if income else ()),
+                  f"{m.liquidation_tax:,.0f}", f"{m.wealth_after_liquidation:,.0f}",
                   f"{m.mean_abs_drift * 100:.2f}", f"{m.tracking_error * 100:.2f}%", f"{m.turnover * 100:.1f}%",
                   str(m.trades), str(m.wash_sales))
     return t
