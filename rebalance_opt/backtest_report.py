@@ -354,7 +354,7 @@ def _band_note(result: BacktestResult) -> str | None:
         return e.tax_paid - (e.income_tax or 0.0)
     parts = ", ".join(f"{e.sweep} {_money(on_sales(e))} ({on_sales(e) / on_sales(plain) - 1:+.1%})" for e in banded)
     return (f"- **The band.** At {REFERENCES[0]}'s drift the plain monthly optimizer (no band, minimum-tax lots) "
-            f"pays {_money(on_sales(plain))}{' of tax on sales' if with_income(result) else ''}; with a band: "
+            f"pays {_money(on_sales(plain))}{' of tax on sales' if plain.income_tax else ''}; with a band: "
             f"{parts}. A band makes the engine trade less often, but the "
             "tax here is the forced selling of appreciated equity, which a band delays and does not avoid.")
 
