@@ -2,7 +2,8 @@
 
 Every strategy starts from the same cash on the same day and gets the same deposits. On the first
 trading day of each month the account is marked to market, the month's deposit arrives (or a
-withdrawal is due), last year's tax falls due once its wash-sale window has closed, and the
+withdrawal is due) with any income its holdings paid (``payouts``; income is paid only when the
+data says so, ``--dividend-yield``), last year's tax falls due once its wash-sale window has closed, and the
 strategy trades; the ``Broker`` books every fill as lots with the SPEC rules (holding periods,
 netting, wash-sale adjustments when a naive strategy buys back what it sold at a loss). Between
 steps the holdings ride daily prices, which is where drift and tracking error are measured.

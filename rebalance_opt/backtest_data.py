@@ -22,8 +22,9 @@ results. ``single_stocks``: each of the 20 stocks is its own class instead, at a
 
 Limits: the 20 names are survivors that are large today (survivorship bias: large gains, few
 permanent losses); adjusted closes fold dividends into prices, so the tax a real account pays on
-dividends every year is not in the simulation (it would be about the same for every strategy);
-closes are rounded to 0.001, which makes early 1990s daily returns of low-priced names coarse.
+dividends every year is not in the simulation (it would be about the same for every strategy)
+unless ``with_dividends`` pays an assumed yield in cash (``--dividend-yield``); closes are
+rounded to 0.001, which makes early 1990s daily returns of low-priced names coarse.
 
 **Your own data.** ``load_prices_csv``: a wide CSV, ``date`` then one column per symbol, one row per
 trading day, every cell a price > 0. ``load_universe``: a TOML file with ``[targets]`` (class or

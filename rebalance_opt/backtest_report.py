@@ -387,9 +387,12 @@ def _sources_note(result: BacktestResult) -> str | None:
     goal = GOALS[reference]
     text = (f"- **Where the tax comes from.** {reference} realized {_money(ref_long)} of long-term and "
             f"{_money(ref_short)} of short-term gains (each year's net, summed); {e.sweep} at its drift "
-            f"({e.between[0]} and {e.between[1]}, interpolated) {_money(long_)} and {_money(short)}. Its saving "
-            f"is in the short-term gains, taxed at {c.short_term_rate:.0%}; the long-term ones, the forced selling "
-            f"of appreciated holdings, barely move. At {c.long_term_rate:.0%} they alone come to {_money(floor)}, "
+            f"({e.between[0]} and {e.between[1]}, interpolated) {_money(long_)} and {_money(short)}. "
+            + (f"Its saving is in the short-term gains, taxed at {c.short_term_rate:.0%}; the long-term ones, the "
+               "forced selling of appreciated holdings, barely move. " if ref_long <= 0 or abs(long_ / ref_long - 1) < 0.05
+               else f"The long-term ones, the forced selling of appreciated holdings, are {long_ / ref_long:.2f}× "
+                    f"{reference}'s, the short-term ones {_ratio_of(short, ref_short)}. ")
+            + f"At {c.long_term_rate:.0%} the long-term gains alone come to {_money(floor)}, "
             f"{floor / ref_tax:.2f}× {reference}'s tax {'on sales' if with_income(result) else 'paid'}")
     if floor / ref_tax > goal:
         loose = max((r for r in result.runs if r.metrics.sweep == e.sweep), key=lambda r: r.metrics.mean_abs_drift)
@@ -409,6 +412,10 @@ def _income_tax_line(result: BacktestResult) -> str:
     parts = [f"{r.metrics.strategy} received {_money(r.metrics.income)} and paid {_money(r.metrics.income_tax)} on it"
              for r in result.runs if r.metrics.strategy in REFERENCES]
     return "; ".join(parts) if parts else "in the table's \"of it on income\""
+
+
+def _ratio_of(x: float, reference: float) -> str:
+    return f"{x / reference:.2f}× its" if reference > 0 else f"{_money(x)} against its {_money(reference)}"
 
 
 def _verdict(result: BacktestResult) -> list[str]:

@@ -126,7 +126,9 @@ def advance(account: Account, as_of: date, prices: Mapping[str, float], deposit:
 #   rest of one purchase does not replace the part sold), as in the engine's rule;
 # * realized gains are booked in the tax year of the sale; a year is settled once no purchase can
 #   wash one of its sales any more (``wash_sale_days`` after 31 December), when its tax after
-#   netting (SPEC section 2) falls due and a net loss carries forward in its term.
+#   netting (SPEC section 2) falls due and a net loss carries forward in its term;
+# * income paid in cash (a backtest's dividends and interest) is booked in the year received and
+#   taxed with it at the rate of its kind, netting with no gain or loss.
 
 EPS_SHARES = 1e-9
 EPS_MONEY = 1e-6

@@ -326,6 +326,25 @@ def test_the_summary_splits_realized_gains_by_term_and_says_when_long_term_tax_a
     assert "0.41×" in _sources_note(result) and "within the 0.75× goal" in _sources_note(result)
 
 
+def test_the_summary_says_how_far_the_long_term_gains_fell_when_they_did():
+    from rebalance_opt.backtest import BacktestConfig, BacktestResult, equal_drift_all
+    from rebalance_opt.backtest_report import _sources_note
+
+    def with_gains(run, short, long_):
+        yearly = pd.DataFrame({"realized_short_term": [short], "realized_long_term": [long_]})
+        return StrategyRun(run.metrics, run.monthly, yearly, run.daily_drift)
+    # the reset realizes 4,000 long-term and 1,000 short-term; the sweep at its drift (3/5 of the way from
+    # optimizer@0.1 to optimizer@1) 3,000 + 0.6 × (2,500 − 3,000) = 2,700 and 0 + 0.6 × 500 = 300
+    runs = [with_gains(_metrics("quarterly-mintax", "reset", None, 0.008, 1_000.0), 1_000.0, 4_000.0),
+            with_gains(_metrics("optimizer@0.1", "optimizer", 0.1, 0.005, 900.0), 0.0, 3_000.0),
+            with_gains(_metrics("optimizer@1", "optimizer", 1.0, 0.010, 800.0), 500.0, 2_500.0)]
+    note = _sources_note(BacktestResult(BacktestConfig(), None, None, None, None, tuple(runs),
+                                        tuple(equal_drift_all(runs))))
+    assert "barely move" not in note
+    assert "are 0.68× quarterly-mintax's, the short-term ones 0.30× its" in note   # 2,700 / 4,000, 300 / 1,000
+    assert "the long-term gains alone come to 540, 0.54×" in note                   # 20% of 2,700, over 1,000
+
+
 # --- data ------------------------------------------------------------------------------------------------------------
 def test_fund_and_bond_proxy_constructions():
     idx = pd.to_datetime(["2020-01-01", "2020-07-01", "2021-01-01"])
@@ -662,3 +681,14 @@ def test_cli_equal_drift_lines_say_which_side_of_the_reference_the_wealth_is(tmp
     assert lines, r.stdout
     for line in lines:
         assert re.search(r"wealth after liquidation [0-9,]+ (above|below) the reference's$", line.rstrip()), line
+
+
+def test_the_readme_synopsis_of_backtest_lists_every_option_the_command_takes():
+    import typer.main
+
+    from rebalance_opt.cli import app
+    command = typer.main.get_command(app).commands["backtest"]
+    options = {name for p in command.params for name in p.opts if name.startswith("--") and name != "--help"}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    synopsis = re.search(r"```text\n(python cli\.py backtest .*?)```", readme, re.S).group(1)
+    assert options and not sorted(o for o in options if o not in synopsis)
