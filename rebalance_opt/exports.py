@@ -14,7 +14,7 @@ else from FILE's extension ``.csv``, ``.json`` or ``.fix``):
 * **fix** — one FIX 4.4 NewOrderList (35=E) message for the whole basket (every account), built
   with ``simplefix``: ListID(66) (``list_id``: unique to the basket), BidType(394)=3 (no bidding process), TotNoOrders(68), and a
   NoOrders(73) group of ClOrdID(11), ListSeqNo(67), Account(1), Symbol(55), Side(54),
-  OrderQty(38), OrdType(40)=1 (market) and Currency(15). One message rather than one per account
+  TransactTime(60) (the basket's time), OrderQty(38), OrdType(40)=1 (market) and Currency(15). One message rather than one per account
   because FIX 4.4 carries Account per order, so a single list executes the basket in one go.
 
 In every format sells come before buys (their proceeds fund the buys), money is rounded to the
@@ -302,6 +302,9 @@ def render_fix(plans: Sequence[Plan], created: datetime, sender: str = FIX_SENDE
         msg.append_pair(1, plan.account)
         msg.append_pair(55, o.symbol)
         msg.append_pair(54, FIX_SIDE[o.side])
+        # TransactTime: optional in a 4.4 list order but required in a NewOrderSingle, so an
+        # importer that splits the list into single orders finds it
+        msg.append_utc_timestamp(60, created, precision=3)
         msg.append_pair(38, quantity_text(o.quantity))
         msg.append_pair(40, FIX_MARKET)
         msg.append_pair(15, plan.currency)

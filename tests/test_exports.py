@@ -284,7 +284,7 @@ def parse_fix(raw: bytes) -> simplefix.FixMessage:
 
 def fix_orders(msg: simplefix.FixMessage) -> list[dict[int, bytes]]:
     n = int(msg.get(73))
-    return [{tag: msg.get(tag, i) for tag in (11, 67, 1, 55, 54, 38, 40, 15)} for i in range(1, n + 1)]
+    return [{tag: msg.get(tag, i) for tag in (11, 67, 1, 55, 54, 60, 38, 40, 15)} for i in range(1, n + 1)]
 
 
 def test_fix_new_order_list_parses_back_with_every_required_field(plan):
@@ -310,7 +310,8 @@ def test_fix_new_order_list_parses_back_with_every_required_field(plan):
     assert sides == sorted(sides, reverse=True), "sells (2) before buys (1)"
     # every group starts with its delimiter ClOrdID(11), fields in FIX 4.4's order
     group = tags[tags.index(73) + 1:-1]
-    assert group == [11, 67, 1, 55, 54, 38, 40, 15] * n
+    assert group == [11, 67, 1, 55, 54, 60, 38, 40, 15] * n
+    assert all(o[60] == msg.get(52) == b"20261124-15:30:00.123" for o in orders)   # the basket's time
 
 
 def test_fix_ids_differ_between_baskets_of_the_same_orders_written_in_the_same_second(plan):
