@@ -137,6 +137,22 @@ class Policy:
     wash_sale_days: int = 30
     milp_rounding: bool = False  # README key: every rounding also tries the exact (MILP) search
 
+    def hard_rules(self, *keys: str) -> tuple[str, ...]:
+        """Of ``keys`` (``policy.withdrawal``, ``policy.min_cash``, ``policy.max_tax``,
+        ``policy.min_trade``, ``policy.fractional``, ``policy.allow_sells``, ``policy.no_sell``),
+        those whose rule this policy sets: a withdrawal, min_cash, min_trade or no_sell that is not
+        zero or empty, a finite max_tax, whole shares (fractional false), allow_sells false. An
+        ``Infeasible`` names them as the rules that could not all be met."""
+        active = {"policy.withdrawal": self.withdrawal > 0, "policy.min_cash": self.min_cash > 0,
+                  "policy.max_tax": math.isfinite(self.max_tax), "policy.min_trade": self.min_trade > 0,
+                  "policy.fractional": not self.fractional, "policy.allow_sells": not self.allow_sells,
+                  "policy.no_sell": bool(self.no_sell)}
+        return tuple(k for k in keys if active[k])
+
+
+# The hard rules a rounding or a stage may fail together (``Policy.hard_rules``).
+PLAN_RULES = ("policy.withdrawal", "policy.min_cash", "policy.max_tax", "policy.min_trade", "policy.fractional")
+
 
 @dataclass(frozen=True)
 class RiskModel:

@@ -71,9 +71,20 @@ class DamagedLog(RebalanceError):
 
 
 class Infeasible(RebalanceError):
-    """No plan satisfies the hard constraints of SPEC section 2; the message says which."""
+    """No plan satisfies the hard constraints of SPEC section 2; the message says which, and
+    ``constraints`` names the account-file keys of the rules that could not all be met
+    (``policy.withdrawal``, ``policy.min_cash``, ``policy.max_tax``, ``policy.min_trade``,
+    ``policy.fractional`` for whole shares, ``policy.allow_sells``, ``policy.no_sell``), so a
+    program can tell them apart without parsing the message."""
 
     exit_code = 3
+
+    def __init__(self, message: str, *, constraints: tuple[str, ...] = ()):
+        self.constraints = tuple(constraints)
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": str(self), "path": None, "file": None, "constraints": list(self.constraints)}
 
 
 class SolverFailed(RebalanceError):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .account import PLAN_RULES
 from .book import Book
 from .errors import Infeasible
 from .orders import SymbolLots, Trades
@@ -308,7 +309,7 @@ def _exact_fallback(book: Book, continuous_shares: np.ndarray, lot_allowed: np.n
         if found.proven:
             raise failed
         raise Infeasible(f"{failed} (the exact search stopped at its limit of {NODE_LIMIT:,} nodes or "
-                         f"{TIME_LIMIT:g} s without finding a plan)")
+                         f"{TIME_LIMIT:g} s without finding a plan)", constraints=failed.constraints)
     point = found.shares
     traded = (point != 0) | ((np.abs(continuous_shares) * book.price > NOISE * book.invested)
                              & np.where(continuous_shares < 0, np.isin(np.arange(len(point)), sellable), buyable))
@@ -418,7 +419,7 @@ def _start(rounder: "_Rounder", traded: np.ndarray, continuous_shares: np.ndarra
     if not len(traded):
         objective, violation = scorer.score(np.zeros((1, n_classes)), np.zeros(1), np.zeros(1), np.zeros(1))
         if violation[0] > 0:
-            raise Infeasible(_why_infeasible(scorer, violation[0]))
+            raise _infeasible(scorer)
         return [], []
     cands = [rounder.candidates(int(i), continuous_shares[i]) for i in traded]
     with_zero = combinations(cands, with_zero=True)
@@ -524,7 +525,7 @@ def _exhaustive(cands: list[_Candidates], scorer: Scorer, n_classes: int) -> lis
     violation = s.violation(cash, totals[1] if budget else None, totals[-1] if capped else None)
     best = _best(objective, violation)
     if best is None:
-        raise Infeasible(_why_infeasible(scorer, violation.min()))
+        raise _infeasible(scorer)
     picked = _unravel(best, [len(cands[j].shares) for j in order])
     choice = [0] * len(cands)
     for j, i in zip(order, picked):
@@ -589,7 +590,7 @@ def _exhaustive_factor(cands: list[_Candidates], scorer: Scorer, n_classes: int)
     objective, violation = scorer.score(class_dv, dv, notional, tax)
     best = _best(objective, violation)
     if best is None:
-        raise Infeasible(_why_infeasible(scorer, violation.min()))
+        raise _infeasible(scorer)
     return _unravel(best, [len(c.shares) for c in cands])
 
 
@@ -736,7 +737,7 @@ def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
         if now_vio > 0:
             better = violation < now_vio
             if not better.any():
-                raise Infeasible(_why_infeasible(scorer, now_vio))
+                raise _infeasible(scorer)
             pick = np.flatnonzero(better)[np.lexsort((objective[better], violation[better]))[0]]
         else:
             pick = _best(objective, violation)
@@ -753,7 +754,7 @@ def _coordinate_search(cands: list[_Candidates], scorer: Scorer, n_classes: int,
     else:  # out of iterations: never hand back a choice that breaks a hard constraint
         _, _, (_, now_vio) = moves.evaluate(current)
         if now_vio > 0:
-            raise Infeasible(_why_infeasible(scorer, now_vio))
+            raise _infeasible(scorer)
     return list(current)
 
 
@@ -804,7 +805,10 @@ def _cash_safe(cands: list[_Candidates]) -> np.ndarray:
     return np.array(out)
 
 
-def _why_infeasible(scorer: Scorer, violation: float) -> str:
-    step = "fractional shares" if scorer.book.account.policy.fractional else "whole shares"
-    return (f"no plan in {step} meets the cash floor (min_cash + withdrawal = {scorer.cash_floor:,.2f}) "
-            f"and the tax budget (max_tax = {scorer.max_tax:,.2f}) together with min_trade")
+def _infeasible(scorer: Scorer) -> Infeasible:
+    """No combination of the candidates meets the cash floor, the tax budget and min_trade."""
+    p = scorer.book.account.policy
+    step = "fractional shares" if p.fractional else "whole shares"
+    return Infeasible(f"no plan in {step} meets the cash floor (min_cash + withdrawal = {scorer.cash_floor:,.2f}) "
+                      f"and the tax budget (max_tax = {scorer.max_tax:,.2f}) together with min_trade",
+                      constraints=p.hard_rules(*PLAN_RULES))

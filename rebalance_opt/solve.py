@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .account import CASH, Account
+from .account import CASH, PLAN_RULES, Account
 from .book import Book
 from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
@@ -156,7 +156,8 @@ class Planner:
                     return self._finish(book, first, scorer, reason, stats, started, before)
                 candidates.append(first)
             elif not p.allow_sells:
-                raise Infeasible(_why(book, "plan buying with cash and selling only for the withdrawal"))
+                raise Infeasible(_why(book, "plan buying with cash and selling only for the withdrawal"),
+                                 constraints=p.hard_rules(*PLAN_RULES, "policy.allow_sells"))
 
         # Stage 2: relaxation picks directions, the exact problem is solved per direction choice.
         # A rounded plan is feasible for its stage's continuous problem, so a continuous optimum
@@ -238,7 +239,7 @@ class Planner:
         if not candidates and futile and (first := cash_first()) is not None:
             candidates.append(first)
         if not candidates:
-            raise Infeasible(_why(book, "plan in whole shares"))
+            raise Infeasible(_why(book, "plan in whole shares"), constraints=p.hard_rules(*PLAN_RULES))
         best = min(candidates, key=lambda c: c.objective)
         return self._finish(book, best, scorer, reason, stats, started, before)
 
@@ -539,17 +540,19 @@ def _check_feasible_at_all(book: Book) -> None:
                              value=float(book.price[worst]), has_value=True)
     if book.invested <= 0 and p.withdrawal == 0:  # an empty account asked to hold min_cash
         raise Infeasible(f"the account holds nothing (value {book.value:,.2f}), so min_cash "
-                         f"{p.min_cash:,.2f} cannot be met")
+                         f"{p.min_cash:,.2f} cannot be met", constraints=("policy.min_cash",))
     if book.invested <= 0:
         raise Infeasible(f"withdrawal {p.withdrawal:,.2f} is not less than the account value "
-                         f"{book.value:,.2f}: nothing would stay invested")
+                         f"{book.value:,.2f}: nothing would stay invested",
+                         constraints=p.hard_rules("policy.withdrawal", "policy.min_cash"))
     if book.invested < MIN_INVESTED * book.value:
         # Weights after the plan are measured on U (SPEC section 2): with U a ten-millionth of V
         # the holdings are 1e7 U and the solvers stop short of an accurate optimum (SolverFailed
         # on 4 of 39 households at 3e-7, none at 1e-6); 1e-5 keeps a margin.
         raise Infeasible(f"withdrawal {p.withdrawal:,.2f} leaves {book.invested:.3g} invested, less than "
                          f"{MIN_INVESTED:g} of the account value {book.value:,.2f}: too little to measure "
-                         f"weights on; withdraw at most {math.floor(book.value * (1 - MIN_INVESTED) * 100) / 100:,.2f}")
+                         f"weights on; withdraw at most {math.floor(book.value * (1 - MIN_INVESTED) * 100) / 100:,.2f}",
+                         constraints=p.hard_rules("policy.withdrawal", "policy.min_cash"))
     kappa = p.trade_cost_bps * 1e-4
     raisable = a.cash + float((book.lot_value * book.lot_sellable).sum()) * (1 - kappa)
     need = p.withdrawal + p.min_cash
@@ -557,7 +560,8 @@ def _check_feasible_at_all(book: Book) -> None:
         blocked = sorted({book.lots[j].symbol for j in np.flatnonzero(~book.lot_sellable)})
         extra = f" (not sellable: {', '.join(blocked)})" if blocked else ""
         raise Infeasible(f"withdrawal {p.withdrawal:,.2f} plus min_cash {p.min_cash:,.2f} needs {need:,.2f}, "
-                         f"but cash and sellable holdings come to {raisable:,.2f}{extra}")
+                         f"but cash and sellable holdings come to {raisable:,.2f}{extra}",
+                         constraints=p.hard_rules("policy.withdrawal", "policy.min_cash", "policy.no_sell"))
     if need > a.cash and np.isfinite(p.max_tax):
         # Without this the solvers are left to prove it: on a 1,000-lot book with max_tax = 0 they
         # stopped short of an accurate answer (SolverFailed, exit 1) instead of "infeasible".
@@ -565,7 +569,8 @@ def _check_feasible_at_all(book: Book) -> None:
         if within < need - 1e-9:
             raise Infeasible(f"withdrawal {p.withdrawal:,.2f} plus min_cash {p.min_cash:,.2f} needs {need:,.2f}, "
                              f"but cash and what sales can raise within max_tax {p.max_tax:,.2f} come to "
-                             f"{within:,.2f}")
+                             f"{within:,.2f}", constraints=p.hard_rules("policy.withdrawal", "policy.min_cash",
+                                                                     "policy.max_tax"))
 
 
 def _most_raised_within(book: Book, budget: float) -> float:

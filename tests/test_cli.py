@@ -128,7 +128,9 @@ def test_infeasible_plan_exits_3_with_the_reason_and_json_error(tmp_path):
     r = run_cli("rebalance", "generate", str(p), "--json")
     assert r.returncode == 3
     assert "nothing would stay invested" in r.stderr
-    assert json.loads(r.stdout)["error"]["message"]
+    error = json.loads(r.stdout)["error"]
+    # the rules that failed, by key: the example keeps a min_cash beside the withdrawal
+    assert error["message"] and error["constraints"] == ["policy.withdrawal", "policy.min_cash"]
 
 
 def test_input_error_exits_2_with_message_on_stderr_only(tmp_path):

@@ -179,15 +179,17 @@ def test_the_cash_first_stage_sells_what_the_withdrawal_needs_and_at_most_a_shar
 def test_withdrawal_larger_than_the_account_is_infeasible_with_the_reason():
     d = seed_dict()
     d["policy"]["withdrawal"] = 1e7
-    with pytest.raises(Infeasible, match="nothing would stay invested"):
+    with pytest.raises(Infeasible, match="nothing would stay invested") as info:
         plan_rebalance(make(d))
+    assert info.value.constraints == ("policy.withdrawal",)
 
 
 def test_withdrawal_beyond_sellable_holdings_is_infeasible_naming_what_cannot_be_sold():
     d = seed_dict()
     d["policy"].update(withdrawal=50_000.0, no_sell=["VTI"])
-    with pytest.raises(Infeasible, match="VTI"):
+    with pytest.raises(Infeasible, match="VTI") as info:
         plan_rebalance(make(d))
+    assert info.value.constraints == ("policy.withdrawal", "policy.no_sell")
 
 
 def test_tax_budget_caps_the_lot_level_tax():
@@ -368,8 +370,9 @@ def test_a_cash_need_no_sales_within_the_tax_budget_can_raise_is_infeasible_with
     # By hand: the loss lot raises $150 and frees $6 of budget, which sells $60 of the gain lot:
     # at most 100 + 150 + 60 = $310 of cash. (On a 1,000-lot book the solvers stopped short of
     # proving it: SolverFailed, exit 1, instead of this.)
-    with pytest.raises(Infeasible, match=r"needs 500\.00.*within max_tax 0\.00 come to 310\.00"):
+    with pytest.raises(Infeasible, match=r"needs 500\.00.*within max_tax 0\.00 come to 310\.00") as info:
         plan_rebalance(make(_budget_dict(500.0)))
+    assert info.value.constraints == ("policy.min_cash", "policy.max_tax")  # no withdrawal in this account
     plan = plan_rebalance(make(_budget_dict(300.0)))  # within reach: planned, within the budget
     assert plan.cash_after >= 300.0 - 1e-6 and plan.lot_tax <= 1e-6
 

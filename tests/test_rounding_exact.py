@@ -106,8 +106,10 @@ def test_a_stage_with_no_whole_share_plan_at_all_is_still_infeasible():
     d = account(0.0, {"A": 0.9}, {}, {"A": 100.0}, [("A1", "A", 10, 50.0, "2020-01-02")],
                 withdrawal=50.0, max_tax=5.0)
     assert milp_oracle.feasible_point(account_from_dict(d), "any", allow_buys=False).status == "infeasible"
-    with pytest.raises(Infeasible, match="whole shares|no feasible plan"):
+    with pytest.raises(Infeasible, match="whole shares|no feasible plan") as info:
         plan_rebalance(account_from_dict(d))
+    # the withdrawal, the budget and whole shares together; no min_cash or min_trade is set
+    assert info.value.constraints == ("policy.withdrawal", "policy.max_tax", "policy.fractional")
 
 
 def forced_fallback(monkeypatch):

@@ -90,7 +90,8 @@ def assert_error(response, status: int) -> dict:
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "path", "file"}
+    # SPEC's three keys; no feasible plan (409) adds the rules that failed
+    assert set(body["error"]) == {"message", "path", "file"} | ({"constraints"} if status == 409 else set())
     assert "Traceback" not in response.text
     return body["error"]
 
@@ -208,6 +209,7 @@ def test_no_feasible_plan_is_409(tmp_path):
     assert client.get("/api/accounts/0/drift").status_code == 200  # drift still shows
     error = assert_error(client.post("/api/accounts/0/plan", json={}), 409)
     assert "withdrawal" in error["message"]
+    assert error["constraints"] == ["policy.withdrawal"]   # the rule, by key (no min_cash in ACCOUNT)
 
 
 @pytest.mark.parametrize("key", ["1", "99", "nobody", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "household.toml"])
