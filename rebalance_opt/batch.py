@@ -71,14 +71,18 @@ class AccountResult:
     exit_code: int | None = None
     path: str | None = None          # the key path of an input error
     seconds: float = 0.0
+    constraints: tuple[str, ...] = ()  # no feasible plan: the rules that failed (``Infeasible.constraints``)
 
     @property
     def ok(self) -> bool:
         return self.plan is not None
 
     def failure(self) -> dict:
-        return {"source": self.source, "account": self.account, "kind": self.kind, "exit_code": self.exit_code,
-                "message": self.error, "path": self.path}
+        out = {"source": self.source, "account": self.account, "kind": self.kind, "exit_code": self.exit_code,
+               "message": self.error, "path": self.path}
+        if self.kind == "no feasible plan":
+            out["constraints"] = list(self.constraints)
+        return out
 
 
 # One Planner per worker process, kept across chunks and shared by the process's threads (the
@@ -151,7 +155,8 @@ def plan_chunk(task: Task, reason: str | None = None, log: bool = True,
                 kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
                 path = exc.path if isinstance(exc, InputError) else None
                 out.append(AccountResult(index, source, account_id, error=str(exc), kind=kind,
-                                         exit_code=exc.exit_code, path=path, seconds=time.perf_counter() - started))
+                                         exit_code=exc.exit_code, path=path, seconds=time.perf_counter() - started,
+                                         constraints=getattr(exc, "constraints", ())))
             except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the batch
                 out.append(AccountResult(index, source, account_id,
                                          error=f"unexpected error: {type(exc).__name__}: {exc}",

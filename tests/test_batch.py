@@ -62,6 +62,9 @@ def check_outcome(outcome, folder: Path, expected: dict[str, dict]) -> None:
     assert failures["broken.json"].kind == "input error" and failures["broken.json"].exit_code == 2
     assert "required key is missing" in failures["broken.json"].error
     assert failures["too-much.json"].kind == "no feasible plan" and failures["too-much.json"].account == "too-much"
+    # the rule that failed travels back from the worker, by key, into the failures table
+    assert "policy.withdrawal" in failures["too-much.json"].failure()["constraints"]
+    assert "constraints" not in failures["broken.json"].failure()
 
 
 def test_local_batch_equals_one_account_at_a_time_and_isolates_failures(folder, expected, tmp_path):
