@@ -344,6 +344,11 @@ class VerifyResult:
 
 
 # --- the log ------------------------------------------------------------------------------------
+def _triggers(names: list[str], one: str = "is", many: str = "are") -> str:
+    """``trigger X is`` or ``triggers X, Y are``: the subject of a warning, in number."""
+    return f"trigger {names[0]} {one}" if len(names) == 1 else f"triggers {', '.join(names)} {many}"
+
+
 class AuditLog:
     """An audit log file. ``append`` creates it (and its default directory) on first use; reading
     a log that does not exist yet finds no entries and creates nothing."""
@@ -526,10 +531,10 @@ class AuditLog:
                          if r["name"] not in (*FIELDS, "hash")]
         warnings = []
         if gone := [name for name in expected if name not in found]:
-            warnings.append(f"the append-only triggers {', '.join(gone)} are gone: SQLite no longer refuses "
+            warnings.append(f"the append-only {_triggers(gone)} gone: SQLite no longer refuses "
                             "changes to entries (the chain still shows any change)")
         if changed := [name for name in expected if name in found and found[name] != expected[name]]:
-            warnings.append(f"the append-only triggers {', '.join(changed)} were rewritten (the chain still "
+            warnings.append(f"the append-only {_triggers(changed, 'was', 'were')} rewritten (the chain still "
                             "shows any change to an entry)")
         if others := sorted(set(found) - set(expected)):
             warnings.append(f"triggers the log does not create are on its entries: {', '.join(others)} (one "
