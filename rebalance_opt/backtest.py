@@ -132,7 +132,7 @@ class Metrics:
         return f"{self.family} ±{self.band * 100:g}pt" if self.family in ("optimizer", "harvest") else None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "tax_on_sales": self.tax_on_sales}
 
 
 @dataclass(frozen=True)

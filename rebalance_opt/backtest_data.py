@@ -169,7 +169,8 @@ def check_dividend_yield(dividend_yield: float) -> None:
 def with_dividends(data: PriceData, dividend_yield: float, bond_yield: float = BOND_YIELD) -> PriceData:
     """``data`` with income paid in cash: every column pays ``dividend_yield`` a year of its value
     as dividends out of its total return, except the bundled bond proxy, which pays ``bond_yield``
-    as interest (its price then stays flat: a bond fund paying out its coupons). The yield is an
+    as interest (its price then accrues through the month and drops back by what it pays on each
+    step, the same on every step: a bond fund paying out its coupons). The yield is an
     assumption, the same for every stock: adjusted closes say how much a stock returned, not how
     much of it was paid out."""
     check_dividend_yield(dividend_yield)
@@ -181,7 +182,7 @@ def with_dividends(data: PriceData, dividend_yield: float, bond_yield: float = B
     notes.append(f"income paid in cash on each monthly step: an assumed {dividend_yield:.2%} a year of every stock "
                  "fund's value as dividends (taxed at the long-term rate, as qualified dividends), taken out of its "
                  "adjusted close" + (f"; {BOND_SYMBOL}'s {bond_yield:.1%} as interest (taxed at the short-term rate, "
-                                      "as ordinary income), its price flat" if BOND_SYMBOL in income
+                                      "as ordinary income), its price the same on every step" if BOND_SYMBOL in income
                                       and data.file is None else ""))
     return dataclasses.replace(data, notes=tuple(notes), income=income)
 

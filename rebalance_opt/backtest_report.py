@@ -65,8 +65,8 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
 
 
 def frontier_frame(result: BacktestResult) -> pd.DataFrame:
-    cols = ["sweep", "strategy", "tax_weight", "mean_abs_drift", "tracking_error", "tax_paid", "liquidation_tax",
-            "wealth_after_liquidation"]
+    cols = ["sweep", "strategy", "tax_weight", "mean_abs_drift", "tracking_error", "tax_paid", "income_tax",
+            "tax_on_sales", "liquidation_tax", "wealth_after_liquidation"]
     rows = [{c: getattr(r.metrics, c) for c in cols} for r in result.runs if r.metrics.sweep]
     return pd.DataFrame(rows, columns=cols)
 
@@ -192,8 +192,7 @@ def with_income(result: BacktestResult) -> bool:
     """Whether the run paid income in cash (``--dividend-yield``): then tax paid includes the tax
     on it, and the goals read the tax on sales."""
     data = getattr(result, "data", None)
-    paying = data is not None and any(i.annual_yield > 0 for i in data.income.values())
-    return paying or any(r.metrics.income for r in result.runs)
+    return (data is not None and bool(data.income)) or any(r.metrics.income for r in result.runs)
 
 
 def results_table(runs: list[StrategyRun], income: bool = False) -> str:
@@ -420,14 +419,20 @@ def _ratio_of(x: float, reference: float) -> str:
 
 def _verdict(result: BacktestResult) -> list[str]:
     lines = []
-    income = with_income(result)
+    income = with_income(result) or any(e.reference_income_tax or e.income_tax for e in result.equal_drift)
     for e in result.equal_drift:
         goal = GOALS.get(e.reference)
         if goal is None:
             continue
         ratio = e.sales_tax_ratio
-        if e.tax_ratio is None or ratio is None:
+        if e.tax_paid is None:
             lines.append(f"- {e.sweep}: its drifts do not bracket {e.reference}'s; no equal-drift reading.")
+            continue
+        if ratio is None:  # read at its drift, but the reference paid nothing on sales to compare with
+            on_sales = " on sales" if income else ""
+            lines.append(f"- {e.sweep} at {e.reference}'s drift: {e.reference} paid no tax{on_sales}, so no ratio "
+                         f"can be held to the goal; the sweep paid {_money(e.tax_paid - (e.income_tax or 0.0))}"
+                         f"{on_sales} there.")
             continue
         wealth = ("at least" if (e.wealth_gain or 0) >= 0 else "below")
         paid = (f"tax on sales {ratio:.2f}× (goal ≤ {goal:.2f}×: {'met' if ratio <= goal else 'not met'}; all tax "
@@ -466,7 +471,10 @@ def _caveats(result: BacktestResult) -> list[str]:
         out.append(
             "- **Dividends are an assumption.** Adjusted closes say what a stock returned, not how much of it was "
             "paid out, so every stock is assumed to pay the same yield, taken out of its price on each monthly "
-            "step and paid in cash (real yields differ by stock and year, and are paid quarterly). That cash, and "
+            "step and paid in cash (real yields differ by stock and year, and are paid quarterly), and taxed as "
+            "qualified dividends however briefly the shares were held (a real dividend is qualified only on "
+            "shares held more than 60 days around its ex-date, so a strategy that trades often would pay more "
+            "on it; this moves all tax paid and wealth, not the tax on sales). That cash, and "
             "the bond proxy's interest, is what cash-first rebalancing buys the underweight classes with, so a "
             "higher yield lets the engine sell less; the quarterly resets get the same cash and still sell back to "
             f"target. Tax on income: {_income_tax_line(result)}.")
@@ -477,7 +485,8 @@ def _caveats(result: BacktestResult) -> list[str]:
             "be; `--dividend-yield` pays an assumed yield in cash instead.")
     if "BONDS" in result.universe.targets and with_income(result):
         out.append(
-            "- **The bond proxy never loses.** Its price stays flat and it pays its yield as interest, taxed every "
+            "- **The bond proxy never loses.** It pays its yield as interest (its price, the same on every step, "
+            "only accrues it between steps), taxed every "
             "year as ordinary income, so bonds never have a loss to harvest and never cushion a crash by rising. "
             "Every strategy still moves money from equities into it; what income does not cover is sold.")
     elif "BONDS" in result.universe.targets:

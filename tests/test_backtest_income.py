@@ -165,3 +165,19 @@ def test_summary_of_a_run_with_income_states_the_yield_and_the_income_tax_of_the
     for name in ("quarterly-fifo", "quarterly-mintax"):
         m = result.run(name).metrics
         assert f"{name} received {m.income:,.0f} and paid {m.income_tax:,.0f} on it" in text
+
+
+def test_a_reference_that_paid_no_tax_on_sales_gets_no_ratio_but_its_reading_is_not_called_unbracketed():
+    from types import SimpleNamespace
+
+    from rebalance_opt.backtest_report import _verdict
+    # the sweep was read at the reset's drift (interpolated), but the reset's only tax was on income
+    e = EqualDrift(sweep="optimizer ±1pt", reference="quarterly-fifo", drift=0.011, tax_paid=910.0,
+                   total_tax=910.0, wealth_after_liquidation=0.0, reference_tax_paid=916.0,
+                   reference_total_tax=916.0, reference_wealth=0.0, between=("optimizer@0.1", "optimizer@1"),
+                   income_tax=900.0, reference_income_tax=916.0)
+    assert e.sales_tax_ratio is None and e.tax_ratio == pytest.approx(910 / 916)
+    lines = _verdict(SimpleNamespace(equal_drift=[e], data=None, runs=[]))
+    assert lines[0] == ("- optimizer ±1pt at quarterly-fifo's drift: quarterly-fifo paid no tax on sales, so no ratio "
+                        "can be held to the goal; the sweep paid 10 on sales there.")
+    assert "do not bracket" not in lines[0]
