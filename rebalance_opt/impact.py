@@ -68,10 +68,22 @@ class SellImpact:
     replaced_by: str | None      # the class's fund the plan buys instead, if any
     drift_now: float = 0.0       # the class's drift before the plan (measured on V)
     withdrawal: bool = False     # the plan withdraws: drift after is measured on V' < V
+    estimated_tax: float | None = None  # what it adds to this year's tax (None: its lot tax)
+
+    @property
+    def tax(self) -> float:
+        """What the sell adds to this year's estimated tax, given the plan's other sells: the plan's
+        estimated tax with it less without it (SPEC section 2's netting with the year's realized
+        gains and carryforwards), so what leaving it out would save. Its lot tax prices each gain
+        at its term's rate, which is what it costs only where the netting leaves that rate the
+        marginal one: a carryforward can absorb a gain (tax 0), and a short-term loss set against
+        long-term gains saves the long-term rate. With netting between sells these need not add
+        up to the plan's estimated tax; their lot taxes do add up to its lot tax."""
+        return self.lot_tax if self.estimated_tax is None else self.estimated_tax
 
     @property
     def tax_per_point(self) -> float | None:
-        return self.lot_tax / self.points if self.points > 1e-9 and self.lot_tax > 0 else None
+        return self.tax / self.points if self.points > 1e-9 and self.tax > 0 else None
 
     @property
     def sentence(self) -> str:
@@ -80,18 +92,23 @@ class SellImpact:
                  f"to {_pct(self.drift_with)}" if self.drift_without is not None
                  else f"{self.asset_class} goes from {_pct(self.drift_now)} now to {_pct(self.drift_with)}"
                  + (" of what stays invested after the withdrawal" if self.withdrawal else ""))
-        if self.lot_tax < 0:
-            swap = f", replaced by {self.replaced_by}" if self.replaced_by else ""
-            return (f"{head} harvests a loss that lowers this year's tax by about ${-self.lot_tax:,.0f}{swap}; "
+        netted = ("" if abs(self.tax - self.lot_tax) < 0.005 else
+                  f" (what leaving it out saves; ${self.lot_tax:,.0f} at its term's rate, moved by netting with "
+                  "the plan's other sales and the year's gains, losses and carryforwards)")
+        swap = f", replaced by {self.replaced_by}" if self.replaced_by else ""
+        if self.lot_tax < 0 and self.tax < 0:
+            return (f"{head} harvests a loss that lowers this year's tax by about ${-self.tax:,.0f}{netted}{swap}; "
                     f"{frame}.")
-        text = (f"{head} costs ${self.lot_tax:,.0f} in tax and takes {self.points:.1f} points off "
+        if self.lot_tax < 0:  # a loss that changes nothing this year (a net loss is carried anyway)
+            return (f"{head} realizes a loss that does not lower this year's tax{netted}{swap}; {frame}.")
+        text = (f"{head} costs ${self.tax:,.0f} in tax{netted} and takes {self.points:.1f} points off "
                 f"{self.asset_class}; {frame}")
         per = self.tax_per_point
         return text + (f"; ${per:,.0f} of tax per point of drift removed." if per is not None else ".")
 
     def to_dict(self) -> dict:
         return {"symbol": self.symbol, "asset_class": self.asset_class, "quantity": self.quantity,
-                "notional": self.notional, "lot_tax": self.lot_tax, "points": self.points,
+                "notional": self.notional, "lot_tax": self.lot_tax, "estimated_tax": self.tax, "points": self.points,
                 "drift_without": self.drift_without, "drift_with": self.drift_with,
                 "replaced_by": self.replaced_by, "drift_now": self.drift_now, "tax_per_point": self.tax_per_point,
                 "sentence": self.sentence}
@@ -151,11 +168,21 @@ def tax_impact(account: Account, planner: Planner | None = None) -> TaxImpact:
                              o.notional / invested * 100,
                              buy_only.drift_after.row(o.asset_class).drift if buy_only is not None else None,
                              plan.drift_after.row(o.asset_class).drift, bought.get(o.asset_class),
-                             plan.drift_before.row(o.asset_class).drift, plan.withdrawal > 0)
+                             plan.drift_before.row(o.asset_class).drift, plan.withdrawal > 0,
+                             _marginal_tax(account, plan, o.lots))
                   for o in plan.sells)
     reset = full_reset(account)
     alternatives = ((_alt("buy-only", buy_only),) if buy_only is not None else ()) + (_alt("optimized", plan), reset)
     return TaxImpact(plan, buy_only, sells, alternatives, why)
+
+
+def _marginal_tax(account: Account, plan: Plan, lots) -> float:
+    """What one sell's lots add to the plan's estimated tax: the estimate of every sale of the
+    plan less the estimate without these lots' gains, each netted with the year (SPEC section 2)."""
+    short = math.fsum(s.gain for s in lots if s.term == "short")
+    long_ = math.fsum(s.gain for s in lots if s.term == "long")
+    without = estimate(account.tax, plan.tax.short_term_gain - short, plan.tax.long_term_gain - long_)
+    return plan.tax.estimated_tax - without.estimated_tax
 
 
 # --- the naive reference: reset every class to target, selling FIFO ---------------------------

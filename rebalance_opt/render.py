@@ -157,11 +157,11 @@ def impact_view(impact) -> Group:
     cur = plan.currency
     parts = [Text.assemble(("Pre-trade tax impact ", "bold"), f"{plan.account} as of {plan.as_of}")]
     if impact.sells:
-        t = _simple("Sells and what they buy", [("symbol", "left"), ("shares", "right"), ("lot tax", "right"),
+        t = _simple("Sells and what they buy", [("symbol", "left"), ("shares", "right"), ("tax", "right"),
                                                 ("pts off", "right"), ("class", "left"), ("buy-only", "right"),
                                                 ("plan", "right"), ("tax/pt", "right")])
         for s in impact.sells:
-            t.add_row(s.symbol, shares(s.quantity), money(s.lot_tax), f"{s.points:.1f}", s.asset_class,
+            t.add_row(s.symbol, shares(s.quantity), money(s.tax), f"{s.points:.1f}", s.asset_class,
                       f"{points(s.drift_without)}%" if s.drift_without is not None else "—",
                       f"{points(s.drift_with)}%",
                       money(s.tax_per_point) if s.tax_per_point is not None else "—")
@@ -192,7 +192,12 @@ def what_if_view(w, currency: str = "") -> Group:
         parts.append(lots_table(f"{pick.method} lots: lot tax {money(pick.lot_tax)}, estimated tax "
                                 f"{money(pick.tax.estimated_tax, currency)}",
                                 [(w.symbol, l) for l in pick.lots]))
-    parts.append(Text(f"Choosing the lots saves {money(w.saving, currency)} against FIFO.", style="bold"))
+    if w.saving >= 0:
+        parts.append(Text(f"Choosing the lots saves {money(w.saving, currency)} against FIFO.", style="bold"))
+    else:  # the engine ranks lots at their term's rate (SPEC); this year's netting can rank them otherwise
+        parts.append(Text(f"FIFO lots cost {money(-w.saving, currency)} less here: the engine ranks lots by the "
+                          "tax per share at their term's rate, and this year's realized gains, losses and "
+                          "carryforwards tax this sale at other rates.", style="bold"))
     return Group(*parts)
 
 

@@ -99,7 +99,7 @@ def test_numbers_in_the_terminal_views_are_never_cut_however_narrow_the_terminal
     env = {**os.environ, "COLUMNS": columns}
     r = run_cli("rebalance", "tax", str(ROOT / "examples" / "household.toml"), "--sell", "VTI:200", env=env)
     assert r.returncode == 0, r.stderr
-    for text in ("tax/pt", "83.41", "101.88", "1,227.12", "-995.40", "INTL_STOCK", "VTI-2026", "2026-04-02",
+    for text in ("tax/pt", "106.71", "101.88", "1,570.01", "-995.40", "INTL_STOCK", "VTI-2026", "2026-04-02",
                  "2,519.22", "29,220.00", "203,574"):
         assert text in r.stdout, (text, r.stdout)
     assert "…" not in r.stdout

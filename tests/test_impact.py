@@ -24,7 +24,7 @@ def test_sell_impacts_reconcile_with_the_plans_lot_by_lot_tax():
         order = next(o for o in plan.sells if o.symbol == s.symbol)
         assert s.points == pytest.approx(order.quantity * order.price / v_prime * 100)
         if s.tax_per_point is not None:
-            assert s.tax_per_point == pytest.approx(s.lot_tax / s.points)
+            assert s.tax_per_point == pytest.approx(s.tax / s.points)
         assert s.symbol in s.sentence and s.asset_class in s.sentence
     assert impact.tax_of_selling == pytest.approx(plan.tax.estimated_tax - impact.buy_only.tax.estimated_tax)
     assert not impact.buy_only.sells
@@ -186,3 +186,63 @@ def test_sell_sentence_shows_a_drift_that_rounds_to_zero_without_a_sign():
     s = SellImpact("VTI", "US_STOCK", 10, 2_984.0, 50.0, 1.0, drift_without=None, drift_with=0.00049,
                    replaced_by=None, drift_now=-0.1234)
     assert "US_STOCK goes from -12.3% now to 0.0%" in s.sentence
+
+
+def _loss_lot_account(**tax) -> dict:
+    """X at 100 held in one short-term loss lot (basis 110, bought 2026-06-01) and long-term loss
+    lot (basis 115, 2020), BND underweight: the plan sells X."""
+    return {"account": {"id": "net", "cash": 0.0, "as_of": "2026-11-24"},
+            "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20, **tax},
+            "targets": {"X": 0.25, "BND": 0.75}, "prices": {"X": 100.0, "BND": 100.0},
+            "lots": [{"id": "A-short", "symbol": "X", "quantity": 1000, "cost_basis": 110.0, "acquired": "2026-06-01"},
+                     {"id": "B-long", "symbol": "X", "quantity": 1000, "cost_basis": 115.0, "acquired": "2020-01-02"},
+                     {"id": "BND-1", "symbol": "BND", "quantity": 2500, "cost_basis": 100.0,
+                      "acquired": "2020-01-02"}],
+            "policy": {"tax_weight": 0.0}}
+
+
+def test_a_sells_tax_is_what_leaving_it_out_saves_after_the_years_netting():
+    from rebalance_opt import account_from_dict
+    # 50,000 of long-term gains realized this year: a short-term loss offsets them at 20%, not 37%.
+    account = account_from_dict(_loss_lot_account(realized_long_term=50_000.0))
+    impact = tax_impact(account)
+    (sell,) = impact.sells
+    (order,) = impact.plan.sells
+    by_lot = {l.lot: l.quantity for l in order.lots}
+    # by hand: the short-term lot loses 10 a share, the long-term one 15; each offsets the 50,000 at 20%
+    loss_short, loss_long = 10 * by_lot.get("A-short", 0.0), 15 * by_lot.get("B-long", 0.0)
+    assert sell.lot_tax == pytest.approx(-0.37 * loss_short - 0.20 * loss_long)
+    assert sell.tax == pytest.approx(-0.20 * (loss_short + loss_long))
+    assert sell.tax == pytest.approx(impact.plan.tax.estimated_tax)  # the only sell: all of the plan's estimate
+    assert f"lowers this year's tax by about ${0.20 * (loss_short + loss_long):,.0f} (what leaving it out saves" \
+        in sell.sentence
+    assert impact.to_dict()["sells"][0]["estimated_tax"] == pytest.approx(sell.tax)
+
+
+def test_a_gain_a_carryforward_absorbs_costs_nothing_whatever_its_lot_tax():
+    d = load_account(HOUSEHOLD).tax
+    account = load_account(HOUSEHOLD).replace(tax=type(d)(**{**d.__dict__, "carryforward_short_term": 100_000.0}))
+    impact = tax_impact(account)
+    assert impact.plan.tax.estimated_tax == 0.0
+    for s in impact.sells:  # 100,000 of carried losses absorb every gain the plan realizes: nothing to save
+        assert s.tax == 0.0 and s.tax_per_point is None
+    vti = next(s for s in impact.sells if s.symbol == "VTI")
+    assert vti.lot_tax > 0 and "costs $0 in tax (what leaving it out saves" in vti.sentence
+    harvest = next(s for s in impact.sells if s.lot_tax < 0)
+    assert "realizes a loss that does not lower this year's tax" in harvest.sentence
+
+
+def test_what_if_says_when_fifo_lots_cost_less_after_the_years_netting(tmp_path):
+    import tomli_w
+
+    from tests.conftest import run_cli
+    path = tmp_path / "net.toml"
+    path.write_bytes(tomli_w.dumps(_loss_lot_account(realized_long_term=50_000.0)).encode())
+    r = run_cli("rebalance", "tax", str(path), "--sell", "X:1000")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    # by hand: the engine's order sells A-short (-3,700 at 37% beats B-long's -3,000 at 20%), a
+    # short-term loss of 10,000 that offsets long-term gains at 20%: -2,000; FIFO sells B-long, a
+    # long-term loss of 15,000: -3,000. FIFO is 1,000 cheaper here.
+    assert "estimated tax -2,000.00" in text and "estimated tax -3,000.00" in text
+    assert "FIFO lots cost 1,000.00 USD less here" in text and "saves -" not in text
