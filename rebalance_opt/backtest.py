@@ -391,8 +391,9 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
     total_return = window[symbols].to_numpy(float)
     dates = [t.date() for t in window.index]
     steps = step_positions(window.index)
-    prices, payout = payouts(total_return, dates, steps, [(income or {}).get(s) for s in symbols])
-    is_interest = np.array([(income or {}).get(s, Income(0.0)).kind == "interest" for s in symbols])
+    paying = [(income or {}).get(s) for s in symbols]
+    prices, payout = payouts(total_return, dates, steps, paying)
+    is_interest = np.array([p is not None and p.kind == "interest" for p in paying])
 
     def quote(pos: int) -> dict[str, float]:
         return dict(zip(symbols, prices[pos].tolist()))
