@@ -168,13 +168,21 @@ class EqualDrift:
         return None if self.tax_paid is None or self.reference_tax_paid <= 0 else self.tax_paid / self.reference_tax_paid
 
     @property
+    def tax_on_sales(self) -> float | None:
+        """The sweep's tax paid at the reference's drift less its tax on income."""
+        return None if self.tax_paid is None else self.tax_paid - (self.income_tax or 0.0)
+
+    @property
+    def reference_tax_on_sales(self) -> float:
+        return self.reference_tax_paid - self.reference_income_tax
+
+    @property
     def sales_tax_ratio(self) -> float | None:
         """Tax on the gains sales realized against the reference's: the goal's ratio. The same as
         ``tax_ratio`` when no income is paid in cash (every return inside the prices)."""
-        reference = self.reference_tax_paid - self.reference_income_tax
-        if self.tax_paid is None or reference <= 0:
+        if self.tax_on_sales is None or self.reference_tax_on_sales <= 0:
             return None
-        return (self.tax_paid - (self.income_tax or 0.0)) / reference
+        return self.tax_on_sales / self.reference_tax_on_sales
 
     @property
     def total_tax_ratio(self) -> float | None:

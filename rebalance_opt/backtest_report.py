@@ -349,11 +349,10 @@ def _band_note(result: BacktestResult) -> str | None:
     banded = [e for name, e in sorted(at.items()) if name.startswith("optimizer ±") and e is not plain]
     if plain is None or not banded:
         return None
-    def on_sales(e: EqualDrift) -> float:
-        return e.tax_paid - (e.income_tax or 0.0)
-    parts = ", ".join(f"{e.sweep} {_money(on_sales(e))} ({on_sales(e) / on_sales(plain) - 1:+.1%})" for e in banded)
+    parts = ", ".join(f"{e.sweep} {_money(e.tax_on_sales)} ({e.tax_on_sales / plain.tax_on_sales - 1:+.1%})"
+                      for e in banded)
     return (f"- **The band.** At {REFERENCES[0]}'s drift the plain monthly optimizer (no band, minimum-tax lots) "
-            f"pays {_money(on_sales(plain))}{' of tax on sales' if plain.income_tax else ''}; with a band: "
+            f"pays {_money(plain.tax_on_sales)}{' of tax on sales' if plain.income_tax else ''}; with a band: "
             f"{parts}. A band makes the engine trade less often, but the "
             "tax here is the forced selling of appreciated equity, which a band delays and does not avoid.")
 
@@ -374,7 +373,7 @@ def _sources_note(result: BacktestResult) -> str | None:
     e = next((e for e in result.equal_drift if e.reference == reference and e.between
               and e.sweep.startswith("optimizer")), None)
     runs = {r.metrics.strategy: r for r in result.runs}
-    ref_tax = e.reference_tax_paid - e.reference_income_tax if e is not None else 0.0  # on sales
+    ref_tax = e.reference_tax_on_sales if e is not None else 0.0
     if e is None or reference not in runs or ref_tax <= 0:
         return None
     a, b, t = runs[e.between[0]], runs[e.between[1]], e.position  # interpolated as the tax is
@@ -431,7 +430,7 @@ def _verdict(result: BacktestResult) -> list[str]:
         if ratio is None:  # read at its drift, but the reference paid nothing on sales to compare with
             on_sales = " on sales" if income else ""
             lines.append(f"- {e.sweep} at {e.reference}'s drift: {e.reference} paid no tax{on_sales}, so no ratio "
-                         f"can be held to the goal; the sweep paid {_money(e.tax_paid - (e.income_tax or 0.0))}"
+                         f"can be held to the goal; the sweep paid {_money(e.tax_on_sales)}"
                          f"{on_sales} there.")
             continue
         wealth = ("at least" if (e.wealth_gain or 0) >= 0 else "below")
