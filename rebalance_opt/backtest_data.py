@@ -110,7 +110,7 @@ class Income:
     def __post_init__(self) -> None:
         if self.kind not in INCOME_KINDS:
             raise ValueError(f"income kind must be one of {INCOME_KINDS}, got {self.kind!r}")
-        if not (math.isfinite(self.annual_yield) and 0 <= self.annual_yield < 1):
+        if not is_annual_yield(self.annual_yield):
             raise ValueError(f"an annual yield must be in 0..1, got {self.annual_yield!r}")
 
 
@@ -160,8 +160,14 @@ def bundled(bond_weight: float = BOND_WEIGHT, bond_yield: float = BOND_YIELD,
     return (data if dividend_yield is None else with_dividends(data, dividend_yield, bond_yield)), universe
 
 
+def is_annual_yield(value: float) -> bool:
+    """A yield a year that income can be paid at: finite, in 0..1 (``Income``'s rule)."""
+    return math.isfinite(value) and 0 <= value < 1
+
+
 def check_dividend_yield(dividend_yield: float) -> None:
-    if not (math.isfinite(dividend_yield) and 0 <= dividend_yield < 1):
+    """``--dividend-yield`` as ``Income`` takes it, else an input error naming the option."""
+    if not is_annual_yield(dividend_yield):
         raise InputError("must be a yield a year in 0..1 (0.02 for 2%)", path="--dividend-yield",
                          value=dividend_yield, has_value=True)
 
