@@ -321,6 +321,12 @@ class Account:
     def replace(self, **changes) -> "Account":
         """A copy with some fields changed, validated again (for notebooks and simulations)."""
         _known(changes, dataclasses.fields(self), "")
+        as_of = changes.get("as_of")
+        if isinstance(as_of, str) and len(as_of) == 10 and as_of[4] == as_of[7] == "-" and as_of.replace("-", "").isdigit():
+            try:  # YYYY-MM-DD, as account files and frames take it ("must be a date" otherwise)
+                changes["as_of"] = date.fromisoformat(as_of)
+            except ValueError:  # 2026-02-30: validation names it
+                pass
         if "lots" in changes:  # other lots than the lots_file's: their lines no longer apply
             changes.setdefault("lots_origin", None)
         new = dataclasses.replace(self, **{k: _python(v) for k, v in changes.items()})
@@ -339,6 +345,14 @@ class Account:
             if isinstance(value, (list, tuple, set)) and all(isinstance(s, str) for s in value):
                 changes[name] = frozenset(value)
         return self.replace(policy=dataclasses.replace(self.policy, **{k: _python(v) for k, v in changes.items()}))
+
+
+def require_account(value, use: str) -> None:
+    """A TypeError saying what ``use`` expects when ``value`` is not an ``Account`` (the library's
+    entry points: ``None`` was an AttributeError from deep inside them)."""
+    if not isinstance(value, Account):
+        raise TypeError(f"{use} expects an Account (from load_account, account_from_dict or "
+                        f"account_from_frames), got {type(value).__name__}")
 
 
 def _known(changes: dict, fields, prefix: str) -> None:
@@ -478,8 +492,10 @@ def validate(account: Account) -> Account:
             raise lot_error(a, i, "quantity", _kind(lot.quantity, "a finite number of shares > 0"), lot.quantity)
         if not (_finite(lot.cost_basis) and lot.cost_basis >= 0):
             raise lot_error(a, i, "cost_basis", _kind(lot.cost_basis, "a finite cost per share >= 0"), lot.cost_basis)
-        if lot.quantity * max(a.prices[lot.symbol], lot.cost_basis) > MAX_AMOUNT:
+        if lot.quantity * a.prices[lot.symbol] > MAX_AMOUNT:
             raise lot_error(a, i, "quantity", f"{too_large} (quantity × price)", lot.quantity)
+        if lot.quantity * lot.cost_basis > MAX_AMOUNT:  # the lot's cost; named as the basis that makes it so
+            raise lot_error(a, i, "cost_basis", f"{too_large} (quantity × cost_basis)", lot.cost_basis)
         if lot.acquired > a.as_of:
             raise lot_error(a, i, "acquired", f"is after as_of ({a.as_of.isoformat()})", lot.acquired.isoformat())
         if lot.acquired < FIRST_DATE:

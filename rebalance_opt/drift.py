@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from .account import CASH, Account
+from .account import CASH, Account, require_account
 
 BAND_TOLERANCE = 1e-9  # a drift within this of its band counts as on the band, i.e. in band
 
@@ -94,6 +94,7 @@ def drift_report(account: Account, shares: Mapping[str, float] | None = None, ca
     (cash_after − withdrawal) / V'; callers pass ``cash = cash_after − withdrawal`` and
     ``denominator = V'``. With no arguments it is the pre-trade report on V.
     """
+    require_account(account, "drift_report")
     shares = account.shares() if shares is None else shares
     cash = account.cash if cash is None else cash
     values = class_values(account, shares)

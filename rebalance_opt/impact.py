@@ -9,11 +9,12 @@ prices a sale the user is considering, minimum-tax lots against FIFO.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .account import Account, Lot
+from .account import Account, Lot, require_account
 from .book import Book
 from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError
@@ -156,6 +157,7 @@ def tax_impact(account: Account, planner: Planner | None = None) -> TaxImpact:
     stops at its time limit) the plan is still reported, without the comparison (``buy_only``
     None, and why in ``buy_only_infeasible``).
     """
+    require_account(account, "tax_impact")
     planner = planner or Planner()
     plan = planner.plan(account)
     try:
@@ -310,6 +312,7 @@ def _number(x, path: str, what: str) -> float:
 def what_if_sell(account: Account, symbol: str, quantity: float | None = None) -> WhatIf:
     """The tax of selling ``quantity`` shares of ``symbol`` (all of it when None): the lots the
     engine would relieve (minimum tax) against FIFO, each netted with this year's gains."""
+    require_account(account, "what_if_sell")
     if quantity is not None:
         quantity = _number(quantity, "quantity", "a number of shares, or None for all of them")
     held = [l for l in account.lots if l.symbol == symbol and sellable(account, l)]
@@ -360,6 +363,10 @@ def frontier(account: Account, tax_weights=DEFAULT_TAX_WEIGHTS, planner: Planner
 
     The compiled model is reused across the sweep (``tax_weight`` only changes a parameter).
     """
+    require_account(account, "frontier")
+    if isinstance(tax_weights, (str, bytes)) or not isinstance(tax_weights, Iterable):
+        raise TypeError(f"frontier expects tax_weights as a list of numbers ([0.1], not 0.1), "
+                        f"got {type(tax_weights).__name__}")
     planner = planner or Planner()
     points = []
     for w in sorted(_number(w, "tax_weights", "numbers (tax_weight values)") for w in tax_weights):

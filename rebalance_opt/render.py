@@ -77,12 +77,17 @@ def drift_bar(drift: float, band: float, scale: float, status: str) -> Text:
     return left + Text("│") + right
 
 
-def drift_table(report: DriftReport, title: str = "Drift") -> Table:
+def drift_table(report: DriftReport, title: str = "Drift") -> Group:
+    """The drift view: a header line (account, date, value, bands), then the table. The header is
+    its own line, wrapped at the terminal's width: as the table's title it wrapped at the table's
+    (about 79 columns) in any terminal, so the example's header never printed on one line as the
+    README shows it."""
     scale = max([abs(r.drift) for r in report.rows] + [r.band for r in report.rows] + [1e-9])
     own = [f"{r.name} ±{r.band * 100:.1f}" for r in report.rows if r.band != report.band]
     bands = f"band ±{report.band * 100:.1f} pts" + (f" ({', '.join(own)})" if own else "")
-    t = Table(title=f"{title}: {report.account} on {report.as_of}, value {money(report.value, report.currency)}, "
-                    f"{bands}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    header = Text(f"{title}: {report.account} on {report.as_of}, value {money(report.value, report.currency)}, "
+                  f"{bands}")
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     # The bar column is left-justified with its header's '│' over the bars' zero line: centred,
     # rich trimmed each bar's trailing spaces first, so the zero line wandered from row to row.
     bar_header = f"{'under ':>{BAR_WIDTH}}│{' over':<{BAR_WIDTH}}"
@@ -93,7 +98,7 @@ def drift_table(report: DriftReport, title: str = "Drift") -> Table:
         status_style = {"overweight": "bold red", "underweight": "bold green"}.get(r.status, "")
         t.add_row(r.name, pct(r.current_weight), pct(r.target_weight), points(r.drift),
                   drift_bar(r.drift, r.band, scale, r.status), Text(r.status.replace("_", " "), style=status_style))
-    return t
+    return Group(header, t)
 
 
 def plan_view(plan: Plan) -> Group:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .account import CASH, PLAN_RULES, Account
+from .account import CASH, PLAN_RULES, Account, require_account
 from .book import Book
 from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
@@ -81,9 +81,7 @@ class Planner:
         """Plan a rebalance of ``account``. Anything but an ``Account`` is a TypeError saying so
         (``None`` was an AttributeError from deep in the planner). ``reason`` (None: inferred) is
         checked as ``--reason`` is: an empty one was silently replaced, a number stored as it was."""
-        if not isinstance(account, Account):
-            raise TypeError(f"a plan expects an Account (from load_account, account_from_dict or "
-                            f"account_from_frames), got {type(account).__name__}")
+        require_account(account, "a plan")
         if reason is not None:
             reason = check_reason(reason, "reason")
         started = time.perf_counter()
@@ -266,7 +264,7 @@ class Planner:
             objective=chosen.terms,
             solver=SolverInfo(chosen.solution.solver, chosen.solution.status, stats["solves"], stats["seconds"],
                               time.perf_counter() - started),
-            notes=tuple(_notes(book)),
+            notes=tuple(_notes(book, after)),
         )
         verify_plan(account, plan)
         return plan
@@ -562,6 +560,12 @@ def _check_feasible_at_all(book: Book) -> None:
         raise Infeasible(f"withdrawal {p.withdrawal:,.2f} plus min_cash {p.min_cash:,.2f} needs {need:,.2f}, "
                          f"but cash and sellable holdings come to {raisable:,.2f}{extra}",
                          constraints=p.hard_rules("policy.withdrawal", "policy.min_cash", "policy.no_sell"))
+    if not p.allow_sells and a.cash < p.min_cash - 1e-9:
+        # SPEC section 1: with allow_sells = false only a withdrawal may sell (at most what it
+        # takes out), so min_cash must be met by the cash already there; the plan sold for it.
+        raise Infeasible(f"allow_sells = false lets only a withdrawal sell, so min_cash {p.min_cash:,.2f} must "
+                         f"come from the cash already there, {a.cash:,.2f}; allow sells, or lower min_cash",
+                         constraints=("policy.min_cash", "policy.allow_sells"))
     if need > a.cash and np.isfinite(p.max_tax):
         # Without this the solvers are left to prove it: on a 1,000-lot book with max_tax = 0 they
         # stopped short of an accurate answer (SolverFailed, exit 1) instead of "infeasible".
@@ -606,8 +610,9 @@ def _why(book: Book, how: str) -> str:
     return parts[0] + (" meets " + ", ".join(parts[1:]) if len(parts) > 1 else " exists")
 
 
-def _notes(book: Book) -> list[str]:
-    """Why a class stays off target when none of its symbols may be bought."""
+def _notes(book: Book, after: DriftReport) -> list[str]:
+    """Why a class stays off target: none of its symbols may be bought, or it ends the plan above
+    its band holding only what ``no_sell`` keeps (a plan of no trades said nothing of why)."""
     a = book.account
     notes = []
     buyable = np.bincount(book.class_of_symbol, weights=book.buy_eligible, minlength=len(book.classes)) > 0
@@ -625,4 +630,11 @@ def _notes(book: Book) -> list[str]:
                          if book.lots[j].symbol not in a.policy.no_sell})
     for s in unsellable:
         notes.append(f"{s}: loss lots not sold, {s} was bought within {a.policy.wash_sale_days} days (wash sale)")
+    overweight = {r.name for r in after.rows if r.status == "overweight"}
+    for k, cls in enumerate(book.classes):
+        held = [j for j in range(len(book.lots)) if book.class_of_symbol[book.lot_symbol[j]] == k]
+        kept = sorted({book.lots[j].symbol for j in held if book.lots[j].symbol in a.policy.no_sell})
+        if cls in overweight and kept and not book.lot_sellable[held].any():
+            notes.append(f"{cls} stays above its band: {', '.join(kept)} "
+                         f"{'is' if len(kept) == 1 else 'are'} in no_sell")
     return notes

@@ -172,3 +172,25 @@ def test_generate_json_keys_beyond_the_spec_are_named_in_the_readme(capsys, tmp_
     documented = set(re.findall(r"`([a-z_]+)`", paragraph))
     documented |= {"basket"}  # listed under "Decisions where the SPEC is silent"
     assert set(json.loads(out)) - PLAN_KEYS <= documented
+
+
+def test_the_readme_frontier_example_is_what_the_command_prints_row_for_row():
+    # the README showed three of the ten default rows back to back, as if they were the default list
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(" tax_weight     lot tax    est. tax")[1].split("```")[0]
+    rows = [line.strip() for line in block.splitlines()[2:] if line.strip()]
+    assert len(rows) == 10
+    r = run_cli("rebalance", "tax", str(ROOT / "examples" / "household.toml"), "--sell", "VTI:200", "--frontier")
+    assert r.returncode == 0, r.stderr
+    printed = [line.strip() for line in r.stdout.split(" tax_weight     lot tax    est. tax")[1].splitlines()[2:]
+               if line.strip()]
+    assert printed == rows
+
+
+def test_the_drift_header_is_one_line_where_the_terminal_is_wide_enough_as_in_the_readme():
+    # as the table's title it wrapped at the table's width (79 columns) in any terminal
+    import os
+    r = run_cli("rebalance", "check", str(ROOT / "examples" / "household.toml"), env={**os.environ, "COLUMNS": "120"})
+    header = "Drift: household-1 on 2026-11-24, value 294,088.50 USD, band ±5.0 pts (US_BOND ±3.0)"
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == header
+    assert header in (ROOT / "README.md").read_text()

@@ -908,6 +908,9 @@ def test_a_partial_lot_of_a_fractional_plan_is_relieved_by_the_decimal_a_broker_
     ("1e-320", False, "whole number of shares"),  # was reported with no lots relieved
     ("475.0000000009", False, None),  # within 1e-9 of all of it: all of it
     ("0.0000001", True, "whole number of millionths"),
+    ("nan", False, "--sell: quantity after ':' must be a finite number"),  # "quantity: ... or None" named no option
+    ("inf", False, "--sell: quantity after ':' must be a finite number"),
+    ("1e400", False, "--sell: quantity after ':' must be a finite number"),
 ])
 def test_a_what_if_sale_is_an_order_the_account_could_place(capsys, tmp_path, quantity, fractional, words):
     text = (ROOT / "examples" / "household.toml").read_text()

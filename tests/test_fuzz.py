@@ -243,6 +243,7 @@ def test_a_withdrawal_of_a_cent_split_below_solver_noise_is_still_raised(tmp_pat
     (lambda d: d["account"].update(cash=1e308), "account.cash"),
     (lambda d: d["prices"].update(X=1e300), "prices.X"),
     (lambda d: d["lots"][0].update(quantity=1e200), "lots[0].quantity"),
+    (lambda d: d["lots"][0].update(cost_basis=1e300), "lots[0].cost_basis"),  # was blamed on quantity
     (lambda d: d["policy"].update(withdrawal=1e16), "policy.withdrawal"),
 ])
 def test_amounts_beyond_double_precision_cents_are_input_errors(tmp_path, capsys, mutate, path):

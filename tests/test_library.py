@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import rebalance_opt.impact
 import rebalance_opt.solve
 from rebalance_opt import (Book, InputError, Planner, Trade, account_to_dict, load_account,
                            plan_rebalance)
@@ -97,13 +98,43 @@ def test_plan_rebalance_of_anything_but_an_account_is_a_type_error_naming_accoun
             plan(not_an_account)  # None was an AttributeError: 'NoneType' object has no attribute 'policy'
 
 
+@pytest.mark.parametrize("call", [
+    lambda a: rebalance_opt.drift_report(a),
+    lambda a: rebalance_opt.impact.frontier(a, [0.1]),
+    lambda a: rebalance_opt.impact.tax_impact(a),
+    lambda a: rebalance_opt.impact.what_if_sell(a, "VTI"),
+])
+def test_the_library_entry_points_name_what_they_expect_when_given_no_account(call):
+    with pytest.raises(TypeError, match=r"expects an Account .* got NoneType$"):
+        call(None)  # each was an AttributeError from deep inside
+
+
+def test_frontier_given_one_number_asks_for_a_list():
+    account = load_account(ROOT / "examples" / "household.toml")
+    with pytest.raises(TypeError, match=r"a list of numbers \(\[0.1\], not 0.1\)"):
+        rebalance_opt.impact.frontier(account, 0.1)  # was "'float' object is not iterable"
+
+
+def test_account_replace_takes_as_of_as_yyyy_mm_dd_text_as_files_and_frames_do():
+    account = load_account(ROOT / "examples" / "household.toml")
+    assert account.replace(as_of="2026-12-01").as_of == date(2026, 12, 1)
+
+
+def test_two_plans_of_one_account_are_equal_whatever_their_solve_times():
+    account = load_account(ROOT / "examples" / "household.toml")
+    planner = Planner()
+    first, second = planner.plan(account), planner.plan(account)
+    assert first == second  # the solver's timings differed, and made them unequal
+
+
 # --- Account.replace and with_policy: values of other types ----------------------------------
 def _lot0(account, **changes):
     return account.replace(lots=[dataclasses.replace(account.lots[0], **changes), *account.lots[1:]])
 
 
 @pytest.mark.parametrize("change, path", [
-    (lambda a: a.replace(as_of="2026-12-01"), "account.as_of"),                   # was TypeError
+    (lambda a: a.replace(as_of="2026-02-30"), "account.as_of"),                   # no such day
+    (lambda a: a.replace(as_of="12/01/2026"), "account.as_of"),                   # not YYYY-MM-DD
     (lambda a: a.replace(as_of=datetime(2026, 12, 1)), "account.as_of"),          # was TypeError
     (lambda a: a.replace(as_of=pd.Timestamp("2026-12-01")), "account.as_of"),     # was TypeError
     (lambda a: a.replace(as_of=date(1, 1, 2), lots=(), trades=()), "account.as_of"),  # OverflowError planning

@@ -135,6 +135,22 @@ def test_no_sell_symbols_are_never_sold():
     assert not plan.orders
 
 
+def test_a_class_left_above_its_band_by_no_sell_says_so_and_one_left_there_by_tax_does_not():
+    # VTI 65,000 of 90,000: US_STOCK at 72.2% against 60% ± 5, no cash to dilute it.
+    d = seed_dict()
+    d["account"]["cash"] = 0.0
+    d["policy"]["no_sell"] = ["VTI"]
+    plan = plan_rebalance(make(d))
+    assert plan.drift_after.row("US_STOCK").status == "overweight"
+    assert plan.notes == ("US_STOCK stays above its band: VTI is in no_sell",)
+    d["policy"] = {"tax_weight": 100.0}  # sellable, but selling the gain lot costs more than the drift
+    d["lots"] = [lot for lot in d["lots"] if lot["id"] != "loss"]
+    d["lots"][0]["quantity"] = 650
+    plan = plan_rebalance(make(d))
+    assert plan.drift_after.row("US_STOCK").status == "overweight"
+    assert not plan.notes
+
+
 def test_withdrawal_sells_the_overweight_class_from_the_cheapest_lots_and_leaves_cash():
     d = seed_dict()
     d["account"]["cash"] = 0.0
@@ -224,6 +240,28 @@ def test_allow_sells_false_sells_nothing_even_when_out_of_band():
     plan = plan_rebalance(make(d))
     assert not plan.sells and plan.stage == "cash_first"
     assert not plan.drift_after.in_band
+
+
+def test_allow_sells_false_does_not_sell_for_min_cash_it_is_no_plan_naming_both_rules():
+    # SPEC section 1: allow_sells = false, "only a withdrawal may sell"; cash 1,000 < min_cash 5,000.
+    d = seed_dict()
+    d["account"]["cash"] = 1_000.0
+    d["policy"].update(allow_sells=False, min_cash=5_000.0)
+    with pytest.raises(Infeasible, match="min_cash 5,000.00 must come from the cash already there, 1,000.00") as e:
+        plan_rebalance(make(d))
+    assert e.value.constraints == ("policy.min_cash", "policy.allow_sells")
+
+
+def test_allow_sells_false_sells_for_a_withdrawal_at_most_what_it_takes_out():
+    # cash 6,000 covers min_cash 5,000; the withdrawal of 2,000 needs 1,000 more, raised by selling.
+    d = seed_dict()
+    d["account"]["cash"] = 6_000.0
+    d["policy"].update(allow_sells=False, min_cash=5_000.0, withdrawal=2_000.0)
+    plan = plan_rebalance(make(d))
+    raised = sum(o.notional for o in plan.sells)
+    assert plan.stage == "cash_first"
+    assert 1_000.0 <= raised <= 2_000.0
+    assert plan.cash_after >= 7_000.0 - 1e-6
 
 
 def test_the_compiled_problem_is_dpp_and_resolving_new_data_does_not_recompile():

@@ -1,6 +1,7 @@
 """``rebalance tax``: the plan's tax next to the drift it removes, what-if sales, the frontier."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -20,9 +21,13 @@ def parse_sell(text: str) -> tuple[str, float | None]:
     if not colon:
         return symbol.strip(), None
     try:
-        return symbol.strip(), parse_number(qty)
+        quantity = parse_number(qty)
     except ValueError:
         raise InputError("quantity after ':' must be a number", path="--sell", value=text, has_value=True) from None
+    if not math.isfinite(quantity):  # nan, inf, 1e400: named as the option, not the library's argument
+        raise InputError("quantity after ':' must be a finite number of shares", path="--sell", value=text,
+                         has_value=True)
+    return symbol.strip(), quantity
 
 
 def parse_weights(text: str) -> list[float]:
