@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'react'
 import { api, setToken } from './api.js'
+import ErrorBoundary from './components/ErrorBoundary.jsx'
 import ErrorMessage from './components/ErrorMessage.jsx'
 import AccountPicker from './components/Portfolio/AccountPicker.jsx'
 import Portfolio from './components/Portfolio/Portfolio.jsx'
@@ -39,7 +40,11 @@ export default function App() {
         {accounts.status === 'done' && list.length === 0 && (
           <p>No account files were given. Start the server with one: python cli.py serve ACCOUNT.toml</p>
         )}
-        {selected !== null && list.some((a) => a.key === selected) && <Portfolio key={selected} accountKey={selected} />}
+        {selected !== null && list.some((a) => a.key === selected) && (
+          <ErrorBoundary key={selected} title="This account could not be shown">
+            <Portfolio accountKey={selected} />
+          </ErrorBoundary>
+        )}
       </main>
     </div>
   )

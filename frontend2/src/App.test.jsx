@@ -65,6 +65,36 @@ describe('App', () => {
     expect(screen.getByRole('button', { name: 'Generate again' })).toBeEnabled()
   })
 
+  it('draws the drift now on the scale of a plan whose drift after is larger, and shows its withdrawal', async () => {
+    // A withdrawal the plan cannot take from the overweight class (no_sell) leaves another class
+    // 33 points under: the after-chart ran to ±40 while the chart of now stayed at ±25.
+    const user = userEvent.setup()
+    const rows = householdPlan.drift_after_rows.map((r, i) =>
+      i === 0 ? { ...r, current_weight: r.target_weight - 0.333, drift: -0.333, status: 'underweight' } : r,
+    )
+    const plan = { ...householdPlan, drift_after_rows: rows, withdrawal: 40000, trading_cost: 38.88,
+      cash_before: 2500, cash_after: 47095.27 }
+    serve({
+      'GET /api/accounts': () => json(200, accounts),
+      'GET /api/accounts/0/drift': () => json(200, householdDrift),
+      'POST /api/accounts/0/plan': () => json(200, plan),
+    })
+    render(<App />)
+    const now = await screen.findByRole('figure', { name: 'Drift now' })
+    const axis = (figure) => [...figure.querySelectorAll('.recharts-xAxis-tick-labels text')].map((t) => t.textContent)
+    const before = axis(now)
+    await user.click(screen.getByRole('button', { name: 'Generate plan' }))
+    const result = await screen.findByRole('region', { name: 'Plan result' })
+    const after = within(result).getByRole('figure', { name: 'Drift after the plan' })
+    await waitFor(() => expect(axis(now)).not.toEqual(before))
+    expect(axis(now)).toEqual(axis(after))
+    expect(axis(after)).toEqual(['-40', '-20', '0', '+20', '+40'])
+    const tax = within(result).getByLabelText('Tax and cash')
+    expect(tax).toHaveTextContent('Cash$2,500.00 → $47,095.27')
+    expect(tax).toHaveTextContent('Withdrawal set aside$40,000.00 (cash left invested $7,095.27)')
+    expect(tax).toHaveTextContent('Trading cost$38.88')
+  })
+
   it('loads the chosen account and forgets the previous plan', async () => {
     const user = userEvent.setup()
     serve({

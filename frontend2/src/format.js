@@ -26,11 +26,20 @@ export function formatPercent(weight) {
 }
 
 /**
+ * A drift as a number to draw and print: float noise (|drift| below 1e-9, a billionth of the
+ * account: a cash target of 1 - 0.9 is 0.10000000000000009, so its drift came as -8e-17 and was
+ * drawn as "-<0.01 pts") and anything not a finite number are 0.
+ */
+export function cleanDrift(drift) {
+  return Number.isFinite(drift) && Math.abs(drift) >= 1e-9 ? drift : 0
+}
+
+/**
  * A drift (weight fraction) in percentage points, signed: 0.1689 -> "+16.9 pts",
- * -0.0008 -> "-0.08 pts", 0.00001 -> "+<0.01 pts", 0 -> "0.0 pts".
+ * -0.0008 -> "-0.08 pts", 0.00001 -> "+<0.01 pts", 0 (or float noise, ``cleanDrift``) -> "0.0 pts".
  */
 export function formatPoints(drift, { unit = true } = {}) {
-  const points = drift * 100
+  const points = cleanDrift(drift) * 100
   const magnitude = Math.abs(points)
   let text
   if (points === 0) text = POINTS_1.format(0)
@@ -47,6 +56,7 @@ export function formatAxisPoints(points) {
 
 /** Drift in words for screen readers and tooltips: "16.9 points over target". */
 export function describeDrift(drift) {
+  drift = cleanDrift(drift)
   if (drift === 0) return 'on target'
   const text = formatPoints(Math.abs(drift), { unit: false }).replace(/^\+/, '')
   return `${text} points ${drift > 0 ? 'over' : 'under'} target`

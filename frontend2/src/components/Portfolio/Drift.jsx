@@ -12,7 +12,15 @@ import {
   XAxis,
   YAxis,
 } from 'recharts'
-import { describeDrift, formatAxisPoints, formatMoney, formatPercent, formatPoints, STATUS_TEXT } from '../../format.js'
+import {
+  cleanDrift,
+  describeDrift,
+  formatAxisPoints,
+  formatMoney,
+  formatPercent,
+  formatPoints,
+  STATUS_TEXT,
+} from '../../format.js'
 import DriftTooltip from './DriftTooltip.jsx'
 import { axisLimit, DRIFT_COLORS, driftStyle } from './driftStyle.js'
 
@@ -21,6 +29,9 @@ const BAR_SIZE = 24
 const MARGIN = { top: 24, right: 72, bottom: 36, left: 8 }
 const LABEL_WIDTH = 190
 const MIN_BAR_PX = 3 // a tiny drift still shows a sliver on its side of the line
+const LABEL_GAP = 6 // between a bar's end and its drift label
+const LABEL_CHAR_PX = 7.5 // a generous width per character of a drift label ("-100.0 pts")
+const NAME_CHARS = 22 // the longest class name the label column shows whole (190 px)
 
 /**
  * Drift per asset class (and cash) as horizontal bars diverging from a zero line at the target:
@@ -82,7 +93,7 @@ export default function Drift({
 function DriftChart({ rows, total, currency, title, weightLabel, limit, width }) {
   const data = rows.map((row) => ({
     name: row.name,
-    drift: row.drift * 100,
+    drift: cleanDrift(row.drift) * 100,
     band: [-row.band * 100, row.band * 100],
     row,
   }))
@@ -124,13 +135,13 @@ function DriftChart({ rows, total, currency, title, weightLabel, limit, width })
         dataKey="drift"
         name="Drift"
         isAnimationActive={false}
-        minPointSize={(value) => (value === 0 ? 0 : MIN_BAR_PX)}
+        minPointSize={(value) => (value === 0 || !Number.isFinite(value) ? 0 : MIN_BAR_PX)}
         shape={(props) => <DriftBar {...props} weightLabel={weightLabel} />}
       >
         {data.map((d) => (
           <Cell key={d.name} fill={driftStyle(d.row).fill} />
         ))}
-        <LabelList dataKey="drift" content={DriftValueLabel} />
+        <LabelList dataKey="drift" content={(props) => <DriftValueLabel {...props} limit={limit} row={rows[props.index]} />} />
       </Bar>
       <Tooltip
         cursor={{ fill: 'rgba(0, 0, 0, 0.04)' }}
@@ -172,20 +183,29 @@ function DriftBar({ weightLabel, ...props }) {
   )
 }
 
-/** The signed drift just past the end of its bar, outside it. */
-function DriftValueLabel({ x, y, width, height, value }) {
-  if (value == null) return null
+/**
+ * The signed drift just past the end of its bar, outside it; inside the bar, at its end, when the
+ * space left between the end and the edge of the chart cannot hold it (an underweight bar near
+ * the axis limit put its label over the class names). ``limit`` is the axis limit in points.
+ */
+function DriftValueLabel({ x, y, width, height, value, limit, row }) {
+  if (value == null || !Number.isFinite(value)) return null
+  const text = formatPoints(value / 100)
   const end = x + width
   const right = value >= 0
+  const half = value === 0 ? Infinity : (Math.abs(width) * limit) / Math.abs(value) // zero line to plot edge, px
+  const room = half - Math.abs(width) + (right ? MARGIN.right : MARGIN.left)
+  const inside = room < text.length * LABEL_CHAR_PX + LABEL_GAP && Math.abs(width) >= text.length * LABEL_CHAR_PX + 2 * LABEL_GAP
+  const outward = right !== inside // which way from the bar's end the text runs
   return (
     <text
-      className="drift-value"
-      x={right ? end + 6 : end - 6}
+      className={inside ? `drift-value drift-value--inside-${row && driftStyle(row).tone === 'pale' ? 'pale' : 'strong'}` : 'drift-value'}
+      x={outward ? end + LABEL_GAP : end - LABEL_GAP}
       y={y + height / 2}
       dominantBaseline="central"
-      textAnchor={right ? 'start' : 'end'}
+      textAnchor={outward ? 'start' : 'end'}
     >
-      {formatPoints(value / 100)}
+      {text}
     </text>
   )
 }
@@ -196,8 +216,9 @@ function ClassTick({ x, y, payload, byName, weightLabel }) {
   if (!row) return null
   return (
     <text x={x - 8} y={y} textAnchor="end" className="drift-tick" data-name={row.name}>
+      {row.name.length > NAME_CHARS && <title>{row.name}</title>}
       <tspan x={x - 8} dy="-0.3em" className="drift-tick__name">
-        {row.name}
+        {row.name.length > NAME_CHARS ? `${row.name.slice(0, NAME_CHARS - 1)}…` : row.name}
       </tspan>
       <tspan x={x - 8} dy="1.3em" className="drift-tick__weights">
         {formatPercent(row.current_weight)} {weightLabel} · {formatPercent(row.target_weight)} target

@@ -37,6 +37,12 @@ function chartGeometry(container) {
     bar: (name) => bars.find((b) => b.name === name),
     bands,
     values: [...container.querySelectorAll('text.drift-value')].map((t) => t.textContent),
+    labels: [...container.querySelectorAll('text.drift-value')].map((t) => ({
+      text: t.textContent,
+      x: Number(t.getAttribute('x')),
+      anchor: t.getAttribute('text-anchor'),
+      inside: t.getAttribute('class').includes('drift-value--inside'),
+    })),
   }
 }
 
@@ -179,5 +185,52 @@ describe('Drift', () => {
     expect(geometry.bar('TINY_UNDER').width).toBeLessThanOrEqual(-3)
     expect(geometry.bar('EXACT')).toBeUndefined() // nothing to draw on target
     expect(geometry.values).toEqual(['+<0.01 pts', '-0.04 pts', '0.0 pts', '-<0.01 pts'])
+  })
+
+  it('puts a long underweight bar’s label inside the bar, not over the class names', () => {
+    // -50 points is the largest drift: the axis leaves 10% past it, less than the label needs.
+    const { geometry } = renderDrift([row('A', 0.5, 0.0), row('B', 0.0, 0.5), row('CASH', 0.5, 0.5)])
+    const under = geometry.labels.find((l) => l.text === '-50.0 pts')
+    const bar = geometry.bar('B')
+    expect(under.inside).toBe(true)
+    expect(under.x).toBeGreaterThan(geometry.plot.left) // right of the plot's left edge, where names end
+    expect(under.x).toBeGreaterThan(bar.x + bar.width) // from the bar's end, running towards the line
+    expect(under.anchor).toBe('start')
+    const over = geometry.labels.find((l) => l.text === '+50.0 pts')
+    expect(over.inside).toBe(false) // the right margin holds it
+    expect(geometry.labels.find((l) => l.text === '0.0 pts').inside).toBe(false)
+  })
+
+  it('keeps a short bar’s label outside it, past its end', () => {
+    const { geometry } = renderDrift([row('A', 0.45, 0.5), row('B', 0.8, 0.5), row('CASH', 0.05, 0.0)])
+    const label = geometry.labels.find((l) => l.text === '-5.0 pts')
+    const bar = geometry.bar('A')
+    expect(label.inside).toBe(false)
+    expect(label.x).toBeLessThan(bar.x + bar.width)
+    expect(label.anchor).toBe('end')
+  })
+
+  it('shortens a class name too long for the label column, with the whole name as its title', () => {
+    const name = 'VERY_LONG_ASSET_CLASS_NAME_NUMBER_10'
+    const { container } = renderDrift([row(name, 0.5, 0.5), row('CASH', 0.5, 0.5)])
+    const tick = container.querySelector(`text.drift-tick[data-name="${name}"]`)
+    expect(tick.querySelector('.drift-tick__name').textContent).toBe('VERY_LONG_ASSET_CLASS…')
+    expect(tick.querySelector('title').textContent).toBe(name)
+    expect(container.querySelector('text.drift-tick[data-name="CASH"] title')).toBeNull()
+  })
+
+  it('draws float noise in a drift as on target, as the CLI prints it', () => {
+    const cash = { ...row('CASH', 0.1, 0.1), drift: -8.326672684688674e-17 }
+    const { geometry } = renderDrift([row('A', 0.9, 0.9), cash])
+    expect(geometry.bar('CASH')).toBeUndefined()
+    expect(geometry.values).toEqual(['0.0 pts', '0.0 pts'])
+    const cashRow = within(screen.getByRole('table')).getByRole('row', { name: /CASH/ })
+    expect(within(cashRow).getAllByRole('cell')[2]).toHaveTextContent(/^0\.0 pts$/)
+  })
+
+  it('draws a row whose drift is missing as on target instead of failing', () => {
+    const broken = { ...row('A', 0.5, 0.5), drift: undefined }
+    const { geometry } = renderDrift([broken, row('CASH', 0.5, 0.5)])
+    expect(geometry.bar('A')).toBeUndefined()
   })
 })

@@ -12,9 +12,21 @@ function lotsText(order, currency) {
     .join('; ')
 }
 
-/** The plan's orders, sells first as the engine lists them. */
-export default function OrdersTable({ orders, currency }) {
-  if (!orders.length) return <p className="plan__empty">No trades needed.</p>
+/**
+ * The plan's orders, sells first as the engine lists them. With none, says so in the CLI's words,
+ * and how many classes stay outside their band (``outOfBand``): "No trades needed." was shown for
+ * an account whose holdings were all in no_sell, two classes 100 points off target.
+ */
+export default function OrdersTable({ orders, currency, outOfBand = 0 }) {
+  if (!orders.length) {
+    return (
+      <p className="plan__empty">
+        No trades: the account stays as it is.
+        {outOfBand > 0 &&
+          ` ${outOfBand} ${outOfBand === 1 ? 'class stays' : 'classes stay'} outside the band (see the notes and the drift after).`}
+      </p>
+    )
+  }
   return (
     <table className="orders">
       <caption>Proposed orders</caption>

@@ -16,9 +16,19 @@ describe('OrdersTable', () => {
     expect(cells(rows.at(-1))).toEqual(['Buy', 'VNQ', '104', '$88.75', '$9,230.00', '—'])
   })
 
-  it('says when there is nothing to trade', () => {
+  it('says when there is nothing to trade, in the CLI words', () => {
     render(<OrdersTable orders={[]} currency="USD" />)
-    expect(screen.getByText('No trades needed.')).toBeInTheDocument()
+    expect(screen.getByText('No trades: the account stays as it is.')).toBeInTheDocument()
     expect(screen.queryByRole('table')).toBeNull()
+  })
+
+  it('does not call a plan of no trades that leaves classes out of band "needed"', () => {
+    render(<OrdersTable orders={[]} currency="USD" outOfBand={2} />)
+    expect(
+      screen.getByText(
+        'No trades: the account stays as it is. 2 classes stay outside the band (see the notes and the drift after).',
+      ),
+    ).toBeInTheDocument()
+    expect(screen.queryByText(/needed/)).toBeNull()
   })
 })

@@ -1,14 +1,15 @@
-import { api } from '../../api.js'
-import { useRequest } from '../../useRequest.js'
 import ErrorMessage from '../ErrorMessage.jsx'
 import Drift from './Drift.jsx'
 import { axisLimit } from './driftStyle.js'
 import OrdersTable from './OrdersTable.jsx'
 import TaxSummary from './TaxSummary.jsx'
 
-/** "Generate plan": the proposed orders, the tax they cost and the drift they leave. */
-export default function PlanPanel({ accountKey }) {
-  const plan = useRequest((signal) => api.plan(accountKey, { signal }), [accountKey], { auto: false })
+/**
+ * "Generate plan": the proposed orders, the tax they cost and the drift they leave. ``plan`` is
+ * the request (``useRequest``) its parent owns, so the parent can draw the drift now on the
+ * same scale (``limit``) as the drift after.
+ */
+export default function PlanPanel({ plan, limit }) {
   const busy = plan.status === 'loading'
   return (
     <section className="panel plan" aria-labelledby="plan-heading" aria-busy={busy}>
@@ -23,22 +24,21 @@ export default function PlanPanel({ accountKey }) {
       )}
       {busy && <p role="status">Solving…</p>}
       <ErrorMessage error={plan.error} title="No plan" />
-      {plan.data && <PlanResult plan={plan.data} />}
+      {plan.data && <PlanResult plan={plan.data} limit={limit} />}
     </section>
   )
 }
 
-function PlanResult({ plan }) {
-  // Drawn on the scale of the drift before the plan, so the two charts compare at a glance.
+function PlanResult({ plan, limit }) {
   const before = plan.drift_after_rows.map((row) => ({ ...row, drift: plan.drift_before[row.name] ?? 0 }))
-  const limit = axisLimit([...before, ...plan.drift_after_rows])
+  const outOfBand = plan.drift_after_rows.filter((row) => row.status !== 'in_band').length
   return (
     <div className="plan__result" role="region" aria-label="Plan result">
       <p className="plan__meta">
         {plan.orders.length} {plan.orders.length === 1 ? 'order' : 'orders'} · reason: {plan.reason} · solver status:{' '}
         {plan.status}
       </p>
-      <OrdersTable orders={plan.orders} currency={plan.currency} />
+      <OrdersTable orders={plan.orders} currency={plan.currency} outOfBand={outOfBand} />
       <TaxSummary plan={plan} />
       {plan.notes?.length > 0 && (
         <ul className="plan__notes" aria-label="Notes">
@@ -53,7 +53,7 @@ function PlanResult({ plan }) {
         currency={plan.currency}
         title="Drift after the plan"
         weightLabel="after"
-        limit={limit}
+        limit={limit ?? axisLimit([...before, ...plan.drift_after_rows])}
       />
     </div>
   )

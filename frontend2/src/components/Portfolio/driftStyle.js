@@ -1,3 +1,5 @@
+import { cleanDrift } from '../../format.js'
+
 // How a drift row is drawn: direction from the sign of the drift, hue from the side of the
 // target (red over, green under), strength from the band status (pale when within band).
 
@@ -18,10 +20,11 @@ export const DRIFT_COLORS = Object.freeze({
 export function driftStyle(row) {
   const inBand = row.status === 'in_band'
   const tone = inBand ? 'pale' : 'strong'
-  if (row.drift > 0) {
+  const drift = cleanDrift(row.drift)
+  if (drift > 0) {
     return { fill: inBand ? DRIFT_COLORS.overInBand : DRIFT_COLORS.over, direction: 'right', tone }
   }
-  if (row.drift < 0) {
+  if (drift < 0) {
     return { fill: inBand ? DRIFT_COLORS.underInBand : DRIFT_COLORS.under, direction: 'left', tone }
   }
   return { fill: DRIFT_COLORS.onTarget, direction: 'none', tone }
@@ -29,7 +32,7 @@ export function driftStyle(row) {
 
 /** A symmetric axis limit in points that leaves room past the longest bar and the widest band. */
 export function axisLimit(rows) {
-  const largest = Math.max(0, ...rows.flatMap((r) => [Math.abs(r.drift), r.band ?? 0])) * 100
+  const largest = Math.max(0, ...rows.flatMap((r) => [Math.abs(cleanDrift(r.drift)), r.band ?? 0])) * 100
   if (largest === 0) return 1
   const padded = largest * 1.1
   const step = 10 ** Math.floor(Math.log10(padded))
