@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -239,17 +240,17 @@ class BatchResult:
 
 
 def account_files(folder: Path) -> list[Path]:
-    """The account files (``.toml``, ``.json``) directly in ``folder``, sorted by name. A broken
-    symbolic link named like one is listed too: it fails as its own account (its error in the
-    summary, like any unreadable file) rather than being skipped silently. Hidden files (a name
-    starting with ".": editors' and macOS's ``._x.toml`` companions) are no accounts."""
+    """The account files (``.toml``, ``.json``) directly in ``folder``, sorted by name. Anything
+    else named like one is listed too (a broken symbolic link, a folder, a pipe): it fails as its
+    own account (its error in the summary, like any unreadable file) rather than being skipped
+    silently. Hidden files (a name starting with ".": editors' and macOS's ``._x.toml``
+    companions) are no accounts."""
     if not folder.exists():
         raise InputError("no such folder", path="ACCOUNTS", value=str(folder), has_value=True)
     if not folder.is_dir():
         raise InputError("must be a folder of account files (.toml or .json)", path="ACCOUNTS",
                          value=str(folder), has_value=True)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ACCOUNT_SUFFIXES and not p.name.startswith(".")
-                   and (p.is_file() or (p.is_symlink() and not p.exists())))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in ACCOUNT_SUFFIXES and not p.name.startswith("."))
     if not files:
         raise InputError("holds no account files (.toml or .json)", path="ACCOUNTS", value=str(folder),
                          has_value=True)
@@ -302,7 +303,7 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
     results: list[AccountResult] = []
     fmt = (basket_format or "csv") if out is not None else None
-    with ExitStack() as stack, _results_frozen() as freeze:
+    with ExitStack() as stack, _results_frozen() as freeze, _interruption_counted(results, sink):
         if engine == "local":
             chunks = _run_local(make_tasks(accounts, workers, chunk), workers, reason, log is not None, fmt)
         else:
@@ -331,6 +332,19 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
             staged.discard()
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+@contextmanager
+def _interruption_counted(results: list[AccountResult], sink: "_LogSink | None"):
+    """On Ctrl-C (or SIGTERM, which the CLI turns into one), the interruption says how far the
+    batch got: ``planned`` (accounts with a plan so far) and ``logged`` (entries committed to the
+    audit log: without ``--out`` each chunk's are committed as they come, with it none until the end)."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        exc.planned = sum(r.plan is not None for r in results)
+        exc.logged = len(sink.ids) if sink is not None else 0
+        raise
 
 
 @contextmanager
@@ -367,7 +381,16 @@ def _in_order(chunks: Iterable[list[AccountResult]]) -> Iterator[list[AccountRes
         yield waiting[key]
 
 
+POOL_RETRIES = 2  # times the chunks left are resubmitted to a new pool after a pool process is lost
+
+
 def _run_local(tasks, workers, reason, log, basket) -> Iterator[list[AccountResult]]:
+    """Each chunk as it finishes, from a local process pool. A pool process that dies (the OOM
+    killer, ``kill -9``) breaks the whole pool: every chunk not yet returned fails with it, though
+    only one was in the dead process. So the chunks left are resubmitted to a new pool, up to
+    POOL_RETRIES times (a worker killed once costs nothing); after that the rest run a window of
+    ``workers`` chunks at a time, and a window whose pool breaks is run again one chunk at a time,
+    so only a chunk that loses its process on its own fails, as ``not planned``."""
     if workers == 1:  # no pool: plan in this process (same code path, no pickling)
         for t in tasks:
             yield plan_chunk(t, reason, log, basket)
@@ -376,13 +399,39 @@ def _run_local(tasks, workers, reason, log, basket) -> Iterator[list[AccountResu
     # forks, so forked workers start with it instead of each importing it again.
     from . import solve  # noqa: F401
     gc.freeze()  # and the workers inherit it outside the collector's walks (as ``gc.freeze`` advises before a fork)
-    with local_pool(workers) as pool:
-        futures = {pool.submit(plan_chunk_in_worker, t, reason, log, basket): t for t in tasks}
+    left = list(tasks)
+    for _ in range(POOL_RETRIES + 1):
+        done = yield from _pooled(left, workers, reason, log, basket)
+        left = [t for k, t in enumerate(left) if k not in done]
+        if not left:
+            return
+    for start in range(0, len(left), workers):  # the pool broke every time: find the chunk that breaks it
+        window = left[start: start + workers]
+        done = yield from _pooled(window, workers, reason, log, basket)
+        for k, task in enumerate(window):
+            if k not in done and not (yield from _pooled([task], 1, reason, log, basket)):
+                yield lost_chunk(task, "the worker process planning it was lost, each time it was tried "
+                                       f"({POOL_RETRIES + 2} times)")
+
+
+def _pooled(tasks, workers, reason, log, basket):
+    """Run ``tasks`` in a new pool of ``workers`` processes, yielding each finished chunk; returns
+    the positions of the tasks that finished (all of them unless a pool process was lost)."""
+    done: set[int] = set()
+    if not tasks:
+        return done
+    with local_pool(min(workers, len(tasks))) as pool:
+        futures = {pool.submit(plan_chunk_in_worker, t, reason, log, basket): k for k, t in enumerate(tasks)}
         for f in as_completed(futures):
             try:
-                yield f.result()
-            except Exception as exc:  # noqa: BLE001 - a worker process killed (BrokenProcessPool)
-                yield lost_chunk(futures[f], f"the worker process planning it was lost ({type(exc).__name__}: {exc})")
+                result = f.result()
+            except BrokenProcessPool:
+                continue  # this and every chunk still waiting: resubmitted by the caller
+            except Exception as exc:  # noqa: BLE001 - the chunk's result could not come back (unpicklable)
+                result = lost_chunk(tasks[futures[f]], f"its result could not be returned ({type(exc).__name__}: {exc})")
+            done.add(futures[f])
+            yield result
+    return done
 
 
 @contextmanager
@@ -407,10 +456,14 @@ def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] |
             yield client, workers, True
         return
     try:
-        client = Client(scheduler, timeout="10s")
+        not_a_scheduler = _not_a_scheduler(scheduler)
+        if not not_a_scheduler:
+            client = Client(scheduler, timeout=f"{SCHEDULER_TIMEOUT:g}s")
     except (OSError, ValueError, TypeError) as exc:  # no answer; or no address ("abc", "tcp://", "http://…")
         raise InputError(f"cannot reach the Dask scheduler: {exc}", path="--scheduler", value=scheduler,
                          has_value=True) from None
+    if not_a_scheduler:
+        raise InputError(not_a_scheduler, path="--scheduler", value=scheduler, has_value=True)
     with client:
         # A folder's chunks carry file paths, which the workers open; a set's chunks carry rows.
         probe = None if isinstance(accounts, AccountSet) else str(Path(accounts[0]).resolve())
@@ -420,6 +473,54 @@ def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] |
             raise InputError(problem, path="--scheduler", value=scheduler, has_value=True)
         threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         yield client, max(1, threads), False
+
+
+SCHEDULER_TIMEOUT = 10.0  # seconds for the address at --scheduler to connect (Client's timeout too)
+ANSWER_TIMEOUT = SCHEDULER_TIMEOUT + 5  # ... and to have answered as a scheduler
+
+
+def _not_a_scheduler(address: str) -> str | None:
+    """Why ``address`` is not a Dask scheduler, or None when one answers there within
+    ANSWER_TIMEOUT. ``Client``'s timeout covers the connection only: at an address that accepts
+    and then says nothing a scheduler would (an HTTP server, the dashboard's port) it waited
+    forever, and at one that greets with something else (an SSH server) it read the greeting as a
+    frame length and failed with MemoryError (exit 1). Asked here on a thread of its own, with its
+    own event loop (the caller may run one: a notebook), and given up after the timeout however
+    the other end behaves. Connection errors are raised (OSError, ValueError, TypeError), for the
+    caller's "cannot reach"."""
+    import queue
+
+    async def identity():
+        from distributed.comm import connect
+        comm = await connect(address, timeout=SCHEDULER_TIMEOUT)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask(out: queue.Queue) -> None:
+        try:
+            out.put(("reply", asyncio.run(asyncio.wait_for(identity(), ANSWER_TIMEOUT))))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, whatever it is
+            out.put(("error", exc))
+
+    answer: queue.Queue = queue.Queue()
+    threading.Thread(target=ask, args=(answer,), daemon=True, name="dask-scheduler-probe").start()
+    hint = " (is it the dashboard's port? a scheduler listens on 8786 unless told otherwise)"
+    try:
+        kind, value = answer.get(timeout=ANSWER_TIMEOUT + 5)
+    except queue.Empty:
+        return f"did not answer as a Dask scheduler within {ANSWER_TIMEOUT:g} s{hint}"
+    if kind == "error":
+        if isinstance(value, (OSError, ValueError, TypeError)) and not isinstance(value, asyncio.TimeoutError):
+            raise value
+        if isinstance(value, asyncio.TimeoutError):
+            return f"did not answer as a Dask scheduler within {ANSWER_TIMEOUT:g} s{hint}"
+        return f"did not answer as a Dask scheduler ({type(value).__name__}){hint}"
+    if not (isinstance(value, dict) and value.get("type") == "Scheduler"):
+        return f"answered, but not as a Dask scheduler{hint}"
+    return None
 
 
 def _worker_facts(path: str | None) -> Callable[[], dict]:
@@ -468,13 +569,18 @@ def lost_chunk(task: Task, why: str) -> list[AccountResult]:
 
 
 NO_WORKERS_WAIT = 60.0  # seconds a batch waits for an existing cluster that has lost every worker
+FETCH_WAIT = 5.0        # seconds to fetch one finished chunk before asking again whether any worker is left
 _POLL = 2.0
 
 
 def _run_dask(client, tasks, settle, reason, log, basket) -> Iterator[list[AccountResult]]:
     """Each chunk as it finishes. A chunk whose workers died (``KilledWorker``) or that failed on the
     worker is a failure of its accounts; if the cluster has had no workers for NO_WORKERS_WAIT
-    seconds, every chunk still waiting is one too (the work would otherwise wait forever)."""
+    seconds, every chunk still waiting is one too (the work would otherwise wait forever). A
+    finished chunk's result still lives on its worker, and fetching it from a worker that is gone
+    waits for a recomputation: each fetch waits FETCH_WAIT at most and is tried again after the
+    next look at the workers (one fetch that waited NO_WORKERS_WAIT kept the batch from looking,
+    so it gave up after twice that)."""
     from dask.distributed import as_completed as dask_completed
     futures = client.map(plan_chunk_in_worker, tasks, reason=reason, log=log, basket=basket, settle=settle,
                          pure=False)
@@ -482,38 +588,42 @@ def _run_dask(client, tasks, settle, reason, log, basket) -> Iterator[list[Accou
     finished = dask_completed(futures)
     checked, without_workers = time.monotonic(), None
     while not finished.is_empty():
+        if time.monotonic() - checked >= _POLL:  # now and then: is any worker left?
+            checked = time.monotonic()
+            if client.scheduler_info().get("workers"):
+                without_workers = None
+            elif without_workers is None:
+                without_workers = checked
+            elif checked - without_workers >= NO_WORKERS_WAIT:
+                client.cancel([f for f in futures if f.key in remaining])
+                why = f"the Dask cluster had no workers for {NO_WORKERS_WAIT:g} s (they died or were stopped)"
+                for task in remaining.values():
+                    yield lost_chunk(task, why)
+                return
         ready = finished.next_batch(block=False)
-        if not ready:  # nothing finished: wait a little, and now and then ask whether any worker is left
+        if not ready:
             time.sleep(0.02)
-            if time.monotonic() - checked >= _POLL:
-                checked = time.monotonic()
-                if client.scheduler_info().get("workers"):
-                    without_workers = None
-                elif without_workers is None:
-                    without_workers = checked
-                elif checked - without_workers >= NO_WORKERS_WAIT:
-                    client.cancel([f for f in futures if f.key in remaining])
-                    why = f"the Dask cluster had no workers for {NO_WORKERS_WAIT:g} s (they died or were stopped)"
-                    for task in remaining.values():
-                        yield lost_chunk(task, why)
-                    return
             continue
         for f in ready:
-            if f.status not in ("finished", "error", "cancelled"):
-                # Handed back to the scheduler (its worker was lost): still waiting, and its
-                # ``result()`` would block for as long as the cluster has no worker to run it.
+            if f.status not in ("finished", "error", "cancelled") or (without_workers is not None and f.status == "finished"):
+                # Handed back to the scheduler (its worker was lost), or held by a worker while
+                # none is left: still waiting, and ``result()`` would block while no worker runs it.
                 finished.add(f)
                 continue
-            task = remaining.pop(f.key)
+            task = remaining[f.key]
             try:
-                # A finished result still lives on its worker: if that worker is gone, fetching it
-                # would wait for a recomputation no worker may ever run.
-                result = f.result(timeout=NO_WORKERS_WAIT)
+                result = f.result(timeout=FETCH_WAIT)
+            except TimeoutError:  # its worker is gone: look at the workers, then try again
+                finished.add(f)
+                continue
             except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - KilledWorker, lost data
                 what = f"{type(exc).__name__}: {str(exc)[:300]}"
                 result = lost_chunk(task, f"the Dask worker planning it was lost ({what})")
+            del remaining[f.key]
             f.release()
             yield result
+        if ready and all(f.key in remaining for f in ready):  # every one put back: do not spin
+            time.sleep(0.02)
 
 
 # --- the audit log, in transactions of many entries ----------------------------------------------

@@ -194,3 +194,19 @@ def test_the_drift_header_is_one_line_where_the_terminal_is_wide_enough_as_in_th
     header = "Drift: household-1 on 2026-11-24, value 294,088.50 USD, band ±5.0 pts (US_BOND ±3.0)"
     assert r.returncode == 0 and r.stdout.splitlines()[0] == header
     assert header in (ROOT / "README.md").read_text()
+
+
+def test_ctrl_c_while_python_cli_py_imports_the_engine_exits_130_without_a_traceback():
+    # The engine takes about 1.5 s to import; Ctrl-C in that time printed a KeyboardInterrupt
+    # traceback from deep inside scipy or importlib.
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "rebalance", "check",
+                             str(ROOT / "examples" / "household.toml")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err

@@ -611,6 +611,21 @@ def test_a_broken_symlink_in_a_batch_folder_fails_as_its_own_account(capsys, fol
     assert code == 5 and "gone.toml" in out + err and "broken symbolic link" in out + err
 
 
+def test_a_folder_or_pipe_named_like_an_account_fails_as_its_own_account(capsys, folder):
+    # A folder was skipped silently (one account fewer than the folder lists); a pipe would have
+    # blocked the batch on its read.
+    import os
+    (folder / "dirlike.toml").mkdir()
+    os.mkfifo(folder / "pipe.json")
+    code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run", "--json")
+    summary = json.loads(out)
+    assert code == 5 and (summary["accounts"], summary["failed"]) == (3, 2)
+    failures = {f["source"]: f for f in summary["failures"]}
+    assert "is a folder, not an account file" in failures[str(folder / "dirlike.toml")]["message"]
+    assert "not a regular file" in failures[str(folder / "pipe.json")]["message"]
+    assert all(f["kind"] == "input error" for f in failures.values())
+
+
 def test_hidden_files_in_a_batch_folder_are_no_accounts(capsys, folder):
     # A folder copied from a Mac holds ._household.toml (AppleDouble metadata, binary): each failed
     # as an account and the batch ended in exit 5; an editor's .household.toml.swp is no .toml anyway
@@ -677,6 +692,53 @@ def test_a_scheduler_address_that_is_none_is_an_input_error(capsys, folder, tmp_
                          "--log", str(log), "--json")
     assert code == 2 and json.loads(out)["error"]["path"] == "--scheduler" and "unexpected" not in err
     assert not log.exists()
+
+
+@pytest.fixture
+def listener():
+    """A local TCP server that is no Dask scheduler: ``greeting`` is what it sends each connection
+    (b"": nothing, as an HTTP server waiting for a request). Yields a function starting one."""
+    import socket
+    import threading
+    servers = []
+
+    def start(greeting: bytes) -> str:
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        servers.append(server)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                if greeting:
+                    conn.sendall(greeting)
+                servers.append(conn)
+        threading.Thread(target=serve, daemon=True).start()
+        return f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    yield start
+    for s in servers:
+        s.close()
+
+
+@pytest.mark.parametrize("greeting, words", [
+    (b"", "did not answer as a Dask scheduler within 2 s"),  # waited forever (an HTTP server, the dashboard)
+    (b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n", "did not answer as a Dask scheduler (MemoryError)"),  # was exit 1
+])
+def test_an_address_that_is_not_a_dask_scheduler_is_an_input_error_within_the_timeout(
+        capsys, folder, tmp_path, monkeypatch, listener, greeting, words):
+    from rebalance_opt import batch
+    monkeypatch.setattr(batch, "SCHEDULER_TIMEOUT", 1.0)
+    monkeypatch.setattr(batch, "ANSWER_TIMEOUT", 2.0)
+    log = tmp_path / "log.sqlite"
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--engine", "dask", "--scheduler",
+                         listener(greeting), "--log", str(log), "--json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["path"] == "--scheduler" and words in error["message"], error
+    assert "dashboard" in error["message"] and not log.exists()
 
 
 def test_a_symbolic_link_to_a_log_in_a_read_only_folder_reads_it(capsys, folder, tmp_path):

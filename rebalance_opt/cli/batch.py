@@ -2,6 +2,8 @@
 table of lots with a template), one basket, one audit entry per account."""
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -50,10 +52,15 @@ def batch(
 
         from ..render import console
         err = console(stderr=True)
-        outcome = _with_progress(err, len(work), lambda progress: run_batch(
-            work, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
-            basket_format=basket_format, reason=why, chunk=chunk,
-            progress=progress))
+        try:
+            with _sigterm_interrupts():
+                outcome = _with_progress(err, len(work), lambda progress: run_batch(
+                    work, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
+                    basket_format=basket_format, reason=why, chunk=chunk,
+                    progress=progress))
+        except KeyboardInterrupt as exc:
+            typer.echo(_interrupted(exc, len(work), where, out), err=True)
+            raise typer.Exit(getattr(exc, "exit_code", 130)) from None
         if as_json:
             typer.echo(to_json(outcome.to_dict()))
         else:
@@ -68,6 +75,43 @@ def batch(
     run(as_json, body)
     if failed:
         raise typer.Exit(PARTIAL_EXIT)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a batch: handled as Ctrl-C is (the basket staged so far discarded, the
+    report of how far it got), exit 143 as a process ended by SIGTERM."""
+
+    exit_code = 143
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """SIGTERM raises ``Terminated`` in the batch's main thread while the batch runs (it ended the
+    process silently, with no word of what had been logged); the previous handler is restored."""
+    def terminated(signum, frame):
+        raise Terminated()
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (a library caller's): leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(exc: KeyboardInterrupt, total: int, where, out) -> str:
+    """What an interrupted batch leaves behind, for the operator deciding what to re-run."""
+    planned, logged = getattr(exc, "planned", 0), getattr(exc, "logged", 0)
+    text = f"interrupted: {planned:,} of {total:,} accounts planned"
+    if where is None:
+        return text + "; dry run: nothing recorded in the audit log"
+    if out is not None:
+        return text + "; nothing logged and no basket written (with --out the log and basket are written together at the end)"
+    return (text + f"; {logged:,} entries logged to {where.path} (each chunk is committed as it finishes). "
+            "A re-run plans and logs every account again: to finish the rest only, plan the accounts "
+            "without an entry of this run (rebalance log --since)")
 
 
 def batch_input(accounts: Path, template: Path | None):

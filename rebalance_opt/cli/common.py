@@ -140,6 +140,8 @@ def run(as_json: bool, action: Callable[[], None]) -> None:
         fail(exc, as_json)
     except KeyboardInterrupt:
         raise typer.Exit(130)
+    except typer.Exit:  # a command's own exit code (click's Exit is a RuntimeError: not "unexpected")
+        raise
     except BrokenPipeError as exc:
         if stdout_reader_gone():  # `... | head`: nothing to say, and nowhere to say it on stdout
             raise typer.Exit(stdout_gone()) from None
