@@ -630,11 +630,15 @@ def _notes(book: Book, after: DriftReport) -> list[str]:
                          if book.lots[j].symbol not in a.policy.no_sell})
     for s in unsellable:
         notes.append(f"{s}: loss lots not sold, {s} was bought within {a.policy.wash_sale_days} days (wash sale)")
-    overweight = {r.name for r in after.rows if r.status == "overweight"}
-    for k, cls in enumerate(book.classes):
-        held = [j for j in range(len(book.lots)) if book.class_of_symbol[book.lot_symbol[j]] == k]
-        kept = sorted({book.lots[j].symbol for j in held if book.lots[j].symbol in a.policy.no_sell})
-        if cls in overweight and kept and not book.lot_sellable[held].any():
-            notes.append(f"{cls} stays above its band: {', '.join(kept)} "
-                         f"{'is' if len(kept) == 1 else 'are'} in no_sell")
+    overweight = {r.name for r in after.rows if r.status == "overweight"} if a.policy.no_sell else ()
+    if overweight:
+        lot_class = book.class_of_symbol[book.lot_symbol]
+        for k, cls in enumerate(book.classes):
+            held = np.flatnonzero(lot_class == k)
+            if cls not in overweight or book.lot_sellable[held].any():
+                continue
+            kept = sorted({book.lots[j].symbol for j in held if book.lots[j].symbol in a.policy.no_sell})
+            if kept:
+                notes.append(f"{cls} stays above its band: {', '.join(kept)} "
+                             f"{'is' if len(kept) == 1 else 'are'} in no_sell")
     return notes

@@ -1,13 +1,13 @@
 import ErrorMessage from '../ErrorMessage.jsx'
 import Drift from './Drift.jsx'
-import { axisLimit } from './driftStyle.js'
 import OrdersTable from './OrdersTable.jsx'
 import TaxSummary from './TaxSummary.jsx'
 
 /**
  * "Generate plan": the proposed orders, the tax they cost and the drift they leave. ``plan`` is
  * the request (``useRequest``) its parent owns, so the parent can draw the drift now on the
- * same scale (``limit``) as the drift after.
+ * same scale (``limit``, ``sharedLimit``) as the drift after; without one the drift after fits
+ * its own rows.
  */
 export default function PlanPanel({ plan, limit }) {
   const busy = plan.status === 'loading'
@@ -30,7 +30,6 @@ export default function PlanPanel({ plan, limit }) {
 }
 
 function PlanResult({ plan, limit }) {
-  const before = plan.drift_after_rows.map((row) => ({ ...row, drift: plan.drift_before[row.name] ?? 0 }))
   const outOfBand = plan.drift_after_rows.filter((row) => row.status !== 'in_band').length
   return (
     <div className="plan__result" role="region" aria-label="Plan result">
@@ -53,7 +52,7 @@ function PlanResult({ plan, limit }) {
         currency={plan.currency}
         title="Drift after the plan"
         weightLabel="after"
-        limit={limit ?? axisLimit([...before, ...plan.drift_after_rows])}
+        limit={limit}
       />
     </div>
   )
