@@ -1368,3 +1368,9 @@ def test_out_with_a_tilde_is_written_in_the_home_folder_as_log_is(capsys, tmp_pa
                        "--out=~/basket.csv")
     assert code == 0, err
     assert (tmp_path / "home" / "basket.csv").is_file() and not (tmp_path / "~").exists()
+
+
+def test_the_batch_summary_counts_one_worker_in_the_singular(capsys, folder):
+    # "(1 workers)"; with Dask the number is the cluster's threads, and the line says so
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--dry-run")
+    assert code == 0 and "with --engine local (1 worker) in" in out + err

@@ -243,3 +243,25 @@ def test_a_plans_orders_and_lot_sales_come_as_frames():
     assert all(by_symbol[o.symbol] == o.quantity for o in plan.sells)  # a sell's lots add up to it
     empty = plan_rebalance(load_account(ROOT / "examples" / "cash_flow.toml")).lot_sales_frame()
     assert empty.empty and list(empty.columns)[:2] == ["symbol", "lot"]
+
+
+def test_importing_the_package_leaves_the_solver_stack_unimported_until_a_plan_needs_it():
+    # `rebalance check` and `--help` paid the 1.5 s import of cvxpy, Clarabel and SciPy they never use.
+    import subprocess
+    import sys
+    code = ("import sys, rebalance_opt, rebalance_opt.cli\n"
+            "from rebalance_opt import load_account, drift_report, Account\n"
+            "assert 'cvxpy' not in sys.modules and 'rebalance_opt.solve' not in sys.modules, 'eager'\n"
+            "from rebalance_opt import Planner, plan_rebalance\n"
+            "assert 'cvxpy' in sys.modules and Planner is rebalance_opt.solve.Planner\n"
+            "assert set(rebalance_opt.__all__) <= set(dir(rebalance_opt))\n"
+            "try:\n    rebalance_opt.nothing_here\nexcept AttributeError as e:\n    assert 'nothing_here' in str(e)\n"
+            "else:\n    raise SystemExit('no AttributeError')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
+def test_every_name_the_package_exports_is_reachable_by_star_import():
+    namespace: dict = {}
+    exec("from rebalance_opt import *", namespace)
+    assert set(rebalance_opt.__all__) <= set(namespace)

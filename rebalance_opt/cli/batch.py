@@ -183,8 +183,10 @@ def _short(source: str) -> str:
 
 def _notes(outcome, out: Path | None = None) -> list[str]:
     s = outcome.summary()
+    n = s["workers"]  # processes of the local pool or LocalCluster; an existing cluster's threads
+    unit = "Dask worker thread" if s["engine"] == "dask" else "worker"
     notes = [f"{s['planned']:,} of {s['accounts']:,} accounts planned with --engine {s['engine']} "
-             f"({s['workers']} workers) in {s['seconds']:.2f} s"]
+             f"({n} {unit}{'' if n == 1 else 's'}) in {s['seconds']:.2f} s"]
     if outcome.basket is not None:
         notes.append(f"basket: {outcome.basket['orders']:,} orders written to {outcome.basket['path']} "
                      f"({outcome.basket['format']})")
