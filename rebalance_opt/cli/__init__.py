@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.stdout.flush()  # what is still buffered: a reader gone by now is the same broken pipe
     except BrokenPipeError:  # stdout's reader went away after the command (run() handles it within)
         code = stdout_gone()
+    except KeyboardInterrupt:  # Ctrl-C outside a command's body (typer building the commands): quiet, as within
+        code = 130
     sys.exit(code)
 
 
