@@ -281,7 +281,9 @@ def _reason(body: dict[str, Any]) -> str | None:
     if reason is None:
         return None
     if not isinstance(reason, str):
-        raise InputError(f"reason must be text of at most {MAX_REASON_CHARS} characters", path="body.reason")
+        raise InputError(f"reason must be text of at most {MAX_REASON_CHARS} characters", path="body.reason",
+                         value=reason if isinstance(reason, (int, float, bool)) else type(reason).__name__,
+                         has_value=True)
     return check_reason(reason, "body.reason") if reason.strip() else None  # a lone "\ud800" has no UTF-8 (was a 500)
 
 

@@ -276,6 +276,14 @@ def test_bad_plan_bodies_are_input_errors(account_file, body, path):
     assert assert_error(response, 422)["path"] == path
 
 
+@pytest.mark.parametrize("reason, shown", [(5, "(got 5)"), ([1], "(got 'list')"), (True, "(got True)")])
+def test_a_reason_that_is_not_text_is_named_with_what_was_sent(account_file, reason, shown):
+    # every other field's error says what it got; this one did not
+    response = client_for(account_file).post("/api/accounts/0/plan", content=json.dumps({"reason": reason}).encode(),
+                                             headers=JSON_HEADERS)
+    assert assert_error(response, 422)["message"].endswith(shown)
+
+
 def test_bodies_over_the_limit_are_refused(account_file):
     client = client_for(account_file)
     big = json.dumps({"reason": "x" * MAX_BODY_BYTES}).encode()

@@ -150,14 +150,27 @@ function DriftChart({ rows, total, currency, title, weightLabel, limit, width })
       />
     </BarChart>
   )
-  if (width) return <div className="drift__chart">{chart}</div>
+  if (width) return <div className="drift__chart" onKeyDownCapture={rowKeys}>{chart}</div>
   return (
-    <div className="drift__chart">
+    <div className="drift__chart" onKeyDownCapture={rowKeys}>
       <ResponsiveContainer width="100%" height={height} initialDimension={{ width: 640, height }}>
         {chart}
       </ResponsiveContainer>
     </div>
   )
+}
+
+/**
+ * ArrowDown / ArrowUp move the keyboard tooltip to the next / previous class, as the rows are
+ * stacked: recharts' keyboard layer only knows ArrowLeft / ArrowRight, which in this vertical
+ * layout go down / up the list (ArrowDown and ArrowUp did nothing).
+ */
+function rowKeys(event) {
+  const mapped = { ArrowDown: 'ArrowLeft', ArrowUp: 'ArrowRight' }[event.key]
+  if (!mapped || event.target.getAttribute?.('role') !== 'application') return
+  event.preventDefault()
+  event.stopPropagation()
+  event.target.dispatchEvent(new KeyboardEvent('keydown', { key: mapped, bubbles: true, cancelable: true }))
 }
 
 const targetLabel = { value: 'target', position: 'top', fill: DRIFT_COLORS.zeroLine, fontSize: 12 }

@@ -34,4 +34,18 @@ describe('DriftTooltip', () => {
     expect(within(tip).getByText(/^INTL_STOCK|^US_STOCK/)).toBeInTheDocument()
     expect(tip).toHaveTextContent(/Difference[+-]\$[\d,]+\.\d\d/)
   })
+
+  it('moves down and up the classes with ArrowDown and ArrowUp, as they are stacked', async () => {
+    // recharts' keyboard layer knows only ArrowLeft / ArrowRight (down / up in this layout)
+    const user = userEvent.setup()
+    render(<Drift rows={household.classes} total={household.value} width={900} title="Drift now" />)
+    await user.tab()
+    const shown = async () => (await screen.findByRole('status')).textContent.split(' (')[0]
+    await user.keyboard('{ArrowDown}')
+    expect(await shown()).toBe('INTL_STOCK')
+    await user.keyboard('{ArrowDown}')
+    expect(await shown()).toBe('EM_STOCK')
+    await user.keyboard('{ArrowUp}')
+    expect(await shown()).toBe('INTL_STOCK')
+  })
 })
