@@ -16,6 +16,7 @@ import math
 import operator
 import os
 import re
+import stat
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -165,10 +166,13 @@ def read_account_data(path: str | Path) -> Any:
     ``account_from_dict`` takes. Errors reading or parsing it are ``InputError``s naming the file."""
     path = Path(path)
     name = str(path)
-    if path.is_dir():  # a folder named like an account file (listed in a batch, not skipped)
-        raise InputError("is a folder, not an account file", file=name)
-    if path.exists() and not path.is_file():  # a FIFO would block the read until someone wrote to it
-        raise InputError("is not a regular file (a pipe, socket or device), not an account file", file=name)
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing, a broken link, a loop: the read below says which
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):  # listed in a batch, not skipped; a FIFO's read would block
+        raise InputError("is a folder, not an account file" if stat.S_ISDIR(mode) else
+                         "is not a regular file (a pipe, socket or device), not an account file", file=name)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
