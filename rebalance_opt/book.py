@@ -164,14 +164,14 @@ class Book:
         chosen = np.zeros(len(self.symbols), dtype=bool)
         is_sold = np.asarray(sold).tolist()
         taken: set[int] = set()
-        for i, k in self._buyable:
+        for i, k in self.buyable:
             if k not in taken and not is_sold[i]:
                 chosen[i] = True
                 taken.add(k)
         return chosen
 
     @cached_property
-    def _buyable(self) -> list[tuple[int, int]]:
+    def buyable(self) -> list[tuple[int, int]]:
         """(symbol, class) of each symbol that may be bought, in listed order."""
         eligible = self.buy_eligible.tolist()
         return [(i, k) for i, k in enumerate(self.class_of_symbol.tolist()) if eligible[i]]
