@@ -471,7 +471,7 @@ def test_loss_heavy_accounts_reach_the_best_direction_choice(seed):
     # Random 2-4 class accounts of one or two funds a class, lots 40% below to 60% above their
     # price, in millionths of a share (so rounding costs almost nothing): stage 2's plan is as
     # good as the best of every direction choice solved exactly. Before the cheapest-target
-    # choices, 3 of these 8 were 12–112% above it (of 250 such accounts, 74 then, 6 now).
+    # choices, 3 of these 8 were 12–112% above it (of seeds 150–399, 74 then and 6 now).
     account = account_from_dict(_lossy_account(seed))
     plan = Planner(cache=ModelCache()).plan(account)
     if plan.stage != "full":  # cash first kept the account in band: no direction was chosen

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from rebalance_opt import account_from_dict, plan_rebalance
+from rebalance_opt import Planner, account_from_dict, plan_rebalance
+from rebalance_opt.problem import ModelCache
 
 AS_OF = date(2026, 11, 24)
 TOLERANCE = 1e-6  # objective units (SPEC section 2): 1e-6 is a 0.1-point drift, squared
@@ -569,3 +570,59 @@ def test_a_looser_tax_budget_never_gives_a_worse_plan_here(fractional):
     # within a share's worth of the exact search's plan (a share of a $221 fund moves a weight
     # 0.1 point here, about 1e-6 of the objective)
     assert objectives[1] <= plan(500.0, milp_rounding=True).objective.total + (1e-7 if fractional else 1e-5)
+
+
+THREE_FUNDS = {  # fractional, a tax budget at half the unbudgeted plan's lot tax (6,784.72)
+    "account": {"id": "three", "cash": 9685.05, "as_of": "2026-11-24"},
+    "tax": {"short_term_rate": 0.37, "long_term_rate": 0.2},
+    "targets": {"K0": 0.14797709653079566, "K1": 0.6618162607523423, "K2": 0.14020664271686184},
+    "classes": {"S0": "K0", "S1": "K1", "S2": "K2"},
+    "prices": {"S0": 274.79, "S1": 206.88, "S2": 216.49},
+    "lots": [{"id": i, "symbol": s, "quantity": q, "cost_basis": c, "acquired": a} for i, s, q, c, a in [
+        ("S0-0", "S0", 363, 205.01, "2020-01-01"), ("S1-0", "S1", 63, 171.43, "2020-01-01"),
+        ("S1-1", "S1", 118, 187.95, "2026-05-08"), ("S1-2", "S1", 7, 296.75, "2023-03-03"),
+        ("S2-0", "S2", 398, 168.79, "2020-01-01"), ("S2-1", "S2", 177, 151.18, "2026-05-08")]],
+    "policy": {"tax_weight": 0.1, "fractional": True, "max_tax": 3392.36},
+}
+
+
+def _searches(monkeypatch, raw: dict, limit: int | None = None) -> tuple[list[int], object]:
+    """The plan of ``raw`` and how many starts each of its roundings searched (``_start`` calls)."""
+    import rebalance_opt.rounding as rounding
+    counts: list[int] = []
+    start, round_ = rounding._start, rounding._round
+
+    def counted_round(*a):
+        counts.append(0)
+        return round_(*a)
+
+    def counted_start(*a):
+        counts[-1] += 1
+        return start(*a)
+
+    monkeypatch.setattr(rounding, "_round", counted_round)
+    monkeypatch.setattr(rounding, "_start", counted_start)
+    if limit is not None:
+        monkeypatch.setattr(rounding, "BOTH_STARTS_LIMIT", limit)
+    return counts, plan_rebalance(account_from_dict(raw), planner=Planner(cache=ModelCache()))
+
+
+def test_a_small_plan_whose_sales_round_down_is_searched_from_both_starts(monkeypatch):
+    # The sales rounded down leave the buys unpaid, though the first plan spends its cash: with
+    # three funds trading, the fitted start is searched too (on another run of this account, one
+    # whose solver returned a slightly different optimum, it found a sale mix 7.7% lower).
+    counts, both = _searches(monkeypatch, THREE_FUNDS)
+    assert 2 in counts
+    # Counted as large (a limit of 0 traded symbols), only the first start is searched, and the
+    # plan is no better for it.
+    monkeypatch.undo()
+    counts, one = _searches(monkeypatch, THREE_FUNDS, limit=0)
+    assert max(counts) == 1 and both.objective.total <= one.objective.total + 1e-12
+
+
+def test_a_large_plan_that_leaves_cash_idle_is_still_searched_from_the_fitted_start(monkeypatch):
+    # The first plan of the budget account leaves $54,599 idle, so even counted as large the
+    # fitted start is searched and the plan buys the 2,573 BND worked out above.
+    counts, plan = _searches(monkeypatch, _budget_account(6000.0), limit=0)
+    assert 2 in counts
+    assert {o.symbol: (o.side, o.quantity) for o in plan.orders} == {"VTI": ("sell", 302.0), "BND": ("buy", 2573.0)}
