@@ -36,7 +36,7 @@ from .drift import DriftReport, drift_report
 from .errors import Infeasible, InputError, SolverFailed
 from .orders import Trades, to_orders
 from .rounding import NOISE, WHOLE_SHARE, Scorer, Tracking, round_trades, terms_of
-from .plan import Objective, Plan, SolverInfo, check_reason
+from .plan import Objective, Order, Plan, SolverInfo, check_reason
 from .problem import DEFAULT_SOLVERS, Bucket, ModelCache, ModelData, Solution, SolveFailure, Structure
 from .screen import LotScreen, before_in_class, class_runs, screened
 from .tax import estimate
@@ -274,7 +274,7 @@ class Planner:
             objective=chosen.terms,
             solver=SolverInfo(chosen.solution.solver, chosen.solution.status, stats["solves"], stats["seconds"],
                               time.perf_counter() - started),
-            notes=tuple(_notes(book, after)),
+            notes=tuple(_notes(book, after, orders)),
         )
         verify_plan(account, plan)
         return plan
@@ -724,11 +724,12 @@ def _why(book: Book, how: str) -> str:
     return parts[0] + (" meets " + ", ".join(parts[1:]) if len(parts) > 1 else " exists")
 
 
-def _notes(book: Book, after: DriftReport) -> list[str]:
+def _notes(book: Book, after: DriftReport, orders: list[Order] | tuple[Order, ...] = ()) -> list[str]:
     """Why a class stays off target: none of its symbols may be bought, or it ends the plan above
-    its band holding only what ``no_sell`` keeps (a plan of no trades said nothing of why)."""
+    its band holding only what ``no_sell`` keeps (a plan of no trades said nothing of why); and
+    why a class buys a fund listed after another (``_passed_over``)."""
     a = book.account
-    notes = []
+    notes = _passed_over(book, orders)
     buyable = np.bincount(book.class_of_symbol, weights=book.buy_eligible, minlength=len(book.classes)) > 0
     for k, cls in enumerate(book.classes):
         if a.target(cls) <= 0 or buyable[k]:
@@ -755,4 +756,29 @@ def _notes(book: Book, after: DriftReport) -> list[str]:
             if kept:
                 notes.append(f"{cls} stays above its band: {', '.join(kept)} "
                              f"{'is' if len(kept) == 1 else 'are'} in no_sell")
+    return notes
+
+
+def _passed_over(book: Book, orders: list[Order] | tuple[Order, ...]) -> list[str]:
+    """A note for each class that buys a fund listed after a buyable one: the plan sells the
+    earlier fund (SPEC section 2: a class's buys go to its first listed buyable symbol not sold
+    in the plan; a symbol is bought or sold, never both), usually to harvest its loss."""
+    sold = {o.symbol: o for o in orders if o.side == "sell"}
+    listed: dict[int, list[str]] = {}
+    for i, k in book.buyable:
+        listed.setdefault(k, []).append(book.symbols[i])
+    notes = []
+    for o in orders:
+        if o.side != "buy":
+            continue
+        funds = listed.get(int(book.class_of_symbol[book.symbol_index[o.symbol]]), [])
+        passed = [s for s in funds[:funds.index(o.symbol)] if s in sold] if o.symbol in funds else []
+        if not passed:
+            continue
+        why = []
+        for s in passed:
+            gain = sum(sale.gain for sale in sold[s].lots)
+            why.append(f"{s} is sold in this plan" + (f" (a loss of {-gain:,.2f} harvested)" if gain < 0 else ""))
+        notes.append(f"{o.asset_class} buys {o.symbol}, not {', '.join(passed)}: {'; '.join(why)}, "
+                     "and a plan never buys a symbol it sells")
     return notes

@@ -464,6 +464,9 @@ def test_a_class_buys_through_the_fund_whose_harvest_is_smallest():
     gain = (80.0 - 70.0) * orders["BND"][1] - 9000.0  # long-term, all of it: a net loss, no tax
     assert gain < 0 and plan.tax.estimated_tax == 0.0
     assert plan.objective.total == pytest.approx(_best_of_every_choice(account), abs=1e-6)
+    # The plan says why US buys its second fund: 9,000 of loss by hand, as above.
+    assert "US buys ITOT, not VTI: VTI is sold in this plan (a loss of 9,000.00 harvested), and a plan never " \
+           "buys a symbol it sells" in plan.notes
 
 
 @pytest.mark.parametrize("seed", range(8))
