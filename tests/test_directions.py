@@ -114,20 +114,25 @@ def test_the_unbought_bound_holds_on_synthetic_households(seed):
                 assert _unbought_bound(book, base, tracking, buys, s_cap * lot_allowed, price=price) <= exact + 1e-9
 
 
-def test_pricing_cash_tightens_the_bound_by_hand():
-    # V = U = 100,000, no cash: stocks 80% against 60% (gap +0.2, a gain of 0.04 per unit sold:
-    # 0.5 × 0.20 × (1 − 60/100)), bonds 20% against 40% (gap −0.2); both may be bought.
-    d = {
-        "account": {"id": "c", "cash": 0.0, "as_of": "2026-11-24"},
+def _two_classes(bnd_basis: float) -> dict:
+    """V = U = 100,000, no cash: 800 VTI at $100 (basis $60) against a 60% target, 400 BND at $50
+    against 40%; long-term lots, tax weight 0.5."""
+    return {
+        "account": {"id": "b", "cash": 0.0, "as_of": "2026-11-24"},
         "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
         "targets": {"US_STOCK": 0.60, "US_BOND": 0.40},
         "classes": {"VTI": "US_STOCK", "BND": "US_BOND"},
         "prices": {"VTI": 100.0, "BND": 50.0},
         "lots": [{"id": "s", "symbol": "VTI", "quantity": 800, "cost_basis": 60.0, "acquired": "2019-01-02"},
-                 {"id": "b", "symbol": "BND", "quantity": 400, "cost_basis": 50.0, "acquired": "2019-01-02"}],
+                 {"id": "b", "symbol": "BND", "quantity": 400, "cost_basis": bnd_basis, "acquired": "2019-01-02"}],
         "policy": {"tax_weight": 0.5},
     }
-    book, base, tracking, s_cap, relaxed, choices = _stage_two(make(d))
+
+
+def test_pricing_cash_tightens_the_bound_by_hand():
+    # V = U = 100,000, no cash: stocks 80% against 60% (gap +0.2, a gain of 0.04 per unit sold:
+    # 0.5 × 0.20 × (1 − 60/100)), bonds 20% against 40% (gap −0.2); both may be bought.
+    book, base, tracking, s_cap, relaxed, choices = _stage_two(make(_two_classes(bnd_basis=50.0)))
     both = np.array([True, True])
     # Unpriced, bonds buy back for free: stocks alone, min (0.2 − σ)² + 0.04σ at σ = 0.18.
     assert _unbought_bound(book, base, tracking, both, s_cap) == pytest.approx(0.0076, rel=1e-12)
@@ -146,16 +151,7 @@ def test_pricing_cash_tightens_the_bound_by_hand():
 def test_the_bound_by_hand_on_a_two_class_account():
     # V = U = 100,000: stocks 80% against 60% (gap +0.2), bonds 20% against 40% (gap −0.2), and
     # BND may not be bought here (the choice's buy targets: VTI only).
-    d = {
-        "account": {"id": "b", "cash": 0.0, "as_of": "2026-11-24"},
-        "tax": {"short_term_rate": 0.37, "long_term_rate": 0.20},
-        "targets": {"US_STOCK": 0.60, "US_BOND": 0.40},
-        "classes": {"VTI": "US_STOCK", "BND": "US_BOND"},
-        "prices": {"VTI": 100.0, "BND": 50.0},
-        "lots": [{"id": "s", "symbol": "VTI", "quantity": 800, "cost_basis": 60.0, "acquired": "2019-01-02"},
-                 {"id": "b", "symbol": "BND", "quantity": 400, "cost_basis": 40.0, "acquired": "2019-01-02"}],
-        "policy": {"tax_weight": 0.5},
-    }
+    d = _two_classes(bnd_basis=40.0)
     vti_only = np.array([True, False])
 
     def bound(d):
