@@ -171,6 +171,14 @@ class Book:
         return chosen
 
     @cached_property
+    def buyable_in_class(self) -> dict[int, list[int]]:
+        """Per class, the symbols that may be bought, in listed order (classes with none left out)."""
+        funds: dict[int, list[int]] = {}
+        for i, k in self.buyable:
+            funds.setdefault(k, []).append(i)
+        return funds
+
+    @cached_property
     def buyable(self) -> list[tuple[int, int]]:
         """(symbol, class) of each symbol that may be bought, in listed order."""
         eligible = self.buy_eligible.tolist()

@@ -378,10 +378,7 @@ def _cheapest_targets(book: Book, relaxed: Solution, net_sell: np.ndarray, confl
     earned = np.maximum(np.bincount(book.lot_symbol, weights=-lot_cost * relaxed.sells,
                                     minlength=len(book.symbols)), 0.0)
     has_lot = np.bincount(book.lot_symbol, weights=book.lot_sellable.astype(float), minlength=len(book.symbols)) > 0
-    funds: dict[int, list[int]] = {}
-    for i, k in book.buyable:
-        funds.setdefault(k, []).append(i)
-    for k, listed in funds.items():
+    for k, listed in book.buyable_in_class.items():
         if not buying[k] or len(listed) < 2:
             continue
         reach = next((listed[:j + 1] for j, i in enumerate(listed) if not has_lot[i]), listed)
@@ -764,15 +761,13 @@ def _passed_over(book: Book, orders: list[Order] | tuple[Order, ...]) -> list[st
     earlier fund (SPEC section 2: a class's buys go to its first listed buyable symbol not sold
     in the plan; a symbol is bought or sold, never both), usually to harvest its loss."""
     sold = {o.symbol: o for o in orders if o.side == "sell"}
-    listed: dict[int, list[str]] = {}
-    for i, k in book.buyable:
-        listed.setdefault(k, []).append(book.symbols[i])
     notes = []
     for o in orders:
         if o.side != "buy":
             continue
-        funds = listed.get(int(book.class_of_symbol[book.symbol_index[o.symbol]]), [])
-        passed = [s for s in funds[:funds.index(o.symbol)] if s in sold] if o.symbol in funds else []
+        i = book.symbol_index[o.symbol]
+        funds = book.buyable_in_class.get(int(book.class_of_symbol[i]), [])
+        passed = [book.symbols[j] for j in funds[:funds.index(i)] if book.symbols[j] in sold] if i in funds else []
         if not passed:
             continue
         why = []
