@@ -484,11 +484,10 @@ class _Bound:
         self.diagonal = tracking.diagonal(n + 1)
         self.weight, self.gap = self.diagonal[:n], base.gap[:n]
         self.base, self.klass = base, book.class_of_symbol
-        q_all = base.tax_weight * base.u_over_v * base.lot_tax  # objective per unit of U sold
-        self.lot_cost = q_all
+        self.lot_cost = base.tax_weight * base.u_over_v * base.lot_tax  # objective per unit of U sold
         k = book.class_of_symbol[book.lot_symbol]
-        self.order = np.lexsort((q_all, k))
-        self.q, self.k = q_all[self.order], k[self.order]
+        self.order = np.lexsort((self.lot_cost, k))
+        self.q, self.k = self.lot_cost[self.order], k[self.order]
         self.first, self.segment = class_runs(self.k)
         self.classes = self.k[self.first]
 
