@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"backtest", "server"},
     {"backtest_report"},
     {"cli", "__init__"},                                          # entry points
+    {"console"},                                                  # the console script: imports cli
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -1,0 +1,16 @@
+"""The ``rebalance-opt`` console script (and ``python cli.py``): the command line imported inside
+``main``, so that Ctrl-C during that import (typer, rich and pydantic: about half a second) exits
+130 without a traceback, as it does once a command runs. The package itself imports lazily, so
+importing this module costs next to nothing."""
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    """Run the command line (``rebalance_opt.cli.main``)."""
+    try:
+        from .cli import main as run
+    except KeyboardInterrupt:
+        sys.exit(130)
+    run()
