@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -474,22 +475,27 @@ def _unbought_bound(book: Book, base: ModelData, tracking: Tracking, buys: np.nd
 
 
 class _Bound:
-    """``_unbought_bound`` for one plan: the lots sorted once by class and tax per unit (a lot a
-    choice may not sell is a segment of length 0, which changes no minimum), so each direction
-    choice costs a few vector operations."""
+    """``_unbought_bound`` for one plan: the lots sorted by class and tax per unit once, when a
+    bound first needs them (many plans never do), so each direction choice costs a few vector
+    operations (a lot a choice may not sell is a segment of length 0, which changes no minimum)."""
 
     def __init__(self, book: Book, base: ModelData, tracking: Tracking):
         n = len(book.classes)
         self.factor = tracking.factor is not None
         self.diagonal = tracking.diagonal(n + 1)
         self.weight, self.gap = self.diagonal[:n], base.gap[:n]
-        self.base, self.klass = base, book.class_of_symbol
+        self.base, self.book, self.klass = base, book, book.class_of_symbol
         self.lot_cost = base.tax_weight * base.u_over_v * base.lot_tax  # objective per unit of U sold
-        k = book.class_of_symbol[book.lot_symbol]
-        self.order = np.lexsort((self.lot_cost, k))
-        self.q, self.k = self.lot_cost[self.order], k[self.order]
-        self.first, self.segment = class_runs(self.k)
-        self.classes = self.k[self.first]
+
+    @cached_property
+    def _sorted(self) -> tuple[np.ndarray, ...]:
+        """(order, tax per unit and class of the sorted lots, each class's first lot, each lot's
+        class run, the class of each run)."""
+        k = self.klass[self.book.lot_symbol]
+        order = np.lexsort((self.lot_cost, k))
+        q, k = self.lot_cost[order], k[order]
+        first, segment = class_runs(k)
+        return order, q, k, first, segment, k[first]
 
     def __call__(self, buys: np.ndarray, s_max: np.ndarray, enough: float = np.inf, price: float = 0.0) -> float:
         if self.factor:
@@ -519,16 +525,17 @@ class _Bound:
             return tracked + tax - price * sigma
 
         best = cost(np.arange(n), np.zeros(n), np.zeros(n))  # σ = 0
-        if len(self.k):
-            q, k, cap = self.q, self.k, s_max[self.order]
-            lo = before_in_class(cap, self.first, self.segment)          # σ where each segment starts
-            tax_lo = before_in_class(q * cap, self.first, self.segment)  # c(σ) there
+        if len(self.lot_cost):
+            order, q, k, first, segment, classes = self._sorted
+            cap = s_max[order]
+            lo = before_in_class(cap, first, segment)          # σ where each segment starts
+            tax_lo = before_in_class(q * cap, first, segment)  # c(σ) there
             w = weight[k]
             step = np.divide(q - price, 2 * w, out=np.zeros_like(q), where=w > 0)
             end = lo + cap
             stationary = np.clip(gap[k] - step, lo, end)
             per_lot = np.minimum(cost(k, stationary, tax_lo + q * (stationary - lo)), cost(k, end, tax_lo + q * cap))
-            best[self.classes] = np.minimum(best[self.classes], np.minimum.reduceat(per_lot, self.first))
+            best[classes] = np.minimum(best[classes], np.minimum.reduceat(per_lot, first))
         return float(best.sum() + constant)
 
 
