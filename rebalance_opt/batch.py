@@ -44,6 +44,7 @@ from .account_set import AccountSet, SetChunk, set_source
 from .audit import AuditLog, LogLocation, canonical_json, record_of
 from .errors import InputError, RebalanceError
 from .exports import CsvRows, check_account_exportable, csv_rows, stage_basket
+from .interrupts import signals_held
 from .plan import Plan
 from .pool import local_pool
 
@@ -322,11 +323,16 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
         rows = [r.basket_rows for r in results if r.plan is not None] if fmt == "csv" else None
         staged = stage_basket(outcome.plans, out, fmt, rows=rows)
         outcome.basket = staged.to_dict()
+    written = False
     try:
-        if sink is not None:
-            outcome.log_ids = sink.flush(outcome.basket)
-        if staged is not None:
-            staged.commit()
+        # the log's entries and the basket land together, or neither; a signal in between is
+        # reported once both are in place
+        with _interruption_counted(results, sink, lambda: written), signals_held():
+            if sink is not None:
+                outcome.log_ids = sink.flush(outcome.basket)
+            if staged is not None:
+                staged.commit()
+            written = True
     finally:
         if staged is not None:
             staged.discard()
@@ -335,15 +341,18 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
 
 
 @contextmanager
-def _interruption_counted(results: list[AccountResult], sink: "_LogSink | None"):
+def _interruption_counted(results: list[AccountResult], sink: "_LogSink | None",
+                          finished: Callable[[], bool] = lambda: False):
     """On Ctrl-C (or SIGTERM, which the CLI turns into one), the interruption says how far the
-    batch got: ``planned`` (accounts with a plan so far) and ``logged`` (entries committed to the
-    audit log: without ``--out`` each chunk's are committed as they come, with it none until the end)."""
+    batch got: ``planned`` (accounts with a plan so far), ``logged`` (entries committed to the
+    audit log: without ``--out`` each chunk's are committed as they come, with it none until the
+    end) and ``finished`` (the signal came as the last entries and the basket were written: all are)."""
     try:
         yield
     except KeyboardInterrupt as exc:
         exc.planned = sum(r.plan is not None for r in results)
         exc.logged = len(sink.ids) if sink is not None else 0
+        exc.finished = finished()
         raise
 
 
@@ -645,8 +654,9 @@ class _LogSink:
         if self.pending:
             basket_text = canonical_json(basket) if basket is not None else None
             rows = [{**r.record, "basket": basket_text} if basket_text else r.record for r in self.pending]
-            ids = AuditLog(self.where).append_many(rows)
-            self.ids.update({r.index: i for r, i in zip(self.pending, ids)})
-            self.pending = []
+            with signals_held():  # committed and counted together
+                ids = AuditLog(self.where).append_many(rows)
+                self.ids.update({r.index: i for r, i in zip(self.pending, ids)})
+                self.pending = []
         return self.ids
 

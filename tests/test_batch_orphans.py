@@ -184,7 +184,7 @@ def test_a_batch_ended_by_sigterm_says_how_far_it_got_and_its_log_is_intact(tmp_
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    if proc.returncode == 0:
+    if proc.returncode == 0 or "the batch had finished" in err:
         pytest.skip("the batch finished before the signal")  # a very fast machine
     assert proc.returncode == 143 and "Traceback" not in err, err
     logged = int(err.split(" entries logged to ")[0].rsplit("; ", 1)[1].replace(",", ""))

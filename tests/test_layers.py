@@ -10,7 +10,7 @@ PACKAGE = ROOT / "rebalance_opt"
 
 # Lowest first. A module may import from any strictly lower layer, never from its own or above.
 LAYERS: list[set[str]] = [
-    {"errors", "qp", "pool"},                                    # no package imports
+    {"errors", "qp", "pool", "interrupts"},                      # no package imports
     {"account"},                                                  # the validated account
     {"account_file", "tax", "drift", "audit"},                    # reading it; tax rules; drift; the log
     {"book", "account_set", "plan", "verify", "backtest_data", "problem"},

@@ -105,6 +105,10 @@ def _interrupted(exc: KeyboardInterrupt, total: int, where, out) -> str:
     """What an interrupted batch leaves behind, for the operator deciding what to re-run."""
     planned, logged = getattr(exc, "planned", 0), getattr(exc, "logged", 0)
     text = f"interrupted: {planned:,} of {total:,} accounts planned"
+    if getattr(exc, "finished", False):
+        written = [f"{logged:,} entries logged to {where.path}"] if where is not None else []
+        written += [f"the basket written to {out}"] if out is not None else []
+        return text + (f"; the batch had finished: {' and '.join(written)}" if written else "")
     if where is None:
         return text + "; dry run: nothing recorded in the audit log"
     if out is not None:

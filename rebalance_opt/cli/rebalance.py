@@ -42,6 +42,7 @@ def generate(
         from ..account_file import account_from_dict, account_to_dict, read_account_data
         from ..audit import AuditLog
         from ..exports import check_account_exportable, stage_basket
+        from ..interrupts import signals_held
         from ..solve import plan_rebalance
         # Every option is checked before solving, so an input error writes nothing anywhere.
         out, basket_format, why, where = basket_and_log(out_text, fmt, reason, dry_run, log)
@@ -57,12 +58,13 @@ def generate(
         # Stage the basket, commit the log entry, then put the basket in place: no half states.
         staged = stage_basket([plan], out, basket_format) if out is not None and basket_format else None
         try:
-            if where is not None:
-                entry = AuditLog(where).append(plan.to_dict(), account_to_dict(acct),
-                                               staged.to_dict() if staged else None)
-                plan = plan.with_log_id(entry.id)
-            if staged is not None:
-                staged.commit()
+            with signals_held():  # Ctrl-C waits until both are in place
+                if where is not None:
+                    entry = AuditLog(where).append(plan.to_dict(), account_to_dict(acct),
+                                                   staged.to_dict() if staged else None)
+                    plan = plan.with_log_id(entry.id)
+                if staged is not None:
+                    staged.commit()
         finally:
             if staged is not None:
                 staged.discard()
