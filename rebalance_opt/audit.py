@@ -463,6 +463,12 @@ class AuditLog:
             sql += " WHERE " + " AND ".join(where)
         return [Entry(r) for r in self._query(sql + " ORDER BY id", args)]
 
+    def logged_inputs(self) -> dict[tuple[str, str], int]:
+        """``(account, inputs_sha256)`` of every entry, with the newest entry's id: which exact
+        inputs are already logged (a batch's ``--resume``), read without the entries' text."""
+        return {(r["account"], r["inputs_sha256"]): r["id"]
+                for r in self._rows("SELECT id, account, inputs_sha256 FROM entries ORDER BY id")}
+
     def get(self, entry_id: int) -> Entry | None:
         if not -2 ** 63 <= entry_id < 2 ** 63:  # past SQLite's integers: no such entry (was OverflowError)
             return None

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ class AccountResult:
     path: str | None = None          # the key path of an input error
     seconds: float = 0.0
     constraints: tuple[str, ...] = ()  # no feasible plan: the rules that failed (``Infeasible.constraints``)
+    logged_as: int | None = None     # --resume: the entry that already logs these exact inputs
 
     @property
     def ok(self) -> bool:
@@ -203,6 +204,11 @@ class BatchResult:
     basket: dict | None = None
 
     @property
+    def already_logged(self) -> list[AccountResult]:
+        """With ``resume``: the planned accounts whose exact inputs an earlier entry logs."""
+        return [r for r in self.results if r.logged_as is not None]
+
+    @property
     def plans(self) -> list[Plan]:
         return [r.plan for r in self.results if r.plan is not None]
 
@@ -214,7 +220,7 @@ class BatchResult:
         plans = self.plans
         return {
             "accounts": len(self.results), "planned": len(plans), "failed": len(self.failures),
-            "orders": sum(len(p.orders) for p in plans),
+            "already_logged": len(self.already_logged), "orders": sum(len(p.orders) for p in plans),
             "estimated_tax": math.fsum(p.tax.estimated_tax for p in plans),
             "lot_tax": math.fsum(p.lot_tax for p in plans),
             "turnover": math.fsum(p.turnover for p in plans),
@@ -237,7 +243,8 @@ class BatchResult:
                 "failures": [r.failure() for r in self.failures],
                 "plans": [{"account": r.plan.account, "source": r.source, "stage": r.plan.stage,
                            "orders": len(r.plan.orders), "estimated_tax": r.plan.tax.estimated_tax,
-                           "log_id": self.log_ids.get(r.index)} for r in self.results if r.plan is not None]}
+                           "log_id": self.log_ids.get(r.index, r.logged_as), "already_logged": r.logged_as is not None}
+                          for r in self.results if r.plan is not None]}
 
 
 def account_files(folder: Path) -> list[Path]:
@@ -293,12 +300,19 @@ def check_engine(engine: str, scheduler: str | None, workers: int | None) -> Non
 def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", workers: int | None = None,
               scheduler: str | None = None, log: LogLocation | None = None, out: Path | None = None,
               basket_format: str | None = None, reason: str | None = None, chunk: int | None = None,
-              progress: Callable[[int], None] | None = None) -> BatchResult:
+              progress: Callable[[int], None] | None = None, resume: bool = False) -> BatchResult:
     """Plan every account (a folder's files, or an ``AccountSet`` read by ``read_account_set``);
     append one audit entry per plan to ``log`` (None: a dry run) and write one basket of every
     plan to ``out`` (nothing when no account was planned: a file already there is left as it was).
-    ``progress`` is called with the number of accounts each finished chunk held."""
+    ``progress`` is called with the number of accounts each finished chunk held.
+
+    ``resume``: finish a batch that was interrupted. An account whose exact inputs (its id and
+    the sha256 of its validated inputs, as its entry stores them) already have an entry in ``log``
+    is planned but not logged again (``AccountResult.logged_as`` names that entry); the rest are
+    logged as usual. Only for a batch logged chunk by chunk: with ``out`` the log and the basket
+    are written together at the end, so an interrupted batch left nothing to resume."""
     check_engine(engine, scheduler, workers)
+    logged = _resumable(log, out) if resume else {}
     workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
     started = time.perf_counter()
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
@@ -311,6 +325,8 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
             client, workers, settle = stack.enter_context(_dask_client(workers, scheduler, accounts))
             chunks = _run_dask(client, make_tasks(accounts, workers, chunk), settle, reason, log is not None, fmt)
         for batch in _in_order(chunks):
+            if logged:
+                batch = [_already_logged(r, logged) for r in batch]
             results.extend(batch)
             if sink is not None:
                 sink.add(batch)
@@ -338,6 +354,26 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
             staged.discard()
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _resumable(log: LogLocation | None, out: Path | None) -> dict[tuple[str, str], int]:
+    """The inputs ``log`` already holds, for ``resume``; a resume that cannot work is an InputError."""
+    if log is None:
+        raise InputError("needs the audit log: a dry run records nothing to resume from", path="--resume",
+                         value=True, has_value=True)
+    if out is not None:
+        raise InputError("is for a batch logged chunk by chunk: with --out an interrupted batch logged "
+                         "nothing and wrote no basket, so run it again as it was", path="--resume",
+                         value=True, has_value=True)
+    return AuditLog(log).logged_inputs()
+
+
+def _already_logged(result: AccountResult, logged: dict[tuple[str, str], int]) -> AccountResult:
+    """``result`` without its audit columns when an entry already logs its exact inputs."""
+    if result.record is None:
+        return result
+    entry = logged.get((result.record["account"], result.record["inputs_sha256"]))
+    return result if entry is None else replace(result, record=None, logged_as=entry)
 
 
 @contextmanager

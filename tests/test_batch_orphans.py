@@ -192,3 +192,9 @@ def test_a_batch_ended_by_sigterm_says_how_far_it_got_and_its_log_is_intact(tmp_
     verified = subprocess.run([sys.executable, str(ROOT / "cli.py"), "rebalance", "log", "--log", str(log), "--verify"],
                               capture_output=True, text=True)
     assert verified.returncode == 0 and f"ok: {logged} entries" in verified.stdout
+    assert "run the same command again with --resume" in err
+    resumed = subprocess.run([sys.executable, str(ROOT / "cli.py"), "rebalance", "batch", str(tmp_path / "a"),
+                              "--workers", "1", "--log", str(log), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(log) as db:  # every account logged once: the rest added, none twice
+        assert db.execute("SELECT count(DISTINCT account), count(*) FROM entries").fetchone() == (80, 80)

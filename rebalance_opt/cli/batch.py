@@ -33,6 +33,8 @@ def batch(
     fmt: str | None = typer.Option(None, "--format", help="Basket format: csv, json or fix "
                                                                 "(default: from --out's extension)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Record nothing in the audit log."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted batch: accounts whose exact "
+                                "inputs the audit log already holds are not logged again."),
     log: str | None = typer.Option(None, "--log", help="Audit log file (default: $REBALANCE_OPT_LOG, else "
                                                             "~/.local/share/rebalance-opt/audit.sqlite)."),
     as_json: bool = JsonOpt,
@@ -57,7 +59,7 @@ def batch(
                 outcome = _with_progress(err, len(work), lambda progress: run_batch(
                     work, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
                     basket_format=basket_format, reason=why, chunk=chunk,
-                    progress=progress))
+                    progress=progress, resume=resume))
         except KeyboardInterrupt as exc:
             typer.echo(_interrupted(exc, len(work), where, out), err=True)
             raise typer.Exit(getattr(exc, "exit_code", 130)) from None
@@ -114,8 +116,8 @@ def _interrupted(exc: KeyboardInterrupt, total: int, where, out) -> str:
     if out is not None:
         return text + "; nothing logged and no basket written (with --out the log and basket are written together at the end)"
     return (text + f"; {logged:,} entries logged to {where.path} (each chunk is committed as it finishes). "
-            "A re-run plans and logs every account again: to finish the rest only, plan the accounts "
-            "without an entry of this run (rebalance log --since)")
+            "To finish the rest, run the same command again with --resume: accounts already logged "
+            "with the same inputs are not logged again")
 
 
 def batch_input(accounts: Path, template: Path | None):
@@ -158,7 +160,8 @@ def _summary_table(outcome):
     t.add_column("what")
     t.add_column("value", justify="right")
     rate = s["accounts_per_second"]
-    for label, value in (("accounts", f"{s['accounts']:,}"), ("planned", f"{s['planned']:,}"),
+    resumed = (("already logged", f"{s['already_logged']:,}"),) if s["already_logged"] else ()
+    for label, value in (("accounts", f"{s['accounts']:,}"), ("planned", f"{s['planned']:,}"), *resumed,
                          ("failed", f"{s['failed']:,}"), ("orders", f"{s['orders']:,}"),
                          ("estimated tax", f"{s['estimated_tax']:,.2f}"), ("lot tax", f"{s['lot_tax']:,.2f}"),
                          ("turnover", f"{s['turnover']:,.2f}"), ("seconds", f"{s['seconds']:.2f}"),
@@ -198,6 +201,9 @@ def _notes(outcome, out: Path | None = None) -> list[str]:
         notes.append(f"basket: not written, every account failed ({out} left as it was)")
     notes.append(f"logged {len(outcome.log_ids):,} entries in {outcome.log}" if outcome.log is not None
                  else "dry run: nothing recorded in the audit log")
+    if s["already_logged"]:
+        notes.append(f"{s['already_logged']:,} accounts were already logged with the same inputs (--resume): "
+                     "not logged again")
     done = "planned and logged" if outcome.log is not None else "planned"
     basket = ", and all their orders are in the basket" if outcome.basket is not None else ""
     for account, sources in s["duplicate_accounts"].items():

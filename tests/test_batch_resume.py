@@ -1,0 +1,99 @@
+"""``rebalance batch --resume``: an interrupted batch is finished without logging any account twice.
+Before it, a re-run planned and logged every account again, and the README told operators to sort
+out by hand which accounts had an entry of the interrupted run."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from benchmarks.synth import households, write_accounts
+from rebalance_opt.audit import AuditLog, LogLocation
+from rebalance_opt.batch import account_files, run_batch
+
+from .conftest import cli
+from .test_interrupts import ctrl_c_after
+
+N = 8
+
+
+@pytest.fixture
+def folder(tmp_path):
+    write_accounts(tmp_path / "a", list(households(N, seed=5)))
+    return tmp_path / "a"
+
+
+def logged_accounts(log) -> Counter:
+    return Counter(e.row["account"] for e in AuditLog(LogLocation(log, "--log")).entries())
+
+
+def interrupted_batch(folder, log, monkeypatch) -> int:
+    """A batch stopped by Ctrl-C after its second chunk of two is committed: how many it logged."""
+    ctrl_c_after(monkeypatch, "append_many", call=2)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        run_batch(account_files(folder), workers=1, chunk=2, log=LogLocation(log, "--log"))
+    monkeypatch.undo()
+    return stopped.value.logged
+
+
+def test_resuming_an_interrupted_batch_logs_every_account_once_and_the_chain_stays_intact(folder, tmp_path, monkeypatch):
+    log = tmp_path / "audit.sqlite"
+    assert interrupted_batch(folder, log, monkeypatch) == 4
+    first = {e.row["account"]: e.id for e in AuditLog(LogLocation(log, "--log")).entries()}
+
+    outcome = run_batch(account_files(folder), workers=1, chunk=2, log=LogLocation(log, "--log"), resume=True)
+    assert len(outcome.plans) == N and not outcome.failures
+    assert logged_accounts(log) == Counter({r.account: 1 for r in outcome.results})  # each once
+    assert {r.account: r.logged_as for r in outcome.already_logged} == first  # the first run's entries
+    assert len(outcome.log_ids) == N - 4 and AuditLog(LogLocation(log, "--log")).verify().ok
+
+
+def test_resume_logs_an_account_again_when_its_inputs_changed(folder, tmp_path):
+    log = LogLocation(tmp_path / "audit.sqlite", "--log")
+    run_batch(account_files(folder), workers=1, log=log)
+    changed = account_files(folder)[3]
+    book = json.loads(changed.read_text())
+    book["account"]["cash"] += 1000.0  # a deposit since: a new rebalance, not the one logged
+    changed.write_text(json.dumps(book))
+
+    outcome = run_batch(account_files(folder), workers=1, log=log, resume=True)
+    assert [r.source for r in outcome.results if r.logged_as is None] == [str(changed)]
+    assert sorted(logged_accounts(log.path).values()) == [1] * (N - 1) + [2]
+
+
+def test_a_resumed_batch_says_what_was_already_logged(folder, tmp_path, capsys):
+    log = tmp_path / "audit.sqlite"
+    cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log))
+    entries = {e.row["account"]: e.id for e in AuditLog(LogLocation(log, "--log")).entries()}
+
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log),
+                         "--resume", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["already_logged"] == N and result["planned"] == N
+    assert {p["account"]: p["log_id"] for p in result["plans"]} == entries and all(p["already_logged"] for p in result["plans"])
+    assert f"logged 0 entries in {log}" in err and f"{N} accounts were already logged with the same inputs" in err
+
+    code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log), "--resume")
+    assert code == 0 and "already logged" in out and len(AuditLog(LogLocation(log, "--log")).entries()) == N
+
+
+@pytest.mark.parametrize("other, says", [(["--dry-run"], "a dry run records nothing"),
+                                         (["--out", "basket.csv"], "with --out an interrupted batch logged nothing")])
+def test_resume_without_a_log_to_finish_is_an_input_error_that_writes_nothing(folder, tmp_path, capsys, monkeypatch,
+                                                                              other, says):
+    monkeypatch.chdir(tmp_path)
+    log = tmp_path / "audit.sqlite"
+    code, out, err = cli(capsys, "rebalance", "batch", str(folder), "--log", str(log), "--resume", *other)
+    assert code == 2 and "--resume" in err and says in err and "Traceback" not in err
+    assert not log.exists() and not (tmp_path / "basket.csv").exists()
+
+
+def test_an_interrupted_batch_tells_the_operator_to_resume(folder, tmp_path, capsys, monkeypatch):
+    log = tmp_path / "audit.sqlite"
+    ctrl_c_after(monkeypatch, "append_many", call=1)
+    code, _, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--chunk", "2", "--log", str(log))
+    assert code == 130
+    assert err.startswith(f"interrupted: 2 of {N} accounts planned; 2 entries logged to {log}")
+    assert "run the same command again with --resume" in err
