@@ -5,6 +5,10 @@ chunk's entries and the count of what is logged (``batch``). Python runs a signa
 any two bytecodes, so Ctrl-C could land after the log's commit and before the basket was put in
 place (an entry for a basket that was then discarded), or before the batch counted the commit
 (an interrupted batch reported 2 entries logged with 4 in the log).
+
+The hold covers the wait for the log's write lock too (at most 60 s, ``audit.BUSY_TIMEOUT``): a
+Ctrl-C then takes effect once the entry is written. It mostly did before as well, since SQLite's
+busy wait does not return to Python, where the handler runs, until it has the lock or gives up.
 """
 from __future__ import annotations
 
