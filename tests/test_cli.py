@@ -220,4 +220,6 @@ def test_ctrl_c_while_the_cli_starts_exits_130_without_a_traceback(delay, launch
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode in (0, 130) and "Traceback" not in err, err
+    # -SIGINT: the signal came before the interpreter set up its handler (a loaded machine, the
+    # earliest delay), so the process ended as Ctrl-C ends any program; a shell shows 130 for it
+    assert proc.returncode in (0, 130, -signal.SIGINT) and "Traceback" not in err, err
