@@ -97,3 +97,15 @@ def test_an_interrupted_batch_tells_the_operator_to_resume(folder, tmp_path, cap
     assert code == 130
     assert err.startswith(f"interrupted: 2 of {N} accounts planned; 2 entries logged to {log}")
     assert "run the same command again with --resume" in err
+
+
+def test_resume_recognizes_the_accounts_of_an_account_set(tmp_path, capsys, examples):
+    log = tmp_path / "audit.sqlite"
+    args = ["rebalance", "batch", str(examples / "set" / "lots.csv"), "--template", str(examples / "set" / "template.toml"),
+            "--workers", "1", "--log", str(log), "--json"]
+    code, out, _ = cli(capsys, *args)
+    assert code == 0 and json.loads(out)["already_logged"] == 0
+    code, out, _ = cli(capsys, *args, "--resume")
+    result = json.loads(out)
+    assert code == 0 and result["already_logged"] == result["planned"] == 5
+    assert sum(logged_accounts(log).values()) == 5
