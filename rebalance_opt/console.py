@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import sys
 
+from .interrupts import ctrl_c_noting
+
 
 def main() -> None:
-    """Run the command line (``rebalance_opt.cli.main``)."""
-    try:
-        from .cli import main as run
-    except KeyboardInterrupt:
-        sys.exit(130)
-    run()
+    """Run the command line (``rebalance_opt.cli.main``), Ctrl-C noted from here on."""
+    with ctrl_c_noting():
+        try:
+            from .cli import main as run
+        except KeyboardInterrupt:
+            sys.exit(130)
+        run()

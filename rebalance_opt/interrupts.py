@@ -13,11 +13,54 @@ busy wait does not return to Python, where the handler runs, until it has the lo
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 HELD = (signal.SIGINT, signal.SIGTERM)
+_noted: list[int] = []  # Ctrl-Cs the command line's handler has seen, while it runs
+
+
+def _ctrl_c(signum, frame):
+    """The command line's SIGINT handler: Python's own (KeyboardInterrupt), and a note of it.
+    CPython drops the exception when the signal lands in a callback (a weakref callback of
+    importlib's module locks: "Exception ignored in ... KeyboardInterrupt"), so a Ctrl-C during a
+    lazy import could be lost and the command run on to log its plan; the note keeps it."""
+    _noted.append(signum)
+    raise KeyboardInterrupt
+
+
+def ctrl_c_noted() -> bool:
+    """Whether Ctrl-C was pressed while the command line ran (``ctrl_c_noting``)."""
+    return bool(_noted)
+
+
+@contextmanager
+def ctrl_c_noting() -> Iterator[None]:
+    """While the command line runs, Ctrl-C raises KeyboardInterrupt as usual and is noted too, so
+    that ``signals_held`` writes nothing after one whose exception was lost, and the command
+    exits 130. Nested uses (the console script, then ``cli.main``) keep the outer note. Nothing
+    changes outside the main thread, nor where SIGINT is ignored (a background job of a shell
+    without job control: Python leaves it ignored too) or handled by code that is not Python."""
+    current = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if current is None or current is _ctrl_c or current == signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, _ctrl_c)
+    _noted.clear()
+    unraisable = sys.unraisablehook
+
+    def quiet_when_noted(exc):  # CPython's "Exception ignored in ..." for the dropped Ctrl-C: noted, so unsaid
+        if not (isinstance(exc.exc_value, KeyboardInterrupt) and _noted):
+            unraisable(exc)
+    sys.unraisablehook = quiet_when_noted
+    try:
+        yield
+    finally:
+        sys.unraisablehook = unraisable
+        signal.signal(signal.SIGINT, current)
+        _noted.clear()
 
 
 @contextmanager
@@ -25,10 +68,13 @@ def signals_held() -> Iterator[None]:
     """Ctrl-C or SIGTERM arriving in the block takes effect when the block ends, through the
     handler it was meant for. Outside the main thread (a library caller's thread, a server's
     worker), where Python handles no signal, the block runs as it is; so does a signal whose
-    handler was not installed from Python (it cannot be put back)."""
+    handler was not installed from Python (it cannot be put back). A Ctrl-C noted earlier whose
+    exception was lost (``ctrl_c_noting``) stops the block before it starts."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if _noted:
+        raise KeyboardInterrupt
     caught: list[int] = []
     previous = {s: signal.getsignal(s) for s in HELD}
     previous = {s: h for s, h in previous.items() if h is not None}

@@ -68,6 +68,16 @@ def _audit_log(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in the test, whatever pytest inherited: a shell's
+    background job starts with SIGINT ignored, and Python then installs no handler for it."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
 def examples() -> Path:
     return ROOT / "examples"
 

@@ -16,6 +16,7 @@ from .conftest import cli
 from .test_interrupts import ctrl_c_after
 
 N = 8
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")
 
 
 @pytest.fixture

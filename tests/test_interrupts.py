@@ -7,6 +7,7 @@ import hashlib
 import signal
 import sqlite3
 import threading
+import weakref
 
 import pytest
 
@@ -17,6 +18,7 @@ from rebalance_opt.interrupts import signals_held
 
 from .conftest import cli
 
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")
 
 def entries(log) -> int:
     with sqlite3.connect(log) as db:
@@ -105,3 +107,51 @@ def test_ctrl_c_right_after_generate_logs_its_plan_still_puts_the_logged_basket_
     assert code == 130 and "Traceback" not in err
     (entry,) = AuditLog(LogLocation(log, "--log")).entries()
     assert entry.field("basket")["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()  # the basket it logged
+
+
+def test_a_ctrl_c_whose_exception_python_dropped_still_stops_generate_before_it_writes(
+        tmp_path, monkeypatch, capsys, examples):
+    # CPython drops a KeyboardInterrupt raised in a callback (importlib's module-lock weakref
+    # callback, during a lazy import): generate ran on, logged its plan and exited 0. Here the
+    # planner swallows it the same way.
+    import rebalance_opt.solve as solve
+    original = solve.plan_rebalance
+
+    def plan_then_lost_ctrl_c(*args, **kwargs):
+        ctrl_c_in_a_weakref_callback()
+        return original(*args, **kwargs)
+    monkeypatch.setattr(solve, "plan_rebalance", plan_then_lost_ctrl_c)
+    log, out = tmp_path / "audit.sqlite", tmp_path / "basket.csv"
+    code, _, err = cli(capsys, "rebalance", "generate", str(examples / "household.toml"),
+                       "--log", str(log), "--out", str(out))
+    assert code == 130 and "Traceback" not in err and "Exception ignored" not in err
+    assert not log.exists() and not out.exists()
+
+
+def ctrl_c_in_a_weakref_callback() -> None:
+    """Ctrl-C landing in a weakref callback, as in importlib's: CPython reports the
+    KeyboardInterrupt to ``sys.unraisablehook`` and carries on."""
+    class Lock:
+        pass
+    lock = Lock()
+    ref = weakref.ref(lock, lambda _: signal.raise_signal(signal.SIGINT))  # noqa: F841 - kept alive
+    del lock
+
+
+def test_a_dropped_ctrl_c_in_a_command_that_writes_nothing_still_exits_130(monkeypatch, capsys, examples):
+    import rebalance_opt.drift as drift
+    original = drift.drift_report
+
+    def report_then_lost_ctrl_c(*args, **kwargs):
+        ctrl_c_in_a_weakref_callback()
+        return original(*args, **kwargs)
+    monkeypatch.setattr(drift, "drift_report", report_then_lost_ctrl_c)
+    code, _, _ = cli(capsys, "rebalance", "check", str(examples / "household.toml"))
+    assert code == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command line's handler is gone
+
+
+def test_the_command_line_leaves_an_ignored_ctrl_c_ignored(monkeypatch, capsys, examples):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # restored by ctrl_c_raises
+    code, _, _ = cli(capsys, "rebalance", "check", str(examples / "household.toml"))
+    assert code == 0 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN

@@ -17,6 +17,7 @@ from . import batch as _batch  # noqa: F401
 from . import impact as _impact  # noqa: F401
 from . import rebalance as _rebalance  # noqa: F401  (importing registers the commands)
 from . import serve as _serve  # noqa: F401
+from ..interrupts import ctrl_c_noted, ctrl_c_noting
 from .common import UsageError, app, plain_where_unencodable, stdout_gone, to_json, unusable_stdout
 
 __all__ = ["app", "main"]
@@ -40,14 +41,17 @@ def main(argv: list[str] | None = None) -> None:
                    "redirect it to a file (or to /dev/null to discard it)", err=True)
         sys.exit(2)
     plain_where_unencodable()
-    try:
-        code = _run(argv)
-        if sys.stdout is not None:
-            sys.stdout.flush()  # what is still buffered: a reader gone by now is the same broken pipe
-    except BrokenPipeError:  # stdout's reader went away after the command (run() handles it within)
-        code = stdout_gone()
-    except KeyboardInterrupt:  # Ctrl-C outside a command's body (typer building the commands): quiet, as within
-        code = 130
+    with ctrl_c_noting():
+        try:
+            code = _run(argv)
+            if sys.stdout is not None:
+                sys.stdout.flush()  # what is still buffered: a reader gone by now is the same broken pipe
+        except BrokenPipeError:  # stdout's reader went away after the command (run() handles it within)
+            code = stdout_gone()
+        except KeyboardInterrupt:  # Ctrl-C outside a command's body (typer building the commands): quiet, as within
+            code = 130
+        if ctrl_c_noted():  # a Ctrl-C whose KeyboardInterrupt CPython dropped (``interrupts._ctrl_c``)
+            code = 130
     sys.exit(code)
 
 
