@@ -700,28 +700,35 @@ def listener():
     (b"": nothing, as an HTTP server waiting for a request). Yields a function starting one."""
     import socket
     import threading
-    servers = []
+    servers, threads = [], []
 
     def start(greeting: bytes) -> str:
         server = socket.socket()
         server.bind(("127.0.0.1", 0))
         server.listen(8)
+        server.settimeout(0.1)  # so the thread sees the server closed: close() does not wake accept()
         servers.append(server)
 
         def serve():
-            while True:
+            while server.fileno() != -1:
                 try:
                     conn, _ = server.accept()
+                except TimeoutError:
+                    continue
                 except OSError:
                     return
                 if greeting:
                     conn.sendall(greeting)
                 servers.append(conn)
-        threading.Thread(target=serve, daemon=True).start()
+        threads.append(threading.Thread(target=serve, daemon=True))
+        threads[-1].start()
         return f"tcp://127.0.0.1:{server.getsockname()[1]}"
     yield start
     for s in servers:
         s.close()
+    for t in threads:  # no thread left running when later tests fork worker processes
+        t.join(5)
+        assert not t.is_alive()
 
 
 @pytest.mark.parametrize("greeting, words", [
