@@ -65,6 +65,9 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess
 def _audit_log(tmp_path, monkeypatch):
     """Every test writes its audit log in its own temporary folder, never the user's default."""
     monkeypatch.setenv("REBALANCE_OPT_LOG", str(tmp_path / "audit.sqlite"))
+    # and sees the terminal output CI sees, whatever the shell running pytest sets
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("COLUMNS", "80")
 
 
 @pytest.fixture
