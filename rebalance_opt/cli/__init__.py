@@ -12,12 +12,12 @@ import sys
 
 import typer
 
+from ..interrupts import ctrl_c_noted, ctrl_c_noting
 from . import backtest as _backtest  # noqa: F401
 from . import batch as _batch  # noqa: F401
 from . import impact as _impact  # noqa: F401
 from . import rebalance as _rebalance  # noqa: F401  (importing registers the commands)
 from . import serve as _serve  # noqa: F401
-from ..interrupts import ctrl_c_noted, ctrl_c_noting
 from .common import UsageError, app, plain_where_unencodable, stdout_gone, to_json, unusable_stdout
 
 __all__ = ["app", "main"]
