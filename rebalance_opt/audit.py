@@ -44,7 +44,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .errors import DamagedLog, InputError, RebalanceError
 
@@ -90,6 +90,7 @@ SCHEMA = (
     """CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
 )
+_SQL_VARIABLES = 500  # parameters per statement, well under SQLite's limit (999 before 3.32)
 _TRIGGERS = {statement.split()[5]: statement for statement in SCHEMA if statement.startswith("CREATE TRIGGER")}
 
 
@@ -463,11 +464,26 @@ class AuditLog:
             sql += " WHERE " + " AND ".join(where)
         return [Entry(r) for r in self._query(sql + " ORDER BY id", args)]
 
-    def logged_inputs(self) -> dict[tuple[str, str], int]:
-        """``(account, inputs_sha256)`` of every entry, with the newest entry's id: which exact
-        inputs are already logged (a batch's ``--resume``), read without the entries' text."""
-        return {(r["account"], r["inputs_sha256"]): r["id"]
-                for r in self._rows("SELECT id, account, inputs_sha256 FROM entries ORDER BY id")}
+    def logged_inputs(self, keys: Iterable[tuple[str, str]], up_to: int | None = None) -> dict[tuple[str, str], int]:
+        """Which of ``keys`` (``(account, inputs_sha256)`` pairs) an entry already logs, with the
+        newest such entry's id, among entries numbered up to ``up_to`` (None: all): a batch's
+        ``--resume``. Only the entries of those accounts are read (by the account index), without
+        their text, so a log of millions of entries costs what the accounts' own history does."""
+        wanted = set(keys)
+        accounts = sorted({account for account, _ in wanted})
+        found: dict[tuple[str, str], int] = {}
+        for start in range(0, len(accounts), _SQL_VARIABLES):
+            part = accounts[start: start + _SQL_VARIABLES]
+            sql = f"SELECT id, account, inputs_sha256 FROM entries WHERE account IN ({','.join('?' * len(part))})"
+            args: list[Any] = list(part)
+            if up_to is not None:
+                sql += " AND id <= ?"
+                args.append(up_to)
+            for r in self._rows(sql + " ORDER BY id", args):
+                key = (r["account"], r["inputs_sha256"])
+                if key in wanted:
+                    found[key] = r["id"]
+        return found
 
     def get(self, entry_id: int) -> Entry | None:
         if not -2 ** 63 <= entry_id < 2 ** 63:  # past SQLite's integers: no such entry (was OverflowError)

@@ -312,7 +312,7 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     logged as usual. Only for a batch logged chunk by chunk: with ``out`` the log and the basket
     are written together at the end, so an interrupted batch left nothing to resume."""
     check_engine(engine, scheduler, workers)
-    logged = _resumable(log, out) if resume else {}
+    resume_up_to = _resumable(log, out) if resume else None
     workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
     started = time.perf_counter()
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
@@ -325,8 +325,8 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
             client, workers, settle = stack.enter_context(_dask_client(workers, scheduler, accounts))
             chunks = _run_dask(client, make_tasks(accounts, workers, chunk), settle, reason, log is not None, fmt)
         for batch in _in_order(chunks):
-            if logged:
-                batch = [_already_logged(r, logged) for r in batch]
+            if resume_up_to:
+                batch = _already_logged(batch, log, resume_up_to)
             results.extend(batch)
             if sink is not None:
                 sink.add(batch)
@@ -356,8 +356,9 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     return outcome
 
 
-def _resumable(log: LogLocation | None, out: Path | None) -> dict[tuple[str, str], int]:
-    """The inputs ``log`` already holds, for ``resume``; a resume that cannot work is an InputError."""
+def _resumable(log: LogLocation | None, out: Path | None) -> int:
+    """The newest entry of ``log`` before the batch (what ``resume`` looks up to: entries this
+    batch appends are its own); a resume that cannot work is an InputError."""
     if log is None:
         raise InputError("needs the audit log: a dry run records nothing to resume from", path="--resume",
                          value=True, has_value=True)
@@ -365,15 +366,17 @@ def _resumable(log: LogLocation | None, out: Path | None) -> dict[tuple[str, str
         raise InputError("is for a batch logged chunk by chunk: with --out an interrupted batch logged "
                          "nothing and wrote no basket, so run it again as it was", path="--resume",
                          value=True, has_value=True)
-    return AuditLog(log).logged_inputs()
+    return AuditLog(log).head()[0]
 
 
-def _already_logged(result: AccountResult, logged: dict[tuple[str, str], int]) -> AccountResult:
-    """``result`` without its audit columns when an entry already logs its exact inputs."""
-    if result.record is None:
-        return result
-    entry = logged.get((result.record["account"], result.record["inputs_sha256"]))
-    return result if entry is None else replace(result, record=None, logged_as=entry)
+def _already_logged(batch: list[AccountResult], log: LogLocation, up_to: int) -> list[AccountResult]:
+    """The chunk's results, without their audit columns where an entry up to ``up_to`` already
+    logs their exact inputs (``logged_as`` names it)."""
+    def key(r: AccountResult) -> tuple[str, str]:
+        return r.record["account"], r.record["inputs_sha256"]
+    logged = AuditLog(log).logged_inputs((key(r) for r in batch if r.record is not None), up_to)
+    return [r if r.record is None or key(r) not in logged else replace(r, record=None, logged_as=logged[key(r)])
+            for r in batch]
 
 
 @contextmanager

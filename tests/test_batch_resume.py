@@ -110,3 +110,30 @@ def test_resume_recognizes_the_accounts_of_an_account_set(tmp_path, capsys, exam
     result = json.loads(out)
     assert code == 0 and result["already_logged"] == result["planned"] == 5
     assert sum(logged_accounts(log).values()) == 5
+
+
+def test_logged_inputs_finds_exact_inputs_of_many_accounts_up_to_an_entry(tmp_path):
+    from rebalance_opt.audit import record_of, sha256_text
+
+    from .test_audit import INPUTS, plan_dict
+    log = AuditLog(tmp_path / "audit.sqlite")
+    # 1,200 accounts (more than one SQL statement's parameters), each logged with the same inputs
+    ids = log.append_many([record_of(plan_dict(f"a{i:04d}"), INPUTS) for i in range(1200)])
+    sha = record_of(plan_dict("a0000"), INPUTS)["inputs_sha256"]
+    other = sha256_text("other inputs")
+    keys = [(f"a{i:04d}", sha) for i in range(0, 1200, 7)] + [("a0001", other), ("nobody", sha)]
+    found = log.logged_inputs(keys)
+    assert found == {(f"a{i:04d}", sha): ids[i] for i in range(0, 1200, 7)}  # only exact inputs
+    assert log.logged_inputs(keys, up_to=ids[699]) == {(f"a{i:04d}", sha): ids[i] for i in range(0, 700, 7)}
+    again = log.append(plan_dict("a0007"), INPUTS)  # a newer entry of the same inputs is the one named
+    assert log.logged_inputs([("a0007", sha)]) == {("a0007", sha): again.id}
+    assert log.logged_inputs([]) == {}
+
+
+def test_a_resumed_batch_does_not_count_its_own_entries_as_already_logged(folder, tmp_path):
+    # a copy of an account in the folder is planned and logged from each file, as without --resume
+    first = account_files(folder)[0]
+    (folder / f"zz-copy-{first.name}").write_text(first.read_text())
+    log = LogLocation(tmp_path / "audit.sqlite", "--log")
+    outcome = run_batch(account_files(folder), workers=1, chunk=1, log=log, resume=True)
+    assert not outcome.already_logged and len(outcome.log_ids) == N + 1
