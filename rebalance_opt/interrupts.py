@@ -64,6 +64,21 @@ def ctrl_c_noting() -> Iterator[None]:
 
 
 @contextmanager
+def ctrl_c_unnoted() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the block, under ``ctrl_c_noting``: for ``serve``, whose
+    Ctrl-C is its ordinary end. asyncio installs its handler only over Python's own, so with the
+    noting one uvicorn's graceful stop went on to exit 130 where it had exited 0."""
+    if signal.getsignal(signal.SIGINT) is not _ctrl_c:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, _ctrl_c)
+
+
+@contextmanager
 def signals_held() -> Iterator[None]:
     """Ctrl-C or SIGTERM arriving in the block takes effect when the block ends, through the
     handler it was meant for. Outside the main thread (a library caller's thread, a server's

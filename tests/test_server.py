@@ -621,3 +621,34 @@ def test_unknown_query_parameters_of_the_api_are_input_errors(account_file, tmp_
         response = client.post("/api/accounts/0/plan?reason=x", headers=JSON_HEADERS)
         assert assert_error(response, 422)["path"] == "query.reason"
         assert client.get("/?utm_source=mail").status_code in (200, 503)  # the page itself takes any
+
+
+def test_ctrl_c_stops_the_server_gracefully_with_exit_0(tmp_path):
+    # The command line's Ctrl-C note (rebalance_opt.interrupts) kept asyncio from installing its
+    # handler, so uvicorn's graceful stop went on to exit 130 (0 before, as uvicorn's own command)
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import ROOT
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "serve", str(ROOT / "examples" / "household.toml"),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err and "Application shutdown complete" in err, err

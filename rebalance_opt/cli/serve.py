@@ -20,7 +20,9 @@ def serve(
 ):
     """Serve the drift page and its JSON API on http://HOST:PORT."""
     def body():
+        from ..interrupts import ctrl_c_unnoted
         from ..server import run as run_server
-        run_server(list(accounts or []), host=host, port=port, token=token, audit_path=log)
+        with ctrl_c_unnoted():  # Ctrl-C stops the server gracefully: exit 0
+            run_server(list(accounts or []), host=host, port=port, token=token, audit_path=log)
     run(False, body)
 
