@@ -464,23 +464,26 @@ class AuditLog:
             sql += " WHERE " + " AND ".join(where)
         return [Entry(r) for r in self._query(sql + " ORDER BY id", args)]
 
-    def logged_inputs(self, keys: Iterable[tuple[str, str]], up_to: int | None = None) -> dict[tuple[str, str], int]:
-        """Which of ``keys`` (``(account, inputs_sha256)`` pairs) an entry already logs, with the
-        newest such entry's id, among entries numbered up to ``up_to`` (None: all): a batch's
-        ``--resume``. Only the entries of those accounts are read (by the account index), without
-        their text, so a log of millions of entries costs what the accounts' own history does."""
+    def logged_inputs(self, keys: Iterable[tuple[str, str, str]], up_to: int | None = None
+                      ) -> dict[tuple[str, str, str], int]:
+        """Which of ``keys`` (``(account, inputs_sha256, reason)``: the same rebalance) an entry
+        already logs, with the newest such entry's id, among entries numbered up to ``up_to``
+        (None: all): a batch's ``--resume``. Only the entries of those accounts are read (by the
+        account index), without their text, so a log of millions of entries costs what the
+        accounts' own history does."""
         wanted = set(keys)
-        accounts = sorted({account for account, _ in wanted})
-        found: dict[tuple[str, str], int] = {}
+        accounts = sorted({key[0] for key in wanted})
+        found: dict[tuple[str, str, str], int] = {}
         for start in range(0, len(accounts), _SQL_VARIABLES):
             part = accounts[start: start + _SQL_VARIABLES]
-            sql = f"SELECT id, account, inputs_sha256 FROM entries WHERE account IN ({','.join('?' * len(part))})"
+            sql = (f"SELECT id, account, inputs_sha256, reason FROM entries "
+                   f"WHERE account IN ({','.join('?' * len(part))})")
             args: list[Any] = list(part)
             if up_to is not None:
                 sql += " AND id <= ?"
                 args.append(up_to)
             for r in self._rows(sql + " ORDER BY id", args):
-                key = (r["account"], r["inputs_sha256"])
+                key = (r["account"], r["inputs_sha256"], r["reason"])
                 if key in wanted:
                     found[key] = r["id"]
         return found

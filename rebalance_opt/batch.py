@@ -306,10 +306,10 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     plan to ``out`` (nothing when no account was planned: a file already there is left as it was).
     ``progress`` is called with the number of accounts each finished chunk held.
 
-    ``resume``: finish a batch that was interrupted. An account whose exact inputs (its id and
-    the sha256 of its validated inputs, as its entry stores them) already have an entry in ``log``
-    is planned but not logged again (``AccountResult.logged_as`` names that entry); the rest are
-    logged as usual. Only for a batch logged chunk by chunk: with ``out`` the log and the basket
+    ``resume``: finish a batch that was interrupted. An account whose exact inputs and reason
+    (its id, the sha256 of its validated inputs and the reason, as its entry stores them) already
+    have an entry in ``log`` is planned but not logged again (``AccountResult.logged_as`` names
+    that entry); the rest are logged as usual. Only for a batch logged chunk by chunk: with ``out`` the log and the basket
     are written together at the end, so an interrupted batch left nothing to resume."""
     check_engine(engine, scheduler, workers)
     resume_up_to = _resumable(log, out) if resume else None
@@ -318,7 +318,10 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
     results: list[AccountResult] = []
     fmt = (basket_format or "csv") if out is not None else None
-    with ExitStack() as stack, _results_frozen() as freeze, _interruption_counted(results, sink):
+    def every_one_logged() -> bool:  # a signal as the last chunk was committed (without --out)
+        return len(results) == len(accounts) and sink is not None and not sink.pending and not sink.deferred
+
+    with ExitStack() as stack, _results_frozen() as freeze, _interruption_counted(results, sink, every_one_logged):
         if engine == "local":
             chunks = _run_local(make_tasks(accounts, workers, chunk), workers, reason, log is not None, fmt)
         else:
@@ -360,20 +363,18 @@ def _resumable(log: LogLocation | None, out: Path | None) -> int:
     """The newest entry of ``log`` before the batch (what ``resume`` looks up to: entries this
     batch appends are its own); a resume that cannot work is an InputError."""
     if log is None:
-        raise InputError("needs the audit log: a dry run records nothing to resume from", path="--resume",
-                         value=True, has_value=True)
+        raise InputError("needs the audit log: a dry run records nothing to resume from", path="--resume")
     if out is not None:
         raise InputError("is for a batch logged chunk by chunk: with --out an interrupted batch logged "
-                         "nothing and wrote no basket, so run it again as it was", path="--resume",
-                         value=True, has_value=True)
+                         "nothing and wrote no basket, so run it again as it was", path="--resume")
     return AuditLog(log).head()[0]
 
 
 def _already_logged(batch: list[AccountResult], log: LogLocation, up_to: int) -> list[AccountResult]:
     """The chunk's results, without their audit columns where an entry up to ``up_to`` already
     logs their exact inputs (``logged_as`` names it)."""
-    def key(r: AccountResult) -> tuple[str, str]:
-        return r.record["account"], r.record["inputs_sha256"]
+    def key(r: AccountResult) -> tuple[str, str, str]:
+        return r.record["account"], r.record["inputs_sha256"], r.record["reason"]
     logged = AuditLog(log).logged_inputs((key(r) for r in batch if r.record is not None), up_to)
     return [r if r.record is None or key(r) not in logged else replace(r, record=None, logged_as=logged[key(r)])
             for r in batch]

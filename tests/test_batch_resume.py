@@ -119,14 +119,15 @@ def test_logged_inputs_finds_exact_inputs_of_many_accounts_up_to_an_entry(tmp_pa
     log = AuditLog(tmp_path / "audit.sqlite")
     # 1,200 accounts (more than one SQL statement's parameters), each logged with the same inputs
     ids = log.append_many([record_of(plan_dict(f"a{i:04d}"), INPUTS) for i in range(1200)])
-    sha = record_of(plan_dict("a0000"), INPUTS)["inputs_sha256"]
+    sha, why = record_of(plan_dict("a0000"), INPUTS)["inputs_sha256"], "Drift Trigger"
     other = sha256_text("other inputs")
-    keys = [(f"a{i:04d}", sha) for i in range(0, 1200, 7)] + [("a0001", other), ("nobody", sha)]
+    keys = [(f"a{i:04d}", sha, why) for i in range(0, 1200, 7)] + [
+        ("a0001", other, why), ("nobody", sha, why), ("a0002", sha, "Quarterly Reset")]
     found = log.logged_inputs(keys)
-    assert found == {(f"a{i:04d}", sha): ids[i] for i in range(0, 1200, 7)}  # only exact inputs
-    assert log.logged_inputs(keys, up_to=ids[699]) == {(f"a{i:04d}", sha): ids[i] for i in range(0, 700, 7)}
+    assert found == {(f"a{i:04d}", sha, why): ids[i] for i in range(0, 1200, 7)}  # only exact inputs and reason
+    assert log.logged_inputs(keys, up_to=ids[699]) == {(f"a{i:04d}", sha, why): ids[i] for i in range(0, 700, 7)}
     again = log.append(plan_dict("a0007"), INPUTS)  # a newer entry of the same inputs is the one named
-    assert log.logged_inputs([("a0007", sha)]) == {("a0007", sha): again.id}
+    assert log.logged_inputs([("a0007", sha, why)]) == {("a0007", sha, why): again.id}
     assert log.logged_inputs([]) == {}
 
 
@@ -137,3 +138,22 @@ def test_a_resumed_batch_does_not_count_its_own_entries_as_already_logged(folder
     log = LogLocation(tmp_path / "audit.sqlite", "--log")
     outcome = run_batch(account_files(folder), workers=1, chunk=1, log=log, resume=True)
     assert not outcome.already_logged and len(outcome.log_ids) == N + 1
+
+
+def test_resume_logs_an_account_whose_inputs_were_logged_for_another_reason(folder, tmp_path, capsys):
+    # a `generate` for a client call is not this quarter's batch, though the file is the same
+    log = tmp_path / "audit.sqlite"
+    one = account_files(folder)[2]
+    cli(capsys, "rebalance", "generate", str(one), "--log", str(log), "--reason", "client call")
+    code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log),
+                       "--reason", "Quarterly Reset", "--resume", "--json")
+    assert code == 0 and json.loads(out)["already_logged"] == 0 and sum(logged_accounts(log).values()) == N + 1
+
+
+def test_a_signal_as_the_last_chunk_is_committed_says_the_batch_had_finished(folder, tmp_path, capsys, monkeypatch):
+    log = tmp_path / "audit.sqlite"
+    ctrl_c_after(monkeypatch, "append_many", call=4)  # the fourth and last chunk of two
+    code, _, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--chunk", "2", "--log", str(log))
+    assert code == 130 and sum(logged_accounts(log).values()) == N
+    assert err.startswith(f"interrupted: {N} of {N} accounts planned; the batch had finished: {N} entries logged to {log}")
+    assert "--resume" not in err
