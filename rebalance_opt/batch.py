@@ -309,8 +309,9 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     ``resume``: finish a batch that was interrupted. An account whose exact inputs and reason
     (its id, the sha256 of its validated inputs and the reason, as its entry stores them) already
     have an entry in ``log`` is planned but not logged again (``AccountResult.logged_as`` names
-    that entry); the rest are logged as usual. Only for a batch logged chunk by chunk: with ``out`` the log and the basket
-    are written together at the end, so an interrupted batch left nothing to resume."""
+    that entry); the rest are logged as usual. Only for a batch logged chunk by chunk: with
+    ``out`` the log and the basket are written together at the end, so an interrupted batch left
+    nothing to resume."""
     check_engine(engine, scheduler, workers)
     resume_up_to = _resumable(log, out) if resume else None
     workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
@@ -318,6 +319,7 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     sink = _LogSink(log, deferred=out is not None) if log is not None else None
     results: list[AccountResult] = []
     fmt = (basket_format or "csv") if out is not None else None
+
     def every_one_logged() -> bool:  # a signal as the last chunk was committed (without --out)
         return len(results) == len(accounts) and sink is not None and not sink.pending and not sink.deferred
 
@@ -372,7 +374,7 @@ def _resumable(log: LogLocation | None, out: Path | None) -> int:
 
 def _already_logged(batch: list[AccountResult], log: LogLocation, up_to: int) -> list[AccountResult]:
     """The chunk's results, without their audit columns where an entry up to ``up_to`` already
-    logs their exact inputs (``logged_as`` names it)."""
+    logs their exact inputs and reason (``logged_as`` names it)."""
     def key(r: AccountResult) -> tuple[str, str, str]:
         return r.record["account"], r.record["inputs_sha256"], r.record["reason"]
     logged = AuditLog(log).logged_inputs((key(r) for r in batch if r.record is not None), up_to)
