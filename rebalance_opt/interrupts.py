@@ -91,8 +91,7 @@ def signals_held() -> Iterator[None]:
     if _noted:
         raise KeyboardInterrupt
     caught: list[int] = []
-    previous = {s: signal.getsignal(s) for s in HELD}
-    previous = {s: h for s, h in previous.items() if h is not None}
+    previous = {s: h for s in HELD if (h := signal.getsignal(s)) is not None}
     for s in previous:
         signal.signal(s, lambda signum, frame: caught.append(signum))
     try:

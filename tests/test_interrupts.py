@@ -115,12 +115,7 @@ def test_a_ctrl_c_whose_exception_python_dropped_still_stops_generate_before_it_
     # callback, during a lazy import): generate ran on, logged its plan and exited 0. Here the
     # planner swallows it the same way.
     import rebalance_opt.solve as solve
-    original = solve.plan_rebalance
-
-    def plan_then_lost_ctrl_c(*args, **kwargs):
-        ctrl_c_in_a_weakref_callback()
-        return original(*args, **kwargs)
-    monkeypatch.setattr(solve, "plan_rebalance", plan_then_lost_ctrl_c)
+    ctrl_c_lost_before(monkeypatch, solve, "plan_rebalance")
     log, out = tmp_path / "audit.sqlite", tmp_path / "basket.csv"
     code, _, err = cli(capsys, "rebalance", "generate", str(examples / "household.toml"),
                        "--log", str(log), "--out", str(out))
@@ -128,24 +123,24 @@ def test_a_ctrl_c_whose_exception_python_dropped_still_stops_generate_before_it_
     assert not log.exists() and not out.exists()
 
 
-def ctrl_c_in_a_weakref_callback() -> None:
-    """Ctrl-C landing in a weakref callback, as in importlib's: CPython reports the
-    KeyboardInterrupt to ``sys.unraisablehook`` and carries on."""
-    class Lock:
-        pass
-    lock = Lock()
-    ref = weakref.ref(lock, lambda _: signal.raise_signal(signal.SIGINT))  # noqa: F841 - kept alive
-    del lock
+def ctrl_c_lost_before(monkeypatch, module, name: str) -> None:
+    """``module.<name>`` runs after a Ctrl-C landed in a weakref callback, as in importlib's:
+    CPython reports its KeyboardInterrupt to ``sys.unraisablehook`` and carries on."""
+    original = getattr(module, name)
+
+    def after_a_lost_ctrl_c(*args, **kwargs):
+        class Lock:
+            pass
+        lock = Lock()
+        ref = weakref.ref(lock, lambda _: signal.raise_signal(signal.SIGINT))  # noqa: F841 - kept alive
+        del lock
+        return original(*args, **kwargs)
+    monkeypatch.setattr(module, name, after_a_lost_ctrl_c)
 
 
 def test_a_dropped_ctrl_c_in_a_command_that_writes_nothing_still_exits_130(monkeypatch, capsys, examples):
     import rebalance_opt.drift as drift
-    original = drift.drift_report
-
-    def report_then_lost_ctrl_c(*args, **kwargs):
-        ctrl_c_in_a_weakref_callback()
-        return original(*args, **kwargs)
-    monkeypatch.setattr(drift, "drift_report", report_then_lost_ctrl_c)
+    ctrl_c_lost_before(monkeypatch, drift, "drift_report")
     code, _, _ = cli(capsys, "rebalance", "check", str(examples / "household.toml"))
     assert code == 130
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command line's handler is gone
