@@ -488,6 +488,19 @@ class AuditLog:
                     found[key] = r["id"]
         return found
 
+    def logged_entries(self, keys: Iterable[tuple[str, str, str]], up_to: int | None = None
+                       ) -> dict[tuple[str, str, str], Entry]:
+        """``logged_inputs`` with the entries themselves (read by id): what a resumed batch's
+        worker needs to report a plan it does not make again."""
+        found = self.logged_inputs(keys, up_to)
+        ids = sorted(set(found.values()))
+        by_id: dict[int, Entry] = {}
+        for start in range(0, len(ids), _SQL_VARIABLES):
+            part = ids[start: start + _SQL_VARIABLES]
+            for r in self._rows(f"SELECT * FROM entries WHERE id IN ({','.join('?' * len(part))})", part):
+                by_id[int(r["id"])] = Entry(r)
+        return {key: by_id[i] for key, i in found.items() if i in by_id}
+
     def get(self, entry_id: int) -> Entry | None:
         if not -2 ** 63 <= entry_id < 2 ** 63:  # past SQLite's integers: no such entry (was OverflowError)
             return None

@@ -41,7 +41,7 @@ from . import __version__
 from .account import Account
 from .account_file import account_to_dict, load_account
 from .account_set import AccountSet, SetChunk, set_source
-from .audit import AuditLog, LogLocation, canonical_json, record_of
+from .audit import AuditLog, Entry, LogLocation, canonical_json, inputs_json, record_of, sha256_text
 from .errors import InputError, RebalanceError
 from .exports import CsvRows, check_account_exportable, csv_rows, stage_basket
 from .interrupts import signals_held
@@ -59,6 +59,32 @@ CHUNKS_PER_WORKER = 8   # at least this many tasks per worker, for an even finis
 
 # --- what a worker returns ------------------------------------------------------------------------
 @dataclass(frozen=True)
+class PlanFigures:
+    """What the batch's summary adds up of one plan: a plan made in this run, or (``--resume``)
+    the one an earlier entry logged, read back from that entry instead of planned again."""
+
+    account: str
+    stage: str
+    orders: int
+    estimated_tax: float
+    lot_tax: float
+    turnover: float
+
+    @staticmethod
+    def of(plan: Plan) -> "PlanFigures":
+        return PlanFigures(plan.account, plan.stage, len(plan.orders), plan.tax.estimated_tax, plan.lot_tax,
+                           plan.turnover)
+
+    @staticmethod
+    def of_entry(entry: Entry) -> "PlanFigures":
+        """The figures of the plan ``entry`` logged (``record_of``'s columns: the orders, the tax
+        with its lot tax, the rest of the plan with its stage and turnover)."""
+        tax, rest = entry.field("tax"), entry.field("plan")
+        return PlanFigures(str(entry.field("account")), rest["stage"], len(entry.field("orders")),
+                           tax["estimated_tax"], tax["lot_tax"], rest["turnover"])
+
+
+@dataclass(frozen=True)
 class AccountResult:
     """One account's outcome: a plan (with its audit columns) or the error that stopped it."""
 
@@ -75,10 +101,16 @@ class AccountResult:
     seconds: float = 0.0
     constraints: tuple[str, ...] = ()  # no feasible plan: the rules that failed (``Infeasible.constraints``)
     logged_as: int | None = None     # --resume: the entry that already logs these exact inputs
+    logged_plan: PlanFigures | None = None  # --resume: that entry's plan, when it was not planned again
 
     @property
     def ok(self) -> bool:
-        return self.plan is not None
+        return self.plan is not None or self.logged_plan is not None
+
+    @property
+    def figures(self) -> PlanFigures | None:
+        """The plan's figures, made in this run or read from the entry that logged it."""
+        return PlanFigures.of(self.plan) if self.plan is not None else self.logged_plan
 
     def failure(self) -> dict:
         out = {"source": self.source, "account": self.account, "kind": self.kind, "exit_code": self.exit_code,
@@ -86,6 +118,15 @@ class AccountResult:
         if self.kind == "no feasible plan":
             out["constraints"] = list(self.constraints)
         return out
+
+
+@dataclass(frozen=True)
+class Resume:
+    """``--resume``'s lookup, sent with each chunk to workers that read the batch's own log file
+    (a local pool, a LocalCluster the batch starts): the log, and the newest entry before the batch."""
+
+    log: LogLocation
+    up_to: int
 
 
 # One Planner per worker process, kept across chunks and shared by the process's threads (the
@@ -135,41 +176,87 @@ def task_accounts(task: Task) -> Iterator[tuple[int, str, str | None, Callable[[
 
 
 def plan_chunk(task: Task, reason: str | None = None, log: bool = True,
-               basket: str | None = None) -> list[AccountResult]:
+               basket: str | None = None, resume: Resume | None = None) -> list[AccountResult]:
     """Read, validate and plan each account of a task; never raises for one account's fault.
     With ``basket="csv"`` each plan's basket rows are rendered here too (in parallel, where the
-    parent would render them all after the last chunk)."""
+    parent would render them all after the last chunk). With ``resume``, an account whose exact
+    inputs and reason an entry up to ``resume.up_to`` logs is not planned again: its result
+    carries that entry's id and figures (``_logged_before``)."""
     planner = _planner()
-    out = []
+    read: list[tuple[int, str, Account, float]] = []  # the chunk's accounts, read and checked
+    out: list[AccountResult] = []
+    broken: Exception | None = None
     try:
         for index, source, account_id, build in task_accounts(task):
             started = time.perf_counter()
             try:
                 account = build()
-                account_id = account.id
                 if basket is not None:
                     check_account_exportable(basket, account, file=source)
-                plan = planner.plan(account, reason)
-                record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
-                rows = csv_rows(plan) if basket == "csv" else None
-                out.append(AccountResult(index, source, account_id, plan, record, rows,
-                                         seconds=time.perf_counter() - started))
-            except RebalanceError as exc:
-                kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
-                path = exc.path if isinstance(exc, InputError) else None
-                out.append(AccountResult(index, source, account_id, error=str(exc), kind=kind,
-                                         exit_code=exc.exit_code, path=path, seconds=time.perf_counter() - started,
-                                         constraints=getattr(exc, "constraints", ())))
-            except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the batch
-                out.append(AccountResult(index, source, account_id,
-                                         error=f"unexpected error: {type(exc).__name__}: {exc}",
-                                         kind="error", exit_code=1, seconds=time.perf_counter() - started))
+                read.append((index, source, account, time.perf_counter() - started))
+            except Exception as exc:  # noqa: BLE001 - one account's fault (or our bug) fails that account
+                out.append(_failed(index, source, account_id, exc, time.perf_counter() - started))
     except Exception as exc:  # noqa: BLE001 - reading the chunk itself failed: its accounts fail, not the batch
-        planned = {r.index for r in out}
+        broken = exc
+    logged = _logged_before(read, reason, resume) if resume is not None else {}
+    for index, source, account, seconds in read:
+        started = time.perf_counter()
+        if index in logged:
+            entry = logged[index]
+            out.append(AccountResult(index, source, account.id, logged_as=entry.id,
+                                     logged_plan=PlanFigures.of_entry(entry), seconds=seconds))
+            continue
+        try:
+            plan = planner.plan(account, reason)
+            record = record_of(plan.to_dict(), account_to_dict(account)) if log else None
+            rows = csv_rows(plan) if basket == "csv" else None
+            out.append(AccountResult(index, source, account.id, plan, record, rows,
+                                     seconds=seconds + time.perf_counter() - started))
+        except Exception as exc:  # noqa: BLE001 - one account's bug must not stop the batch
+            out.append(_failed(index, source, account.id, exc, seconds + time.perf_counter() - started))
+    if broken is not None:
+        done = {r.index for r in out}
         out.extend(AccountResult(index, source, account_id, kind="error", exit_code=1,
-                                 error=f"unexpected error reading its chunk: {type(exc).__name__}: {exc}")
-                   for index, source, account_id in _members(task) if index not in planned)
+                                 error=f"unexpected error reading its chunk: {type(broken).__name__}: {broken}")
+                   for index, source, account_id in _members(task) if index not in done)
+    out.sort(key=lambda r: r.index)
     return out
+
+
+def _failed(index: int, source: str, account_id: str | None, exc: Exception, seconds: float) -> AccountResult:
+    """The result of an account whose reading or planning raised ``exc``."""
+    if isinstance(exc, RebalanceError):
+        kind = {2: "input error", 3: "no feasible plan"}.get(exc.exit_code, "error")
+        path = exc.path if isinstance(exc, InputError) else None
+        return AccountResult(index, source, account_id, error=str(exc), kind=kind, exit_code=exc.exit_code,
+                             path=path, seconds=seconds, constraints=getattr(exc, "constraints", ()))
+    return AccountResult(index, source, account_id, error=f"unexpected error: {type(exc).__name__}: {exc}",
+                         kind="error", exit_code=1, seconds=seconds)
+
+
+def _logged_before(read: list[tuple[int, str, Account, float]], reason: str | None, resume: Resume
+                   ) -> dict[int, Entry]:
+    """The entries (by batch index) that already log these accounts' exact inputs and reason: the
+    key ``record_of`` would give each plan (account id, sha256 of the canonical inputs, reason),
+    made without planning. An account whose key cannot be made, or a log that cannot be read
+    here, is simply planned: the parent still matches every record against the log
+    (``_already_logged``), so nothing is logged twice either way."""
+    from .solve import rebalance_reason
+    keys: dict[int, tuple[str, str, str]] = {}
+    for index, _, account, _ in read:
+        try:
+            keys[index] = (account.id, sha256_text(inputs_json(account_to_dict(account))),
+                           rebalance_reason(account, reason))
+        except Exception:  # noqa: BLE001 - planning it reports the problem as its own failure
+            continue
+    try:
+        entries = AuditLog(resume.log).logged_entries(keys.values(), resume.up_to)
+        found = {index: entries[key] for index, key in keys.items() if key in entries}
+        for entry in found.values():
+            PlanFigures.of_entry(entry)  # an entry whose columns do not read: plan the account instead
+    except Exception:  # noqa: BLE001 - see above
+        return {}
+    return found
 
 
 def _members(task: Task) -> list[tuple[int, str, str | None]]:
@@ -180,11 +267,12 @@ def _members(task: Task) -> list[tuple[int, str, str | None]]:
 
 
 def plan_chunk_in_worker(task: Task, reason: str | None = None, log: bool = True,
-                         basket: str | None = None, settle: bool = True) -> list[AccountResult]:
+                         basket: str | None = None, settle: bool = True,
+                         resume: Resume | None = None) -> list[AccountResult]:
     """``plan_chunk`` in a worker process, which then settles its heap (``_settle_heap``) when
     ``settle``: in the local pool and a LocalCluster the batch starts, never in the workers of an
     existing Dask cluster, which outlive the batch and run others' work too."""
-    out = plan_chunk(task, reason, log, basket)
+    out = plan_chunk(task, reason, log, basket, resume)
     if settle:
         _settle_heap()
     return out
@@ -205,11 +293,12 @@ class BatchResult:
 
     @property
     def already_logged(self) -> list[AccountResult]:
-        """With ``resume``: the planned accounts whose exact inputs an earlier entry logs."""
+        """With ``resume``: the accounts whose exact inputs an earlier entry logs."""
         return [r for r in self.results if r.logged_as is not None]
 
     @property
     def plans(self) -> list[Plan]:
+        """The plans made in this run (with ``resume``, an account already logged may have none)."""
         return [r.plan for r in self.results if r.plan is not None]
 
     @property
@@ -217,13 +306,15 @@ class BatchResult:
         return [r for r in self.results if not r.ok]
 
     def summary(self) -> dict:
-        plans = self.plans
+        """The batch's totals, over every account with a plan: made in this run or, with
+        ``resume``, read from the entry that logged it (``planned`` counts both)."""
+        figures = [f for f in (r.figures for r in self.results) if f is not None]
         return {
-            "accounts": len(self.results), "planned": len(plans), "failed": len(self.failures),
-            "already_logged": len(self.already_logged), "orders": sum(len(p.orders) for p in plans),
-            "estimated_tax": math.fsum(p.tax.estimated_tax for p in plans),
-            "lot_tax": math.fsum(p.lot_tax for p in plans),
-            "turnover": math.fsum(p.turnover for p in plans),
+            "accounts": len(self.results), "planned": len(figures), "failed": len(self.failures),
+            "already_logged": len(self.already_logged), "orders": sum(f.orders for f in figures),
+            "estimated_tax": math.fsum(f.estimated_tax for f in figures),
+            "lot_tax": math.fsum(f.lot_tax for f in figures),
+            "turnover": math.fsum(f.turnover for f in figures),
             "engine": self.engine, "workers": self.workers, "seconds": self.seconds,
             "accounts_per_second": len(self.results) / self.seconds if self.seconds > 0 else None,
             "log": self.log, "basket": self.basket, "duplicate_accounts": self.duplicate_accounts(),
@@ -234,17 +325,18 @@ class BatchResult:
         logged, and its orders all go in the one basket, so the summary says so."""
         sources: dict[str, list[str]] = {}
         for r in self.results:
-            if r.plan is not None:
-                sources.setdefault(r.plan.account, []).append(r.source)
+            if r.ok:
+                sources.setdefault(r.figures.account, []).append(r.source)
         return {account: found for account, found in sources.items() if len(found) > 1}
 
     def to_dict(self) -> dict:
-        return {**self.summary(),
-                "failures": [r.failure() for r in self.failures],
-                "plans": [{"account": r.plan.account, "source": r.source, "stage": r.plan.stage,
-                           "orders": len(r.plan.orders), "estimated_tax": r.plan.tax.estimated_tax,
-                           "log_id": self.log_ids.get(r.index, r.logged_as), "already_logged": r.logged_as is not None}
-                          for r in self.results if r.plan is not None]}
+        out = {**self.summary(), "failures": [r.failure() for r in self.failures], "plans": []}
+        for r in self.results:
+            if (f := r.figures) is not None:
+                out["plans"].append({"account": f.account, "source": r.source, "stage": f.stage, "orders": f.orders,
+                                     "estimated_tax": f.estimated_tax, "log_id": self.log_ids.get(r.index, r.logged_as),
+                                     "already_logged": r.logged_as is not None})
+        return out
 
 
 def account_files(folder: Path) -> list[Path]:
@@ -324,11 +416,16 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
         return len(results) == len(accounts) and sink is not None and not sink.pending and not sink.deferred
 
     with ExitStack() as stack, _results_frozen() as freeze, _interruption_counted(results, sink, every_one_logged):
+        # Workers look up what is already logged themselves where they read this very log file:
+        # a local pool, or the LocalCluster the batch starts (an existing cluster's workers may
+        # run elsewhere and see another file, or none, at that path).
+        ahead = Resume(log, resume_up_to) if resume_up_to and scheduler is None else None
         if engine == "local":
-            chunks = _run_local(make_tasks(accounts, workers, chunk), workers, reason, log is not None, fmt)
+            chunks = _run_local(make_tasks(accounts, workers, chunk), workers, reason, log is not None, fmt, ahead)
         else:
             client, workers, settle = stack.enter_context(_dask_client(workers, scheduler, accounts))
-            chunks = _run_dask(client, make_tasks(accounts, workers, chunk), settle, reason, log is not None, fmt)
+            chunks = _run_dask(client, make_tasks(accounts, workers, chunk), settle, reason, log is not None, fmt,
+                               ahead)
         for batch in _in_order(chunks):
             if resume_up_to:
                 batch = _already_logged(batch, log, resume_up_to)
@@ -392,7 +489,7 @@ def _interruption_counted(results: list[AccountResult], sink: "_LogSink | None",
     try:
         yield
     except KeyboardInterrupt as exc:
-        exc.planned = sum(r.plan is not None for r in results)
+        exc.planned = sum(r.ok for r in results)
         exc.logged = len(sink.ids) if sink is not None else 0
         exc.finished = finished()
         raise
@@ -435,7 +532,7 @@ def _in_order(chunks: Iterable[list[AccountResult]]) -> Iterator[list[AccountRes
 POOL_RETRIES = 2  # times the chunks left are resubmitted to a new pool after a pool process is lost
 
 
-def _run_local(tasks, workers, reason, log, basket) -> Iterator[list[AccountResult]]:
+def _run_local(tasks, workers, reason, log, basket, resume=None) -> Iterator[list[AccountResult]]:
     """Each chunk as it finishes, from a local process pool. A pool process that dies (the OOM
     killer, ``kill -9``) breaks the whole pool: every chunk not yet returned fails with it, though
     only one was in the dead process. So the chunks left are resubmitted to a new pool, up to
@@ -444,7 +541,7 @@ def _run_local(tasks, workers, reason, log, basket) -> Iterator[list[AccountResu
     so only a chunk that loses its process on its own fails, as ``not planned``."""
     if workers == 1:  # no pool: plan in this process (same code path, no pickling)
         for t in tasks:
-            yield plan_chunk(t, reason, log, basket)
+            yield plan_chunk(t, reason, log, basket, resume)
         return
     # The engine (cvxpy, Clarabel: 1.4 s of CPU to import) is imported here once, before the pool
     # forks, so forked workers start with it instead of each importing it again.
@@ -452,27 +549,28 @@ def _run_local(tasks, workers, reason, log, basket) -> Iterator[list[AccountResu
     gc.freeze()  # and the workers inherit it outside the collector's walks (as ``gc.freeze`` advises before a fork)
     left = list(tasks)
     for _ in range(POOL_RETRIES + 1):
-        done = yield from _pooled(left, workers, reason, log, basket)
+        done = yield from _pooled(left, workers, reason, log, basket, resume)
         left = [t for k, t in enumerate(left) if k not in done]
         if not left:
             return
     for start in range(0, len(left), workers):  # the pool broke every time: find the chunk that breaks it
         window = left[start: start + workers]
-        done = yield from _pooled(window, workers, reason, log, basket)
+        done = yield from _pooled(window, workers, reason, log, basket, resume)
         for k, task in enumerate(window):
-            if k not in done and not (yield from _pooled([task], 1, reason, log, basket)):
+            if k not in done and not (yield from _pooled([task], 1, reason, log, basket, resume)):
                 yield lost_chunk(task, "the worker process planning it was lost, each time it was tried "
                                        f"({POOL_RETRIES + 2} times)")
 
 
-def _pooled(tasks, workers, reason, log, basket):
+def _pooled(tasks, workers, reason, log, basket, resume=None):
     """Run ``tasks`` in a new pool of ``workers`` processes, yielding each finished chunk; returns
     the positions of the tasks that finished (all of them unless a pool process was lost)."""
     done: set[int] = set()
     if not tasks:
         return done
     with local_pool(min(workers, len(tasks))) as pool:
-        futures = {pool.submit(plan_chunk_in_worker, t, reason, log, basket): k for k, t in enumerate(tasks)}
+        futures = {pool.submit(plan_chunk_in_worker, t, reason, log, basket, resume=resume): k
+                   for k, t in enumerate(tasks)}
         for f in as_completed(futures):
             try:
                 result = f.result()
@@ -624,7 +722,7 @@ FETCH_WAIT = 5.0        # seconds to fetch one finished chunk before asking agai
 _POLL = 2.0
 
 
-def _run_dask(client, tasks, settle, reason, log, basket) -> Iterator[list[AccountResult]]:
+def _run_dask(client, tasks, settle, reason, log, basket, resume=None) -> Iterator[list[AccountResult]]:
     """Each chunk as it finishes. A chunk whose workers died (``KilledWorker``) or that failed on the
     worker is a failure of its accounts; if the cluster has had no workers for NO_WORKERS_WAIT
     seconds, every chunk still waiting is one too (the work would otherwise wait forever). A
@@ -634,7 +732,7 @@ def _run_dask(client, tasks, settle, reason, log, basket) -> Iterator[list[Accou
     so it gave up after twice that)."""
     from dask.distributed import as_completed as dask_completed
     futures = client.map(plan_chunk_in_worker, tasks, reason=reason, log=log, basket=basket, settle=settle,
-                         pure=False)
+                         resume=resume, pure=False)
     remaining = {f.key: t for f, t in zip(futures, tasks)}  # the chunks not yet returned
     finished = dask_completed(futures)
     checked, without_workers = time.monotonic(), None

@@ -286,6 +286,13 @@ def plan_rebalance(account: Account, reason: str | None = None, planner: Planner
     return (planner or Planner()).plan(account, reason)
 
 
+def rebalance_reason(account: Account, reason: str | None = None) -> str:
+    """The reason a plan of ``account`` records, known before planning: ``reason`` checked as
+    ``--reason`` is, else ``infer_reason`` on the drift before trading. A resumed batch matches
+    logged entries by it without planning again."""
+    return check_reason(reason, "reason") if reason is not None else infer_reason(account, drift_report(account))
+
+
 def infer_reason(account: Account, before: DriftReport) -> str:
     """The reason of a rebalance given no ``--reason``: the first of these rules that fires.
 

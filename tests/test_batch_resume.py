@@ -44,10 +44,87 @@ def test_resuming_an_interrupted_batch_logs_every_account_once_and_the_chain_sta
     first = {e.row["account"]: e.id for e in AuditLog(LogLocation(log, "--log")).entries()}
 
     outcome = run_batch(account_files(folder), workers=1, chunk=2, log=LogLocation(log, "--log"), resume=True)
-    assert len(outcome.plans) == N and not outcome.failures
+    assert all(r.ok for r in outcome.results) and len(outcome.plans) == N - 4  # the logged four not planned again
     assert logged_accounts(log) == Counter({r.account: 1 for r in outcome.results})  # each once
     assert {r.account: r.logged_as for r in outcome.already_logged} == first  # the first run's entries
     assert len(outcome.log_ids) == N - 4 and AuditLog(LogLocation(log, "--log")).verify().ok
+
+
+def counted_plans(monkeypatch) -> list[str]:
+    """The accounts ``Planner.plan`` is called for from now on (in this process: ``workers=1``)."""
+    from rebalance_opt.solve import Planner
+    calls, plan = [], Planner.plan
+
+    def counting(self, account, reason=None):
+        calls.append(account.id)
+        return plan(self, account, reason)
+    monkeypatch.setattr(Planner, "plan", counting)
+    return calls
+
+
+def test_a_resumed_batch_plans_only_the_accounts_not_yet_logged_and_its_totals_are_the_whole_batchs(
+        folder, tmp_path, monkeypatch):
+    # the whole batch's totals, from a dry run that plans every account
+    whole = run_batch(account_files(folder), workers=1, log=None).summary()
+    log = tmp_path / "audit.sqlite"
+    interrupted_batch(folder, log, monkeypatch)
+    logged = set(logged_accounts(log))
+
+    planned = counted_plans(monkeypatch)
+    outcome = run_batch(account_files(folder), workers=1, chunk=2, log=LogLocation(log, "--log"), resume=True)
+    assert len(planned) == N - 4 and not logged & set(planned)
+    assert {r.account for r in outcome.already_logged} == logged
+    assert all(r.plan is None and r.logged_plan is not None for r in outcome.already_logged)
+    resumed = outcome.summary()
+    # read back from the entries, the logged plans add up exactly as planning them again does
+    for key in ("accounts", "planned", "failed", "orders", "estimated_tax", "lot_tax", "turnover"):
+        assert resumed[key] == whole[key], key
+    entries = {e.id: e.field("orders") for e in AuditLog(LogLocation(log, "--log")).entries()}
+    assert {p["account"]: p["orders"] for p in outcome.to_dict()["plans"]} == {
+        p["account"]: len(entries[p["log_id"]]) for p in outcome.to_dict()["plans"]}
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_the_workers_of_a_local_pool_skip_the_accounts_already_logged(folder, tmp_path, workers):
+    log = LogLocation(tmp_path / "audit.sqlite", "--log")
+    run_batch(account_files(folder)[:5], workers=workers, chunk=2, log=log)
+    outcome = run_batch(account_files(folder), workers=workers, chunk=2, log=log, resume=True)
+    assert [r.plan is None for r in outcome.results] == [True] * 5 + [False] * (N - 5)
+    assert [r.logged_as is not None for r in outcome.results] == [True] * 5 + [False] * (N - 5)
+    assert sum(logged_accounts(log.path).values()) == N and AuditLog(log).verify().ok
+
+
+def test_when_a_worker_cannot_read_the_log_the_logged_accounts_are_planned_and_still_not_logged_again(
+        folder, tmp_path, monkeypatch):
+    log = LogLocation(tmp_path / "audit.sqlite", "--log")
+    run_batch(account_files(folder), workers=1, log=log)
+
+    def unreadable(self, keys, up_to=None):
+        raise OSError("the worker cannot see the log")
+    monkeypatch.setattr(AuditLog, "logged_entries", unreadable)
+    planned = counted_plans(monkeypatch)
+    outcome = run_batch(account_files(folder), workers=1, log=log, resume=True)
+    assert len(planned) == N and len(outcome.already_logged) == N and not outcome.log_ids
+    assert sum(logged_accounts(log.path).values()) == N
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_key_a_worker_matches_before_planning_is_the_one_the_plans_entry_stores(seed):
+    # the key (account, inputs sha256, reason) made without planning must be the record's, or a
+    # resumed batch would plan (and log) every account again; withdrawals and a given reason too
+    from rebalance_opt import Planner, account_from_dict
+    from rebalance_opt.account_file import account_to_dict
+    from rebalance_opt.audit import inputs_json, record_of, sha256_text
+    from rebalance_opt.solve import rebalance_reason
+    account = account_from_dict(next(households(1, seed=100 + seed)))
+    if seed % 3 == 1:
+        account = account.with_policy(withdrawal=1000.0)
+    elif seed % 3 == 2:  # every class in band: "Cash Flow" with cash to deploy, else "Manual"
+        account = account.with_policy(band=1.0, withdrawal=0.0).replace(cash=account.cash * (seed // 3 % 2))
+    reason = "Quarterly Reset" if seed % 4 == 0 else None
+    record = record_of(Planner().plan(account, reason).to_dict(), account_to_dict(account))
+    key = (account.id, sha256_text(inputs_json(account_to_dict(account))), rebalance_reason(account, reason))
+    assert key == (record["account"], record["inputs_sha256"], record["reason"])
 
 
 def test_resume_logs_an_account_again_when_its_inputs_changed(folder, tmp_path):
@@ -157,3 +234,19 @@ def test_a_signal_as_the_last_chunk_is_committed_says_the_batch_had_finished(fol
     assert code == 130 and sum(logged_accounts(log).values()) == N
     assert err.startswith(f"interrupted: {N} of {N} accounts planned; the batch had finished: {N} entries logged to {log}")
     assert "--resume" not in err
+
+
+def test_a_dask_batch_skips_logged_accounts_on_its_own_local_cluster_and_matches_them_on_an_existing_one(
+        folder, tmp_path):
+    # the workers of a LocalCluster the batch starts read its log; those of an existing cluster
+    # may run on another machine, so there every account is planned and the parent matches them
+    distributed = pytest.importorskip("dask.distributed")
+    log = LogLocation(tmp_path / "audit.sqlite", "--log")
+    run_batch(account_files(folder)[:5], workers=1, log=log)
+    own = run_batch(account_files(folder), engine="dask", workers=2, chunk=2, log=log, resume=True)
+    assert [r.plan is None for r in own.results] == [True] * 5 + [False] * (N - 5)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as c:
+        existing = run_batch(account_files(folder), engine="dask", scheduler=c.scheduler_address, chunk=2, log=log,
+                             resume=True)
+    assert all(r.plan is not None for r in existing.results) and len(existing.already_logged) == N
+    assert sum(logged_accounts(log.path).values()) == N and AuditLog(log).verify().ok
