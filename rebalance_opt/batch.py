@@ -485,12 +485,13 @@ def _interruption_counted(results: list[AccountResult], sink: "_LogSink | None",
     """On Ctrl-C (or SIGTERM, which the CLI turns into one), the interruption says how far the
     batch got: ``planned`` (accounts with a plan so far), ``logged`` (entries committed to the
     audit log: without ``--out`` each chunk's are committed as they come, with it none until the
-    end) and ``finished`` (the signal came as the last entries and the basket were written: all are)."""
+    end), ``already_logged`` (``resume``: accounts an earlier run logged) and ``finished`` (the signal came as the last entries and the basket were written: all are)."""
     try:
         yield
     except KeyboardInterrupt as exc:
         exc.planned = sum(r.ok for r in results)
         exc.logged = len(sink.ids) if sink is not None else 0
+        exc.already_logged = sum(r.logged_as is not None for r in results)
         exc.finished = finished()
         raise
 

@@ -250,3 +250,19 @@ def test_a_dask_batch_skips_logged_accounts_on_its_own_local_cluster_and_matches
                              resume=True)
     assert all(r.plan is not None for r in existing.results) and len(existing.already_logged) == N
     assert sum(logged_accounts(log.path).values()) == N and AuditLog(log).verify().ok
+
+
+def test_a_resumed_batch_interrupted_again_counts_what_earlier_runs_logged_too(folder, tmp_path, capsys, monkeypatch):
+    log = tmp_path / "audit.sqlite"
+    assert interrupted_batch(folder, log, monkeypatch) == 4
+    ctrl_c_after(monkeypatch, "append_many", call=1)  # the first chunk this run logs (its third)
+    code, _, err = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--chunk", "2", "--log", str(log),
+                       "--resume")
+    assert code == 130
+    assert err.startswith(f"interrupted: 6 of {N} accounts planned; 2 entries logged to {log} (each chunk is "
+                          "committed as it finishes), 4 accounts found already logged by an earlier run. "
+                          "To finish the rest, run the same command again with --resume")
+    monkeypatch.undo()
+    code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log), "--resume",
+                       "--json")
+    assert code == 0 and json.loads(out)["already_logged"] == 6 and sum(logged_accounts(log).values()) == N

@@ -115,9 +115,11 @@ def _interrupted(exc: KeyboardInterrupt, total: int, where, out) -> str:
         return text + "; dry run: nothing recorded in the audit log"
     if out is not None:
         return text + "; nothing logged and no basket written (with --out the log and basket are written together at the end)"
-    return (text + f"; {logged:,} entries logged to {where.path} (each chunk is committed as it finishes). "
-            "To finish the rest, run the same command again with --resume: accounts already logged "
-            "with the same inputs are not logged again")
+    before = getattr(exc, "already_logged", 0)
+    earlier = f", {before:,} accounts found already logged by an earlier run" if before else ""
+    return (text + f"; {logged:,} entries logged to {where.path} (each chunk is committed as it finishes)"
+            f"{earlier}. To finish the rest, run the same command again with --resume: accounts already "
+            "logged with the same inputs are not logged again")
 
 
 def batch_input(accounts: Path, template: Path | None):
