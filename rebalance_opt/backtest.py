@@ -471,7 +471,7 @@ def simulate(strategy: Strategy, window: pd.DataFrame, universe: Universe, confi
         seconds=time.perf_counter() - started, income=tally.income,
         income_tax=math.fsum(e.income_tax for e in tally.year_ends))
     drift = pd.Series(daily["mean_abs"], index=pd.DatetimeIndex(window.index), name=strategy.name)
-    yearly = pd.DataFrame([asdict(e) for e in tally.year_ends],
+    yearly = pd.DataFrame([asdict(e) for e in every_year(tally.year_ends, dates[0].year, dates[-1].year)],
                           columns=["year", "tax_paid", "carryforward_short_term", "carryforward_long_term",
                                    "realized_short_term", "realized_long_term", "dividends", "interest",
                                    "income_tax"])
@@ -509,6 +509,18 @@ def payouts(total_return: np.ndarray, dates: list[date], steps: np.ndarray,
         prices[:, k] = total_return[:, k] * g ** -since
         payout[:, k] = prices[steps, k] * (g ** between - 1.0)
     return prices, payout
+
+
+def every_year(ends: list[YearEnd], first: int, last: int) -> list[YearEnd]:
+    """One row per calendar year of the run: a year that realized nothing (the ledger opens a tax
+    year only with a sale or income) owes nothing and carries the losses of the year before."""
+    by_year = {e.year: e for e in ends}
+    out, carried = [], (0.0, 0.0)
+    for year in range(first, max(last, *by_year, first) + 1):
+        end = by_year.get(year) or YearEnd(year, 0.0, *carried)
+        out.append(end)
+        carried = (end.carryforward_short_term, end.carryforward_long_term)
+    return out
 
 
 def _daily(prices: np.ndarray, holdings: np.ndarray, cash: np.ndarray, steps: np.ndarray, universe: Universe,

@@ -47,7 +47,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .account import CASH, TARGET_SUM_TOLERANCE
+from .account import CASH, MAX_AMOUNT, TARGET_SUM_TOLERANCE
 from .account_file import iso_date, parse_number
 from .errors import InputError
 
@@ -61,6 +61,9 @@ BUNDLED_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("VALUE", "VAL", ("BAC", "JPM", "CVX", "XOM", "RRC", "GE")),                  # financials, energy, industrials
     ("DEFENSIVE", "DEF", ("JNJ", "LLY", "MRK", "PFE", "UNH", "KO", "PEP", "PG", "WMT")),  # health care, staples
 )
+# The least price a --prices cell may hold: below it a simulated account's share counts pass what
+# a float holds to the millionth of a share (1e-300 overflowed the simulator: a review).
+MIN_PRICE = 1e-6
 BOND_WEIGHT = 0.40        # the bundled portfolio: 40% bonds, the rest split evenly over the equity classes
 
 
@@ -250,7 +253,8 @@ def constant_yield_index(index: pd.DatetimeIndex, annual_yield: float, start: fl
 # --- the user's prices and universe ---------------------------------------------------------------
 def load_prices_csv(path: str | Path) -> PriceData:
     """A wide CSV of daily prices: ``date`` (YYYY-MM-DD) then one column per symbol; every cell a
-    price > 0, dates strictly increasing. Errors name the file, the line and column, and the value."""
+    price from MIN_PRICE to 1e15 (an account file's largest amount), dates strictly increasing.
+    Errors name the file, the line and column, and the value."""
     path = Path(path)
     name = str(path)
     try:
@@ -312,6 +316,10 @@ def _prices_from_csv(handle, name: str) -> PriceData:
             if not (math.isfinite(x) and x > 0):
                 raise InputError("must be a price > 0", file=name, path=f"line {line}, {sym}",
                                  value=cell, has_value=True)
+            if not MIN_PRICE <= x <= MAX_AMOUNT:
+                raise InputError(f"must be a price from {MIN_PRICE:g} to {MAX_AMOUNT:.0e} (share counts or amounts "
+                                 "beyond those lose precision)", file=name, path=f"line {line}, {sym}",
+                                 value=cell, has_value=True)
             values.append(x)
         dates.append(d)
         rows.append(values)
@@ -358,6 +366,10 @@ def load_universe(path: str | Path, prices: PriceData) -> Universe:
         members = tuple(s for s, c in classes.items() if c == cls)
         if not members and cls in columns and cls not in classes:
             members = (cls,)
+        if not members and cls in classes:  # a price column, but [classes] puts it in a class
+            raise InputError(f"is a price column that [classes] puts in class {classes[cls]!r}; target that "
+                             "class, or map it to a class of its own", file=name, path=where, value=cls,
+                             has_value=True)
         if not members:
             raise InputError("is neither a class in [classes] nor a price column", file=name, path=where,
                              value=cls, has_value=True)

@@ -14,6 +14,9 @@ Files written to the output folder:
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,18 +35,44 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
     ``appendix`` (markdown) goes into the summary before its list of files, which names
     ``extra_files`` too (files the caller writes to the same folder). A report file of an earlier
     run that this one does not write (its plots, after ``--no-plots``) is removed: it would show
-    another run's numbers beside this run's tables."""
+    another run's numbers beside this run's tables.
+
+    Every file is written to a hidden folder inside ``out`` first and moved into place only once
+    all are written: a failure part way (a full disk, a name taken by a broken link) leaves the
+    folder as it was, never this run's CSVs beside an earlier run's summary. Numbers are written
+    in full (Python's shortest exact form): money is never rounded in the CSVs."""
     out = Path(out)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    try:
+        names = _write_files(result, staging, plots, appendix, extra_files)
+        for name in names:
+            os.replace(staging / name, out / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made:
+            shutil.rmtree(out, ignore_errors=True)  # the folder this run made, and only ours in it
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    for name in set(REPORT_FILES) - set(names) - set(extra_files):
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError:  # a folder of that name, or no permission: not this run's to clear
+            pass
+    return [out / name for name in names]
+
+
+def _write_files(result: BacktestResult, folder: Path, plots: bool, appendix: str,
+                 extra_files: tuple[str, ...]) -> list[str]:
+    """Every report file of ``result`` in ``folder``; returns their names."""
     written = []
 
     def save(frame: pd.DataFrame, name: str) -> None:
-        path = out / name
-        frame.to_csv(path, index=False, float_format="%.6g")
-        written.append(path)
+        frame.to_csv(folder / name, index=False)
+        written.append(name)
 
-    table = result.table()
-    save(table, "summary.csv")
+    save(result.table(), "summary.csv")
     save(pd.DataFrame([e.to_dict() for e in result.equal_drift]), "equal_drift.csv")
     save(frontier_frame(result), "frontier.csv")
     save(monthly_frame(result), "monthly.csv")
@@ -51,17 +80,10 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
          [["strategy", "year", "realized_short_term", "realized_long_term", "dividends", "interest", "income_tax",
            "tax_paid", "carryforward_short_term", "carryforward_long_term"]], "yearly.csv")
     if plots:
-        written += plot_all(result, out)
-    path = out / "summary.md"
-    path.write_text(summary_markdown(result, [p.name for p in written] + list(extra_files), appendix),
-                    encoding="utf-8")
-    written.append(path)
-    for name in set(REPORT_FILES) - {p.name for p in written} - set(extra_files):
-        try:
-            (out / name).unlink(missing_ok=True)
-        except OSError:  # a folder of that name, or no permission: not this run's to clear
-            pass
-    return written
+        written += [p.name for p in plot_all(result, folder)]
+    (folder / "summary.md").write_text(summary_markdown(result, written + list(extra_files), appendix),
+                                       encoding="utf-8")
+    return written + ["summary.md"]
 
 
 def frontier_frame(result: BacktestResult) -> pd.DataFrame:

@@ -87,7 +87,7 @@ def close_year(settings: TaxSettings) -> tuple[TaxSettings, float]:
     elif lt < 0 < st:
         lt, st = min(st + lt, 0.0), 0.0
     new = dataclasses.replace(settings, realized_short_term=0.0, realized_long_term=0.0,
-                              carryforward_short_term=max(-st, 0.0), carryforward_long_term=max(-lt, 0.0))
+                              carryforward_short_term=max(0.0, -st), carryforward_long_term=max(0.0, -lt))  # 0.0, never -0.0
     return new, due
 
 

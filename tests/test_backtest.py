@@ -276,6 +276,82 @@ def test_a_report_without_plots_removes_the_plots_of_an_earlier_run(short_run, t
     assert sorted(p.name for p in out.iterdir()) == sorted([f.name for f in files] + ["notes.txt"])
 
 
+def test_the_report_csvs_hold_money_in_full_not_rounded_to_six_digits(short_run, tmp_path):
+    # float_format="%.6g" wrote 1,316,386.29 as 1.31639e+06 (a review): money off by dollars
+    write_report(short_run, tmp_path / "report", plots=False)
+    table = pd.read_csv(tmp_path / "report" / "summary.csv")
+    for r, row in zip(short_run.runs, table.itertuples()):
+        assert row.final_value == r.metrics.final_value and row.tax_paid == r.metrics.tax_paid
+        assert row.wealth_after_liquidation == r.metrics.wealth_after_liquidation
+    monthly = pd.read_csv(tmp_path / "report" / "monthly.csv")
+    first = short_run.runs[0]
+    assert list(monthly[monthly["strategy"] == first.metrics.strategy]["value"]) == list(first.monthly["value"])
+    assert "e+" not in (tmp_path / "report" / "summary.csv").read_text()
+
+
+def test_yearly_csv_has_every_year_of_the_run_even_one_that_realized_nothing(tmp_path):
+    # cash-flow never sells: yearly.csv had only the first year's row, and carryforwards read -0
+    prices = tmp_path / "p.csv"
+    prices.write_text("date,A,B\n2023-01-03,10,10\n2023-06-01,20,10\n2024-01-02,20,10\n2024-02-01,20,10\n"
+                      "2024-03-01,20,10\n")
+    for strategy in ("cash-flow", "quarterly-fifo"):
+        out = tmp_path / strategy
+        r = run_cli("backtest", "--prices", str(prices), "--strategies", strategy, "--initial", "100", "--deposit", "0",
+                    "--no-plots", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        yearly = pd.read_csv(out / "yearly.csv")
+        assert list(yearly["year"]) == [2023, 2024]
+        assert ",-0" not in (out / "yearly.csv").read_text()
+
+
+def test_years_beyond_the_prices_say_the_run_was_cut_short(tmp_path):
+    prices = tmp_path / "p.csv"
+    prices.write_text("date,A,B\n2023-01-03,10,10\n2023-06-01,20,10\n2024-01-02,20,10\n2024-02-01,20,10\n")
+    args = ("backtest", "--prices", str(prices), "--strategies", "cash-flow", "--no-plots", "--out", str(tmp_path / "o"))
+    r = run_cli(*args, "--years", "100")
+    assert r.returncode == 0 and "note: the prices end on 2024-02-01: the run covers 1.1 of the 100 years" in r.stderr
+    assert "note: the prices end" not in run_cli(*args, "--years", "1").stderr
+
+
+def test_a_year_without_sales_owes_nothing_and_carries_the_losses_before_it():
+    from rebalance_opt.backtest import every_year
+    from rebalance_opt.simulate import YearEnd
+    ends = [YearEnd(2020, 0.0, 300.0, 50.0, realized_short_term=-300.0), YearEnd(2023, 37.0, 0.0, 0.0)]
+    rows = every_year(ends, 2020, 2024)
+    assert [(e.year, e.tax_paid, e.carryforward_short_term, e.carryforward_long_term) for e in rows] == [
+        (2020, 0.0, 300.0, 50.0), (2021, 0.0, 300.0, 50.0), (2022, 0.0, 300.0, 50.0), (2023, 37.0, 0.0, 0.0),
+        (2024, 0.0, 0.0, 0.0)]
+
+
+def test_a_report_that_fails_part_way_leaves_the_earlier_report_as_it_was(short_run, tmp_path, monkeypatch):
+    import rebalance_opt.backtest_report as report
+    out = tmp_path / "report"
+    write_report(short_run, out, plots=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out / "summary.md"))
+    monkeypatch.setattr(report, "summary_markdown", disk_full)  # after every CSV is written
+    with pytest.raises(OSError):
+        write_report(short_run, out, plots=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no new CSV, no staging folder left
+
+
+def test_cli_a_report_that_cannot_be_written_exits_2_naming_out_and_writes_nothing(doubling, tmp_path, monkeypatch,
+                                                                                     capsys):
+    import rebalance_opt.backtest_report as report
+    csv, _ = doubling
+    out = tmp_path / "o"
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out / "summary.md"))
+    monkeypatch.setattr(report, "summary_markdown", disk_full)
+    code, _, err = cli(capsys, "backtest", "--prices", str(csv), "--strategies", "quarterly-fifo", "--no-plots",
+                       "--out", str(out))
+    assert code == 2 and "--out" in err and "No space left on device" in err and "Traceback" not in err
+    assert not out.exists()  # the folder this run made is gone with it
+
+
 # --- equal drift --------------------------------------------------------------------------------------------------
 def _metrics(name, family, tw, drift, tax, liq=0.0, wealth=100.0) -> StrategyRun:
     m = Metrics(strategy=name, label=name, family=family, tax_weight=tw, band=0.01 if tw is not None else None,
@@ -445,11 +521,14 @@ def test_universe_files_are_checked_against_the_prices(tmp_path, doubling):
     assert u.targets == {"STOCK": 0.6, "B": 0.4} and u.funds == {"STOCK": ("A",), "B": ("B",)}
     for text, where in (('[targets]\nC = 1.0\n', "targets.C"), ('[targets]\nA = 1.5\n', "targets.A"),
                         ('[targets]\nA = 0.5\n[classes]\nZ = "X"\n', "classes.Z"),
-                        ('[targets]\nA = 0.7\nB = 0.7\n', "targets"), ('[target]\nA = 1\n', "target")):
+                        ('[targets]\nA = 0.7\nB = 0.7\n', "targets"), ('[target]\nA = 1\n', "target"),
+                        ('[targets]\nA = 0.5\nB = 0.5\n[classes]\nA = "A"\nB = "A"\n', "targets.B")):
         good.write_text(text)
         with pytest.raises(InputError) as err:
             load_universe(good, data)
         assert err.value.path == where and str(good) in str(err.value)
+        if where == "targets.B":  # B is a price column: the message says [classes] put it in class A
+            assert "puts in class 'A'" in str(err.value)
 
 
 # --- the command line ---------------------------------------------------------------------------------------------
@@ -477,6 +556,19 @@ def test_cli_bad_options_exit_2_with_a_clear_message(args, where, value, tmp_pat
     assert r.returncode == 2
     assert where in r.stderr and value in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("cell", ["1e308", "2e15", "1e-300", "0.0000009"])
+def test_a_price_too_large_or_too_small_to_simulate_is_refused_naming_its_cell(tmp_path, cell):
+    # 1e308 was refused as "prices.AAA" (an account file's key) with no file; 1e-300 overflowed the simulator
+    bad = tmp_path / "prices.csv"
+    bad.write_text(f"date,AAA\n2020-01-01,1\n2020-01-02,{cell}\n2020-03-02,1\n")
+    with pytest.raises(InputError) as err:
+        load_prices_csv(bad)
+    assert err.value.file == str(bad) and err.value.path == "line 3, AAA" and cell in str(err.value)
+    for fine in ("0.000001", "1e15"):
+        bad.write_text(f"date,AAA\n2020-01-01,1\n2020-01-02,{fine}\n")
+        assert load_prices_csv(bad).prices["AAA"].iloc[1] == float(fine)
 
 
 def test_cli_bad_prices_file_exits_2_naming_file_line_and_value(tmp_path):
