@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -420,12 +420,15 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
         # a local pool, or the LocalCluster the batch starts (an existing cluster's workers may
         # run elsewhere and see another file, or none, at that path).
         ahead = Resume(log, resume_up_to) if resume_up_to and scheduler is None else None
+        # The chunks' generator is closed on the way out, whatever ends the batch: left suspended
+        # (by Ctrl-C as this loop logged a chunk), its pool lived on and the process hung at exit.
         if engine == "local":
-            chunks = _run_local(make_tasks(accounts, workers, chunk), workers, reason, log is not None, fmt, ahead)
+            chunks = stack.enter_context(closing(
+                _run_local(make_tasks(accounts, workers, chunk), workers, reason, log is not None, fmt, ahead)))
         else:
             client, workers, settle = stack.enter_context(_dask_client(workers, scheduler, accounts))
-            chunks = _run_dask(client, make_tasks(accounts, workers, chunk), settle, reason, log is not None, fmt,
-                               ahead)
+            chunks = stack.enter_context(closing(
+                _run_dask(client, make_tasks(accounts, workers, chunk), settle, reason, log is not None, fmt, ahead)))
         for batch in _in_order(chunks):
             if resume_up_to:
                 batch = _already_logged(batch, log, resume_up_to)

@@ -7,22 +7,69 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1  # prctl(2) option, <linux/prctl.h>
 
 
-def local_pool(workers: int) -> ProcessPoolExecutor:
+@contextmanager
+def local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A process pool for the engine's work on this machine (the batch's local engine, the
-    backtest's strategies). On Linux its workers are forked (``multiprocessing``'s
-    "fork" context, named rather than left to the default, which Python 3.14 makes "forkserver":
-    the engine imported and the heap frozen before the fork are what the workers start from) and
-    die with this process (``_die_with_parent``). Elsewhere: the platform's default start method,
-    and no such guarantee."""
-    if not sys.platform.startswith("linux"):
-        return ProcessPoolExecutor(max_workers=workers)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_die_with_parent, initargs=(os.getpid(),))
+    backtest's strategies), as a ``with`` block. On Linux its workers are forked
+    (``multiprocessing``'s "fork" context, named rather than left to the default, which Python
+    3.14 makes "forkserver": the engine imported and the heap frozen before the fork are what the
+    workers start from) and die with this process (``_die_with_parent``). Elsewhere: the
+    platform's default start method, and no such guarantee.
+
+    A block left by an exception (Ctrl-C, SIGTERM, an error; a generator closed while it waits in
+    the block) stops the workers at once (``_stop_now``). ``ProcessPoolExecutor``'s own exit
+    waits for every task submitted: an interrupted batch went on planning every account left
+    before it exited (10 s of a 2,000-account batch), and one whose generator was left suspended
+    hung at exit, its idle workers waiting for work (a review). The workers ignore Ctrl-C and
+    take SIGTERM's default action (``_worker_start``): this process alone handles both."""
+    if sys.platform.startswith("linux"):
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_worker_start, initargs=(os.getpid(),))
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(None,))
+    try:
+        yield pool
+    except BaseException:
+        _stop_now(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and kill the workers: they hold nothing to save (the parent
+    alone writes the log, the basket and the report)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way before 3.14
+    manager = getattr(pool, "_executor_manager_thread", None)
+    for p in processes:
+        try:
+            p.kill()
+        except (OSError, ValueError):  # gone already, or closed
+            pass
+    # The pool's manager thread sees its workers gone, fails what was left and closes its pipes;
+    # it is waited for first: shut down beside it, CPython 3.11's exit hook could write to a pipe
+    # it was closing ("Exception ignored ... Bad file descriptor" after an interrupted batch).
+    if manager is not None:
+        manager.join(timeout=30)
+    pool.shutdown(wait=manager is None or not manager.is_alive(), cancel_futures=True)
+
+
+def _worker_start(parent: int | None) -> None:
+    """Pool worker initializer. A forked worker inherits the parent's Python signal handlers: the
+    batch's SIGTERM handler raised ``Terminated`` in a worker, with a traceback on the batch's
+    stderr (a review), and Ctrl-C at a terminal reaches every process of the group. So the worker
+    ignores SIGINT and takes SIGTERM's default action; the parent stops it (``_stop_now``). Then
+    on Linux ``_die_with_parent``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if parent is not None:
+        _die_with_parent(parent)
 
 
 def _die_with_parent(parent: int) -> None:
