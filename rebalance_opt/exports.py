@@ -70,7 +70,7 @@ def resolve_format(out: Path, fmt: str | None) -> str:
     if name is None:
         raise InputError(f"cannot tell the basket format from the extension of {str(out)!r}; name the file "
                          f"*.csv, *.json or *.fix, or give --format {'|'.join(FORMATS)}",
-                         path="--format", value=out.suffix or None, has_value=True)
+                         path="--format", value=out.suffix, has_value=bool(out.suffix))  # no "(got None)"
     return name
 
 

@@ -388,6 +388,7 @@ def test_unknown_format_is_an_input_error_naming_format(name, fmt):
     with pytest.raises(InputError) as e:
         resolve_format(Path(name), fmt)
     assert e.value.path == "--format" and e.value.exit_code == 2
+    assert "got None" not in str(e.value)  # a name without an extension ("-", "b") said "(got None)"
 
 
 def test_write_is_atomic_and_leaves_no_temporary_file(tmp_path, plan, monkeypatch):
