@@ -109,6 +109,18 @@ class LogLocation:
         """The log here is not intact (exit 4): ``problem`` says how, as ``verify`` reports it."""
         return DamagedLog(problem, path=None if self.source == "default" else self.source, file=str(self.path))
 
+    def files(self) -> list[tuple[Path, str]]:
+        """The log and the files SQLite keeps beside it (``-wal``, ``-shm``, ``-journal``, next to the
+        file a symbolic link points to), each with what it is: a basket written over any of them
+        destroys or corrupts the log (``exports.refuse_overwrite``)."""
+        try:
+            real = self.path.resolve()
+        except (OSError, RuntimeError):  # a link that loops, a name too long: no file to protect beside it
+            real = self.path
+        return [(self.path, "the audit log")] + [
+            (Path(f"{real}{suffix}"), f"the audit log's {suffix} file (beside {self.path})")
+            for suffix in SIDE_FILE_SUFFIXES]
+
 
 def default_log_path() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

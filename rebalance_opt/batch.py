@@ -43,9 +43,9 @@ from .account_file import account_to_dict, load_account
 from .account_set import AccountSet, SetChunk, set_source
 from .audit import AuditLog, Entry, LogLocation, canonical_json, inputs_json, record_of, sha256_text
 from .errors import InputError, RebalanceError
-from .exports import CsvRows, check_account_exportable, csv_rows, stage_basket
+from .exports import CsvRows, check_account_exportable, csv_rows, refuse_overwrite, stage_basket
 from .interrupts import signals_held
-from .plan import Plan
+from .plan import Plan, check_reason
 from .pool import local_pool
 
 FileTask = Sequence[tuple[int, str]]  # (batch index, account file) pairs
@@ -377,24 +377,30 @@ def make_tasks(accounts: Sequence[Path] | AccountSet, workers: int, chunk: int |
     return list(chunked(accounts, workers, chunk))
 
 
-def check_engine(engine: str, scheduler: str | None, workers: int | None) -> None:
+def check_engine(engine: str, scheduler: str | None, workers: int | None, chunk: int | None = None) -> None:
     """The engine options fit together: ``scheduler`` only with Dask, ``workers`` only for a pool
-    or cluster the batch starts itself (an existing cluster's workers are its own)."""
+    or cluster the batch starts itself (an existing cluster's workers are its own); ``workers``
+    and ``chunk`` whole numbers from 1 (a library call's 0 or -1 was taken as the default)."""
     if engine not in ENGINES:
         raise InputError(f"must be one of {', '.join(ENGINES)}", path="--engine", value=engine, has_value=True)
     if scheduler is not None and engine != "dask":
         raise InputError("is for --engine dask", path="--scheduler", value=scheduler, has_value=True)
+    for name, value in (("--workers", workers), ("--chunk", chunk)):
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise InputError("must be a whole number >= 1", path=name, value=value, has_value=True)
     if scheduler is not None and workers is not None:
         raise InputError("sizes the local pool or the LocalCluster a batch starts; the cluster at --scheduler "
                          "has its own workers", path="--workers", value=workers, has_value=True)
 
 
-def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", workers: int | None = None,
-              scheduler: str | None = None, log: LogLocation | None = None, out: Path | None = None,
+def run_batch(accounts: Sequence[Path] | AccountSet | str | os.PathLike, *, engine: str = "local",
+              workers: int | None = None, scheduler: str | None = None,
+              log: LogLocation | str | os.PathLike | None = None, out: str | os.PathLike | None = None,
               basket_format: str | None = None, reason: str | None = None, chunk: int | None = None,
               progress: Callable[[int], None] | None = None, resume: bool = False) -> BatchResult:
-    """Plan every account (a folder's files, or an ``AccountSet`` read by ``read_account_set``);
-    append one audit entry per plan to ``log`` (None: a dry run) and write one basket of every
+    """Plan every account (a folder's files, the folder itself, or an ``AccountSet`` read by
+    ``read_account_set``); append one audit entry per plan to ``log`` (a ``LogLocation`` or a
+    path; None: a dry run) and write one basket of every
     plan to ``out`` (nothing when no account was planned: a file already there is left as it was).
     ``progress`` is called with the number of accounts each finished chunk held.
 
@@ -404,7 +410,10 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     that entry); the rest are logged as usual. Only for a batch logged chunk by chunk: with
     ``out`` the log and the basket are written together at the end, so an interrupted batch left
     nothing to resume."""
-    check_engine(engine, scheduler, workers)
+    check_engine(engine, scheduler, workers, chunk)
+    if reason is not None:  # once, not as every account's failure
+        reason = check_reason(reason, "reason")
+    accounts, log, out = _arguments(accounts, log, out)
     resume_up_to = _resumable(log, out) if resume else None
     workers = max(1, min(workers or default_workers(), len(accounts)))  # no idle processes to start
     started = time.perf_counter()
@@ -461,6 +470,27 @@ def run_batch(accounts: Sequence[Path] | AccountSet, *, engine: str = "local", w
     return outcome
 
 
+def _arguments(accounts: Sequence[Path] | AccountSet | str | os.PathLike, log: LogLocation | str | os.PathLike | None,
+               out: str | os.PathLike | None) -> tuple[Sequence[Path] | AccountSet, LogLocation | None, Path | None]:
+    """``run_batch``'s inputs as it works with them: a folder (or its path as text) is its account
+    files, a log path its ``LogLocation``, ``out`` a Path; and the basket refused where it would
+    replace an account file, the set or its template, or the log (the command line checks the
+    same first, with the account folder). Called from the library, a basket written over the
+    batch's own audit log destroyed every entry (a review)."""
+    if isinstance(accounts, (str, os.PathLike)):
+        accounts = account_files(Path(accounts))
+    if isinstance(log, (str, os.PathLike)):
+        log = LogLocation(Path(log), "log")
+    if out is not None:
+        out = Path(out)
+        if isinstance(accounts, AccountSet):
+            read = [(Path(accounts.file), "the account set"), (Path(accounts.template_file), "the template")]
+        else:
+            read = [(Path(f), "an account file of the batch") for f in accounts]
+        refuse_overwrite(out, read + (log.files() if log is not None else []))
+    return accounts, log, out
+
+
 def _resumable(log: LogLocation | None, out: Path | None) -> int:
     """The newest entry of ``log`` before the batch (what ``resume`` looks up to: entries this
     batch appends are its own); a resume that cannot work is an InputError."""
@@ -505,12 +535,16 @@ def _results_frozen():
     reach until the block ends. The results (plans: thousands of small objects per chunk, none in
     cycles) only grow, so each full collection re-walked every result so far for nothing: 1.2 s
     of this process's CPU per 5,000 accounts, on the 2 cores the workers need. The collector
-    stays on for what is new (Dask's client makes cyclic garbage in this process). Whatever else
-    this process had frozen is unfrozen at the end too."""
+    stays on for what is new (Dask's client makes cyclic garbage in this process). A caller that
+    had frozen its own heap (``gc.freeze()`` before forking, say) finds it frozen again after
+    (with what the batch made since: it cannot be told apart); it was left unfrozen (a review)."""
+    frozen_before = gc.get_freeze_count()
     try:
         yield gc.freeze
     finally:
         gc.unfreeze()
+        if frozen_before:
+            gc.freeze()
 
 
 def default_workers() -> int:
@@ -588,6 +622,24 @@ def _pooled(tasks, workers, reason, log, basket, resume=None):
 
 
 @contextmanager
+def _process_state_kept():
+    """Restore the environment and multiprocessing's start method once the LocalCluster is closed:
+    Dask's worker processes are started with OMP_NUM_THREADS=1 (and its kind) written into this
+    process's own ``os.environ``, and the start method set to fork, so a notebook's later
+    subprocesses ran single-threaded BLAS (a review)."""
+    import multiprocessing
+    environ, method = dict(os.environ), multiprocessing.get_start_method(allow_none=True)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update({k: v for k, v in environ.items() if os.environ.get(k) != v})
+        if multiprocessing.get_start_method(allow_none=True) != method:
+            multiprocessing.set_start_method(method, force=True)
+
+
+@contextmanager
 def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] | AccountSet
                  ) -> Iterator[tuple[Any, int, bool]]:
     """A Dask client, how many tasks its cluster runs at once, and whether its workers may settle
@@ -600,13 +652,14 @@ def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] |
         raise InputError("needs dask[distributed] installed", path="--engine", value="dask", has_value=True) from None
     import dask
     if scheduler is None:
-        # The workers' statistical profiler samples every thread's stack every 10 ms: measurable
-        # CPU on a 2-core machine for a profile nobody reads here.
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-        with cluster, Client(cluster) as client:
-            yield client, workers, True
+        with _process_state_kept():
+            # The workers' statistical profiler samples every thread's stack every 10 ms: measurable
+            # CPU on a 2-core machine for a profile nobody reads here.
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+            with cluster, Client(cluster) as client:
+                yield client, workers, True
         return
     try:
         not_a_scheduler = _not_a_scheduler(scheduler)

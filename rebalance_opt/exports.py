@@ -57,6 +57,35 @@ FIX_BID_NO_BIDDING = "3"    # BidType(394) = No bidding process
 TMP_NAME_CHARS = 40          # of the basket's name in its temporary file's (4-byte characters: 160 bytes)
 
 
+# --- where the basket may go -------------------------------------------------------------------------
+def refuse_overwrite(out: Path, inputs: Iterable[tuple[Path, str]], folders: Iterable[Path] = ()) -> None:
+    """Fail before any work if the basket ``out`` would replace a file the command reads or logs
+    to (``(path, what it is)``), or land inside an account folder it plans (where it would be
+    read as an account, or replace a lots file, next time). In the library too: ``run_batch``
+    wrote a basket over its own audit log when asked to (a review)."""
+    target = _resolved(out)
+    if target is None:  # an unresolvable path is no file the basket could replace
+        return
+    for folder in folders:
+        if _resolved(folder) in target.parents:
+            raise InputError(f"is inside the account folder {folder}; write the basket elsewhere", path="--out",
+                             value=str(out), has_value=True)
+    for path, what in inputs:
+        if _resolved(path) == target:
+            raise InputError(f"is {what}; the basket would overwrite it", path="--out", value=str(out),
+                             has_value=True)
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` resolved, or None where it cannot be: a symbolic link that loops (a RuntimeError
+    before Python 3.13: a `lots_file` that loops was "unexpected error" with --out, where the
+    reader names it), a name too long. Such a path is no file the basket could replace."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
 # --- choosing and checking the format -----------------------------------------------------------
 def resolve_format(out: Path, fmt: str | None) -> str:
     """The basket format: ``fmt`` if given (csv, json or fix), else the one ``out``'s extension names."""

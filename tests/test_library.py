@@ -41,6 +41,18 @@ def test_the_readmes_library_example_runs_as_written(monkeypatch, capsys):
     assert "household-1" in out and "sell" in out
 
 
+def test_the_readmes_batch_and_backtest_example_runs_as_written(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("skfolio", reason="the bundled prices ship in skfolio (the backtest extra)")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## The library\n", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[1].replace("/tmp/", f"{tmp_path}/")
+    monkeypatch.chdir(ROOT)
+    exec(compile(code, "README.md (The library: batches and backtests)", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "4 []" and lines[1].isdigit() and "quarterly-fifo" in lines[2]
+    assert (tmp_path / "basket.csv").exists() and (tmp_path / "report" / "summary.md").exists()
+
+
 def _plan_in_worker(account):
     return _comparable(plan_rebalance(account, planner=Planner()))
 

@@ -207,47 +207,23 @@ def basket_and_log(out_text: str | None, fmt: str | None, reason: str | None, dr
 
 
 def refuse_overwrite(out: Path, inputs: list[tuple[Path, str]], folder: Path | None = None) -> None:
-    """Fail before any work if the basket ``out`` would replace a file the command reads or logs
-    to (``(path, what it is)``), or land inside the account folder it plans (where it would be
-    read as an account, or replace a lots file, next time)."""
-    target = _resolved(out)
-    if target is None:  # pragma: no cover - an unresolvable --out is refused by check_destination
-        return
-    if folder is not None and _resolved(folder) in target.parents:
-        raise InputError(f"is inside the account folder {folder}; write the basket elsewhere", path="--out",
-                         value=str(out), has_value=True)
-    for path, what in inputs:
-        if _resolved(path) == target:
-            raise InputError(f"is {what}; the basket would overwrite it", path="--out", value=str(out),
-                             has_value=True)
+    """``exports.refuse_overwrite`` with the account folder the command plans, if any."""
+    from ..exports import refuse_overwrite as refuse
+    refuse(out, inputs, [folder] if folder is not None else [])
 
 
 def audit_log_files(where, log: str | None) -> list[tuple[Path, str]]:
-    """The audit log and the files SQLite keeps beside it (``-wal``, ``-shm``, ``-journal``, next to
-    the file a symbolic link points to), as ``refuse_overwrite`` inputs: a basket written over any
-    of them destroys or corrupts the log. ``where`` is the log the command appends to; a dry run
-    (None) appends nothing, but the log ``--log`` or the environment names is protected all the
-    same (a ``--log`` that names no usable log protects nothing, and is no error in a dry run)."""
-    from ..audit import SIDE_FILE_SUFFIXES, resolve_log
+    """The audit log's files (``LogLocation.files``) as ``refuse_overwrite`` inputs. ``where`` is
+    the log the command appends to; a dry run (None) appends nothing, but the log ``--log`` or the
+    environment names is protected all the same (a ``--log`` that names no usable log protects
+    nothing, and is no error in a dry run)."""
+    from ..audit import resolve_log
     if where is None:
         try:
             where = resolve_log(log)
         except InputError:
             return []
-    real = _resolved(where.path) or where.path
-    return [(where.path, "the audit log")] + [
-        (Path(f"{real}{suffix}"), f"the audit log's {suffix} file (beside {where.path})")
-        for suffix in SIDE_FILE_SUFFIXES]
-
-
-def _resolved(path: Path) -> Path | None:
-    """``path`` resolved, or None where it cannot be: a symbolic link that loops (a RuntimeError
-    before Python 3.13: a `lots_file` that loops was "unexpected error" with --out, where the
-    reader names it), a name too long. Such a path is no file the basket could replace."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return None
+    return where.files()
 
 
 def number_option(value: Any) -> float:
