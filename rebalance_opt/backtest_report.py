@@ -47,8 +47,7 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
     staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
         names = _write_files(result, staging, plots, appendix, extra_files)
-        for name in names:
-            os.replace(staging / name, out / name)
+        _put_in_place(names, staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if made:
@@ -61,6 +60,36 @@ def write_report(result: BacktestResult, out: str | Path, plots: bool = True, ap
         except OSError:  # a folder of that name, or no permission: not this run's to clear
             pass
     return [out / name for name in names]
+
+
+def _put_in_place(names: list[str], staging: Path, out: Path) -> None:
+    """Move the staged files into ``out``, all or none: the earlier run's files of those names are
+    moved aside first, and put back if any move fails (one file that could not be replaced left
+    this run's CSVs beside the earlier run's summary: a review)."""
+    aside = staging / ".earlier"
+    aside.mkdir()
+    moved_aside: list[str] = []
+    placed: list[str] = []
+    try:
+        for name in names:
+            if os.path.lexists(out / name):
+                os.replace(out / name, aside / name)
+                moved_aside.append(name)
+        for name in names:
+            os.replace(staging / name, out / name)
+            placed.append(name)
+    except BaseException:
+        for name in placed:
+            try:
+                os.unlink(out / name)
+            except OSError:
+                pass
+        for name in moved_aside:
+            try:
+                os.replace(aside / name, out / name)
+            except OSError:
+                pass
+        raise
 
 
 def _write_files(result: BacktestResult, folder: Path, plots: bool, appendix: str,

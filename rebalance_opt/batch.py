@@ -78,10 +78,21 @@ class PlanFigures:
     @staticmethod
     def of_entry(entry: Entry) -> "PlanFigures":
         """The figures of the plan ``entry`` logged (``record_of``'s columns: the orders, the tax
-        with its lot tax, the rest of the plan with its stage and turnover)."""
-        tax, rest = entry.field("tax"), entry.field("plan")
-        return PlanFigures(str(entry.field("account")), rest["stage"], len(entry.field("orders")),
-                           tax["estimated_tax"], tax["lot_tax"], rest["turnover"])
+        with its lot tax, the rest of the plan with its stage and turnover). ValueError for an
+        entry whose columns do not hold them (an altered entry: a string's characters were
+        counted as orders, a text tax crashed the batch; a review): its account is planned again."""
+        tax, rest, orders, account = entry.field("tax"), entry.field("plan"), entry.field("orders"), entry.field("account")
+
+        def number(table: Any, key: str) -> float:
+            value = table.get(key) if isinstance(table, dict) else None
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise ValueError(f"entry {entry.id}: no {key}")
+            return float(value)
+        stage = rest.get("stage") if isinstance(rest, dict) else None
+        if not (isinstance(orders, list) and isinstance(stage, str) and isinstance(account, str)):
+            raise ValueError(f"entry {entry.id}: no orders, stage or account")
+        return PlanFigures(account, stage, len(orders), number(tax, "estimated_tax"), number(tax, "lot_tax"),
+                           number(rest, "turnover"))
 
 
 @dataclass(frozen=True)
@@ -202,9 +213,9 @@ def plan_chunk(task: Task, reason: str | None = None, log: bool = True,
     for index, source, account, seconds in read:
         started = time.perf_counter()
         if index in logged:
-            entry = logged[index]
-            out.append(AccountResult(index, source, account.id, logged_as=entry.id,
-                                     logged_plan=PlanFigures.of_entry(entry), seconds=seconds))
+            entry_id, figures = logged[index]
+            out.append(AccountResult(index, source, account.id, logged_as=entry_id, logged_plan=figures,
+                                     seconds=seconds))
             continue
         try:
             plan = planner.plan(account, reason)
@@ -235,8 +246,8 @@ def _failed(index: int, source: str, account_id: str | None, exc: Exception, sec
 
 
 def _logged_before(read: list[tuple[int, str, Account, float]], reason: str | None, resume: Resume
-                   ) -> dict[int, Entry]:
-    """The entries (by batch index) that already log these accounts' exact inputs and reason: the
+                   ) -> dict[int, tuple[int, PlanFigures]]:
+    """The entries (by batch index: their id and figures) that already log these accounts' exact inputs and reason: the
     key ``record_of`` would give each plan (account id, sha256 of the canonical inputs, reason),
     made without planning. An account whose key cannot be made, or a log that cannot be read
     here, is simply planned: the parent still matches every record against the log
@@ -251,11 +262,15 @@ def _logged_before(read: list[tuple[int, str, Account, float]], reason: str | No
             continue
     try:
         entries = AuditLog(resume.log).logged_entries(keys.values(), resume.up_to)
-        found = {index: entries[key] for index, key in keys.items() if key in entries}
-        for entry in found.values():
-            PlanFigures.of_entry(entry)  # an entry whose columns do not read: plan the account instead
     except Exception:  # noqa: BLE001 - see above
         return {}
+    found = {}
+    for index, key in keys.items():
+        if key in entries:
+            try:
+                found[index] = (entries[key].id, PlanFigures.of_entry(entries[key]))
+            except ValueError:  # an entry whose columns do not read: plan the account instead
+                continue
     return found
 
 

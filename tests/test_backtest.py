@@ -2,6 +2,7 @@
 on the bundled real prices, equal-drift reading, the report and the command line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -335,6 +336,29 @@ def test_a_report_that_fails_part_way_leaves_the_earlier_report_as_it_was(short_
     with pytest.raises(OSError):
         write_report(short_run, out, plots=False)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no new CSV, no staging folder left
+
+
+@pytest.mark.parametrize("fails", ["moving yearly.csv aside", "placing summary.md"])
+def test_a_report_whose_files_cannot_all_be_replaced_leaves_every_earlier_file(short_run, tmp_path, monkeypatch, fails):
+    # one file that could not be replaced (chattr +i) left this run's CSVs beside the earlier summary
+    out = tmp_path / "report"
+    write_report(short_run, out, plots=False)
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    replace, refusals = os.replace, []
+
+    def refused(src, dst):  # the first such move fails (an immutable file, a full directory)
+        src, dst = Path(src), Path(dst)
+        if not refusals and ((fails == "moving yearly.csv aside" and src == out / "yearly.csv") or
+                             (fails == "placing summary.md" and dst == out / "summary.md")):
+            refusals.append(src)
+            raise PermissionError(1, "Operation not permitted", str(src))
+        return replace(src, dst)
+    monkeypatch.setattr(os, "replace", refused)
+    shorter = dataclasses.replace(short_run, runs=short_run.runs[:2])  # a different report
+    with pytest.raises(PermissionError):
+        write_report(shorter, out, plots=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_cli_a_report_that_cannot_be_written_exits_2_naming_out_and_writes_nothing(doubling, tmp_path, monkeypatch,

@@ -266,3 +266,25 @@ def test_a_resumed_batch_interrupted_again_counts_what_earlier_runs_logged_too(f
     code, out, _ = cli(capsys, "rebalance", "batch", str(folder), "--workers", "1", "--log", str(log), "--resume",
                        "--json")
     assert code == 0 and json.loads(out)["already_logged"] == 6 and sum(logged_accounts(log).values()) == N
+
+
+@pytest.mark.parametrize("column, value", [("tax", '{"estimated_tax":"12345","lot_tax":0}'),
+                                           ("tax", '{"estimated_tax":null,"lot_tax":0}'),
+                                           ("orders", '"forty-four characters of a string, not orders"'),
+                                           ("plan", '{"stage":"full"}')])
+def test_an_altered_entry_is_not_read_as_a_plan_the_account_is_planned_again(folder, tmp_path, column, value):
+    # figures read straight from an altered entry crashed the batch (a text tax) or counted a
+    # string's characters as orders (a review); that account is planned, and still not logged again
+    import sqlite3
+    log = LogLocation(tmp_path / "audit.sqlite", "--log")
+    whole = run_batch(account_files(folder), workers=1, log=log).summary()
+    with sqlite3.connect(log.path) as db:
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            db.execute(f'DROP TRIGGER "{name}"')  # the log's own guard against edits: this is the tampering
+        db.execute(f"UPDATE entries SET {column} = ? WHERE id = 1", (value,))
+    outcome = run_batch(account_files(folder), workers=1, log=log, resume=True)
+    assert [r.plan is not None for r in outcome.results] == [True] + [False] * (N - 1)
+    assert len(outcome.already_logged) == N and not outcome.log_ids
+    resumed = outcome.summary()
+    for key in ("planned", "orders", "estimated_tax", "lot_tax", "turnover"):
+        assert resumed[key] == whole[key], key

@@ -121,3 +121,33 @@ def test_a_signal_to_the_whole_process_group_ends_the_batch_without_a_traceback(
         pytest.skip("the batch finished before the signal")  # a very fast machine
     assert proc.returncode == code and err.startswith("interrupted: ")
     assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals to a process group")
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_backtest_says_so_and_leaves_no_report_folder(tmp_path, signum, code):
+    # SIGTERM ended a backtest with -15 and no word, its staged report left in --out for good
+    pytest.importorskip("skfolio", reason="the bundled prices ship in skfolio (the backtest extra)")
+    import subprocess
+    out = tmp_path / "report"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "backtest", "--years", "12", "--workers", "2",
+                             "--no-plots", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # until the first strategy has finished: the pool is at work
+            lines.append(line)
+            if "tax paid" in line:
+                break
+        os.killpg(proc.pid, signum)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if proc.returncode == 0:
+        pytest.skip("the backtest finished before the signal")  # a very fast machine
+    assert proc.returncode == code, "".join(lines) + err
+    assert f"interrupted: no report written ({out} left as it was)" in err and "Traceback" not in err
+    assert not out.exists()

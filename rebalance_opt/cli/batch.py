@@ -2,14 +2,13 @@
 table of lots with a template), one basket, one audit entry per account."""
 from __future__ import annotations
 
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from ..errors import InputError
-from .common import JsonOpt, audit_log_files, basket_and_log, rebalance, refuse_overwrite, run, to_json, whole_number_option
+from .common import (JsonOpt, audit_log_files, basket_and_log, rebalance, refuse_overwrite, run, sigterm_interrupts,
+                     to_json, whole_number_option)
 
 PARTIAL_EXIT = 5  # some accounts failed (each in the summary); the others were planned and logged
 
@@ -55,7 +54,7 @@ def batch(
         from ..render import console
         err = console(stderr=True)
         try:
-            with _sigterm_interrupts():
+            with sigterm_interrupts():
                 outcome = _with_progress(err, len(work), lambda progress: run_batch(
                     work, engine=engine, workers=workers, scheduler=scheduler, log=where, out=out,
                     basket_format=basket_format, reason=why, chunk=chunk,
@@ -77,30 +76,6 @@ def batch(
     run(as_json, body)
     if failed:
         raise typer.Exit(PARTIAL_EXIT)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during a batch: handled as Ctrl-C is (the basket staged so far discarded, the
-    report of how far it got), exit 143 as a process ended by SIGTERM."""
-
-    exit_code = 143
-
-
-@contextmanager
-def _sigterm_interrupts():
-    """SIGTERM raises ``Terminated`` in the batch's main thread while the batch runs (it ended the
-    process silently, with no word of what had been logged); the previous handler is restored."""
-    def terminated(signum, frame):
-        raise Terminated()
-    try:
-        previous = signal.signal(signal.SIGTERM, terminated)
-    except ValueError:  # not the main thread (a library caller's): leave SIGTERM as it is
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupted(exc: KeyboardInterrupt, total: int, where, out) -> str:

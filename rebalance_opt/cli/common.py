@@ -5,7 +5,9 @@ import codecs
 import json
 import math
 import os
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -132,14 +134,39 @@ def stdout_gone() -> int:
     return STDOUT_GONE_EXIT
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a long command (``batch``, ``backtest``): handled as Ctrl-C is (what was
+    staged discarded, a word on how far it got), exit 143 as a process ended by SIGTERM."""
+
+    exit_code = 143
+
+
+@contextmanager
+def sigterm_interrupts():
+    """SIGTERM raises ``Terminated`` in the main thread while the block runs (it ended the process
+    silently: a batch said nothing of what it had logged, a backtest left its staged report
+    behind); the previous handler is restored."""
+    def terminated(signum, frame):
+        raise Terminated()
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread (a library caller's): leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(as_json: bool, action: Callable[[], None]) -> None:
     """Run a command body, turning typed errors into their exit codes and messages."""
     try:
         action()
     except RebalanceError as exc:
         fail(exc, as_json)
-    except KeyboardInterrupt:
-        raise typer.Exit(130)
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(getattr(exc, "exit_code", 130))
     except typer.Exit:  # a command's own exit code (click's Exit is a RuntimeError: not "unexpected")
         raise
     except BrokenPipeError as exc:
