@@ -26,6 +26,7 @@ import asyncio
 import gc
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -636,6 +637,17 @@ def _pooled(tasks, workers, reason, log, basket, resume=None):
     return done
 
 
+def _ctrl_c_ignored() -> None:
+    """Run on each worker of the LocalCluster a batch starts (in its main thread): Ctrl-C at a
+    terminal reaches every process of the group, and each Dask worker printed a KeyboardInterrupt
+    traceback under the batch's message. The batch alone handles it, and closes the cluster; the
+    warning each worker then logs for every chunk it was planning ("Async instruction for <Task
+    cancelled ...>") is left out too."""
+    import logging
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
+
+
 @contextmanager
 def _process_state_kept():
     """Restore the environment and multiprocessing's start method once the LocalCluster is closed:
@@ -674,6 +686,7 @@ def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] |
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                        dashboard_address=None)
             with cluster, Client(cluster) as client:
+                client.run(_ctrl_c_ignored)  # before any chunk is sent
                 yield client, workers, True
         return
     try:
