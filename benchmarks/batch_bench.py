@@ -110,16 +110,19 @@ def tree_memory(pid: int) -> int:
 
 
 def run_engine(folder: Path, engine: str, workers: int, work: Path, scheduler: str | None = None,
-               template: Path | None = None) -> dict[str, Any]:
+               template: Path | None = None, resume: bool = False) -> dict[str, Any]:
     """Run one batch (of a folder, or of an account set with its ``template``) in a child
-    process; returns its timing and the tree's peak memory."""
-    out = work / f"result-{engine}.json"
+    process; returns its timing and the tree's peak memory. ``resume``: the same batch again with
+    ``--resume`` on the log the engine's run wrote (every account already logged)."""
+    out = work / f"result-{engine}{'-resume' if resume else ''}.json"
     cmd = [sys.executable, "-m", "benchmarks.batch_bench", "--child", str(folder), "--engine", engine,
            "--workers", str(workers), "--work", str(work), "--result", str(out)]
     if scheduler:
         cmd += ["--scheduler", scheduler]
     if template is not None:
         cmd += ["--template", str(template)]
+    if resume:
+        cmd += ["--resume"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     peak, memory = 0, TreeMemory()
@@ -140,6 +143,8 @@ def run(n: int, workers: int = 2, engines: tuple[str, ...] = ("local", "dask"),
         work = Path(tmp)
         accounts, template = write_input(work, n, input)
         rows = [run_engine(accounts, engine, workers, work, template=template) for engine in engines]
+        if "local" in engines:  # finishing a batch that was all logged: reads and looks up, plans nothing
+            rows.append(run_engine(accounts, "local", workers, work, template=template, resume=True))
         return [{**row, "input": input} for row in rows]
 
 
@@ -155,12 +160,17 @@ def _child(args: argparse.Namespace) -> None:
         accounts = read_account_set(Path(args.folder), Path(args.template))
     else:
         accounts = account_files(Path(args.folder))
-    outcome = run_batch(accounts, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
-                        log=LogLocation(log, "--log"), out=work / f"basket-{args.engine}.csv", basket_format="csv")
+    if args.resume:
+        outcome = run_batch(accounts, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
+                            log=LogLocation(log, "--log"), resume=True)
+    else:
+        outcome = run_batch(accounts, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
+                            log=LogLocation(log, "--log"), out=work / f"basket-{args.engine}.csv", basket_format="csv")
     seconds = time.perf_counter() - started
     s = outcome.summary()
     Path(args.result).write_text(json.dumps({
-        "engine": args.engine, "workers": args.workers, "accounts": s["accounts"], "planned": s["planned"],
+        "engine": args.engine + (" --resume" if args.resume else ""), "workers": args.workers,
+        "already_logged": s["already_logged"], "accounts": s["accounts"], "planned": s["planned"],
         "failed": s["failed"], "orders": s["orders"], "seconds": seconds,
         "accounts_per_second": s["accounts"] / seconds, "log_entries": len(outcome.log_ids),
         "failures": [r.failure() for r in outcome.failures][:20]}))
@@ -176,6 +186,7 @@ if __name__ == "__main__":
     parser.add_argument("--work")
     parser.add_argument("--result")
     parser.add_argument("--template", help="(child) the template of an account set")
+    parser.add_argument("--resume", action="store_true", help="(child) again with --resume on the same log")
     parser.add_argument("--input", choices=INPUTS, default="folder",
                         help="folder: households as files (default); parquet/csv: a firm's book as one account "
                              "set; firm-folder: that book as files")

@@ -124,7 +124,7 @@ def lots_table(rows: list[dict[str, Any]]) -> str:
 def batch_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| engine | workers | accounts | planned | failed | orders | seconds | accounts/s | peak MB "
              "| vs local |", "|---|---|---|---|---|---|---|---|---|---|"]
-    local = next((r for r in rows if r["engine"] == "local"), None)
+    local = next((r for r in rows if r["engine"] == "local"), None)  # "local --resume": that batch again, all logged
     for r in rows:
         versus = f"{r['seconds'] / local['seconds']:.2f}x" if local else "—"
         lines.append(f"| {r['engine']} | {r['workers']} | {r['accounts']:,} | {r['planned']:,} | {r['failed']:,} "
@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = batch_bench.run(accounts, args.workers, engines)
         results["batch"] = rows
         print(f"Batch: {accounts:,} distinct household accounts (10-30 symbols, up to 300 lots), files in, one csv "
-              "basket and one audit entry per account out:\n")
+              "basket and one audit entry per account out; then the local batch again with --resume, every "
+              "account already logged (read and looked up, not planned):\n")
         print(batch_table(rows), "\n", flush=True)
 
     if args.json:

@@ -38,6 +38,9 @@ def test_batch_benchmark_runs_end_to_end():
     assert rows[0]["planned"] + rows[0]["failed"] == 12 and rows[0]["log_entries"] == rows[0]["planned"]
     assert rows[0]["peak_memory_mb"] > 0
     assert "local" in run.batch_table(rows)
+    resumed = rows[-1]  # the same batch again with --resume: every planned account already logged
+    assert resumed["engine"] == "local --resume" and resumed["already_logged"] == rows[0]["planned"]
+    assert resumed["log_entries"] == 0 and "local --resume" in run.batch_table(rows)
 
 
 def test_batch_memory_sampler_reads_pss_at_most_once_a_second_per_process(monkeypatch):
