@@ -683,8 +683,10 @@ def _dask_client(workers: int, scheduler: str | None, accounts: Sequence[Path] |
             # The workers' statistical profiler samples every thread's stack every 10 ms: measurable
             # CPU on a 2-core machine for a profile nobody reads here.
             with dask.config.set({"distributed.worker.profile.enabled": False}):
+                # The scheduler's HTTP server starts even without a dashboard, on 8787 unless told:
+                # a port another batch (or anything) held printed "Port 8787 is already in use".
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0", scheduler_kwargs={"dashboard": False})
             with cluster, Client(cluster) as client:
                 client.run(_ctrl_c_ignored)  # before any chunk is sent
                 yield client, workers, True

@@ -52,9 +52,24 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
             p.kill()
         except (OSError, ValueError):  # gone already, or closed
             pass
-    # The pool's manager thread sees its workers gone, fails what was left and closes its pipes;
-    # it is waited for first: shut down beside it, CPython 3.11's exit hook could write to a pipe
-    # it was closing ("Exception ignored ... Bad file descriptor" after an interrupted batch).
+    # A worker killed while it sent a result leaves half a message in the result pipe, and the
+    # manager thread waits for the rest for ever (this process holds the pipe's write end too);
+    # then so did the interpreter's exit, which joins that thread (a batch hung after Ctrl-C under
+    # load: a review). Closing this process's write end, the workers' gone with them, ends the
+    # wait (EOF): the manager then fails what was left, as for any broken pool, and closes its pipes.
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None and processes:
+        for p in processes:
+            try:
+                p.join(timeout=10)  # dead: its end of the pipe is closed
+            except (OSError, ValueError, AssertionError):
+                pass
+        try:
+            writer.close()
+        except OSError:
+            pass
+    # The manager is waited for before the shutdown: beside it, CPython 3.11's exit hook could
+    # write to a pipe it was closing ("Exception ignored ... Bad file descriptor").
     if manager is not None:
         manager.join(timeout=30)
     pool.shutdown(wait=manager is None or not manager.is_alive(), cancel_futures=True)

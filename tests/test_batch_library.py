@@ -71,8 +71,22 @@ def test_a_batch_leaves_the_callers_frozen_heap_as_it_found_it(folder, caller_fr
 
 def test_a_dask_batch_leaves_the_callers_environment_and_start_method_as_they_were(folder):
     pytest.importorskip("dask.distributed")
+    import socket
+    import warnings
     environ, method = dict(os.environ), multiprocessing.get_start_method(allow_none=True)
-    run_batch(account_files(folder), engine="dask", workers=1)
+    held = socket.socket()  # another batch's scheduler on Dask's default port: "Port 8787 is already in use"
+    try:
+        held.bind(("127.0.0.1", 8787))
+        held.listen()
+    except OSError:
+        pass  # something holds it already: the same case
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run_batch(account_files(folder), engine="dask", workers=1)
+    finally:
+        held.close()
+    assert not [w for w in caught if "already in use" in str(w.message)]
     assert dict(os.environ) == environ  # OMP_NUM_THREADS=1 and its kind stayed behind
     assert multiprocessing.get_start_method(allow_none=True) == method
 

@@ -155,3 +155,29 @@ def test_an_interrupted_backtest_says_so_and_leaves_no_report_folder(tmp_path, s
     assert proc.returncode == code, "".join(lines) + err
     assert f"interrupted: no report written ({out} left as it was)" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def half_a_result_then_killed() -> None:
+    """A worker killed as it sends its result: the header of a 1 MB message and 10 bytes of it in
+    the pool's result pipe (what SIGKILL mid-send leaves), then the worker is gone."""
+    import gc
+    import multiprocessing.queues
+    import struct
+    results = [q for q in gc.get_objects() if type(q) is multiprocessing.queues.SimpleQueue]
+    os.write(results[0]._writer.fileno(), struct.pack("!i", 1_000_000) + b"x" * 10)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_pool_stopped_after_a_worker_died_mid_result_does_not_leave_its_manager_waiting(tmp_path):
+    # the manager thread waited for the rest of that message for ever, and the interpreter's exit
+    # with it: a batch that printed "interrupted" and never exited (a review, under load)
+    with pytest.raises(KeyboardInterrupt):
+        with pool.local_pool(1) as workers:
+            future = workers.submit(half_a_result_then_killed)
+            manager = workers._executor_manager_thread
+            deadline = time.monotonic() + 60
+            while any(alive(psutil.Process(p)) for p in list(workers._processes)) and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the worker is gone
+            raise KeyboardInterrupt
+    manager.join(timeout=60)
+    assert not manager.is_alive() and future.done()

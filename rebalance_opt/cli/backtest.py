@@ -10,8 +10,7 @@ import typer
 from ..account_file import iso_date
 from ..errors import InputError
 from ..exports import cannot_create_in
-from .common import (JsonOpt, app, number_option, out_path, parse_numbers, run, sigterm_interrupts, to_json,
-                     whole_number_option)
+from .common import JsonOpt, app, number_option, out_path, parse_numbers, run, to_json, whole_number_option
 
 @app.command("backtest", short_help="Simulate strategies through history: tax, wealth, drift.")
 def backtest(
@@ -104,13 +103,12 @@ def backtest(
             err.print(f"  {m.strategy:<24} tax paid {m.tax_paid:>14,.0f}   drift {m.mean_abs_drift * 100:5.2f} pts"
                       f"   {m.seconds:6.1f} s")
         try:
-            with sigterm_interrupts():
-                result = run_backtest(chosen, config, data, uni, workers=workers, progress=progress)
-                covered = (result.last - result.first).days / 365.25
-                if years is not None and covered < years - 1 / 12:  # was cut to the data without a word
-                    err.print(f"note: the prices end on {result.last}: the run covers {covered:.1f} of the "
-                              f"{years:g} years asked for")
-                files = write_report(result, out, plots=not no_plots)
+            result = run_backtest(chosen, config, data, uni, workers=workers, progress=progress)
+            covered = (result.last - result.first).days / 365.25
+            if years is not None and covered < years - 1 / 12:  # was cut to the data without a word
+                err.print(f"note: the prices end on {result.last}: the run covers {covered:.1f} of the "
+                          f"{years:g} years asked for")
+            files = write_report(result, out, plots=not no_plots)
         except OSError as exc:  # written to a hidden folder first: nothing of this run is left in --out
             why = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
             raise InputError(f"cannot be written ({why}); the folder is left as it was",
@@ -134,7 +132,7 @@ def backtest(
                             f"wealth after liquidation {abs(gain):,.0f} {'above' if gain >= 0 else 'below'} the "
                             "reference's", soft_wrap=True)
             c.print(f"report: {out / 'summary.md'} ({len(files)} files in {out})")
-    run(as_json, body)
+    run(as_json, body, sigterm=True)  # a SIGTERM while the data is read is exit 143 too, not -15
 
 
 def _times(ratio: float | None) -> str:

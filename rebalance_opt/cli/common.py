@@ -159,10 +159,15 @@ def sigterm_interrupts():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(as_json: bool, action: Callable[[], None]) -> None:
-    """Run a command body, turning typed errors into their exit codes and messages."""
+def run(as_json: bool, action: Callable[[], None], sigterm: bool = False) -> None:
+    """Run a command body, turning typed errors into their exit codes and messages; with
+    ``sigterm``, SIGTERM is handled as Ctrl-C is for the whole body (``sigterm_interrupts``)."""
     try:
-        action()
+        if sigterm:
+            with sigterm_interrupts():
+                action()
+        else:
+            action()
     except RebalanceError as exc:
         fail(exc, as_json)
     except KeyboardInterrupt as exc:
