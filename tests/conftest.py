@@ -55,6 +55,36 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     return exit_.value.code, out.out, out.err
 
 
+def wait_for_first_entry(log: Path, seconds: float = 120) -> None:
+    """Until the audit log at ``log`` holds an entry (a batch has committed its first chunk), or
+    ``seconds`` have passed."""
+    import sqlite3
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(log) as db:
+                if db.execute("SELECT count(*) FROM entries").fetchone()[0] > 0:
+                    return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+
+
+def signalled(proc: subprocess.Popen, signum: int, group: bool = False) -> str:
+    """Send ``signum`` to ``proc`` (or its whole process group) and return its stderr once it has
+    exited; it is killed (with its group) if it has not within two minutes."""
+    import signal
+    try:
+        (os.killpg if group else os.kill)(proc.pid, signum)
+        return proc.communicate(timeout=120)[1]
+    finally:
+        try:
+            (os.killpg if group else os.kill)(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python cli.py ARGS`` as a user would, capturing stdout and stderr separately."""
     return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, capture_output=True,

@@ -21,7 +21,7 @@ from rebalance_opt import batch, pool
 from rebalance_opt.audit import LogLocation
 from rebalance_opt.batch import account_files, run_batch
 
-from .conftest import ROOT
+from .conftest import ROOT, signalled, wait_for_first_entry
 from .test_audit import fill
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
@@ -169,21 +169,8 @@ def test_a_batch_ended_by_sigterm_says_how_far_it_got_and_its_log_is_intact(tmp_
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "rebalance", "batch", str(tmp_path / "a"),
                              "--workers", "1", "--chunk", "2", "--log", str(log)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # until a first chunk is committed
-            if log.exists():
-                try:
-                    with sqlite3.connect(log) as db:
-                        if db.execute("SELECT count(*) FROM entries").fetchone()[0] > 0:
-                            break
-                except sqlite3.Error:
-                    pass
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
+    wait_for_first_entry(log, 60)
+    err = signalled(proc, signal.SIGTERM)
     if proc.returncode == 0 or "the batch had finished" in err:
         pytest.skip("the batch finished before the signal")  # a very fast machine
     assert proc.returncode == 143 and "Traceback" not in err, err

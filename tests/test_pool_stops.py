@@ -19,7 +19,7 @@ from rebalance_opt import pool
 from rebalance_opt.audit import LogLocation
 from rebalance_opt.batch import account_files, run_batch
 
-from .conftest import ROOT
+from .conftest import ROOT, signalled, wait_for_first_entry
 
 
 def finish_later(marker: str, seconds: float) -> None:
@@ -95,7 +95,6 @@ def test_ctrl_c_while_the_batch_logs_a_chunk_stops_the_pool_before_run_batch_ret
 def test_a_signal_to_the_whole_process_group_ends_the_batch_without_a_traceback(tmp_path, signum, code, engine):
     # Ctrl-C at a terminal, or a service manager's SIGTERM, reaches the workers too (each Dask
     # worker printed a KeyboardInterrupt traceback, and a warning per chunk it was planning)
-    import sqlite3
     import subprocess
     if engine == "dask":
         pytest.importorskip("dask.distributed")
@@ -104,23 +103,8 @@ def test_a_signal_to_the_whole_process_group_ends_the_batch_without_a_traceback(
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "rebalance", "batch", str(tmp_path / "a"),
                              "--workers", "2", "--chunk", "2", "--log", str(log), "--engine", engine],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # until a first chunk is committed
-            try:
-                with sqlite3.connect(log) as db:
-                    if db.execute("SELECT count(*) FROM entries").fetchone()[0] > 0:
-                        break
-            except sqlite3.Error:
-                pass
-            time.sleep(0.05)
-        os.killpg(proc.pid, signum)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    wait_for_first_entry(log)
+    err = signalled(proc, signum, group=True)
     if proc.returncode == 0 or "the batch had finished" in err:
         pytest.skip("the batch finished before the signal")  # a very fast machine
     assert proc.returncode == code and err.startswith("interrupted: "), err
@@ -137,19 +121,12 @@ def test_an_interrupted_backtest_says_so_and_leaves_no_report_folder(tmp_path, s
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "backtest", "--years", "12", "--workers", "2",
                              "--no-plots", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        lines = []
-        for line in proc.stderr:  # until the first strategy has finished: the pool is at work
-            lines.append(line)
-            if "tax paid" in line:
-                break
-        os.killpg(proc.pid, signum)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    lines = []
+    for line in proc.stderr:  # until the first strategy has finished: the pool is at work
+        lines.append(line)
+        if "tax paid" in line:
+            break
+    err = signalled(proc, signum, group=True)
     if proc.returncode == 0:
         pytest.skip("the backtest finished before the signal")  # a very fast machine
     assert proc.returncode == code, "".join(lines) + err
